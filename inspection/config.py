@@ -1,0 +1,195 @@
+"""Validated settings: one `Settings` object, loaded from YAML + environment + CLI overrides.
+
+Every site-specific value (grid, model, backend, thresholds, broker, topics, database, deadline)
+lives here; code receives the validated object and never reads constants of its own.
+The defaults are the embedded defaults (`configs/default.yaml` mirrors them): local broker,
+SQLite, CPU backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ENV_PREFIX = "INSPECTION__"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GridConfig(_Section):
+    """Frame geometry: a frame is cut into `rows × cols` tiles, padded with blank tiles to `batch_size`."""
+
+    frame_width: int = Field(2700, gt=0)
+    frame_height: int = Field(2100, gt=0)
+    tile_size: int = Field(300, gt=0)
+    overlap: int = Field(0, ge=0, description="pixels shared by neighbouring tiles (stride = tile - overlap)")
+    batch_size: int = Field(64, gt=0, description="tiles per detector call; blank tiles pad the grid up to it")
+
+    @model_validator(mode="after")
+    def _check(self) -> "GridConfig":
+        if self.overlap >= self.tile_size:
+            raise ValueError(f"grid.overlap={self.overlap} must be smaller than grid.tile_size={self.tile_size}")
+        if self.tile_size > min(self.frame_width, self.frame_height):
+            raise ValueError("grid.tile_size must not exceed the frame's width or height")
+        return self
+
+
+class ModelConfig(_Section):
+    name: Literal["ssd_mobilenet_v2_coco", "yolox_nano"] = "ssd_mobilenet_v2_coco"
+    backend: Literal["opencv", "onnxruntime", "torch", "tensorrt"] = "opencv"
+    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    path: Path | None = Field(None, description="ONNX (or frozen graph) to use instead of the registry's default location")
+    threads: int = Field(0, ge=0, description="CPU threads for the backend; 0 = library default")
+
+
+class DetectConfig(_Section):
+    score_threshold: float = Field(0.3, ge=0.0, le=1.0, description="operating threshold for stored detections")
+    nms_iou: float = Field(0.6, gt=0.0, le=1.0)
+    max_per_tile: int = Field(100, gt=0)
+    pre_nms_top_k: int = Field(200, gt=0, description="candidates kept per tile and class before NMS")
+
+
+class StitchConfig(_Section):
+    merge: Literal["none", "nms", "nmm"] = Field("nms", description="how duplicates across tile borders are merged (overlap > 0)")
+    match_metric: Literal["iou", "ios"] = "iou"
+    match_threshold: float = Field(0.5, gt=0.0, le=1.0)
+
+
+class KafkaConfig(_Section):
+    bootstrap_servers: str | None = Field(None, description="host:port of a Kafka cluster; None starts the embedded broker")
+    topic: str = "frames"
+    dlq_topic: str = "frames.dlq"
+    group_id: str = "inspection-edge"
+    partitions: int = Field(5, gt=0)
+    message_max_bytes: int = Field(8 * 1024 * 1024, gt=1024)
+    session_timeout_ms: int = Field(6000, ge=1000)
+    poll_timeout_s: float = Field(0.2, gt=0)
+
+
+class StoreConfig(_Section):
+    url: str = "sqlite:///inspection.db"
+    image_dir: Path | None = Field(Path("var/images"), description="content-addressed frame images; None keeps no images")
+    connect_retries: int = Field(5, ge=0)
+
+
+class LineConfig(_Section):
+    cameras: int = Field(5, gt=0)
+    shots_per_camera: int = Field(19, gt=0)
+    takt_s: float = Field(60.0, gt=0, description="seconds between cars; a car's deadline is the next car's arrival")
+    jpeg_quality: int = Field(90, ge=1, le=100)
+
+    @property
+    def frames_per_car(self) -> int:
+        return self.cameras * self.shots_per_camera
+
+
+class PipelineConfig(_Section):
+    decode_workers: int = Field(2, gt=0)
+    queue_size: int = Field(4, gt=0, description="bound of each inter-stage queue (frames)")
+
+
+class Settings(_Section):
+    grid: GridConfig = GridConfig()
+    model: ModelConfig = ModelConfig()
+    detect: DetectConfig = DetectConfig()
+    stitch: StitchConfig = StitchConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    store: StoreConfig = StoreConfig()
+    line: LineConfig = LineConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+
+    def digest(self) -> str:
+        """Stable short hash of the whole configuration (recorded on each run row)."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key and what is allowed."""
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _dotted_to_nested(dotted: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in dotted.items():
+        parts = key.split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """`INSPECTION__MODEL__BACKEND=onnxruntime` -> {"model": {"backend": "onnxruntime"}} (values parsed as YAML)."""
+    dotted = {
+        key[len(ENV_PREFIX):].lower().replace("__", "."): yaml.safe_load(value)
+        for key, value in environ.items()
+        if key.startswith(ENV_PREFIX)
+    }
+    return _dotted_to_nested(dotted)
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for item in err.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "<root>"
+        msg = item["msg"]
+        ctx = item.get("ctx") or {}
+        if "expected" in ctx:
+            msg = f"{msg} (allowed: {ctx['expected']})"
+        got = item.get("input")
+        if not isinstance(got, dict):
+            msg = f"{msg}; got {got!r}"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def load_settings(
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Defaults <- YAML file <- environment (INSPECTION__SECTION__KEY) <- overrides (dotted keys).
+
+    Raises ConfigError naming the offending key and the allowed values.
+    """
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of sections, got {type(loaded).__name__}")
+        data = loaded
+        source = str(p)
+    data = _deep_merge(data, _env_overrides(dict(os.environ if environ is None else environ)))
+    if overrides:
+        data = _deep_merge(data, _dotted_to_nested({k: v for k, v in overrides.items() if v is not None}))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, source)) from None
