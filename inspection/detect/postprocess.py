@@ -1,0 +1,96 @@
+"""Raw network outputs -> per-tile `Detections`, shared by every backend.
+
+decode (per model family) -> candidate selection -> one batched class-wise NMS -> per-tile cap.
+Everything is an array operation over the whole batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import numpy as np
+
+from ..boxes import batched_nms, top_k_per_group
+from ..config import DetectConfig
+from ..detections import Detections
+from .base import ModelSpec
+from .preprocess import tile_scale
+from .ssd import anchors_from_decoder, decode_ssd_boxes
+from .yolox import decode_yolox
+
+# Per tile, candidates beyond this many (the best (box, class) pairs) are never needed: a box only
+# suppresses lower-scoring ones, so the kept set is exact whenever max_per_tile boxes survive among them.
+CANDIDATES_PER_TILE_FACTOR = 20
+
+
+@dataclass(frozen=True)
+class RawOutput:
+    """Decoded network output for a batch: boxes (N, A, 4) xyxy in network-input pixels, scores (N, A, C)."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+
+
+class OutputDecoder:
+    """Turns a model's raw output tensors into `RawOutput`, driven by the spec's `decoder` section."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.kind = spec.decoder["type"]
+        if self.kind == "ssd_box_coder":
+            self.anchors = anchors_from_decoder(spec.decoder)
+            self.scales = spec.decoder["scales"]
+        elif self.kind != "yolox":
+            raise ValueError(f"model {spec.name}: unknown decoder {self.kind!r}")
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self.spec.decoder["outputs"].values())
+
+    def decode(self, outputs: dict[str, np.ndarray]) -> RawOutput:
+        names = self.spec.decoder["outputs"]
+        if self.kind == "ssd_box_coder":
+            ih, iw = self.spec.input_size
+            boxes = decode_ssd_boxes(outputs[names["boxes"]], self.anchors, self.scales)
+            boxes *= np.array([iw, ih, iw, ih], np.float32)
+            return RawOutput(boxes, np.asarray(outputs[names["scores"]], np.float32))
+        boxes, scores = decode_yolox(np.asarray(outputs[names["predictions"]], np.float32), self.spec.input_size, self.spec.decoder["strides"])
+        return RawOutput(boxes, scores)
+
+
+def _candidates(scores: np.ndarray, floor: float, per_tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tile, anchor, column) of the (box, class) pairs scoring above `floor`, at most `per_tile` per tile."""
+    n, a, c = scores.shape
+    above = scores > floor
+    if above.sum(axis=(1, 2)).max(initial=0) <= per_tile:
+        return np.nonzero(above)
+    flat = scores.reshape(n, a * c)
+    best = np.argpartition(flat, a * c - per_tile, axis=1)[:, a * c - per_tile:]  # (n, per_tile)
+    tile = np.repeat(np.arange(n), per_tile)
+    index = best.ravel()
+    keep = flat[tile, index] > floor
+    tile, index = tile[keep], index[keep]
+    return tile, index // c, index % c
+
+
+def select_detections(raw: RawOutput, spec: ModelSpec, config: DetectConfig, tile_hw: tuple[int, int], score_threshold: float | None = None) -> Detections:
+    """Score filter, one batched class-wise NMS (groups = tile × class), per-tile cap, tile pixels."""
+    floor = config.score_threshold if score_threshold is None else score_threshold
+    scores = raw.scores
+    columns = np.asarray(spec.output_class_ids)
+    if spec.background_columns:
+        keep_cols = np.setdiff1d(np.arange(scores.shape[2]), spec.background_columns)
+        scores = scores[:, :, keep_cols]
+        columns = columns[keep_cols]
+    tile, anchor, column = _candidates(scores, floor, CANDIDATES_PER_TILE_FACTOR * config.max_per_tile)
+    score = scores[tile, anchor, column]
+    groups = tile.astype(np.int64) * scores.shape[2] + column
+    pick = top_k_per_group(score, groups, config.pre_nms_top_k)
+    tile, anchor, column, score, groups = tile[pick], anchor[pick], column[pick], score[pick], groups[pick]
+    boxes = raw.boxes[tile, anchor] * tile_scale(spec, tile_hw)
+    kept = batched_nms(boxes, score, groups, config.nms_iou)
+    kept = kept[top_k_per_group(score[kept], tile[kept], config.max_per_tile)]
+    kept = kept[np.lexsort((-score[kept], tile[kept]))]
+    th, tw = tile_hw
+    xyxy = np.clip(boxes[kept], 0, np.array([tw, th, tw, th], np.float32))
+    return Detections(xyxy, score[kept], columns[column[kept]], tile[kept])
+
