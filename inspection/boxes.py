@@ -81,11 +81,14 @@ def greedy_suppression(num: int, first: np.ndarray, second: np.ndarray) -> np.nd
         keep = new_keep
 
 
-def batched_nms(xyxy: np.ndarray, scores: np.ndarray, groups: np.ndarray, iou_threshold: float) -> np.ndarray:
+def batched_nms(
+    xyxy: np.ndarray, scores: np.ndarray, groups: np.ndarray, iou_threshold: float, metric: str = "iou"
+) -> np.ndarray:
     """Greedy NMS within each group, every group in one call (torchvision's batched_nms contract).
 
     xyxy (N, 4), scores (N,), groups (N,) int -> (K,) int64 indices of kept boxes, highest score
-    first. A box is suppressed by a kept, higher-scoring box of its own group with IoU > threshold.
+    first. A box is suppressed by a kept, higher-scoring box of its own group whose overlap
+    (`metric`: "iou", or "ios" = intersection over the smaller box) exceeds the threshold.
     Cost is quadratic in the largest group: cap candidates per group first (`top_k_per_group`).
     """
     n = len(xyxy)
@@ -96,7 +99,7 @@ def batched_nms(xyxy: np.ndarray, scores: np.ndarray, groups: np.ndarray, iou_th
     order = np.lexsort((-scores, groups))  # group-major, best score first inside a group
     boxes = np.asarray(xyxy, np.float64)[order]
     first, second = group_pairs(groups[order])
-    overlapping = paired_overlap(boxes[first], boxes[second], "iou") > iou_threshold
+    overlapping = paired_overlap(boxes[first], boxes[second], metric) > iou_threshold
     keep = greedy_suppression(n, first[overlapping], second[overlapping])
     kept = order[keep]
     return kept[np.argsort(-scores[kept], kind="stable")]

@@ -59,9 +59,14 @@ class DetectConfig(_Section):
 
 
 class StitchConfig(_Section):
-    merge: Literal["none", "nms", "nmm"] = Field("nms", description="how duplicates across tile borders are merged (overlap > 0)")
+    merge: Literal["none", "nms", "nmm"] = Field(
+        "nms", description="how duplicates of one object seen by overlapping tiles are merged (grid.overlap > 0)"
+    )
     match_metric: Literal["iou", "ios"] = "iou"
     match_threshold: float = Field(0.5, gt=0.0, le=1.0)
+    border_merge: bool = Field(True, description="join the halves of an object cut by a tile border (same class, touching the border)")
+    border_tolerance_px: float = Field(2.0, ge=0.0, description="how close to the shared border both halves must end")
+    border_min_overlap: float = Field(0.5, gt=0.0, le=1.0, description="1-D IoU of the halves' extents along the border")
 
 
 class KafkaConfig(_Section):
@@ -70,15 +75,27 @@ class KafkaConfig(_Section):
     dlq_topic: str = "frames.dlq"
     group_id: str = "inspection-edge"
     partitions: int = Field(5, gt=0)
-    message_max_bytes: int = Field(8 * 1024 * 1024, gt=1024)
+    replication_factor: int = Field(-1, ge=-1, description="replicas of created topics; -1 = the broker's default")
+    message_max_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024, description="largest frame record; payloads up to this minus 16 KiB")
     session_timeout_ms: int = Field(6000, ge=1000)
     poll_timeout_s: float = Field(0.2, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "KafkaConfig":
+        if self.replication_factor == 0:
+            raise ValueError("kafka.replication_factor must be >= 1, or -1 for the broker's default")
+        if self.topic == self.dlq_topic:
+            raise ValueError(f"kafka.dlq_topic must differ from kafka.topic ({self.topic!r})")
+        return self
 
 
 class StoreConfig(_Section):
     url: str = "sqlite:///inspection.db"
     image_dir: Path | None = Field(Path("var/images"), description="content-addressed frame images; None keeps no images")
-    connect_retries: int = Field(5, ge=0)
+    connect_retries: int = Field(5, ge=0, description="extra connection attempts at start (0 = try once)")
+    connect_backoff_s: float = Field(0.5, gt=0, description="wait before the first retry; doubles each retry (capped at 30 s)")
+    connect_timeout_s: float = Field(10.0, gt=0, description="PostgreSQL connect timeout per attempt")
+    sqlite_busy_timeout_s: float = Field(30.0, gt=0, description="how long a SQLite writer waits for the write lock")
 
 
 class LineConfig(_Section):

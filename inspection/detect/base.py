@@ -112,11 +112,14 @@ def resolve_model_file(spec: ModelSpec, kind: str, override: str | Path | None =
         raise ModelNotFoundError(f"model {spec.name} has no {kind} file; it provides: {', '.join(spec.files)}")
     if "package" in entry:
         package = entry["package"]
-        if importlib.util.find_spec(package) is None:
+        # find_spec locates the package without importing it (openpibo's __init__ needs pkg_resources).
+        found = importlib.util.find_spec(package)
+        if found is None or not found.submodule_search_locations:
             raise ModelNotFoundError(f"model {spec.name}: package {package} is not installed (pip install {package.replace('_', '-')})")
-        path = Path(str(importlib.resources.files(package) / entry["resource"]))
-        if path.is_file():
-            return path
+        for location in found.submodule_search_locations:
+            path = Path(location) / entry["resource"]
+            if path.is_file():
+                return path
         raise ModelNotFoundError(f"model {spec.name}: {entry['resource']} missing from package {package}")
     path = model_cache_dir() / entry["cache"]
     if path.is_file():

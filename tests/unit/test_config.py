@@ -1,0 +1,60 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from inspection.config import ConfigError, Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_default_yaml_equals_embedded_defaults():
+    assert load_settings(REPO / "configs" / "default.yaml", environ={}) == Settings()
+
+
+@pytest.mark.parametrize("profile", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_profile_validates(profile):
+    load_settings(profile, environ={})
+
+
+def test_bad_backend_names_key_and_allowed_values(tmp_path):
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump({"model": {"backend": "tensorflow"}}))
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, environ={})
+    text = str(err.value)
+    assert "model.backend" in text and "'opencv'" in text and "'tensorrt'" in text and "tensorflow" in text
+
+
+def test_unknown_key_is_rejected(tmp_path):
+    path = tmp_path / "site.yaml"
+    path.write_text("grid:\n  tile_sise: 300\n")
+    with pytest.raises(ConfigError, match="grid.tile_sise"):
+        load_settings(path, environ={})
+
+
+def test_out_of_range_and_inconsistent_values():
+    with pytest.raises(ConfigError, match="detect.score_threshold"):
+        load_settings(overrides={"detect.score_threshold": 1.5}, environ={})
+    with pytest.raises(ConfigError, match="overlap"):
+        load_settings(overrides={"grid.overlap": 300}, environ={})
+
+
+def test_env_and_overrides_layer_on_file(tmp_path):
+    path = tmp_path / "site.yaml"
+    path.write_text("model:\n  backend: onnxruntime\nkafka:\n  topic: cam\n")
+    s = load_settings(path, environ={"INSPECTION__KAFKA__TOPIC": "line7"}, overrides={"detect.nms_iou": 0.5})
+    assert (s.model.backend, s.kafka.topic, s.detect.nms_iou) == ("onnxruntime", "line7", 0.5)
+
+
+def test_missing_or_malformed_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.yaml", environ={})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="mapping of sections"):
+        load_settings(bad, environ={})
+
+
+def test_digest_changes_with_config():
+    assert Settings().digest() != load_settings(overrides={"detect.nms_iou": 0.5}, environ={}).digest()
