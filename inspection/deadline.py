@@ -1,0 +1,87 @@
+"""Per-car deadline accounting: was a car's last frame handled before its deadline, and by how much.
+
+Completion itself is decided inside the store transaction that writes a car's last frame
+(`inspection.store.repository`), so it is right with several consumers; this module
+interprets the result: a `CarDeadline` per completed car, a log line for each (a warning
+for a late car), and running totals for a consumer's metrics and its end-of-run summary.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CarDeadline:
+    """A completed car against its deadline. lateness_s < 0: early by -lateness_s seconds."""
+
+    car_id: str
+    completed_at: datetime
+    deadline_at: datetime
+    met: bool
+    lateness_s: float
+
+    def describe(self) -> str:
+        if self.met:
+            return f"car {self.car_id} met its deadline with {-self.lateness_s:.2f} s to spare"
+        return f"car {self.car_id} missed its deadline by {self.lateness_s:.2f} s"
+
+
+def evaluate_car(car_id: str, completed_at: datetime, deadline_at: datetime) -> CarDeadline:
+    """A car completed at `completed_at` meets its deadline when completed_at <= deadline_at."""
+    lateness_s = (completed_at - deadline_at).total_seconds()
+    return CarDeadline(car_id, completed_at, deadline_at, lateness_s <= 0.0, lateness_s)
+
+
+def car_deadline_from_row(row: Any) -> CarDeadline | None:
+    """CarDeadline of a `cars` row (ORM object or Row with car_id, completed_at, deadline_at,
+    deadline_met, lateness_s); None while the car is not complete."""
+    if row.completed_at is None:
+        return None
+    evaluated = evaluate_car(row.car_id, row.completed_at, row.deadline_at)
+    # The stored verdict is authoritative (it was decided once, in the store transaction).
+    met = evaluated.met if row.deadline_met is None else bool(row.deadline_met)
+    lateness = evaluated.lateness_s if row.lateness_s is None else float(row.lateness_s)
+    return CarDeadline(row.car_id, row.completed_at, row.deadline_at, met, lateness)
+
+
+def log_car_deadline(deadline: CarDeadline, logger: logging.Logger = log) -> None:
+    """Warn about a late car with how late it was; note an on-time car at INFO."""
+    if deadline.met:
+        logger.info(deadline.describe())
+    else:
+        logger.warning(deadline.describe())
+
+
+@dataclass
+class DeadlineTracker:
+    """Running totals over the cars this process completed (one per consumer, no global state)."""
+
+    cars_completed: int = 0
+    cars_late: int = 0
+    worst_lateness_s: float | None = None
+    last: CarDeadline | None = None
+
+    def record(self, deadline: CarDeadline, logger: logging.Logger | None = log) -> None:
+        self.cars_completed += 1
+        self.cars_late += 0 if deadline.met else 1
+        if self.worst_lateness_s is None or deadline.lateness_s > self.worst_lateness_s:
+            self.worst_lateness_s = deadline.lateness_s
+        self.last = deadline
+        if logger is not None:
+            log_car_deadline(deadline, logger)
+
+    def record_all(self, deadlines: Iterable[CarDeadline], logger: logging.Logger | None = log) -> None:
+        for deadline in deadlines:
+            self.record(deadline, logger)
+
+    @property
+    def on_time_ratio(self) -> float | None:
+        if not self.cars_completed:
+            return None
+        return (self.cars_completed - self.cars_late) / self.cars_completed

@@ -1,0 +1,159 @@
+"""SQLAlchemy models of the results database: runs, cars, frames, detections.
+
+Time is stored as real timestamp columns in UTC (`TIMESTAMP WITH TIME ZONE` on PostgreSQL,
+ISO text `YYYY-MM-DD HH:MM:SS.ffffff` in UTC on SQLite) so analysts can query plain SQL;
+durations are float seconds (`latency_s`, `lateness_s`). Python always sees timezone-aware
+UTC datetimes, whatever the backend. Timestamps keep microseconds: the nanosecond capture
+times of the Kafka headers lose their last three digits, latencies are computed from the
+nanoseconds before rounding.
+
+Boxes are xyxy in frame pixels (after stitching). The schema is created by the Alembic
+migrations in `migrations/versions`; a test checks that they and these models agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Explicit constraint names keep migrations and models comparable on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+CAR_ID_MAX = 64
+ERROR_KIND_MAX = 32
+
+# BIGINT on PostgreSQL; SQLite only auto-increments a column declared exactly INTEGER.
+BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes in and out; naive datetimes are refused (ambiguous)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware datetime (UTC)")
+        value = value.astimezone(timezone.utc)
+        # SQLite has no time zone type: store UTC wall time so text comparisons order correctly.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Run(Base):
+    """One consumer process (or demo / evaluation run) writing results."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    model: Mapped[str] = mapped_column(String(128), nullable=False)
+    backend: Mapped[str] = mapped_column(String(32), nullable=False)
+    precision: Mapped[str] = mapped_column(String(16), nullable=False)
+    config_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    host: Mapped[str] = mapped_column(String(255), nullable=False)
+    consumer_id: Mapped[str] = mapped_column(String(255), nullable=False)
+
+
+class Car(Base):
+    """One car on the line; completion is set once, by whichever consumer stores its last frame."""
+
+    __tablename__ = "cars"
+
+    car_id: Mapped[str] = mapped_column(String(CAR_ID_MAX), primary_key=True)
+    frames_expected: Mapped[int] = mapped_column(Integer, nullable=False)
+    frames_done: Mapped[int] = mapped_column(Integer, nullable=False)
+    first_captured_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    deadline_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    # processed_at of the car's last handled frame, set when frames_done reaches frames_expected
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    deadline_met: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    # completed_at - deadline_at in seconds: negative = early, positive = late
+    lateness_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Frame(Base):
+    """One camera shot of one car: a detection result, or an error row (error set, no detections)."""
+
+    __tablename__ = "frames"
+    __table_args__ = (
+        UniqueConstraint("car_id", "camera", "shot"),
+        Index(None, "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    car_id: Mapped[str] = mapped_column(ForeignKey("cars.car_id"), nullable=False)
+    camera: Mapped[int] = mapped_column(Integer, nullable=False)
+    shot: Mapped[int] = mapped_column(Integer, nullable=False)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    captured_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    processed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    # processed_at - captured_at in seconds, from the nanosecond clocks
+    latency_s: Mapped[float] = mapped_column(Float, nullable=False)
+    image_uri: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_kind: Mapped[str | None] = mapped_column(String(ERROR_KIND_MAX), nullable=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), nullable=False)
+    kafka_topic: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    kafka_partition: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    kafka_offset: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    detection_count: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class Detection(Base):
+    """One box of one frame, in frame pixels."""
+
+    __tablename__ = "detections"
+    __table_args__ = (
+        Index(None, "frame_id"),
+        Index(None, "class_id", "score"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    frame_id: Mapped[int] = mapped_column(ForeignKey("frames.id", ondelete="CASCADE"), nullable=False)
+    class_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    class_name: Mapped[str] = mapped_column(String(64), nullable=False)
+    score: Mapped[float] = mapped_column(Float, nullable=False)
+    x1: Mapped[float] = mapped_column(Float, nullable=False)
+    y1: Mapped[float] = mapped_column(Float, nullable=False)
+    x2: Mapped[float] = mapped_column(Float, nullable=False)
+    y2: Mapped[float] = mapped_column(Float, nullable=False)
+    # tile of the 64-tile batch the box came from; -1 once merged across tiles
+    tile_index: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -1,0 +1,510 @@
+"""Write and read API of the results database (`ResultStore`).
+
+Delivery is at-least-once from Kafka and exactly-once here: a frame is upserted by
+(car_id, camera, shot) and a redelivered frame replaces its own detections, in one
+transaction per frame. The same transaction counts the car's frames and, when the count
+reaches the expected number, records completion (completed_at, deadline_met, lateness_s)
+exactly once, whichever consumer stored the last frame:
+
+- PostgreSQL: the car row is locked (`SELECT … FOR NO KEY UPDATE`) after the frame and its
+  detections are written and before counting. Under READ COMMITTED the COUNT that follows
+  the lock sees every frame committed by the transaction that held it, so of two consumers
+  storing a car's last two frames, the second to get the lock counts them all and completes
+  the car; the first does not. NO KEY UPDATE (not plain FOR UPDATE) because inserting a
+  frame takes a KEY SHARE lock on its car (foreign key): FOR UPDATE would conflict with it
+  and two such transactions would deadlock.
+- SQLite: a store transaction starts with BEGIN IMMEDIATE, so writers run one at a time.
+
+Frames with an error (undecodable, wrong size, …) are stored as rows with `error` set and
+no detections, and count toward completion: the frame was handled (and dead-lettered), so
+waiting for it would leave the car incomplete for ever. `CarSummary.errors` says how many
+of a car's frames are such rows. An error never replaces a successful result of the same
+frame (a redelivery failing where the first delivery succeeded keeps the success).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from sqlalchemy import Connection, Engine, case, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session
+
+from ..config import StoreConfig
+from ..deadline import CarDeadline, car_deadline_from_row, evaluate_car
+from ..detections import Detections
+from .db import SQLITE_IMMEDIATE, create_engine_for, wait_for_database
+from .images import ImageStore
+from .migrations import upgrade_database
+from .models import CAR_ID_MAX, ERROR_KIND_MAX, Car, Detection, Frame, Run
+
+log = logging.getLogger(__name__)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def datetime_from_ns(ns: int) -> datetime:
+    """UTC datetime of a Unix time in nanoseconds (truncated to microseconds, exact otherwise)."""
+    return _EPOCH + timedelta(microseconds=int(ns) // 1000)
+
+
+class CarNotFoundError(KeyError):
+    """No car with that id in the results database."""
+
+
+class FrameNotFoundError(KeyError):
+    """No frame with that (car_id, camera, shot) in the results database."""
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """Everything the store needs about one handled frame (from the Kafka message and the pipeline).
+
+    Times are Unix nanoseconds: captured/deadline from the message headers, received when
+    the consumer polled it, processed when its detections (or its error) were final.
+    `shots_per_car` is the number of frames expected for the whole car (cameras × shots).
+    Give the encoded image as `image` (kept if the store has an ImageStore) or a ready
+    `image_uri`, or neither.
+    """
+
+    car_id: str
+    camera: int
+    shot: int
+    shots_per_car: int
+    captured_at_ns: int
+    deadline_at_ns: int
+    received_at_ns: int
+    processed_at_ns: int
+    run_id: int
+    width: int | None = None
+    height: int | None = None
+    image: bytes | None = None
+    image_uri: str | None = None
+    kafka_topic: str | None = None
+    kafka_partition: int | None = None
+    kafka_offset: int | None = None
+
+    def __post_init__(self) -> None:
+        where = f"frame car={self.car_id!r} cam={self.camera} shot={self.shot}"
+        if not isinstance(self.car_id, str) or not self.car_id or len(self.car_id) > CAR_ID_MAX:
+            raise ValueError(f"{where}: car_id must be a non-empty string of at most {CAR_ID_MAX} characters")
+        if self.camera < 0 or self.shot < 0:
+            raise ValueError(f"{where}: camera and shot are 0-based indices and must be >= 0")
+        if self.shots_per_car <= 0:
+            raise ValueError(f"{where}: shots_per_car (frames expected per car) must be > 0, got {self.shots_per_car}")
+        for name in ("captured_at_ns", "deadline_at_ns", "received_at_ns", "processed_at_ns"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{where}: {name} must be Unix time in nanoseconds (>= 0), got {getattr(self, name)}")
+        if self.image is not None and self.image_uri is not None:
+            raise ValueError(f"{where}: give either image bytes or an image_uri, not both")
+
+    @property
+    def latency_s(self) -> float:
+        return (self.processed_at_ns - self.captured_at_ns) / 1e9
+
+
+@dataclass(frozen=True)
+class StoredFrame:
+    """What one store call did. `completed` is set only for the call that completed the car."""
+
+    frame_id: int
+    car_id: str
+    camera: int
+    shot: int
+    detections: int
+    replaced: bool  # a row for this frame existed (a redelivery); informational under races
+    error_kind: str | None
+    car_frames_done: int
+    car_frames_expected: int
+    completed: CarDeadline | None
+
+
+@dataclass(frozen=True)
+class CarSummary:
+    car_id: str
+    frames: int  # frame rows, error rows included
+    frames_expected: int
+    errors: int
+    detections: int
+    mean_frame_latency_s: float | None
+    max_frame_latency_s: float | None
+    car_latency_s: float | None  # first captured -> last processed (so far, if not complete)
+    first_captured_at: datetime
+    deadline_at: datetime
+    deadline_s: float  # time allowed: first captured -> deadline
+    completed_at: datetime | None
+    deadline_met: bool | None
+    lateness_s: float | None
+
+    @property
+    def complete(self) -> bool:
+        return self.completed_at is not None
+
+
+@dataclass(frozen=True)
+class StoreCounts:
+    runs: int
+    cars: int
+    cars_completed: int
+    cars_late: int
+    frames: int
+    frame_errors: int
+    detections: int
+
+
+class ResultStore:
+    """The results database: one `store_frame` / `store_error` transaction per frame, read API for analysts."""
+
+    def __init__(self, target: Engine | str | URL, image_store: ImageStore | None = None) -> None:
+        self._owns_engine = not isinstance(target, Engine)
+        self.engine: Engine = create_engine_for(target) if self._owns_engine else target  # type: ignore[arg-type]
+        self.image_store = image_store
+        self._writer = self.engine.execution_options(**{SQLITE_IMMEDIATE: True})
+        self._insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+
+    @classmethod
+    def open(cls, config: StoreConfig, *, migrate: bool = True) -> "ResultStore":
+        """Engine for `config.url`, wait until it answers, bring the schema to head, attach the image store."""
+        engine = create_engine_for(
+            config.url, connect_timeout_s=config.connect_timeout_s, busy_timeout_s=config.sqlite_busy_timeout_s
+        )
+        try:
+            wait_for_database(engine, config.connect_retries, config.connect_backoff_s)
+            if migrate:
+                upgrade_database(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        store = cls(engine, ImageStore(config.image_dir) if config.image_dir is not None else None)
+        store._owns_engine = True
+        return store
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def __enter__(self) -> "ResultStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ writes
+
+    def start_run(
+        self,
+        model: str,
+        backend: str,
+        precision: str,
+        config_hash: str,
+        *,
+        host: str | None = None,
+        consumer_id: str | None = None,
+        started_at: datetime | None = None,
+    ) -> int:
+        """Record a run (one consumer process); frames written by it carry the returned id."""
+        host = host or socket.gethostname()
+        values = {
+            "started_at": started_at or datetime.now(timezone.utc),
+            "model": model,
+            "backend": backend,
+            "precision": precision,
+            "config_hash": config_hash,
+            "host": host,
+            "consumer_id": consumer_id or f"{host}:{os.getpid()}",
+        }
+        with self._writer.begin() as conn:
+            return int(conn.execute(insert(Run).values(values).returning(Run.id)).scalar_one())
+
+    def store_frame(
+        self,
+        record: FrameRecord,
+        detections: Detections,
+        class_names: Mapping[int, str] | Sequence[str],
+    ) -> StoredFrame:
+        """Upsert the frame and replace its detections (frame pixels), update the car; one transaction."""
+        where = f"frame car={record.car_id!r} cam={record.camera} shot={record.shot}"
+        if not (np.isfinite(detections.xyxy).all() and np.isfinite(detections.score).all()):
+            raise ValueError(f"{where}: detections hold NaN or infinite boxes/scores; refusing to store them")
+        image_uri = record.image_uri
+        if record.image is not None and self.image_store is not None:
+            # Outside the transaction: content-addressed and idempotent, at worst an unreferenced file.
+            image_uri = self.image_store.put(record.image)
+        rows = _detection_rows(detections, class_names)
+        return self._store(record, image_uri, rows, error_kind=None, error=None)
+
+    def store_error(self, record: FrameRecord, error_kind: str, message: str) -> StoredFrame:
+        """Record a frame that could not be processed (error set, no detections); it counts toward completion."""
+        if not error_kind or len(error_kind) > ERROR_KIND_MAX:
+            raise ValueError(f"error_kind must be a short non-empty label (<= {ERROR_KIND_MAX} chars), got {error_kind!r}")
+        image_uri = record.image_uri
+        if record.image is not None and self.image_store is not None:
+            image_uri = self.image_store.put(record.image)
+        return self._store(record, image_uri, [], error_kind=error_kind, error=message)
+
+    def _store(
+        self,
+        record: FrameRecord,
+        image_uri: str | None,
+        detection_rows: list[tuple[Any, ...]],
+        *,
+        error_kind: str | None,
+        error: str | None,
+    ) -> StoredFrame:
+        captured_at = datetime_from_ns(record.captured_at_ns)
+        frame_key = (Frame.car_id == record.car_id, Frame.camera == record.camera, Frame.shot == record.shot)
+        frame_values = {
+            "width": record.width,
+            "height": record.height,
+            "captured_at": captured_at,
+            "received_at": datetime_from_ns(record.received_at_ns),
+            "processed_at": datetime_from_ns(record.processed_at_ns),
+            "latency_s": record.latency_s,
+            "image_uri": image_uri,
+            "error": error,
+            "error_kind": error_kind,
+            "run_id": record.run_id,
+            "kafka_topic": record.kafka_topic,
+            "kafka_partition": record.kafka_partition,
+            "kafka_offset": record.kafka_offset,
+            "detection_count": len(detection_rows),
+        }
+        with self._writer.begin() as conn:
+            conn.execute(
+                self._insert(Car)
+                .values(
+                    car_id=record.car_id,
+                    frames_expected=record.shots_per_car,
+                    frames_done=0,
+                    first_captured_at=captured_at,
+                    deadline_at=datetime_from_ns(record.deadline_at_ns),
+                )
+                .on_conflict_do_nothing(index_elements=[Car.car_id])
+            )
+            replaced = conn.execute(select(Frame.id).where(*frame_key)).first() is not None
+            upsert = self._insert(Frame).values(
+                car_id=record.car_id, camera=record.camera, shot=record.shot, **frame_values
+            )
+            upsert = upsert.on_conflict_do_update(
+                index_elements=[Frame.car_id, Frame.camera, Frame.shot],
+                set_=frame_values,
+                # an error never overwrites a successful result of the same frame
+                where=Frame.error.is_not(None) if error is not None else None,
+            )
+            frame_id = conn.execute(upsert.returning(Frame.id)).scalar()
+            kept_success = frame_id is None
+            if kept_success:
+                frame_id = conn.execute(select(Frame.id).where(*frame_key)).scalar_one()
+                detection_count = conn.execute(select(Frame.detection_count).where(Frame.id == frame_id)).scalar_one()
+                log.info("frame car=%s cam=%d shot=%d: keeping its stored result, not the later error %s",
+                         record.car_id, record.camera, record.shot, error_kind)
+            else:
+                detection_count = len(detection_rows)
+                # Unconditional: a concurrent redelivery may have written the row since `replaced` was read.
+                conn.execute(delete(Detection).where(Detection.frame_id == frame_id))
+                self._insert_detections(conn, int(frame_id), detection_rows)
+            car_done, car_expected, completed = self._update_car(conn, record, captured_at)
+        return StoredFrame(
+            frame_id=int(frame_id),
+            car_id=record.car_id,
+            camera=record.camera,
+            shot=record.shot,
+            detections=int(detection_count),
+            replaced=replaced,
+            error_kind=None if kept_success else error_kind,
+            car_frames_done=car_done,
+            car_frames_expected=car_expected,
+            completed=completed,
+        )
+
+    @staticmethod
+    def _insert_detections(conn: Connection, frame_id: int, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        if conn.dialect.name == "postgresql":
+            # COPY: one stream for all boxes, in the same transaction; an executemany or a
+            # multi-row VALUES costs ~50 µs a box in parameter handling, COPY a few.
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            with cursor, cursor.copy(f"COPY detections (frame_id, {', '.join(DETECTION_COLUMNS)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row((frame_id, *row))
+            return
+        conn.execute(
+            insert(Detection),
+            [dict(zip(DETECTION_COLUMNS, row), frame_id=frame_id) for row in rows],
+        )
+
+    def _update_car(
+        self, conn: Connection, record: FrameRecord, captured_at: datetime
+    ) -> tuple[int, int, CarDeadline | None]:
+        car = conn.execute(
+            select(Car.frames_expected, Car.first_captured_at, Car.deadline_at, Car.completed_at)
+            .where(Car.car_id == record.car_id)
+            .with_for_update(key_share=True)
+        ).one()
+        # A new statement after the lock: under READ COMMITTED it sees frames committed meanwhile.
+        done, last_processed = conn.execute(
+            select(func.count(Frame.id), func.max(Frame.processed_at)).where(Frame.car_id == record.car_id)
+        ).one()
+        if record.shots_per_car != car.frames_expected:
+            log.warning(
+                "frame car=%s cam=%d shot=%d says %d frames per car, the car was registered with %d; keeping %d",
+                record.car_id, record.camera, record.shot, record.shots_per_car,
+                car.frames_expected, car.frames_expected,
+            )
+        values: dict[str, Any] = {"frames_done": done}
+        if captured_at < car.first_captured_at:
+            values["first_captured_at"] = captured_at
+        completed = None
+        if car.completed_at is None and done >= car.frames_expected:
+            completed = evaluate_car(record.car_id, last_processed, car.deadline_at)
+            values.update(
+                completed_at=completed.completed_at,
+                deadline_met=completed.met,
+                lateness_s=completed.lateness_s,
+            )
+        conn.execute(update(Car).where(Car.car_id == record.car_id).values(values))
+        return int(done), int(car.frames_expected), completed
+
+    # ------------------------------------------------------------------ reads
+
+    def _summary_select(self) -> Any:
+        per_frame = (
+            select(
+                Frame.car_id.label("car_id"),
+                func.count(Frame.id).label("frames"),
+                func.count(Frame.error).label("errors"),
+                func.coalesce(func.sum(Frame.detection_count), 0).label("detections"),
+                func.avg(Frame.latency_s).label("mean_latency"),
+                func.max(Frame.latency_s).label("max_latency"),
+                func.max(Frame.processed_at).label("last_processed"),
+            )
+            .group_by(Frame.car_id)
+            .subquery()
+        )
+        return (
+            select(Car, per_frame.c.frames, per_frame.c.errors, per_frame.c.detections,
+                   per_frame.c.mean_latency, per_frame.c.max_latency, per_frame.c.last_processed)
+            .outerjoin(per_frame, per_frame.c.car_id == Car.car_id)
+            .order_by(Car.first_captured_at, Car.car_id)
+        )
+
+    @staticmethod
+    def _summary(row: Any) -> CarSummary:
+        car: Car = row[0]
+        last = car.completed_at or row.last_processed
+        return CarSummary(
+            car_id=car.car_id,
+            frames=int(row.frames or 0),
+            frames_expected=car.frames_expected,
+            errors=int(row.errors or 0),
+            detections=int(row.detections or 0),
+            mean_frame_latency_s=None if row.mean_latency is None else float(row.mean_latency),
+            max_frame_latency_s=None if row.max_latency is None else float(row.max_latency),
+            car_latency_s=None if last is None else (last - car.first_captured_at).total_seconds(),
+            first_captured_at=car.first_captured_at,
+            deadline_at=car.deadline_at,
+            deadline_s=(car.deadline_at - car.first_captured_at).total_seconds(),
+            completed_at=car.completed_at,
+            deadline_met=car.deadline_met,
+            lateness_s=car.lateness_s,
+        )
+
+    def _read(self, statement: Any) -> list[Any]:
+        with Session(self.engine) as session:
+            return list(session.execute(statement).all())
+
+    def car_summary(self, car_id: str) -> CarSummary:
+        rows = self._read(self._summary_select().where(Car.car_id == car_id))
+        if not rows:
+            raise CarNotFoundError(f"no car {car_id!r} in the results database")
+        return self._summary(rows[0])
+
+    def car_summaries(self, *, completed_only: bool = False, limit: int | None = None) -> list[CarSummary]:
+        """All cars (or the completed ones), oldest first."""
+        statement = self._summary_select()
+        if completed_only:
+            statement = statement.where(Car.completed_at.is_not(None))
+        if limit is not None:
+            statement = statement.limit(limit)
+        return [self._summary(row) for row in self._read(statement)]
+
+    def overdue_cars(self, now: datetime | None = None) -> list[CarSummary]:
+        """Cars still incomplete after their deadline (frames lost or stuck): they never get a completion."""
+        now = now or datetime.now(timezone.utc)
+        statement = self._summary_select().where(Car.completed_at.is_(None), Car.deadline_at < now)
+        return [self._summary(row) for row in self._read(statement)]
+
+    def car_deadline(self, car_id: str) -> CarDeadline | None:
+        """The car's deadline verdict, None while it is incomplete."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(Car.car_id, Car.completed_at, Car.deadline_at, Car.deadline_met, Car.lateness_s)
+                .where(Car.car_id == car_id)
+            ).first()
+        if row is None:
+            raise CarNotFoundError(f"no car {car_id!r} in the results database")
+        return car_deadline_from_row(row)
+
+    def frame_detections(self, car_id: str, camera: int, shot: int) -> Detections:
+        """The stored detections of one frame (frame pixels), highest score first."""
+        with self.engine.connect() as conn:
+            frame_id = conn.execute(
+                select(Frame.id).where(Frame.car_id == car_id, Frame.camera == camera, Frame.shot == shot)
+            ).scalar()
+            if frame_id is None:
+                raise FrameNotFoundError(f"no frame car={car_id!r} cam={camera} shot={shot} in the results database")
+            rows = conn.execute(
+                select(Detection.x1, Detection.y1, Detection.x2, Detection.y2,
+                       Detection.score, Detection.class_id, Detection.tile_index)
+                .where(Detection.frame_id == frame_id)
+                .order_by(Detection.score.desc(), Detection.id)
+            ).all()
+        if not rows:
+            return Detections.empty()
+        table = np.asarray(rows, dtype=np.float64)
+        return Detections(table[:, :4], table[:, 4], table[:, 5].astype(np.int32), table[:, 6].astype(np.int32))
+
+    def counts(self) -> StoreCounts:
+        with self.engine.connect() as conn:
+            runs = conn.execute(select(func.count(Run.id))).scalar_one()
+            cars, completed, late = conn.execute(
+                select(
+                    func.count(Car.car_id),
+                    func.count(Car.completed_at),
+                    func.coalesce(func.sum(case((Car.deadline_met.is_(False), 1), else_=0)), 0),
+                )
+            ).one()
+            frames, errors = conn.execute(select(func.count(Frame.id), func.count(Frame.error))).one()
+            detections = conn.execute(select(func.count(Detection.id))).scalar_one()
+        return StoreCounts(int(runs), int(cars), int(completed), int(late), int(frames), int(errors), int(detections))
+
+
+DETECTION_COLUMNS = ("class_id", "class_name", "score", "x1", "y1", "x2", "y2", "tile_index")
+
+
+def _detection_rows(detections: Detections, class_names: Mapping[int, str] | Sequence[str]) -> list[tuple[Any, ...]]:
+    """One tuple per box in DETECTION_COLUMNS order, made column by column from the arrays
+    (tolist), never through per-box objects: the DB-API takes rows of Python values."""
+    if not len(detections):
+        return []
+    lookup = class_names if isinstance(class_names, Mapping) else dict(enumerate(class_names))
+    ids = detections.class_id.tolist()
+    names_of = {c: str(lookup.get(c, f"class_{c}")) for c in set(ids)}
+    x1, y1, x2, y2 = detections.xyxy.astype(np.float64).T.tolist()
+    return list(
+        zip(
+            ids,
+            [names_of[c] for c in ids],
+            detections.score.astype(np.float64).tolist(),
+            x1, y1, x2, y2,
+            detections.tile_index.tolist(),
+        )
+    )
