@@ -52,3 +52,6 @@ def kafka_config(kafka_broker) -> KafkaConfig:
         partitions=3,
         session_timeout_ms=6000,
     )
+
+
+from tests.integration.conftest_store import *  # noqa: E402,F401,F403  (postgres_url, store_db_url, sqlite_url)
