@@ -1,4 +1,4 @@
-"""SQLAlchemy models of the results database: runs, cars, frames, detections.
+"""SQLAlchemy models of the results database: runs, cars, frames, detections, rejected messages.
 
 Time is stored as real timestamp columns in UTC (`TIMESTAMP WITH TIME ZONE` on PostgreSQL,
 ISO text `YYYY-MM-DD HH:MM:SS.ffffff` in UTC on SQLite) so analysts can query plain SQL;
@@ -43,6 +43,9 @@ NAMING_CONVENTION = {
 
 CAR_ID_MAX = 64
 ERROR_KIND_MAX = 32
+KAFKA_TOPIC_MAX = 255
+# Keys of broken messages are arbitrary bytes from the wire: keep enough to find the message.
+MESSAGE_KEY_MAX = 255
 
 # BIGINT on PostgreSQL; SQLite only auto-increments a column declared exactly INTEGER.
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
@@ -157,3 +160,28 @@ class Detection(Base):
     y2: Mapped[float] = mapped_column(Float, nullable=False)
     # tile of the 64-tile batch the box came from; -1 once merged across tiles
     tile_index: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class RejectedMessageRow(Base):
+    """A Kafka message too broken to name a frame (no car/camera/shot), parked on the dead-letter topic.
+
+    One row per message: (topic, partition, offset) is unique, a redelivery updates the row.
+    """
+
+    __tablename__ = "rejected_messages"
+    __table_args__ = (
+        UniqueConstraint("kafka_topic", "kafka_partition", "kafka_offset"),
+        Index(None, "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # when the consumer polled it (the latest delivery)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    kafka_topic: Mapped[str] = mapped_column(String(KAFKA_TOPIC_MAX), nullable=False)
+    kafka_partition: Mapped[int] = mapped_column(Integer, nullable=False)
+    kafka_offset: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # decoded as UTF-8 with undecodable bytes replaced, truncated to MESSAGE_KEY_MAX characters
+    message_key: Mapped[str | None] = mapped_column(String(MESSAGE_KEY_MAX), nullable=True)
+    error_kind: Mapped[str] = mapped_column(String(ERROR_KIND_MAX), nullable=False)
+    error: Mapped[str] = mapped_column(Text, nullable=False)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), nullable=True)

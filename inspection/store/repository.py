@@ -20,6 +20,9 @@ no detections, and count toward completion: the frame was handled (and dead-lett
 waiting for it would leave the car incomplete for ever. `CarSummary.errors` says how many
 of a car's frames are such rows. An error never replaces a successful result of the same
 frame (a redelivery failing where the first delivery succeeded keeps the success).
+
+Messages too broken to name a frame (no usable car/camera/shot headers) cannot have a frame
+row; `store_rejected` records them in `rejected_messages`, once per (topic, partition, offset).
 """
 
 from __future__ import annotations
@@ -43,7 +46,17 @@ from ..detections import Detections
 from .db import SQLITE_IMMEDIATE, create_engine_for, wait_for_database
 from .images import ImageStore
 from .migrations import upgrade_database
-from .models import CAR_ID_MAX, ERROR_KIND_MAX, Car, Detection, Frame, Run
+from .models import (
+    CAR_ID_MAX,
+    ERROR_KIND_MAX,
+    KAFKA_TOPIC_MAX,
+    MESSAGE_KEY_MAX,
+    Car,
+    Detection,
+    Frame,
+    RejectedMessageRow,
+    Run,
+)
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +162,21 @@ class CarSummary:
 
 
 @dataclass(frozen=True)
+class RejectedMessage:
+    """A dead-lettered Kafka message that named no frame, as stored (latest delivery's error and time)."""
+
+    id: int
+    received_at: datetime
+    kafka_topic: str
+    kafka_partition: int
+    kafka_offset: int
+    message_key: str | None
+    error_kind: str
+    error: str
+    run_id: int | None
+
+
+@dataclass(frozen=True)
 class StoreCounts:
     runs: int
     cars: int
@@ -157,6 +185,7 @@ class StoreCounts:
     frames: int
     frame_errors: int
     detections: int
+    rejected: int  # rows of rejected_messages
 
 
 class ResultStore:
@@ -248,6 +277,55 @@ class ResultStore:
         if record.image is not None and self.image_store is not None:
             image_uri = self.image_store.put(record.image)
         return self._store(record, image_uri, [], error_kind=error_kind, error=message)
+
+    def store_rejected(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | str | None,
+        error_kind: str,
+        message: str,
+        received_at_ns: int,
+        run_id: int | None = None,
+    ) -> int:
+        """Record a message too broken to name a frame (it goes to the dead-letter topic); returns the row id.
+
+        One transaction. A redelivery of the same (topic, partition, offset) updates the row's
+        error, error_kind, received_at (and run_id, when given) instead of adding a row.
+        """
+        where = f"rejected message {topic!r}[{partition}]@{offset}"
+        if not isinstance(topic, str) or not topic or len(topic) > KAFKA_TOPIC_MAX:
+            raise ValueError(f"{where}: topic must be a non-empty string of at most {KAFKA_TOPIC_MAX} characters")
+        if partition < 0 or offset < 0:
+            raise ValueError(f"{where}: partition and offset are Kafka positions and must be >= 0")
+        if not error_kind or len(error_kind) > ERROR_KIND_MAX:
+            raise ValueError(
+                f"{where}: error_kind must be a short non-empty label (<= {ERROR_KIND_MAX} chars), got {error_kind!r}"
+            )
+        if received_at_ns < 0:
+            raise ValueError(f"{where}: received_at_ns must be Unix time in nanoseconds (>= 0), got {received_at_ns}")
+        latest = {
+            "received_at": datetime_from_ns(received_at_ns),
+            "error_kind": error_kind,
+            "error": _sql_text(message),
+        }
+        upsert = self._insert(RejectedMessageRow).values(
+            kafka_topic=topic,
+            kafka_partition=int(partition),
+            kafka_offset=int(offset),
+            message_key=message_key_text(key),
+            run_id=run_id,
+            **latest,
+        )
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[
+                RejectedMessageRow.kafka_topic, RejectedMessageRow.kafka_partition, RejectedMessageRow.kafka_offset
+            ],
+            set_={**latest, "run_id": func.coalesce(upsert.excluded.run_id, RejectedMessageRow.run_id)},
+        )
+        with self._writer.begin() as conn:
+            return int(conn.execute(upsert.returning(RejectedMessageRow.id)).scalar_one())
 
     def _store(
         self,
@@ -472,6 +550,28 @@ class ResultStore:
         table = np.asarray(rows, dtype=np.float64)
         return Detections(table[:, :4], table[:, 4], table[:, 5].astype(np.int32), table[:, 6].astype(np.int32))
 
+    def rejected_messages(self, limit: int | None = None) -> list[RejectedMessage]:
+        """Rejected (frameless, dead-lettered) messages, most recently received first."""
+        statement = select(RejectedMessageRow).order_by(
+            RejectedMessageRow.received_at.desc(), RejectedMessageRow.id.desc()
+        )
+        if limit is not None:
+            statement = statement.limit(limit)
+        return [
+            RejectedMessage(
+                id=row.id,
+                received_at=row.received_at,
+                kafka_topic=row.kafka_topic,
+                kafka_partition=row.kafka_partition,
+                kafka_offset=row.kafka_offset,
+                message_key=row.message_key,
+                error_kind=row.error_kind,
+                error=row.error,
+                run_id=row.run_id,
+            )
+            for (row,) in self._read(statement)
+        ]
+
     def counts(self) -> StoreCounts:
         with self.engine.connect() as conn:
             runs = conn.execute(select(func.count(Run.id))).scalar_one()
@@ -484,7 +584,24 @@ class ResultStore:
             ).one()
             frames, errors = conn.execute(select(func.count(Frame.id), func.count(Frame.error))).one()
             detections = conn.execute(select(func.count(Detection.id))).scalar_one()
-        return StoreCounts(int(runs), int(cars), int(completed), int(late), int(frames), int(errors), int(detections))
+            rejected = conn.execute(select(func.count(RejectedMessageRow.id))).scalar_one()
+        return StoreCounts(
+            int(runs), int(cars), int(completed), int(late), int(frames), int(errors), int(detections), int(rejected)
+        )
+
+
+def _sql_text(text: str) -> str:
+    """PostgreSQL text cannot hold NUL characters (SQLite can): replace them, as undecodable bytes are."""
+    return text.replace("\x00", "\ufffd")
+
+
+def message_key_text(key: bytes | str | None) -> str | None:
+    """A Kafka key as storable text: UTF-8 with undecodable bytes (and NUL) replaced by U+FFFD,
+    cut to MESSAGE_KEY_MAX characters (the last one an ellipsis when cut)."""
+    if key is None:
+        return None
+    text = _sql_text(key if isinstance(key, str) else bytes(key).decode("utf-8", errors="replace"))
+    return text if len(text) <= MESSAGE_KEY_MAX else text[: MESSAGE_KEY_MAX - 1] + "\u2026"
 
 
 DETECTION_COLUMNS = ("class_id", "class_name", "score", "x1", "y1", "x2", "y2", "tile_index")

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -27,8 +28,8 @@ from inspection.store import (
     upgrade_database,
     wait_for_database,
 )
-from inspection.store.migrations import current_revision, head_revision
-from inspection.store.models import Base
+from inspection.store.migrations import alembic_config, current_revision, head_revision
+from inspection.store.models import MESSAGE_KEY_MAX, Base
 from inspection.store.repository import datetime_from_ns
 
 T0 = 1_700_000_000_000_000_000  # ns
@@ -92,10 +93,14 @@ def test_migrations_create_the_schema_of_the_models(store_db_url: str) -> None:
     engine = create_engine_for(store_db_url)
     try:
         assert current_revision(engine) == head_revision()
-        assert {"runs", "cars", "frames", "detections"} <= set(sa.inspect(engine).get_table_names())
+        assert {"runs", "cars", "frames", "detections", "rejected_messages"} <= set(sa.inspect(engine).get_table_names())
         indexes = {ix["name"]: ix["column_names"] for ix in sa.inspect(engine).get_indexes("detections")}
         assert indexes["ix_detections_frame_id"] == ["frame_id"]
         assert indexes["ix_detections_class_id_score"] == ["class_id", "score"]
+        uniques = {uq["name"]: uq["column_names"] for uq in sa.inspect(engine).get_unique_constraints("rejected_messages")}
+        assert uniques == {
+            "uq_rejected_messages_kafka_topic_kafka_partition_kafka_offset": ["kafka_topic", "kafka_partition", "kafka_offset"]
+        }
     finally:
         engine.dispose()
     assert _schema_diff(store_db_url, Base.metadata) == []
@@ -105,6 +110,58 @@ def test_migrations_create_the_schema_of_the_models(store_db_url: str) -> None:
         table.to_metadata(drifted)
     drifted.tables["frames"].append_column(sa.Column("extra_column", sa.Integer()))
     assert any(d[0] == "add_column" for d in _schema_diff(store_db_url, drifted))  # type: ignore[index]
+
+
+def test_rejected_messages_migration_downgrades_and_upgrades_again(store_db_url: str) -> None:
+    upgrade_database(store_db_url)
+    command.downgrade(alembic_config(store_db_url), "0001")
+    engine = create_engine_for(store_db_url)
+    try:
+        assert current_revision(engine) == "0001"
+        assert "rejected_messages" not in sa.inspect(engine).get_table_names()
+        upgrade_database(engine)
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+    assert _schema_diff(store_db_url, Base.metadata) == []
+
+
+def test_rejected_message_is_recorded_once_per_kafka_position(store: ResultStore, run_id: int) -> None:
+    bad_key = b"car-\xff\xfe\x00-7"  # not UTF-8, and a NUL PostgreSQL text cannot hold
+    first = store.store_rejected("frames", 2, 41, bad_key, "headers", "missing header car_id", T0, run_id=run_id)
+    assert store.counts().rejected == 1
+    # A redelivery (by a consumer that passes no run) updates the one row: latest error and time, run kept.
+    again = store.store_rejected("frames", 2, 41, bad_key, "schema", "unknown schema version 9", T0 + 5 * S)
+    assert again == first
+    other = store.store_rejected("frames", 1, 41, None, "headers", "camera header 'x' is not an integer", T0 + S)
+    assert other != first
+    newest, oldest = store.rejected_messages()
+    assert (newest.id, oldest.id) == (first, other)
+    assert newest.message_key == "car-\ufffd\ufffd\ufffd-7"
+    assert (newest.error_kind, newest.error, newest.run_id) == ("schema", "unknown schema version 9", run_id)
+    assert newest.received_at == datetime_from_ns(T0 + 5 * S) and newest.received_at.tzinfo is not None
+    assert (newest.kafka_topic, newest.kafka_partition, newest.kafka_offset) == ("frames", 2, 41)
+    assert (oldest.message_key, oldest.run_id, oldest.error_kind) == (None, None, "headers")
+    assert [m.id for m in store.rejected_messages(limit=1)] == [first]
+    counts = store.counts()
+    assert (counts.rejected, counts.frames, counts.cars) == (2, 0, 0)  # no frame row for a frameless message
+
+
+def test_rejected_message_keys_are_cut_and_bad_input_refused(store: ResultStore) -> None:
+    store.store_rejected("frames", 0, 3, "k" * 1000, "headers", "no camera header", T0)
+    store.store_rejected("frames", 0, 4, "é" * 10, "headers", "no shot header", T0 + S)
+    keys = [m.message_key for m in store.rejected_messages()]
+    assert keys[0] == "é" * 10
+    assert keys[1] is not None and len(keys[1]) == MESSAGE_KEY_MAX and keys[1].startswith("kkk")
+    with pytest.raises(ValueError, match="error_kind"):
+        store.store_rejected("frames", 0, 5, None, "x" * 33, "m", T0)
+    with pytest.raises(ValueError, match="offset"):
+        store.store_rejected("frames", 0, -1, None, "headers", "m", T0)
+    with pytest.raises(ValueError, match="topic"):
+        store.store_rejected("", 0, 5, None, "headers", "m", T0)
+    with pytest.raises(sa.exc.IntegrityError):
+        store.store_rejected("frames", 0, 6, None, "headers", "m", T0, run_id=999)  # no such run
+    assert store.counts().rejected == 2
 
 
 def test_frame_and_detections_round_trip(store: ResultStore, run_id: int) -> None:
