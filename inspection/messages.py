@@ -24,6 +24,7 @@ from typing import Any, NamedTuple, Protocol, Sequence
 
 import cv2
 import numpy as np
+import simplejpeg
 
 from .tiling import FrameSizeError
 
@@ -422,6 +423,15 @@ def decode_image(
     header_wh = image_size(data)
     if header_wh is not None:
         _check_size(*header_wh, expected_wh, what)
+    if is_jpeg:
+        try:
+            # libjpeg-turbo in strict mode: a damaged scan is an error, not a grey-filled frame
+            # (OpenCV only prints libjpeg's "premature end of data segment" warning and returns it).
+            image = simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
+        except ValueError as exc:
+            raise ImageError(f"{what}: corrupt JPEG of {len(data)} bytes ({exc})", field="payload") from None
+        _check_size(image.shape[1], image.shape[0], expected_wh, what)
+        return image
     buf = np.frombuffer(data, np.uint8)
     try:
         if hasattr(cv2, "IMREAD_COLOR_RGB"):

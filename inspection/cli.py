@@ -1,0 +1,363 @@
+"""The `inspection` command: demo, broker, produce, edge, eval, bench, model, db."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import shlex
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .config import ConfigError, Settings, load_settings
+
+app = typer.Typer(help="Streaming edge inspection: Kafka camera frames -> tiled batch detection -> SQL.", no_args_is_help=True)
+model_app = typer.Typer(help="Models: list, convert to ONNX, build TensorRT engines.", no_args_is_help=True)
+db_app = typer.Typer(help="Results database.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+app.add_typer(db_app, name="db")
+console = Console()
+
+DEMO_SHOTS = 6  # per camera: 5 × 6 = 30 frames, about 3 minutes on 2 CPU cores with the opencv backend
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML site config (configs/*.yaml); env INSPECTION__SECTION__KEY overrides")
+
+
+def _settings(config: Optional[Path], **overrides: Any) -> Settings:
+    try:
+        return load_settings(config, overrides)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
+    )
+    if not verbose:  # migrations and librdkafka chatter only matter when something is wrong
+        for name in ("alembic", "inspection.kafka.librdkafka"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@app.command()
+def demo(
+    config: Optional[Path] = ConfigOpt,
+    shots: int = typer.Option(DEMO_SHOTS, help="shots per camera (the line has 19; --full runs them all)"),
+    full: bool = typer.Option(False, "--full", help="a whole car: every camera × every shot of the config (5 × 19)"),
+    cars: int = typer.Option(1, min=1),
+    backend: Optional[str] = typer.Option(None, help="detector backend (default: config, opencv)"),
+    db: Optional[str] = typer.Option(None, help="database URL, e.g. postgresql+psycopg://postgres@127.0.0.1/test"),
+    bootstrap: Optional[str] = typer.Option(None, help="HOST:PORT of an external Kafka instead of the embedded broker"),
+    takt: Optional[float] = typer.Option(None, help="seconds between cars (sets each car's deadline)"),
+    realtime: bool = typer.Option(True, help="fire the shots on the line's schedule (--no-realtime: all at once)"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write the per-car results as JSON"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run the whole system locally: embedded broker, one car on the simulated line, an edge consumer, SQLite."""
+    from .demo import run_demo
+
+    _logging(verbose)
+    settings = _settings(
+        config, **{"model.backend": backend, "store.url": db, "kafka.bootstrap_servers": bootstrap, "line.takt_s": takt}
+    )
+    if not full:
+        settings = settings.model_copy(update={"line": settings.line.model_copy(update={"shots_per_camera": shots})})
+    line = settings.line
+    console.print(
+        f"demo: {cars} car(s) × {line.cameras} cameras × {line.shots_per_camera} shots = "
+        f"{cars * line.frames_per_car} frames {'(--full)' if full else f'(--shots {shots}; --full for {line.cameras} × 19)'}; "
+        f"backend {settings.model.backend}/{settings.model.precision}; takt {line.takt_s:g} s; db {settings.store.url}; "
+        f"broker {settings.kafka.bootstrap_servers or 'embedded'}"
+    )
+    with Progress(TextColumn("frames stored"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("frames", total=cars * line.frames_per_car)
+        try:
+            result = run_demo(settings, cars, realtime, on_progress=lambda done, total: bar.update(task, completed=done))
+        except Exception as exc:  # every failure ends in one clear line; --verbose shows the trace
+            if verbose:
+                raise
+            raise _fail(f"{type(exc).__name__}: {exc}") from None
+    table = Table(title=f"cars ({result.backend}, {result.stats.frames_handled / result.wall_s:.2f} frames/s overall)")
+    for column in ("car", "frames", "boxes", "mean lat", "max lat", "car lat", "deadline", "met"):
+        table.add_column(column, justify="right")
+    for car in result.to_dict()["cars"]:
+        met = car["deadline_met"]
+        table.add_row(
+            car["car_id"],
+            f"{car['frames']}/{car['frames_expected']}" + (f" ({car['errors']} err)" if car["errors"] else ""),
+            str(car["detections"]),
+            f"{car['mean_frame_latency_s']:.2f} s" if car["mean_frame_latency_s"] is not None else "-",
+            f"{car['max_frame_latency_s']:.2f} s" if car["max_frame_latency_s"] is not None else "-",
+            f"{car['car_latency_s']:.2f} s" if car["car_latency_s"] is not None else "-",
+            f"{car['deadline_s']:.1f} s",
+            "-" if met is None else ("[green]met[/green]" if met else f"[red]late {car['lateness_s']:.1f} s[/red]"),
+        )
+    console.print(table)
+    if json_path:
+        json_path.write_text(json.dumps(result.to_dict(), indent=2, default=str))
+        console.print(f"wrote {json_path}")
+
+
+# --------------------------------------------------------------------------- streaming parts
+
+
+@app.command()
+def broker(port: int = typer.Option(0, help="port on 127.0.0.1 (0: a free one)")) -> None:
+    """Run the embedded Kafka-protocol broker (tansu, in memory) until Ctrl-C."""
+    from .kafka import EmbeddedBroker
+
+    with EmbeddedBroker(port=port or None) as running:
+        console.print(f"broker ready: bootstrap.servers={running.bootstrap_servers} (in-memory: a restart loses its records)")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command()
+def produce(
+    bootstrap: str = typer.Option(..., help="HOST:PORT of the Kafka cluster"),
+    config: Optional[Path] = ConfigOpt,
+    cars: int = typer.Option(1, min=0, help="cars to produce (0: until Ctrl-C)"),
+    start_car: int = typer.Option(1, min=0),
+    source: str = typer.Option("photos", help="photos (built-in), coco (needs --images/--annotations) or dir (needs --images)"),
+    images: Optional[Path] = typer.Option(None, help="image directory (coco or dir source)"),
+    annotations: Optional[Path] = typer.Option(None, help="COCO instances JSON (coco source)"),
+    realtime: bool = typer.Option(True, help="keep the line's takt schedule"),
+) -> None:
+    """Camera producers: push cars of frames (JPEG + headers) into Kafka on the simulated line."""
+    from synthetic.line import LineSimulator
+
+    from .kafka import FrameProducer, ensure_topics
+    from .tiling import TileGrid
+
+    _logging(False)
+    settings = _settings(config, **{"kafka.bootstrap_servers": bootstrap})
+    grid = TileGrid.from_config(settings.grid)
+    if source == "photos":
+        from synthetic.photos import PhotoFrameSource
+
+        frames: Any = PhotoFrameSource(grid)
+    elif source == "coco":
+        from synthetic.coco import CocoDataset
+        from synthetic.compose import MosaicFrameSource
+
+        if not images or not annotations:
+            raise _fail("--source coco needs --images DIR and --annotations instances.json", 2)
+        frames = MosaicFrameSource(CocoDataset.load(images, annotations), grid)
+    elif source == "dir":
+        if not images or not images.is_dir():
+            raise _fail("--source dir needs --images DIR of JPEG frames", 2)
+        files = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+        if not files:
+            raise _fail(f"no .jpg files in {images}", 2)
+        frames = lambda car, cam, shot: files[(car * 1000 + cam * 100 + shot) % len(files)].read_bytes()  # noqa: E731
+    else:
+        raise _fail(f"unknown --source {source!r} (allowed: photos, coco, dir)", 2)
+    ensure_topics(bootstrap, settings.kafka)
+    with FrameProducer(bootstrap, settings.kafka) as producer:
+        sim = LineSimulator(settings.line, frames, producer)
+        signal.signal(signal.SIGTERM, lambda *_: sim.stop())
+        try:
+            sent = sim.run(cars or None, start_car=start_car, realtime=realtime)
+        except KeyboardInterrupt:
+            sim.stop()
+            sent = []
+    console.print(f"produced {len(sent)} frames to {settings.kafka.topic} on {bootstrap}")
+
+
+@app.command()
+def edge(
+    bootstrap: str = typer.Option(..., help="HOST:PORT of the Kafka cluster"),
+    config: Optional[Path] = ConfigOpt,
+    db: Optional[str] = typer.Option(None, help="database URL (default: config store.url)"),
+    backend: Optional[str] = typer.Option(None),
+    metrics_port: int = typer.Option(0, help="serve Prometheus /metrics on this port (0: off)"),
+    max_frames: int = typer.Option(0, help="stop after handling this many frames (0: run until SIGTERM/Ctrl-C)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Edge consumer: poll -> decode -> tile -> detect -> stitch -> store -> commit, in the consumer group."""
+    from .detect import create_detector
+    from .pipeline import EdgePipeline, PipelineError
+    from .store import ResultStore
+
+    _logging(verbose)
+    settings = _settings(config, **{"kafka.bootstrap_servers": bootstrap, "store.url": db, "model.backend": backend})
+    from .kafka import check_reachable
+
+    try:
+        check_reachable(bootstrap, timeout=10)
+        store = ResultStore.open(settings.store)
+    except Exception as exc:
+        raise _fail(str(exc)) from None
+    detector = create_detector(settings.model, settings.detect)
+    pipeline = EdgePipeline(settings, detector, store, bootstrap)
+    if metrics_port:
+        pipeline.metrics.serve(metrics_port)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: pipeline.stop())
+    try:
+        stats = pipeline.run(stop_when=(lambda s: s.frames_handled >= max_frames) if max_frames else None)
+    except PipelineError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        store.close()
+    console.print(f"stopped cleanly: {stats.frames_stored} frames stored, {stats.frames_parked} parked, {stats.commits} commits")
+
+
+# --------------------------------------------------------------------------- accuracy and speed
+
+
+@app.command("eval")
+def eval_(
+    images: Path = typer.Option(..., help="COCO images directory (e.g. val2017)"),
+    annotations: Path = typer.Option(..., help="COCO instances JSON"),
+    config: Optional[Path] = ConfigOpt,
+    model: Optional[str] = typer.Option(None),
+    backend: Optional[str] = typer.Option(None),
+    precision: Optional[str] = typer.Option(None),
+    path: Optional[Path] = typer.Option(None, help="model file instead of the registry's location"),
+    max_tiles: Optional[int] = typer.Option(None, help="score only this many images (fast check)"),
+    seed: int = 0,
+    letterbox: bool = False,
+    json_path: Optional[Path] = typer.Option(None, "--json"),
+) -> None:
+    """pycocotools mAP at tile level and at stitched-frame level on mosaics of a COCO dataset, plus tiles/s."""
+    from synthetic.coco import CocoDataset
+
+    from .detect import create_detector
+    from .evaluate import evaluate
+    from .stitch import stitch
+    from .tiling import TileGrid
+
+    settings = _settings(config, **{"model.name": model, "model.backend": backend, "model.precision": precision, "model.path": path})
+    detector = create_detector(settings.model, settings.detect)
+    dataset = CocoDataset.load(images, annotations)
+    grid = TileGrid.from_config(settings.grid)
+    with Progress(TextColumn("frames"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("eval", total=None)
+        report = evaluate(detector, dataset, grid, stitch_fn=functools.partial(stitch, config=settings.stitch),
+                          max_tiles=max_tiles, seed=seed, letterbox=letterbox,
+                          progress=lambda done, total: bar.update(task, completed=done, total=total))
+    table = Table(title=f"{report.model} {report.backend}/{report.precision}: {report.images} images, {report.tiles_per_s:.1f} tiles/s")
+    table.add_column("level")
+    for key in report.tile:
+        table.add_column(key, justify="right")
+    for level, scores in (("tile", report.tile), ("frame (stitched)", report.frame)):
+        table.add_row(level, *(f"{v:.4f}" for v in scores.values()))
+    console.print(table)
+    if json_path:
+        json_path.write_text(json.dumps({"tile": report.tile, "frame": report.frame, "tiles_per_s": report.tiles_per_s,
+                                         "model": report.model, "backend": report.backend, "precision": report.precision,
+                                         "images": report.images}, indent=2))
+
+
+@app.command()
+def bench(
+    config: Optional[Path] = ConfigOpt,
+    combo: list[str] = typer.Option(
+        ["ssd_mobilenet_v2_coco:opencv:fp32", "ssd_mobilenet_v2_coco:onnxruntime:fp32"],
+        help="MODEL:BACKEND:PRECISION, repeatable",
+    ),
+    batch_sizes: str = typer.Option("1,2,4,8,16,32,64"),
+    repeats: int = typer.Option(3, min=1),
+    naive: bool = typer.Option(True, help="also time the one-tile-at-a-time baseline"),
+    out: Path = typer.Option(Path("benchmarks/results"), help="folder for bench.json, bench.csv, bench.png"),
+) -> None:
+    """Time per frame and tiles/s per model × backend × precision × batch size, with peak memory."""
+    from .bench import machine_description, run_cpu_bench, write_results
+
+    settings = _settings(config)
+    combos = []
+    for item in combo:
+        parts = item.split(":")
+        if len(parts) != 3:
+            raise _fail(f"--combo {item!r} must be MODEL:BACKEND:PRECISION", 2)
+        combos.append(tuple(parts))
+    sizes = [int(s) for s in batch_sizes.split(",")]
+    with console.status("benchmarking") as status:
+        rows = run_cpu_bench(settings, combos, sizes, repeats, naive, progress=lambda text: status.update(text))
+    table = Table(title="inspection bench (time per frame = the grid's tiles + blank padding)")
+    for column in ("model", "backend", "precision", "mode", "batch", "ms/frame", "tiles/s", "peak MiB", "× naive"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        table.add_row(r.model, r.backend, r.precision, r.mode, str(r.batch_size), f"{r.frame_ms:.0f}", f"{r.tiles_per_s:.1f}",
+                      f"{r.peak_mem_mib:.0f} ({r.mem_kind})", str(r.extra.get("speedup_vs_naive", "")))
+    console.print(table)
+    command = "inspection " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    for written in write_results(rows, out, command, machine_description()):
+        console.print(f"wrote {written}")
+
+
+# --------------------------------------------------------------------------- models and database
+
+
+@model_app.command("list")
+def model_list() -> None:
+    """Registered models and where their files come from."""
+    from .detect import available_models, load_spec
+
+    table = Table()
+    for column in ("model", "family", "input", "classes", "files", "licence"):
+        table.add_column(column)
+    for name in available_models():
+        spec = load_spec(name)
+        table.add_row(name, spec.family, "×".join(map(str, spec.input_size)), str(len(spec.class_names)),
+                      ", ".join(spec.files), spec.licence)
+    console.print(table)
+
+
+@model_app.command("convert")
+def model_convert(name: str = typer.Argument("ssd_mobilenet_v2_coco"), out: Optional[Path] = typer.Option(None)) -> None:
+    """Frozen TF graph -> raw ONNX in the model cache (needs: pip install 'inspection[convert]')."""
+    from .detect import load_spec
+    from .detect.convert import ConverterMissingError, convert_to_onnx
+
+    try:
+        path = convert_to_onnx(load_spec(name), out)
+    except (ConverterMissingError, ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"wrote {path}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: Optional[str] = typer.Option(None, help="database URL (default: config store.url)"), config: Optional[Path] = ConfigOpt) -> None:
+    """Bring the results database schema to the newest Alembic revision."""
+    from .store import upgrade_database
+
+    settings = _settings(config, **{"store.url": db})
+    try:
+        upgrade_database(settings.store.url)
+    except Exception as exc:
+        raise _fail(f"cannot upgrade {settings.store.url}: {exc}") from None
+    console.print(f"{settings.store.url}: schema at head")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,418 @@
+"""`EdgePipeline`: one edge consumer of the consumer group, stages wired by bounded queues.
+
+    poll (this thread) ─▶ prepare (thread pool: JPEG decode + tiling into a reused batch buffer)
+         ─▶ infer (thread: one 64-tile detector call, stitch) ─▶ persist (thread: one transaction
+         per frame, or dead letter + error row) ─▶ offsets marked durable ─▶ commit (poll thread)
+
+Bounded queues make decoding and persistence overlap inference while memory stays bounded: the
+poll loop blocks when `pipeline.queue_size` frames wait for the detector. Offsets are committed
+only up to the highest contiguous offset whose results are durable (`OffsetTracker`), on
+partition revocation after the revoked partitions drained, and at shutdown after everything
+drained. A frame is either stored or parked (dead-letter topic + error row), never dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from .config import Settings
+from .detect import Detector
+from .detections import Detections
+from .kafka.admin import consumer_config
+from .kafka.dlq import DeadLetterProducer
+from .kafka.offsets import OffsetTracker
+from .messages import FrameMessage, MessageError, PayloadTooLargeError, decode_image, error_kind, payload_limit
+from .metrics import PipelineMetrics
+from .stitch import stitch
+from .store.repository import FrameRecord, ResultStore, StoredFrame
+from .tiling import TileGrid
+
+log = logging.getLogger(__name__)
+
+STAGES = ("wait", "prepare", "detect", "stitch", "store")
+
+
+class PipelineError(RuntimeError):
+    """The pipeline stopped on a failure that is not the input's fault (database, detector, broker)."""
+
+
+class FramePreparer(Protocol):
+    """JPEG bytes -> the detector's tile batch (numpy (B,T,T,3) uint8 RGB, or a device tensor)."""
+
+    def prepare(self, message: FrameMessage) -> Any: ...
+
+    def release(self, batch: Any) -> None: ...
+
+
+class CpuFramePreparer:
+    """OpenCV decode + one vectorised tiling copy into a pooled batch buffer (no per-frame allocation)."""
+
+    def __init__(self, grid: TileGrid, pool_size: int) -> None:
+        self.grid = grid
+        self._pool: queue.Queue[np.ndarray] = queue.Queue()
+        for _ in range(pool_size):
+            self._pool.put(grid.new_batch())
+
+    def prepare(self, message: FrameMessage) -> np.ndarray:
+        frame = decode_image(message.payload, (self.grid.frame_width, self.grid.frame_height), what=f"frame {message.label}")
+        batch = self._pool.get()
+        try:
+            return self.grid.tiles(frame, out=batch)
+        except BaseException:
+            self._pool.put(batch)
+            raise
+
+    def release(self, batch: np.ndarray) -> None:
+        self._pool.put(batch)
+
+
+@dataclass
+class Job:
+    """One polled record on its way through the stages."""
+
+    msg: Message
+    received_at_ns: int
+    frame: FrameMessage | None = None
+    prepared: Future | None = None
+    error: BaseException | None = None
+    detections: Detections | None = None
+    stage_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tp(self) -> tuple[str, int]:
+        return (self.msg.topic(), self.msg.partition())
+
+
+@dataclass
+class PipelineStats:
+    frames_stored: int = 0
+    frames_parked: int = 0
+    detections: int = 0
+    cars_completed: list[Any] = field(default_factory=list)
+    stage_totals_s: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
+    frame_latencies_s: list[float] = field(default_factory=list)
+    commits: int = 0
+
+    @property
+    def frames_handled(self) -> int:
+        return self.frames_stored + self.frames_parked
+
+
+_STOP = object()
+
+
+class EdgePipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        detector: Detector,
+        store: ResultStore,
+        bootstrap: str,
+        *,
+        preparer: FramePreparer | None = None,
+        metrics: PipelineMetrics | None = None,
+        consumer_overrides: dict[str, Any] | None = None,
+        on_stored: Callable[[StoredFrame, Job], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.detector = detector
+        self.store = store
+        self.bootstrap = bootstrap
+        self.grid = TileGrid.from_config(settings.grid)
+        queue_size = settings.pipeline.queue_size
+        self.preparer = preparer or CpuFramePreparer(self.grid, queue_size + settings.pipeline.decode_workers + 2)
+        self.metrics = metrics or PipelineMetrics()
+        self.on_stored = on_stored
+        self.stats = PipelineStats()
+        self.offsets = OffsetTracker()
+        self.max_payload = payload_limit(settings.kafka.message_max_bytes)
+        self.run_id = store.start_run(detector.spec.name, detector.backend, detector.precision, settings.digest())
+        self._infer_q: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._persist_q: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._executor = ThreadPoolExecutor(settings.pipeline.decode_workers, thread_name_prefix="prepare")
+        self._stop = threading.Event()
+        self._failure: BaseException | None = None
+        self._stats_lock = threading.Lock()
+        conf = consumer_config(bootstrap, settings.kafka)
+        conf.update(consumer_overrides or {})
+        self.consumer = Consumer(conf)
+        self.dlq = DeadLetterProducer(bootstrap, settings.kafka)
+        self._threads = [
+            threading.Thread(target=self._guard(self._infer_loop), name="infer", daemon=True),
+            threading.Thread(target=self._guard(self._persist_loop), name="persist", daemon=True),
+        ]
+        self._last_commit = 0.0
+
+    # ------------------------------------------------------------------ control
+
+    def stop(self) -> None:
+        """Ask the pipeline to finish: stop polling, drain what is in flight, commit, return."""
+        self._stop.set()
+
+    @property
+    def failure(self) -> BaseException | None:
+        return self._failure
+
+    def _guard(self, target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target()
+            except BaseException as exc:  # a stage died: stop everything, commit nothing past it
+                log.exception("pipeline stage %s failed", threading.current_thread().name)
+                self._failure = exc
+                self._stop.set()
+
+        return run
+
+    def run(self, stop_when: Callable[[PipelineStats], bool] | None = None, commit_interval_s: float = 0.1) -> PipelineStats:
+        """Consume until `stop()` (or SIGTERM through the CLI), a failure, or `stop_when(stats)`."""
+        topic = self.settings.kafka.topic
+        self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
+        for thread in self._threads:
+            thread.start()
+        try:
+            while not self._stop.is_set():
+                msg = self.consumer.poll(self.settings.kafka.poll_timeout_s)
+                if msg is not None:
+                    self._accept(msg)
+                if time.monotonic() - self._last_commit >= commit_interval_s:
+                    self._commit()
+                if stop_when is not None and stop_when(self.stats):
+                    break
+        finally:
+            self._shutdown()
+        if self._failure is not None:
+            raise PipelineError(f"edge pipeline stopped: {self._failure}") from self._failure
+        return self.stats
+
+    def _shutdown(self) -> None:
+        self._stop.set()
+        self._put(self._infer_q, _STOP, force=True)
+        for thread in self._threads:
+            thread.join()
+        self._executor.shutdown(wait=True)
+        if self._failure is None:
+            self._commit()
+        self.consumer.close()
+        self.dlq.close()
+
+    # ------------------------------------------------------------------ poll thread
+
+    def _accept(self, msg: Message) -> None:
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                return
+            if err.fatal():
+                raise KafkaException(err)
+            log.warning("consumer error: %s", err)
+            return
+        job = Job(msg, time.time_ns())
+        self.offsets.polled(job.tp, msg.offset())
+        self.metrics.frames_received.inc()
+        try:
+            job.frame = FrameMessage.from_kafka(msg, max_payload_bytes=self.max_payload)
+        except PayloadTooLargeError as exc:
+            job.error = exc
+            with contextlib.suppress(MessageError):  # the headers may still name the frame for its error row
+                job.frame = FrameMessage.from_kafka(msg)
+        except MessageError as exc:
+            job.error = exc
+        else:
+            job.prepared = self._executor.submit(self._timed_prepare, job)
+        self._put(self._infer_q, job)
+
+    def _timed_prepare(self, job: Job) -> Any:
+        start = time.perf_counter()
+        try:
+            return self.preparer.prepare(job.frame)
+        finally:
+            job.stage_s["prepare"] = time.perf_counter() - start
+
+    def _put(self, q: queue.Queue[Any], item: Any, force: bool = False) -> None:
+        """Blocking put that gives up when the pipeline stops (unless forced, for the stop marker)."""
+        while True:
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if self._stop.is_set() and not force:
+                    return
+                if force and not any(t.is_alive() for t in self._threads):
+                    return
+
+    def _commit(self, partitions: list[tuple[str, int]] | None = None) -> None:
+        self._last_commit = time.monotonic()
+        offsets = self.offsets.to_commit(partitions)
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() == KafkaError._NO_OFFSET:
+                return
+            log.warning("offset commit failed (will retry): %s", exc)
+            return
+        self.offsets.committed(offsets)
+        self.stats.commits += 1
+
+    def _on_assign(self, consumer: Consumer, partitions: list[Any]) -> None:
+        log.info("assigned %s", [(p.topic, p.partition) for p in partitions])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[Any]) -> None:
+        """Drain in-flight work of the revoked partitions and commit before giving them up."""
+        tps = [(p.topic, p.partition) for p in partitions]
+        if not self.offsets.wait_durable(tps, timeout_s=self.settings.kafka.session_timeout_ms / 1000):
+            log.warning("revoked %s before all in-flight frames were durable; they will be redelivered", tps)
+        self._commit(tps)
+        self.offsets.forget(tps)
+        log.info("revoked %s", tps)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[Any]) -> None:
+        tps = [(p.topic, p.partition) for p in partitions]
+        log.warning("lost %s: nothing committed for them; another member redelivers", tps)
+        self.offsets.forget(tps)
+
+    # ------------------------------------------------------------------ infer thread
+
+    def _infer_loop(self) -> None:
+        while True:
+            job = self._infer_q.get()
+            if job is _STOP:
+                self._put(self._persist_q, _STOP, force=True)
+                return
+            if job.prepared is not None:
+                waited = time.perf_counter()
+                try:
+                    batch = job.prepared.result()
+                except MessageError as exc:  # the frame's image is bad: park it
+                    job.error = exc
+                else:
+                    job.stage_s["wait"] = time.perf_counter() - waited
+                    try:
+                        job.detections = self._detect(job, batch)
+                    finally:
+                        self.preparer.release(batch)
+            self._put(self._persist_q, job)
+
+    def _detect(self, job: Job, batch: Any) -> Detections:
+        start = time.perf_counter()
+        tile_detections = self.detector.detect(batch)
+        mid = time.perf_counter()
+        frame_detections = stitch(tile_detections, self.grid, self.settings.stitch)
+        job.stage_s["detect"] = mid - start
+        job.stage_s["stitch"] = time.perf_counter() - mid
+        return frame_detections
+
+    # ------------------------------------------------------------------ persist thread
+
+    def _persist_loop(self) -> None:
+        while True:
+            job = self._persist_q.get()
+            if job is _STOP:
+                return
+            start = time.perf_counter()
+            if job.error is not None:
+                self._park(job)
+            else:
+                stored = self._with_db_retry(job, lambda: self.store.store_frame(self._record(job), job.detections, self.detector.spec.class_names))
+                self._finish(job, stored, parked=False)
+            job.stage_s["store"] = time.perf_counter() - start
+            self.offsets.durable(job.tp, job.msg.offset())
+            with self._stats_lock:
+                for stage, seconds in job.stage_s.items():
+                    self.stats.stage_totals_s[stage] += seconds
+                    self.metrics.stage_seconds.labels(stage).observe(seconds)
+
+    def _record(self, job: Job, with_image: bool = True) -> FrameRecord:
+        frame = job.frame
+        assert frame is not None
+        msg = job.msg
+        return FrameRecord(
+            car_id=frame.car_id,
+            camera=frame.camera,
+            shot=frame.shot,
+            shots_per_car=frame.shots_per_car,
+            captured_at_ns=frame.captured_at_ns,
+            deadline_at_ns=frame.deadline_at_ns,
+            received_at_ns=job.received_at_ns,
+            processed_at_ns=time.time_ns(),
+            run_id=self.run_id,
+            width=self.grid.frame_width if job.error is None else None,
+            height=self.grid.frame_height if job.error is None else None,
+            image=frame.payload if with_image else None,
+            kafka_topic=msg.topic(),
+            kafka_partition=msg.partition(),
+            kafka_offset=msg.offset(),
+        )
+
+    def _park(self, job: Job) -> None:
+        """Bad input: the original to the dead-letter topic, an error row, then the offset may move."""
+        exc = job.error
+        assert exc is not None
+        self.dlq.send_failed(job.msg, exc)
+        kind = error_kind(exc)
+        if job.frame is not None:
+            stored = self._with_db_retry(job, lambda: self.store.store_error(self._record(job, with_image=False), kind, str(exc)))
+            self._finish(job, stored, parked=True)
+        else:  # headers too broken to name a frame: a rejected-message row keeps the trace
+            msg = job.msg
+            self._with_db_retry(
+                job,
+                lambda: self.store.store_rejected(
+                    msg.topic(), msg.partition(), msg.offset(), msg.key(), kind, str(exc), job.received_at_ns
+                ),
+            )
+            with self._stats_lock:
+                self.stats.frames_parked += 1
+        self.metrics.frames_parked.labels(kind).inc()
+
+    def _finish(self, job: Job, stored: StoredFrame, parked: bool) -> None:
+        latency = (time.time_ns() - job.frame.captured_at_ns) / 1e9 if job.frame else 0.0
+        with self._stats_lock:
+            if parked:
+                self.stats.frames_parked += 1
+            else:
+                self.stats.frames_stored += 1
+                self.stats.detections += stored.detections
+                self.stats.frame_latencies_s.append(latency)
+            if stored.completed is not None:
+                self.stats.cars_completed.append(stored.completed)
+        if not parked:
+            self.metrics.frames_stored.inc()
+            self.metrics.detections.inc(stored.detections)
+            self.metrics.frame_latency.observe(latency)
+        if stored.completed is not None:
+            self.metrics.cars_completed.labels("met" if stored.completed.met else "missed").inc()
+        if self.on_stored is not None:
+            self.on_stored(stored, job)
+
+    def _with_db_retry(self, job: Job, write: Callable[[], Any]) -> Any:
+        """Retry a write while the database is unreachable; give up (and stop, committing nothing
+        past this frame) after `store.connect_retries` attempts with exponential backoff."""
+        retries = self.settings.store.connect_retries
+        delay = self.settings.store.connect_backoff_s
+        for attempt in range(retries + 1):
+            try:
+                return write()
+            except (OperationalError, DBAPIError) as exc:
+                if attempt == retries or not getattr(exc, "connection_invalidated", True) and not isinstance(exc, OperationalError):
+                    raise PipelineError(
+                        f"database {self.store.engine.url.render_as_string(hide_password=True)} failed storing "
+                        f"{job.frame.label if job.frame else 'a message'} after {attempt + 1} attempt(s): {exc.orig or exc}"
+                    ) from exc
+                log.warning("database write failed (attempt %d/%d), retrying in %.1f s: %s", attempt + 1, retries + 1, delay, exc.orig or exc)
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
