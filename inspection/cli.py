@@ -7,7 +7,6 @@ import json
 import logging
 import shlex
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Any, Optional
@@ -306,7 +305,10 @@ def bench(
         table.add_row(r.model, r.backend, r.precision, r.mode, str(r.batch_size), f"{r.frame_ms:.0f}", f"{r.tiles_per_s:.1f}",
                       f"{r.peak_mem_mib:.0f} ({r.mem_kind})", str(r.extra.get("speedup_vs_naive", "")))
     console.print(table)
-    command = "inspection " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = shlex.join(
+        ["inspection", "bench", *(f"--combo={c}" for c in combo), f"--batch-sizes={batch_sizes}", f"--repeats={repeats}",
+         "--naive" if naive else "--no-naive", f"--out={out}", *([f"--config={config}"] if config else [])]
+    )
     for written in write_results(rows, out, command, machine_description()):
         console.print(f"wrote {written}")
 

@@ -1,0 +1,61 @@
+"""The `inspection` command as a user runs it (typer's runner, real models and data)."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from inspection.cli import app
+
+runner = CliRunner()
+
+
+def test_eval_writes_the_json_the_issue_names(tmp_path, coco_tiny, yolox_onnx):
+    out = tmp_path / "eval.json"
+    result = runner.invoke(app, [
+        "eval", "--images", str(coco_tiny / "val2017"), "--annotations", str(coco_tiny / "annotations" / "instances_val2017.json"),
+        "--model", "yolox_nano", "--backend", "onnxruntime", "--path", str(yolox_onnx), "--max-tiles", "12", "--json", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    for level in ("tile", "frame"):
+        assert set(data[level]) == {"mAP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large"}
+        assert 0 < data[level]["mAP"] <= 1
+    assert data["tiles_per_s"] > 0
+
+
+def test_bench_writes_csv_json_png(tmp_path, yolox_onnx, monkeypatch):
+    monkeypatch.setenv("INSPECTION__MODEL__PATH", str(yolox_onnx))
+    result = runner.invoke(app, [
+        "bench", "--combo", "yolox_nano:onnxruntime:fp32", "--batch-sizes", "32,64", "--repeats", "1",
+        "--no-naive", "--out", str(tmp_path),
+    ])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "bench.json").read_text())
+    modes = {(r["mode"], r["batch_size"]) for r in data["rows"]}
+    assert modes == {("batched", 32), ("batched", 64), ("forward", 64)}
+    assert all(r["tiles_per_s"] > 0 and r["peak_mem_mib"] > 0 for r in data["rows"])
+    assert data["machine"]["cpu_count"] and data["command"].startswith("inspection bench")
+    assert (tmp_path / "bench.csv").read_text().count("\n") == 4
+    assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_config_value_is_a_clear_error(tmp_path):
+    bad = tmp_path / "site.yaml"
+    bad.write_text("model:\n  precision: fp8\n")
+    result = runner.invoke(app, ["eval", "--images", ".", "--annotations", "x.json", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert "model.precision" in result.output and "fp16" in result.output
+
+
+def test_model_list_names_both_models():
+    result = runner.invoke(app, ["model", "list"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "ssd_mobilenet_v2_coco" in result.output and "yolox_nano" in result.output
+
+
+def test_edge_with_unreachable_broker_fails_clearly():
+    result = runner.invoke(app, ["edge", "--bootstrap", "127.0.0.1:1"])
+    assert result.exit_code == 1
+    assert "127.0.0.1:1" in result.output
