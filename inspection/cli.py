@@ -313,6 +313,37 @@ def bench(
         console.print(f"wrote {written}")
 
 
+@app.command("plan")
+def plan_cmd(
+    deadline: float = typer.Option(..., help="seconds allowed per car (first frame captured -> last frame stored)"),
+    takt: Optional[float] = typer.Option(None, help="seconds between cars: also size the line to keep up"),
+    frames_per_car: int = typer.Option(95, help="cameras × shots"),
+    results: list[Path] = typer.Option([Path("benchmarks")], help="bench/eval JSON files or folders"),
+    top: int = typer.Option(10, help="rows to show"),
+) -> None:
+    """Most accurate model/backend/precision/batch meeting the per-car deadline on measured hardware, and GPUs per line."""
+    from .plan import best, load_accuracy, load_rows, plan
+
+    rows = load_rows(results)
+    if not rows:
+        raise _fail(f"no bench results under {', '.join(map(str, results))} (run `inspection bench` first)")
+    ranked = plan(rows, load_accuracy(results), deadline, takt, frames_per_car)
+    table = Table(title=f"deadline {deadline:g} s per car ({frames_per_car} frames)" + (f", takt {takt:g} s" if takt else ""))
+    for column in ("model", "backend", "prec", "device", "mode", "batch", "ms/frame", "car s (1 GPU)", "mAP", "GPUs"):
+        table.add_column(column, justify="right")
+    for c in ranked[:top]:
+        table.add_row(c.model, c.backend, c.precision, c.device, c.mode, str(c.batch_size), f"{c.frame_ms:.1f}",
+                      f"{c.car_s_one_gpu:.2f}", "?" if c.map is None else f"{c.map:.3f}", str(c.gpus))
+    console.print(table)
+    choice = best(ranked)
+    if choice is not None:
+        fits = "meets the deadline on one GPU" if choice.gpus_for_deadline == 1 else f"needs {choice.gpus_for_deadline} GPUs for the deadline"
+        console.print(
+            f"choose {choice.model} / {choice.backend} / {choice.precision}, batch {choice.batch_size} on {choice.device}: "
+            f"{choice.car_s_one_gpu:.2f} s per car on one device, {fits}; a line at this takt needs {choice.gpus} device(s)"
+        )
+
+
 # --------------------------------------------------------------------------- models and database
 
 

@@ -49,6 +49,9 @@ class ModelConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     path: Path | None = Field(None, description="ONNX (or frozen graph) to use instead of the registry's default location")
     threads: int = Field(0, ge=0, description="CPU threads for the backend; 0 = library default")
+    cuda_graph: bool = Field(True, description="torch/tensorrt on CUDA: capture the fixed-size batch once as a CUDA graph and replay it")
+    contexts: int = Field(2, ge=1, le=8, description="tensorrt: execution contexts (one optimisation profile each) = batches in flight")
+    engine_cache_dir: Path | None = Field(None, description="tensorrt: engine, timing and calibration caches; None = <model cache>/engines")
 
 
 class DetectConfig(_Section):

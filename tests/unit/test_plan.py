@@ -1,0 +1,46 @@
+import json
+
+from inspection.plan import best, load_accuracy, load_rows, plan
+
+
+def rows():
+    return [
+        {"model": "big", "backend": "torch", "precision": "fp16", "device": "cuda", "mode": "batched", "batch_size": 64, "frame_ms": 10.0},
+        {"model": "small", "backend": "torch", "precision": "fp16", "device": "cuda", "mode": "batched", "batch_size": 64, "frame_ms": 2.0},
+        {"model": "big", "backend": "opencv", "precision": "fp32", "device": "cpu", "mode": "batched", "batch_size": 64, "frame_ms": 4000.0},
+        {"model": "big", "backend": "torch", "precision": "fp16", "device": "cuda", "mode": "naive", "batch_size": 1, "frame_ms": 50.0},
+    ]
+
+
+ACC = {("big", "torch", "fp16"): 0.32, ("small", "torch", "fp16"): 0.25, ("big", "opencv", "fp32"): 0.32}
+
+
+def test_most_accurate_that_meets_the_deadline_wins():
+    ranked = plan(rows(), ACC, deadline_s=1.0, takt_s=60, frames_per_car=95)
+    assert best(ranked).model == "big" and best(ranked).backend == "torch"  # 0.95 s per car
+    assert all(c.mode != "naive" for c in ranked)
+
+
+def test_tighter_deadline_falls_back_to_the_faster_model():
+    ranked = plan(rows(), ACC, deadline_s=0.5, frames_per_car=95)
+    choice = best(ranked)
+    assert choice.model == "small" and choice.gpus_for_deadline == 1
+
+
+def test_gpu_count_for_deadline_and_takt():
+    ranked = plan(rows(), ACC, deadline_s=60.0, takt_s=30.0, frames_per_car=95)
+    cpu = next(c for c in ranked if c.backend == "opencv")
+    assert cpu.car_s_one_gpu == 380.0
+    assert (cpu.gpus_for_deadline, cpu.gpus_for_takt, cpu.gpus) == (7, 13, 13)
+
+
+def test_nothing_fits_picks_fewest_devices():
+    ranked = plan(rows()[2:3], ACC, deadline_s=10.0, frames_per_car=95)
+    assert best(ranked).gpus == 38
+
+
+def test_loads_bench_and_eval_files(tmp_path):
+    (tmp_path / "bench.json").write_text(json.dumps({"rows": rows()}))
+    (tmp_path / "eval_big.json").write_text(json.dumps({"model": "big", "backend": "torch", "precision": "fp16", "tile": {"mAP": 0.3}}))
+    assert len(load_rows([tmp_path])) == 4
+    assert load_accuracy([tmp_path]) == {("big", "torch", "fp16"): 0.3}
