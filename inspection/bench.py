@@ -26,7 +26,28 @@ from .detect import Detector, create_detector
 from .tiling import TileGrid
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
+CPU_BACKENDS = ("opencv", "onnxruntime")
 SAMPLE_PERIOD_S = 0.01
+
+
+@dataclass(frozen=True)
+class Combo:
+    """One configuration to time: MODEL:BACKEND:PRECISION[:eager] on the command line."""
+
+    model: str
+    backend: str
+    precision: str
+    eager: bool = False  # torch/tensorrt: no CUDA graph (the "baseline" of the paper-style table)
+
+    @classmethod
+    def parse(cls, text: str) -> "Combo":
+        parts = text.split(":")
+        if len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] != "eager"):
+            raise ValueError(f"combo {text!r} must be MODEL:BACKEND:PRECISION or MODEL:BACKEND:PRECISION:eager")
+        return cls(parts[0], parts[1], parts[2], len(parts) == 4)
+
+    def __str__(self) -> str:
+        return f"{self.model}:{self.backend}:{self.precision}" + (":eager" if self.eager else "")
 
 
 @dataclass
@@ -54,7 +75,7 @@ class MemorySampler:
     the paper's nvidia-smi sampling measured the whole card.
     """
 
-    def __init__(self, gpu_index: int | None = None, period_s: float = SAMPLE_PERIOD_S) -> None:
+    def __init__(self, gpu_index: int | None = None, period_s: float = SAMPLE_PERIOD_S, baseline: int | None = None) -> None:
         self.period_s = period_s
         self.kind = "rss"
         self._handle = None
@@ -71,7 +92,7 @@ class MemorySampler:
                 self._handle = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.baseline = self._read()
+        self.baseline = self._read() if baseline is None else baseline
         self.peak = self.baseline
 
     def _read(self) -> int:
@@ -97,9 +118,13 @@ class MemorySampler:
             self._thread.join()
         self.peak = max(self.peak, self._read())
 
+    def current(self) -> int:
+        return self._read()
+
     @property
     def peak_mib(self) -> float:
-        """Peak in MiB: absolute RSS on CPU; on GPU the card's peak minus its use before the run."""
+        """Peak in MiB: absolute RSS on CPU; on GPU the card's peak minus its use before the
+        process loaded anything (CUDA context, weights, workspaces and caches all count)."""
         value = self.peak - self.baseline if self.kind == "gpu" else self.peak
         return value / 2**20
 
@@ -148,20 +173,36 @@ def bench_detector(
     device: str = "cpu",
     gpu_index: int | None = None,
     progress: Callable[[str], None] | None = None,
+    memory_baseline: int | None = None,
+    label: str | None = None,
 ) -> list[BenchRow]:
+    """Batched sweep, naive baseline and bare forward pass of one detector on one frame's tiles.
+
+    On CUDA every timed call ends in a device synchronisation, so times are complete. The bare
+    model ("forward") runs the fixed 64-tile batch already on the device (CUDA graph where the
+    backend captured one): no host I/O, no decoding, no NMS.
+    """
     batch = grid.tiles(frame)
     rows: list[BenchRow] = []
+    sync = _device_sync(device)
+    precision = label or detector.precision
 
     def record(mode: str, size: int, call: Callable[[], object], n_repeats: int) -> None:
         if progress:
-            progress(f"{detector.spec.name} {detector.backend} {detector.precision} {mode} batch {size}")
-        with MemorySampler(gpu_index) as memory:
-            times = time_calls(call, n_repeats)
-            found = call()
+            progress(f"{detector.spec.name} {detector.backend} {precision} {mode} batch {size}")
+
+        def synced() -> object:
+            out = call()
+            sync()
+            return out
+
+        with MemorySampler(gpu_index, baseline=memory_baseline) as memory:
+            times = time_calls(synced, n_repeats)
+            found = synced()
         median = statistics.median(times)
         rows.append(
             BenchRow(
-                detector.spec.name, detector.backend, detector.precision, device, mode, size,
+                detector.spec.name, detector.backend, precision, device, mode, size,
                 frame_ms=median * 1e3, frame_ms_min=min(times) * 1e3, tiles_per_s=grid.num_tiles / median,
                 peak_mem_mib=round(memory.peak_mib, 1), mem_kind=memory.kind, repeats=n_repeats,
                 detections=int(found) if isinstance(found, (int, np.integer)) else 0,
@@ -172,10 +213,23 @@ def bench_detector(
         record("batched", size, frame_in_batches(detector, batch, size), repeats)
     if naive:
         record("naive", 1, naive_frame(detector, frame, grid), max(1, repeats // 2))
-    forward = getattr(detector, "forward", None)
-    if forward is not None:
-        record("forward", grid.batch_size, lambda: forward(batch), repeats)
+    forward_only = getattr(detector, "forward_only", None)
+    if forward_only is not None and device == "cuda":
+        import torch
+
+        on_device = torch.from_numpy(batch).to(detector.device)  # type: ignore[attr-defined]
+        record("forward", grid.batch_size, lambda: forward_only(on_device), max(repeats, 20))
+    elif getattr(detector, "forward", None) is not None:
+        record("forward", grid.batch_size, lambda: detector.forward(batch), repeats)  # type: ignore[attr-defined]
     return rows
+
+
+def _device_sync(device: str) -> Callable[[], None]:
+    if device != "cuda":
+        return lambda: None
+    import torch
+
+    return torch.cuda.synchronize
 
 
 def machine_description() -> dict[str, object]:
@@ -219,11 +273,41 @@ def add_ratios(rows: list[BenchRow]) -> None:
             r.extra["speedup_vs_naive"] = round(base / r.frame_ms, 2)
 
 
+def comparison(rows: list[BenchRow]) -> list[dict[str, object]]:
+    """The TensorRT-vs-TF-style table: CPU and GPU baselines (batch 1) against the fastest
+    batch-64 configuration and the bare model, with speed-ups measured in this same run."""
+    batched = [r for r in rows if r.mode == "batched"]
+    picks: list[tuple[str, BenchRow]] = []
+    cpu_b1 = [r for r in batched if r.device == "cpu" and r.batch_size == 1]
+    if cpu_b1:
+        picks.append(("CPU baseline (batch 1)", min(cpu_b1, key=lambda r: r.frame_ms)))
+    eager = [r for r in batched if r.device == "cuda" and r.batch_size == 1 and r.precision == "fp32-eager"]
+    if eager:
+        picks.append(("GPU baseline (eager fp32, batch 1)", eager[0]))
+    baselines = list(picks)
+    if batched:
+        largest = max(r.batch_size for r in batched)
+        picks.append(("optimised (fastest at the largest batch)", min((r for r in batched if r.batch_size == largest), key=lambda r: r.frame_ms)))
+    forward = [r for r in rows if r.mode == "forward" and r.device == "cuda"]
+    if forward:
+        picks.append(("bare model (forward only, batch 64)", min(forward, key=lambda r: r.frame_ms)))
+    table = []
+    for name, r in picks:
+        row: dict[str, object] = {
+            "row": name, "model": r.model, "backend": r.backend, "precision": r.precision, "device": r.device,
+            "batch_size": r.batch_size, "frame_ms": round(r.frame_ms, 3), "peak_mem_mib": r.peak_mem_mib,
+        }
+        for base_name, base in baselines:
+            row["speedup_vs_" + ("cpu" if base.device == "cpu" else "gpu_eager")] = round(base.frame_ms / r.frame_ms, 1)
+        table.append(row)
+    return table
+
+
 def write_results(rows: list[BenchRow], out_dir: Path, command: str, machine: dict[str, object], stem: str = "bench") -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     data = [asdict(r) for r in rows]
     json_path = out_dir / f"{stem}.json"
-    json_path.write_text(json.dumps({"command": command, "machine": machine, "rows": data}, indent=2))
+    json_path.write_text(json.dumps({"command": command, "machine": machine, "rows": data, "comparison": comparison(rows)}, indent=2))
     csv_path = out_dir / f"{stem}.csv"
     with csv_path.open("w", newline="") as f:
         fields = [k for k in data[0] if k != "extra"] + ["speedup_vs_naive"]
@@ -279,17 +363,45 @@ def bench_frame(settings: Settings, seed: int = 0) -> np.ndarray:
     return PhotoFrameSource(TileGrid.from_config(settings.grid), seed=seed)(0, 0, 0)
 
 
-def run_cpu_bench(settings: Settings, combos: Sequence[tuple[str, str, str]], batch_sizes: Sequence[int], repeats: int,
-                  naive: bool = True, progress: Callable[[str], None] | None = None) -> list[BenchRow]:
+def run_bench(
+    settings: Settings,
+    combos: Sequence[Combo],
+    batch_sizes: Sequence[int],
+    repeats: int,
+    naive: bool = True,
+    device: str = "cpu",
+    progress: Callable[[str], None] | None = None,
+) -> list[BenchRow]:
+    """The sweep for every combo on one device; on CUDA, memory is counted from before any model loaded."""
     grid = TileGrid.from_config(settings.grid)
     frame = bench_frame(settings)
+    gpu_index = 0 if device == "cuda" else None
+    baseline = MemorySampler(gpu_index).current() if gpu_index is not None else None
     rows: list[BenchRow] = []
-    for name, backend, precision in combos:
-        model = settings.model.model_copy(update={"name": name, "backend": backend, "precision": precision, "device": "cpu"})
+    for combo in combos:
+        combo_device = "cpu" if combo.backend in CPU_BACKENDS else device  # CPU backends run beside the GPU ones
+        model = settings.model.model_copy(update={
+            "name": combo.model, "backend": combo.backend, "precision": combo.precision, "device": combo_device,
+            "cuda_graph": settings.model.cuda_graph and not combo.eager,
+        })
         detector = create_detector(model, settings.detect)
+        label = f"{combo.precision}-eager" if combo.eager else None
+        combo_gpu = gpu_index if combo_device == "cuda" else None
         try:
-            rows += bench_detector(detector, frame, grid, batch_sizes, repeats, naive, "cpu", None, progress)
+            rows += bench_detector(detector, frame, grid, batch_sizes, repeats, naive, combo_device, combo_gpu, progress,
+                                   baseline if combo_gpu is not None else None, label)
         finally:
             detector.close()
+            _free_device_memory(combo_device)
     add_ratios(rows)
     return rows
+
+
+def _free_device_memory(device: str) -> None:
+    if device == "cuda":
+        import gc
+
+        import torch
+
+        gc.collect()
+        torch.cuda.empty_cache()

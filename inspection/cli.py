@@ -278,39 +278,82 @@ def bench(
     config: Optional[Path] = ConfigOpt,
     combo: list[str] = typer.Option(
         ["ssd_mobilenet_v2_coco:opencv:fp32", "ssd_mobilenet_v2_coco:onnxruntime:fp32"],
-        help="MODEL:BACKEND:PRECISION, repeatable",
+        help="MODEL:BACKEND:PRECISION[:eager], repeatable (eager: torch without CUDA graph, the GPU baseline)",
     ),
+    device: str = typer.Option("cpu", help="cpu or cuda for the torch/tensorrt combos (opencv/onnxruntime run on the CPU)"),
     batch_sizes: str = typer.Option("1,2,4,8,16,32,64"),
     repeats: int = typer.Option(3, min=1),
     naive: bool = typer.Option(True, help="also time the one-tile-at-a-time baseline"),
-    out: Path = typer.Option(Path("benchmarks/results"), help="folder for bench.json, bench.csv, bench.png"),
+    e2e: int = typer.Option(0, help="also run N whole cars end to end (broker -> database) on the first combo"),
+    deadline: float = typer.Option(0.5, help="per-car deadline of the end-to-end cars, seconds"),
+    db: Optional[str] = typer.Option(None, help="database of the end-to-end run (default: a fresh SQLite file in --out)"),
+    out: Path = typer.Option(Path("benchmarks/results"), help="folder for bench.json/csv/png and e2e.json"),
 ) -> None:
-    """Time per frame and tiles/s per model × backend × precision × batch size, with peak memory."""
-    from .bench import machine_description, run_cpu_bench, write_results
+    """Time per frame and tiles/s per model × backend × precision × batch size, with peak memory; optionally whole cars end to end."""
+    from .bench import Combo, comparison, machine_description, run_bench, write_results
 
     settings = _settings(config)
-    combos = []
-    for item in combo:
-        parts = item.split(":")
-        if len(parts) != 3:
-            raise _fail(f"--combo {item!r} must be MODEL:BACKEND:PRECISION", 2)
-        combos.append(tuple(parts))
+    try:
+        combos = [Combo.parse(c) for c in combo]
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
     sizes = [int(s) for s in batch_sizes.split(",")]
-    with console.status("benchmarking") as status:
-        rows = run_cpu_bench(settings, combos, sizes, repeats, naive, progress=lambda text: status.update(text))
-    table = Table(title="inspection bench (time per frame = the grid's tiles + blank padding)")
-    for column in ("model", "backend", "precision", "mode", "batch", "ms/frame", "tiles/s", "peak MiB", "× naive"):
-        table.add_column(column, justify="right")
-    for r in rows:
-        table.add_row(r.model, r.backend, r.precision, r.mode, str(r.batch_size), f"{r.frame_ms:.0f}", f"{r.tiles_per_s:.1f}",
-                      f"{r.peak_mem_mib:.0f} ({r.mem_kind})", str(r.extra.get("speedup_vs_naive", "")))
-    console.print(table)
     command = shlex.join(
-        ["inspection", "bench", *(f"--combo={c}" for c in combo), f"--batch-sizes={batch_sizes}", f"--repeats={repeats}",
-         "--naive" if naive else "--no-naive", f"--out={out}", *([f"--config={config}"] if config else [])]
+        ["inspection", "bench", *(f"--combo={c}" for c in combo), f"--device={device}", f"--batch-sizes={batch_sizes}",
+         f"--repeats={repeats}", "--naive" if naive else "--no-naive", f"--out={out}",
+         *([f"--e2e={e2e}", f"--deadline={deadline}"] if e2e else []), *([f"--config={config}"] if config else [])]
     )
-    for written in write_results(rows, out, command, machine_description()):
-        console.print(f"wrote {written}")
+    machine = machine_description()
+    rows = []
+    if sizes and sizes != [0]:
+        with console.status("benchmarking") as status:
+            rows = run_bench(settings, combos, sizes, repeats, naive, device, progress=lambda text: status.update(text))
+        table = Table(title="inspection bench (time per frame = the grid's tiles + blank padding)")
+        for column in ("model", "backend", "precision", "device", "mode", "batch", "ms/frame", "tiles/s", "peak MiB", "× naive"):
+            table.add_column(column, justify="right")
+        for r in rows:
+            table.add_row(r.model, r.backend, r.precision, r.device, r.mode, str(r.batch_size), f"{r.frame_ms:.1f}",
+                          f"{r.tiles_per_s:.1f}", f"{r.peak_mem_mib:.0f} ({r.mem_kind})", str(r.extra.get("speedup_vs_naive", "")))
+        console.print(table)
+        compare = Table(title="baselines vs optimised (same run)")
+        for key in (comparison(rows)[0] if comparison(rows) else {}):
+            compare.add_column(key)
+        for item in comparison(rows):
+            compare.add_row(*(str(v) for v in item.values()))
+        console.print(compare)
+        for written in write_results(rows, out, command, machine):
+            console.print(f"wrote {written}")
+    if e2e:
+        _bench_e2e(settings, combos[0], device, e2e, deadline, db, out, command, machine)
+
+
+def _bench_e2e(settings: Settings, combo: Any, device: str, cars: int, deadline: float, db: Optional[str], out: Path,
+               command: str, machine: dict[str, Any]) -> None:
+    from .bench_e2e import run_e2e
+    from .demo import kafka_cluster
+
+    out.mkdir(parents=True, exist_ok=True)
+    model = settings.model.model_copy(update={
+        "name": combo.model, "backend": combo.backend, "precision": combo.precision,
+        "device": "cpu" if combo.backend in ("opencv", "onnxruntime") else device})
+    store = settings.store.model_copy(update={"url": db or f"sqlite:///{(out / 'e2e.db').resolve()}", "image_dir": None})
+    settings = settings.model_copy(update={"model": model, "store": store,
+                                           "line": settings.line.model_copy(update={"takt_s": deadline})})
+    with console.status("end to end") as status, kafka_cluster(settings) as (bootstrap, _embedded):
+        result = run_e2e(settings, bootstrap, cars, deadline, progress=lambda text: status.update(text))
+    table = Table(title=f"end to end: {result.frames_per_car} frames per car, {result.backend}/{result.precision} on {result.device}, decode {result.decode}, {result.db}")
+    for column in ("car", "car latency s", "produce s", "first stored s", "frames/s", *(f"{s} ms" for s in result.cars[0].stage_ms_per_frame), "met"):
+        table.add_column(column, justify="right")
+    for c in result.cars:
+        table.add_row(c.car_id[-2:], f"{c.car_latency_s:.3f}", f"{c.produce_s:.3f}", f"{c.first_stored_s:.3f}", f"{c.pipeline_fps:.1f}",
+                      *(f"{v:.2f}" for v in c.stage_ms_per_frame.values()), str(c.deadline_met))
+    console.print(table)
+    if result.bare_model_ms:
+        console.print(f"bare model {result.bare_model_ms:.2f} ms per 64-tile batch ({result.bare_model_fps:.0f} frames/s); "
+                      f"pipeline/bare = {result.pipeline_to_bare_ratio:.2f}; peak GPU memory {result.peak_gpu_mem_mib} MiB")
+    path = out / "e2e.json"
+    path.write_text(json.dumps({"command": command, "machine": machine, "deadline_s": deadline, **result.to_dict()}, indent=2))
+    console.print(f"wrote {path}")
 
 
 @app.command("plan")

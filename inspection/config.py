@@ -113,6 +113,7 @@ class LineConfig(_Section):
 
 
 class PipelineConfig(_Section):
+    decode: Literal["cpu", "gpu"] = Field("cpu", description="JPEG decode + tiling on the CPU, or on the GPU (nvJPEG; torch backend)")
     decode_workers: int = Field(2, gt=0)
     queue_size: int = Field(4, gt=0, description="bound of each inter-stage queue (frames)")
 

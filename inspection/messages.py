@@ -400,6 +400,13 @@ def _check_size(width: int, height: int, expected_wh: tuple[int, int] | None, wh
         )
 
 
+def check_frame_size(payload: bytes, expected_wh: tuple[int, int] | None, what: str = "frame") -> None:
+    """Refuse a wrong-size frame from its image header alone, before any decoding (ImageSizeError)."""
+    size = image_size(payload)
+    if size is not None:
+        _check_size(*size, expected_wh, what)
+
+
 def decode_image(
     payload: bytes,
     expected_wh: tuple[int, int] | None = None,
@@ -420,9 +427,7 @@ def decode_image(
     if is_jpeg and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
         # libjpeg fills a truncated scan with grey and only warns; a missing EOI marker catches it.
         raise ImageError(f"{what}: JPEG is truncated (no end-of-image marker) after {len(data)} bytes", field="payload")
-    header_wh = image_size(data)
-    if header_wh is not None:
-        _check_size(*header_wh, expected_wh, what)
+    check_frame_size(data, expected_wh, what)
     if is_jpeg:
         try:
             # libjpeg-turbo in strict mode: a damaged scan is an error, not a grey-filled frame

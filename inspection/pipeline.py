@@ -20,9 +20,8 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
-import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -32,7 +31,8 @@ from .detections import Detections
 from .kafka.admin import consumer_config
 from .kafka.dlq import DeadLetterProducer
 from .kafka.offsets import OffsetTracker
-from .messages import FrameMessage, MessageError, PayloadTooLargeError, decode_image, error_kind, payload_limit
+from .messages import FrameMessage, MessageError, PayloadTooLargeError, error_kind, payload_limit
+from .prepare import FramePreparer, make_preparer
 from .metrics import PipelineMetrics
 from .stitch import stitch
 from .store.repository import FrameRecord, ResultStore, StoredFrame
@@ -45,36 +45,6 @@ STAGES = ("wait", "prepare", "detect", "stitch", "store")
 
 class PipelineError(RuntimeError):
     """The pipeline stopped on a failure that is not the input's fault (database, detector, broker)."""
-
-
-class FramePreparer(Protocol):
-    """JPEG bytes -> the detector's tile batch (numpy (B,T,T,3) uint8 RGB, or a device tensor)."""
-
-    def prepare(self, message: FrameMessage) -> Any: ...
-
-    def release(self, batch: Any) -> None: ...
-
-
-class CpuFramePreparer:
-    """OpenCV decode + one vectorised tiling copy into a pooled batch buffer (no per-frame allocation)."""
-
-    def __init__(self, grid: TileGrid, pool_size: int) -> None:
-        self.grid = grid
-        self._pool: queue.Queue[np.ndarray] = queue.Queue()
-        for _ in range(pool_size):
-            self._pool.put(grid.new_batch())
-
-    def prepare(self, message: FrameMessage) -> np.ndarray:
-        frame = decode_image(message.payload, (self.grid.frame_width, self.grid.frame_height), what=f"frame {message.label}")
-        batch = self._pool.get()
-        try:
-            return self.grid.tiles(frame, out=batch)
-        except BaseException:
-            self._pool.put(batch)
-            raise
-
-    def release(self, batch: np.ndarray) -> None:
-        self._pool.put(batch)
 
 
 @dataclass
@@ -131,7 +101,12 @@ class EdgePipeline:
         self.bootstrap = bootstrap
         self.grid = TileGrid.from_config(settings.grid)
         queue_size = settings.pipeline.queue_size
-        self.preparer = preparer or CpuFramePreparer(self.grid, queue_size + settings.pipeline.decode_workers + 2)
+        pool = queue_size + settings.pipeline.decode_workers + 2  # every batch that can be in flight at once
+        self.preparer = preparer or make_preparer(settings.pipeline.decode, self.grid, pool)
+        detect_tensor = getattr(detector, "detect_tensor", None)
+        if self.preparer.on_device and detect_tensor is None:
+            raise ValueError(f"pipeline.decode=gpu needs a GPU backend (torch); {detector.backend} takes host batches")
+        self._detect_batch = detect_tensor if self.preparer.on_device else detector.detect
         self.metrics = metrics or PipelineMetrics()
         self.on_stored = on_stored
         self.stats = PipelineStats()
@@ -308,7 +283,7 @@ class EdgePipeline:
 
     def _detect(self, job: Job, batch: Any) -> Detections:
         start = time.perf_counter()
-        tile_detections = self.detector.detect(batch)
+        tile_detections = self._detect_batch(batch)
         mid = time.perf_counter()
         frame_detections = stitch(tile_detections, self.grid, self.settings.stitch)
         job.stage_s["detect"] = mid - start

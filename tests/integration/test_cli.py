@@ -59,3 +59,23 @@ def test_edge_with_unreachable_broker_fails_clearly():
     result = runner.invoke(app, ["edge", "--bootstrap", "127.0.0.1:1"])
     assert result.exit_code == 1
     assert "127.0.0.1:1" in result.output
+
+
+def test_bench_end_to_end_mode_times_whole_cars(tmp_path, yolox_onnx, kafka_broker, monkeypatch):
+    """`inspection bench --e2e`: cars through a real broker into SQLite, with a stage breakdown."""
+    monkeypatch.setenv("INSPECTION__MODEL__PATH", str(yolox_onnx))
+    monkeypatch.setenv("INSPECTION__KAFKA__BOOTSTRAP_SERVERS", kafka_broker.bootstrap_servers)
+    monkeypatch.setenv("INSPECTION__LINE__CAMERAS", "2")
+    monkeypatch.setenv("INSPECTION__LINE__SHOTS_PER_CAMERA", "1")
+    result = runner.invoke(app, [
+        "bench", "--combo", "yolox_nano:onnxruntime:fp32", "--batch-sizes", "0", "--e2e", "1",
+        "--deadline", "120", "--out", str(tmp_path),
+    ], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "e2e.json").read_text())
+    (car,) = data["cars"]
+    assert data["frames_per_car"] == car["frames"] == 2
+    assert 0 < car["first_stored_s"] <= car["car_latency_s"] < 120 and car["deadline_met"] is True
+    assert car["stage_ms_per_frame"]["detect"] > 0 and car["stage_ms_per_frame"]["store"] > 0
+    assert data["bare_model_ms"] > 0 and data["pipeline_to_bare_ratio"] > 0
+    assert data["command"].startswith("inspection bench") and "--e2e=1" in data["command"]

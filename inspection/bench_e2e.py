@@ -1,0 +1,228 @@
+"""End-to-end benchmark: whole cars through the broker into the database.
+
+Five camera producers (one thread and one idempotent producer each, as on the line) push a car's
+pre-encoded JPEG frames at once; one edge consumer (EdgePipeline) decodes, tiles, detects,
+stitches and stores them. A warm-up car first lets the consumer join its group and the backend
+capture its CUDA graphs, so the measured cars see steady state.
+
+Car latency = first frame handed to a producer -> last frame's transaction committed. The bare
+model (forward only on a device-resident 64-tile batch) is timed in the same process, so the
+pipeline's throughput can be set against it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .bench import MemorySampler, _device_sync, time_calls
+from .config import Settings
+from .detect import create_detector
+from .kafka import FrameProducer, ensure_topics
+from .messages import FrameMessage, encode_image
+from .pipeline import STAGES, EdgePipeline
+from .store import ResultStore
+from .tiling import TileGrid
+
+
+@dataclass
+class CarTiming:
+    car_id: str
+    frames: int
+    car_latency_s: float  # first frame produced -> last frame stored
+    produce_s: float  # first frame produced -> every frame acknowledged by the broker
+    first_stored_s: float  # first frame produced -> first frame stored
+    pipeline_fps: float  # frames / (last stored - first received)
+    stage_ms_per_frame: dict[str, float]
+    detections: int
+    deadline_met: bool | None
+
+
+@dataclass
+class E2EResult:
+    model: str
+    backend: str
+    precision: str
+    device: str
+    decode: str
+    db: str
+    frames_per_car: int
+    jpeg_bytes_mean: int
+    cars: list[CarTiming]
+    bare_model_ms: float | None  # forward only, 64 tiles, no I/O
+    bare_model_fps: float | None
+    pipeline_to_bare_ratio: float | None
+    peak_gpu_mem_mib: float | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def median_car_latency_s(self) -> float:
+        return statistics.median(c.car_latency_s for c in self.cars)
+
+
+def encode_car(settings: Settings, source: Callable[[int, int, int], np.ndarray]) -> dict[tuple[int, int], bytes]:
+    """Every (camera, shot) frame of a car, JPEG-encoded once (cameras deliver JPEG)."""
+    line = settings.line
+    return {
+        (cam, shot): encode_image(source(0, cam, shot), line.jpeg_quality)
+        for cam in range(line.cameras)
+        for shot in range(line.shots_per_camera)
+    }
+
+
+def send_car(settings: Settings, producers: list[FrameProducer], car_id: str, jpegs: dict[tuple[int, int], bytes], deadline_s: float) -> tuple[int, int]:
+    """All cameras fire at once, each from its own thread and producer. Returns (t0, t_acked) ns."""
+    line = settings.line
+    t0 = time.time_ns()
+    deadline_ns = t0 + int(deadline_s * 1e9)
+    errors: list[BaseException] = []
+
+    def camera(cam: int) -> None:
+        try:
+            producer = producers[cam]
+            for shot in range(line.shots_per_camera):
+                producer.send(FrameMessage(
+                    car_id=car_id, camera=cam, shot=shot, shots_per_car=line.frames_per_car,
+                    captured_at_ns=time.time_ns(), deadline_at_ns=deadline_ns, payload=jpegs[(cam, shot)],
+                ))
+            producer.flush(60)
+        except BaseException as exc:  # re-raised on the calling thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=camera, args=(cam,), name=f"camera-{cam}") for cam in range(line.cameras)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return t0, time.time_ns()
+
+
+def bare_model_ms(detector: Any, grid: TileGrid, batch: np.ndarray, device: str, repeats: int = 50) -> float | None:
+    forward_only = getattr(detector, "forward_only", None)
+    sync = _device_sync(device)
+    if forward_only is not None and device == "cuda":
+        import torch
+
+        on_device = torch.from_numpy(batch).to(detector.device)
+
+        def call() -> None:
+            forward_only(on_device)
+            sync()
+    elif getattr(detector, "forward", None) is not None:
+        def call() -> None:
+            detector.forward(batch)
+    else:
+        return None
+    return statistics.median(time_calls(call, repeats, warmup=3)) * 1e3
+
+
+def run_e2e(
+    settings: Settings,
+    bootstrap: str,
+    cars: int = 3,
+    deadline_s: float = 0.5,
+    source: Callable[[int, int, int], np.ndarray] | None = None,
+    progress: Callable[[str], None] | None = None,
+    wait_timeout_s: float = 600.0,
+) -> E2EResult:
+    """Warm-up car + `cars` measured cars on `bootstrap` into `settings.store.url`."""
+    from synthetic.photos import PhotoFrameSource
+
+    say = progress or (lambda text: None)
+    grid = TileGrid.from_config(settings.grid)
+    suffix = uuid.uuid4().hex[:8]
+    settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={
+        "topic": f"bench-{suffix}", "dlq_topic": f"bench-{suffix}.dlq", "group_id": f"bench-{suffix}",
+        "partitions": max(settings.kafka.partitions, settings.line.cameras)})})
+    ensure_topics(bootstrap, settings.kafka)
+    frames_per_car = settings.line.frames_per_car
+    say("encoding a car of JPEG frames")
+    jpegs = encode_car(settings, source or PhotoFrameSource(grid))
+    device = "cuda" if settings.model.device == "cuda" or (settings.model.device == "auto" and settings.model.backend in ("torch", "tensorrt")) else "cpu"
+    gpu = 0 if device == "cuda" else None
+    memory = MemorySampler(gpu) if gpu is not None else None
+    store = ResultStore.open(settings.store)
+    detector = create_detector(settings.model, settings.detect)
+    stored_at: dict[str, list[int]] = {}
+    received_at: dict[str, list[int]] = {}
+    lock = threading.Lock()
+
+    def on_stored(stored: Any, job: Any) -> None:
+        with lock:
+            stored_at.setdefault(stored.car_id, []).append(time.time_ns())
+            received_at.setdefault(stored.car_id, []).append(job.received_at_ns)
+
+    pipeline = EdgePipeline(settings, detector, store, bootstrap, on_stored=on_stored)
+    stop = threading.Event()
+    runner = threading.Thread(target=lambda: pipeline.run(stop_when=lambda s: stop.is_set()), name="edge")
+    producers = [FrameProducer(bootstrap, settings.kafka, client_id=f"camera-{cam}") for cam in range(settings.line.cameras)]
+    timings: list[CarTiming] = []
+
+    def wait_for(handled: int) -> None:
+        limit = time.monotonic() + wait_timeout_s
+        while pipeline.stats.frames_handled < handled:
+            if pipeline.failure is not None:
+                raise RuntimeError(f"pipeline failed: {pipeline.failure}") from pipeline.failure
+            if time.monotonic() > limit:
+                raise TimeoutError(f"only {pipeline.stats.frames_handled}/{handled} frames handled after {wait_timeout_s:g} s")
+            time.sleep(0.0005)
+
+    try:
+        if memory is not None:
+            memory.__enter__()
+        runner.start()
+        say("warm-up car (group join, CUDA graph capture)")
+        send_car(settings, producers, f"warmup-{suffix}", jpegs, 3600.0)
+        wait_for(frames_per_car)
+        for k in range(cars):
+            car = f"bench-{suffix}-{k:02d}"
+            say(f"measured car {k + 1}/{cars}")
+            stages_before = dict(pipeline.stats.stage_totals_s)
+            handled_before = pipeline.stats.frames_handled
+            detections_before = pipeline.stats.detections
+            t0, t_acked = send_car(settings, producers, car, jpegs, deadline_s)
+            wait_for(handled_before + frames_per_car)
+            with lock:
+                last, first = max(stored_at[car]), min(stored_at[car])
+                first_received = min(received_at[car])
+            stage_ms = {s: (pipeline.stats.stage_totals_s[s] - stages_before[s]) / frames_per_car * 1e3 for s in STAGES}
+            summary = store.car_summary(car)
+            timings.append(CarTiming(
+                car_id=car, frames=frames_per_car, car_latency_s=(last - t0) / 1e9, produce_s=(t_acked - t0) / 1e9,
+                first_stored_s=(first - t0) / 1e9, pipeline_fps=frames_per_car / max((last - first_received) / 1e9, 1e-9),
+                stage_ms_per_frame=stage_ms, detections=pipeline.stats.detections - detections_before,
+                deadline_met=summary.deadline_met,
+            ))
+    finally:
+        stop.set()
+        if runner.is_alive():
+            runner.join()
+        for producer in producers:
+            producer.close()
+        if memory is not None:
+            memory.__exit__(None, None, None)
+    say("bare model")
+    bare = bare_model_ms(detector, grid, grid.tiles(PhotoFrameSource(grid)(0, 0, 0)), device)
+    detector.close()
+    store.close()
+    median_fps = statistics.median(t.pipeline_fps for t in timings)
+    bare_fps = 1e3 / bare if bare else None
+    return E2EResult(
+        model=settings.model.name, backend=settings.model.backend, precision=settings.model.precision, device=device,
+        decode=settings.pipeline.decode, db=store.engine.url.render_as_string(hide_password=True),
+        frames_per_car=frames_per_car, jpeg_bytes_mean=int(np.mean([len(j) for j in jpegs.values()])),
+        cars=timings, bare_model_ms=bare, bare_model_fps=bare_fps,
+        pipeline_to_bare_ratio=(median_fps / bare_fps) if bare_fps else None,
+        peak_gpu_mem_mib=round(memory.peak_mib, 1) if memory is not None else None,
+    )
