@@ -1,0 +1,282 @@
+"""Backend `torch`: the model's ONNX weights as a native torch module, on CUDA or CPU.
+
+On CUDA: fp16 or fp32, channels-last, the whole fixed-shape part (normalisation, network, box
+decoding, per-tile candidate top-k) captured once as a CUDA graph for the batch size and replayed;
+numpy batches enter through a pinned host buffer reused across calls; score floor and class-wise
+NMS run on the GPU; one device->host copy returns the detections. Frames can also stay on the GPU
+end to end: `decode_jpegs_cuda` (nvJPEG through torchvision) -> `tile_on_gpu` -> `detect_tensor`.
+
+On CPU: fp32, eager, the same graph and post-processing (numpy NMS when torchvision is absent).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import DetectConfig, ModelConfig
+from ..detections import Detections
+from ..tiling import FrameSizeError, TileGrid
+from .base import ModelSpec, resolve_model_file
+from .torch_graph import OnnxGraphModule
+from .torch_post import Candidates, TorchCandidates, default_nms, select_from_candidates
+
+DEFAULT_BATCH = 64
+WARMUP_RUNS = 3  # eager runs on a side stream before capture: cuDNN picks algorithms, allocator settles
+
+
+def _device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("model.device=cuda but torch sees no CUDA device (torch.cuda.is_available() is False); use model.device=cpu")
+    if choice == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", torch.cuda.current_device())  # with its index: tensors report cuda:N
+
+
+def normalisation(spec: ModelSpec, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, 1 / std) as (3,) float32 tensors on `device`, made once: creating them inside a CUDA
+    graph capture would be a host->device copy the capture cannot record."""
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=device)
+    return mean, 1.0 / torch.tensor(spec.std, dtype=torch.float32, device=device)
+
+
+def preprocess_tiles(tiles: torch.Tensor, spec: ModelSpec, dtype: torch.dtype, norm: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """(N, T, T, 3) uint8 RGB on any device -> the network input (model layout, channel order,
+    (x - mean) / std with `norm` from `normalisation`, fit to the input size), in `dtype`.
+    NCHW comes out as a channels-last view."""
+    n, th, tw = tiles.shape[:3]
+    ih, iw = spec.input_size
+    x = tiles
+    if spec.fit == "pad" and (th, tw) != (ih, iw):
+        if th > ih or tw > iw:
+            raise ValueError(f"tile {tw}×{th} is larger than {spec.name}'s input {iw}×{ih}; use fit=resize")
+        x = F.pad(x, (0, 0, 0, iw - tw, 0, ih - th), value=spec.pad_value)
+    if spec.channel_order == "BGR":
+        x = x.flip(-1)
+    x = x.float()
+    if spec.fit == "resize" and (th, tw) != (ih, iw):
+        x = F.interpolate(x.permute(0, 3, 1, 2), size=(ih, iw), mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+    mean, inv_std = norm
+    x = ((x - mean) * inv_std).to(dtype)
+    return x.permute(0, 3, 1, 2) if spec.layout == "NCHW" else x
+
+
+class _GraphRunner:
+    """One captured CUDA graph of `fn` over a static (batch, T, T, 3) uint8 input buffer."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], object], batch: int, tile_hw: tuple[int, int], device: torch.device) -> None:
+        self.batch = batch
+        self.tile_hw = tile_hw
+        self.static_input = torch.zeros((batch, *tile_hw, 3), dtype=torch.uint8, device=device)
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side), torch.inference_mode():
+            for _ in range(WARMUP_RUNS):
+                fn(self.static_input)
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), torch.inference_mode():
+            self.static_output = fn(self.static_input)
+
+    def run(self, tiles: torch.Tensor) -> object:
+        """Copy `tiles` (n <= batch, on the device) into the static input and replay; rows >= n are stale."""
+        self.static_input[: tiles.shape[0]].copy_(tiles, non_blocking=True)
+        self.graph.replay()
+        return self.static_output
+
+
+class TorchDetector:
+    backend = "torch"
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        model: ModelConfig,
+        detect: DetectConfig,
+        onnx_path: Path | None = None,
+        batch_size: int = DEFAULT_BATCH,
+    ) -> None:
+        self.spec = spec
+        self.config = detect
+        self.device = _device(model.device)
+        if model.precision == "int8":
+            raise ValueError("model.precision=int8 is not supported by backend torch (allowed: fp32, fp16); INT8 runs on backend tensorrt")
+        if model.precision == "fp16" and self.device.type != "cuda":
+            raise ValueError("model.precision=fp16 needs CUDA with backend torch; on CPU use model.precision=fp32")
+        self.precision = model.precision
+        self.dtype = torch.float16 if model.precision == "fp16" else torch.float32
+        self.batch_size = batch_size
+        if model.threads and self.device.type == "cpu":
+            torch.set_num_threads(model.threads)
+        self.path = onnx_path or resolve_model_file(spec, "onnx", model.path)
+        net = OnnxGraphModule(self.path, self.dtype).eval()
+        if self.device.type == "cuda":
+            net = net.to(self.device, memory_format=torch.channels_last)
+        self.net = net
+        self.output_names = list(spec.decoder["outputs"].values())
+        missing = set(self.output_names) - set(net.output_names)
+        if missing:
+            raise ValueError(f"model {spec.name}: ONNX file {self.path} has no output(s) {sorted(missing)}; it has {net.output_names}")
+        self._norm = normalisation(spec, self.device)
+        self.class_ids = torch.as_tensor(spec.output_class_ids, dtype=torch.int64, device=self.device)
+        self.use_cuda_graph = self.device.type == "cuda" and model.cuda_graph
+        self.nms = default_nms()
+        self._candidates: dict[tuple[int, int], TorchCandidates] = {}
+        self._graphs: dict[tuple[str, tuple[int, int]], _GraphRunner] = {}
+        self._pinned: torch.Tensor | None = None
+
+    # -- building blocks ---------------------------------------------------------------------
+
+    def _network(self, tiles: torch.Tensor) -> dict[str, torch.Tensor]:
+        outputs = self.net(preprocess_tiles(tiles, self.spec, self.dtype, self._norm))
+        return dict(zip(self.net.output_names, outputs))
+
+    def _candidates_for(self, tile_hw: tuple[int, int]) -> TorchCandidates:
+        if tile_hw not in self._candidates:
+            self._candidates[tile_hw] = TorchCandidates(self.spec, self.config, tile_hw, self.device)
+        return self._candidates[tile_hw]
+
+    def _static_part(self, tile_hw: tuple[int, int]) -> Callable[[torch.Tensor], Candidates]:
+        candidates = self._candidates_for(tile_hw)
+        return lambda tiles: candidates(self._network(tiles))
+
+    def _runner(self, kind: str, tile_hw: tuple[int, int]) -> _GraphRunner:
+        key = (kind, tile_hw)
+        if key not in self._graphs:
+            fn = self._static_part(tile_hw) if kind == "detect" else self._network
+            self._graphs[key] = _GraphRunner(fn, self.batch_size, tile_hw, self.device)
+        return self._graphs[key]
+
+    def _run(self, kind: str, tiles: torch.Tensor) -> object:
+        """The fixed-shape part for one chunk (<= batch_size tiles) on the device or in pinned memory."""
+        tile_hw = (int(tiles.shape[1]), int(tiles.shape[2]))
+        if self.use_cuda_graph:
+            return self._runner(kind, tile_hw).run(tiles)
+        tiles = tiles.to(self.device, non_blocking=True)
+        with torch.inference_mode():
+            return self._static_part(tile_hw)(tiles) if kind == "detect" else self._network(tiles)
+
+    def _stage(self, tiles: np.ndarray) -> torch.Tensor:
+        """A numpy chunk as a tensor: on CUDA a slice of one pinned buffer reused across calls (the
+        graph runner copies it straight into its static input), on CPU the array itself."""
+        if self.device.type != "cuda":
+            return torch.from_numpy(np.ascontiguousarray(tiles))
+        shape = (self.batch_size, *tiles.shape[1:])
+        if self._pinned is None or tuple(self._pinned.shape) != shape:
+            self._pinned = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+        host = self._pinned[: len(tiles)]
+        # Safe to overwrite: every call ends in a device->host copy, so the last upload is done.
+        host.numpy()[...] = tiles
+        return host
+
+    @staticmethod
+    def _check(tiles: np.ndarray | torch.Tensor) -> None:
+        if tiles.ndim != 4 or tiles.shape[-1] != 3 or tiles.dtype not in (np.uint8, torch.uint8):
+            raise ValueError(f"tiles must be (N, T, T, 3) uint8 RGB, got {tuple(tiles.shape)} {tiles.dtype}")
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def detect(self, tiles: np.ndarray, score_threshold: float | None = None) -> Detections:
+        """(N, T, T, 3) uint8 RGB numpy tiles -> per-tile Detections (tile pixels, dataset class ids)."""
+        self._check(tiles)
+        parts = []
+        for start in range(0, len(tiles), self.batch_size):
+            chunk = tiles[start:start + self.batch_size]
+            parts.append(self._detect_chunk(self._stage(chunk), score_threshold, start))
+        return Detections.merge(parts)
+
+    def detect_tensor(self, tiles: torch.Tensor, score_threshold: float | None = None) -> Detections:
+        """Like `detect` for (N, T, T, 3) uint8 tiles already on the device (e.g. from `tile_on_gpu`)."""
+        self._check(tiles)
+        if tiles.device != self.device:
+            raise ValueError(f"tiles are on {tiles.device}, the detector runs on {self.device}")
+        parts = [self._detect_chunk(tiles[s:s + self.batch_size], score_threshold, s) for s in range(0, tiles.shape[0], self.batch_size)]
+        return Detections.merge(parts)
+
+    def _detect_chunk(self, tiles: torch.Tensor, score_threshold: float | None, offset: int) -> Detections:
+        floor = self.config.score_threshold if score_threshold is None else score_threshold
+        tile_hw = (int(tiles.shape[1]), int(tiles.shape[2]))
+        candidates = self._run("detect", tiles)
+        with torch.inference_mode():
+            found = select_from_candidates(candidates, tiles.shape[0], self.class_ids, self.config, tile_hw, floor, self.nms)
+        if offset:
+            return Detections(found.xyxy, found.score, found.class_id, found.tile_index + offset)
+        return found
+
+    def forward_only(self, tiles: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The bare network (normalisation included) on <= batch_size uint8 tiles on the device,
+        graph-replayed on CUDA. Returns the raw outputs in `net.output_names` order, un-synchronised:
+        for timing with CUDA events. With a CUDA graph they are static buffers, overwritten by the
+        next call, and rows past the input's length are stale."""
+        out = self._run("forward", tiles)
+        return tuple(out[name] for name in self.net.output_names)
+
+    def forward(self, tiles: np.ndarray) -> dict[str, np.ndarray]:
+        """Raw output tensors (float32 numpy) for a batch of tiles, like OnnxRuntimeDetector.forward."""
+        self._check(tiles)
+        parts: list[dict[str, np.ndarray]] = []
+        for start in range(0, len(tiles), self.batch_size):
+            chunk = tiles[start:start + self.batch_size]
+            out = self._run("forward", self._stage(chunk))
+            parts.append({k: v[: len(chunk)].float().cpu().numpy() for k, v in out.items()})
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
+
+    def close(self) -> None:
+        self._graphs.clear()
+        self._pinned = None
+        self.net = None  # type: ignore[assignment]
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames on the GPU: JPEG decode and tiling without a host round trip.
+# ---------------------------------------------------------------------------------------------
+
+
+def decode_jpegs_cuda(jpegs: Sequence[bytes], device: str | torch.device = "cuda") -> list[torch.Tensor]:
+    """JPEG bytes -> (3, H, W) uint8 RGB tensors on the GPU, one batched nvJPEG call (torchvision)."""
+    try:
+        from torchvision.io import ImageReadMode, decode_jpeg
+    except Exception as exc:  # noqa: BLE001
+        raise RuntimeError("GPU JPEG decoding needs torchvision (pip install 'inspection[torch]')") from exc
+    data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in jpegs]
+    if not data:
+        return []
+    return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
+
+
+def tile_on_gpu(frame: torch.Tensor, grid: TileGrid, out: torch.Tensor | None = None) -> torch.Tensor:
+    """A frame on any device -> (batch_size, T, T, 3) uint8 tiles there, blank tiles zero.
+
+    frame: (H, W, 3) or (3, H, W) (as `decode_jpegs_cuda` returns) uint8. One strided copy
+    (`unfold` views) for a regular grid, one gather otherwise; `out` is reused when given.
+    """
+    if frame.ndim != 3 or 3 not in (frame.shape[0], frame.shape[2]):
+        raise FrameSizeError(f"frame has shape {tuple(frame.shape)}, expected (H, W, 3) or (3, H, W)")
+    hwc = frame.permute(1, 2, 0) if frame.shape[2] != 3 else frame
+    h, w = int(hwc.shape[0]), int(hwc.shape[1])
+    if (w, h) != (grid.frame_width, grid.frame_height):
+        raise FrameSizeError(f"frame is {w}×{h}, grid expects {grid.frame_width}×{grid.frame_height} (configs: grid.frame_width / grid.frame_height)")
+    if hwc.dtype != torch.uint8:
+        raise FrameSizeError(f"frame has dtype {hwc.dtype}, expected uint8")
+    t = grid.tile_size
+    shape = (grid.batch_size, t, t, 3)
+    if out is None:
+        out = torch.empty(shape, dtype=torch.uint8, device=hwc.device)
+    elif tuple(out.shape) != shape:
+        raise ValueError(f"out has shape {tuple(out.shape)}, expected {shape}")
+    real = out[: grid.num_tiles]
+    if grid.is_regular:
+        windows = hwc.unfold(0, t, grid.stride).unfold(1, t, grid.stride)  # (rows, cols, 3, T, T)
+        real.view(grid.rows, grid.cols, t, t, 3).copy_(windows.permute(0, 1, 3, 4, 2))
+    else:
+        origins = torch.as_tensor(grid.origins, device=hwc.device)
+        offsets = torch.arange(t, device=hwc.device)
+        yy = origins[:, 1, None, None] + offsets[None, :, None]
+        xx = origins[:, 0, None, None] + offsets[None, None, :]
+        real.copy_(hwc[yy, xx])
+    out[grid.num_tiles:] = 0
+    return out

@@ -1,0 +1,131 @@
+"""Backend tensorrt on a real GPU: engine build and cache, FP16 and INT8 (calibrated with real
+tiles), pipelined `detect_many`, agreement with onnxruntime and coco_tiny mAP.
+
+Skipped where TensorRT or pycuda is missing (the parts that need neither are tested in
+tests/unit/test_engine_cache.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+if importlib.util.find_spec("tensorrt") is None or importlib.util.find_spec("pycuda") is None:
+    pytest.skip("TensorRT/pycuda not installed", allow_module_level=True)
+
+from inspection.config import DetectConfig, ModelConfig  # noqa: E402
+from inspection.detect import load_spec  # noqa: E402
+from inspection.detect.calibration import CalibrationBatches, make_entropy_calibrator, tile_batches_from_images  # noqa: E402
+from inspection.detect.engine import build_engine, calibration_cache_path, cuda_primary_context, file_sha256  # noqa: E402
+from inspection.detect.onnxruntime import OnnxRuntimeDetector  # noqa: E402
+from inspection.detect.tensorrt import TensorRTDetector  # noqa: E402
+from inspection.tiling import TileGrid  # noqa: E402
+from tests.gpu.detection_checks import assert_detections_agree, coco_tiles, tile_level_map  # noqa: E402
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_spec("ssd_mobilenet_v2_coco")
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("engines")
+
+
+@pytest.fixture(scope="module")
+def tiles64(coco_tiny):
+    return coco_tiles(coco_tiny, 64)[0]
+
+
+@pytest.fixture(scope="module")
+def reference(spec, ssd_onnx):
+    return OnnxRuntimeDetector(spec, ModelConfig(backend="onnxruntime", path=ssd_onnx), DetectConfig())
+
+
+def _detector(spec, onnx, cache_dir, precision, **extra):
+    model = ModelConfig(backend="tensorrt", device="cuda", precision=precision, path=onnx, engine_cache_dir=cache_dir, **extra)
+    return TensorRTDetector(spec, model, DetectConfig())
+
+
+def test_engine_is_built_once_and_then_found_in_the_cache(ssd_onnx, cache_dir):
+    first = build_engine(ssd_onnx, "fp16", None, cache_dir, profiles=2)
+    stamp = first.stat().st_mtime_ns
+    assert build_engine(ssd_onnx, "fp16", None, cache_dir, profiles=2) == first
+    assert first.stat().st_mtime_ns == stamp
+    assert first.with_suffix(".json").is_file()
+    assert any(p.name.startswith("timing-") for p in cache_dir.iterdir())
+    assert build_engine(ssd_onnx, "fp32", None, cache_dir, profiles=2) != first
+
+
+@pytest.mark.parametrize("precision, max_score_diff", [("fp32", 0.02), ("fp16", 0.03)])
+def test_tensorrt_agrees_with_onnxruntime(spec, ssd_onnx, cache_dir, reference, tiles64, precision, max_score_diff):
+    detector = _detector(spec, ssd_onnx, cache_dir, precision)
+    try:
+        for floor in (0.3, 0.05):
+            assert_detections_agree(reference.detect(tiles64, floor), detector.detect(tiles64, floor), floor, 0.9, max_score_diff)
+    finally:
+        detector.close()
+
+
+def test_detect_many_pipelines_batches_in_order(spec, ssd_onnx, cache_dir, tiles64):
+    graphed = _detector(spec, ssd_onnx, cache_dir, "fp16", contexts=2)
+    serial = _detector(spec, ssd_onnx, cache_dir, "fp16", contexts=2, cuda_graph=False)
+    try:
+        batches = [tiles64, tiles64[::-1].copy(), tiles64[:10], tiles64]
+        results = list(graphed.detect_many(batches))
+        assert len(results) == len(batches)
+        for batch, found in zip(batches, results):
+            assert_detections_agree(serial.detect(batch), found, DetectConfig().score_threshold, 0.99, 1e-3)
+    finally:
+        graphed.close()
+        serial.close()
+
+
+@pytest.mark.slow
+def test_int8_calibrated_on_real_tiles_keeps_map_close(spec, ssd_onnx, cache_dir, coco_tiny, reference):
+    pytest.importorskip("pycocotools")
+    images = sorted((coco_tiny / "val2017").glob("*.jpg"))
+    cache = calibration_cache_path(cache_dir, file_sha256(ssd_onnx))
+    with cuda_primary_context():
+        calibrator = make_entropy_calibrator(CalibrationBatches(list(tile_batches_from_images(images, TileGrid())), spec, 16), cache)
+        build_engine(ssd_onnx, "int8", calibrator, cache_dir, profiles=2)
+    assert cache.is_file() and cache.stat().st_size > 0
+    detector = _detector(spec, ssd_onnx, cache_dir, "int8")
+    try:
+        assert tile_level_map(detector, coco_tiny) >= tile_level_map(reference, coco_tiny) - 0.03
+    finally:
+        detector.close()
+
+
+@pytest.mark.slow
+def test_fp16_tile_level_map_matches_onnxruntime(spec, ssd_onnx, cache_dir, coco_tiny, reference):
+    pytest.importorskip("pycocotools")
+    detector = _detector(spec, ssd_onnx, cache_dir, "fp16")
+    try:
+        assert abs(tile_level_map(detector, coco_tiny) - tile_level_map(reference, coco_tiny)) <= 0.005
+    finally:
+        detector.close()
+
+
+def test_int8_without_calibration_cache_says_how_to_make_one(spec, ssd_onnx, tmp_path):
+    with pytest.raises(FileNotFoundError, match="build-engine"):
+        _detector(spec, ssd_onnx, tmp_path, "int8")
+
+
+def test_results_are_independent_of_tile_order(spec, ssd_onnx, cache_dir, tiles64):
+    detector = _detector(spec, ssd_onnx, cache_dir, "fp16")
+    try:
+        forward = detector.detect(tiles64)
+        backward = detector.detect(tiles64[::-1].copy())
+        from inspection.detections import Detections
+
+        flipped = Detections(backward.xyxy, backward.score, backward.class_id, 63 - backward.tile_index)
+        assert_detections_agree(forward, flipped, DetectConfig().score_threshold, 0.99, 1e-2)
+        assert np.all(np.diff(forward.tile_index) >= 0)
+    finally:
+        detector.close()
