@@ -216,7 +216,9 @@ class EdgePipeline:
             job.stage_s["prepare"] = time.perf_counter() - start
 
     def _put(self, q: queue.Queue[Any], item: Any, force: bool = False) -> None:
-        """Blocking put that gives up when the pipeline stops (unless forced, for the stop marker)."""
+        """Blocking put that gives up when the pipeline stops; a forced put (the stop marker) gives
+        up only when the thread that drains `q` has died, so a failed stage never hangs shutdown."""
+        drainer = self._threads[0] if q is self._infer_q else self._threads[1]
         while True:
             try:
                 q.put(item, timeout=0.1)
@@ -224,7 +226,7 @@ class EdgePipeline:
             except queue.Full:
                 if self._stop.is_set() and not force:
                     return
-                if force and not any(t.is_alive() for t in self._threads):
+                if force and not drainer.is_alive():
                     return
 
     def _commit(self, partitions: list[tuple[str, int]] | None = None) -> None:

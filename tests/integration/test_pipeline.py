@@ -278,3 +278,36 @@ def test_demo_json_agrees_with_database(kafka_broker, tmp_path):
     assert car["detections"] == summary.detections == counts.detections > 0
     assert car["deadline_met"] == summary.deadline_met is True
     assert 0 < car["car_latency_s"] < summary.deadline_s
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_database_lost_mid_run_stops_without_committing_unstored_frames(kafka_config, postgres_url, postgres_server_url, yolox_model, photo_source):
+    """The results database disappears under a running consumer: it retries with backoff, then
+    stops with an error naming the database; offsets never pass a frame that was not stored."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from inspection.pipeline import PipelineError
+
+    settings = make_settings(kafka_config, postgres_url, yolox_model, shots=3, cameras=2)
+    settings = settings.model_copy(update={"store": settings.store.model_copy(update={"connect_retries": 2, "connect_backoff_s": 0.05})})
+    produced = produce_car(settings, photo_source)
+    store = ResultStore.open(settings.store)
+    pipeline = EdgePipeline(settings, create_detector(settings.model, settings.detect), store, kafka_config.bootstrap_servers)
+    name = make_url(postgres_url).database
+    dropped = threading.Event()
+
+    def drop_after_first_frame(stats) -> bool:
+        if stats.frames_stored >= 1 and not dropped.is_set():
+            admin_url = make_url(postgres_server_url).set(drivername="postgresql").render_as_string(hide_password=False)
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            dropped.set()
+        return False
+
+    with pytest.raises(PipelineError, match=rf"database .*{name}.* failed storing car=.* after 3 attempt"):
+        pipeline.run(stop_when=drop_after_first_frame)
+    stored = pipeline.stats.frames_stored
+    assert 1 <= stored < len(produced)
+    assert committed_offsets(settings) <= stored
