@@ -23,10 +23,9 @@ import numpy as np
 
 from .bench import MemorySampler, _device_sync, time_calls
 from .config import Settings
-from .detect import create_detector
 from .kafka import FrameProducer, ensure_topics
 from .messages import FrameMessage, encode_image
-from .pipeline import STAGES, EdgePipeline
+from .pipeline import STAGES, EdgePipeline, create_detectors
 from .store import ResultStore
 from .tiling import TileGrid
 
@@ -134,7 +133,7 @@ def run_e2e(
     deadline_s: float = 0.5,
     source: Callable[[int, int, int], np.ndarray] | None = None,
     progress: Callable[[str], None] | None = None,
-    wait_timeout_s: float = 600.0,
+    wait_timeout_s: float = 120.0,
 ) -> E2EResult:
     """Warm-up car + `cars` measured cars on `bootstrap` into `settings.store.url`."""
     from synthetic.photos import PhotoFrameSource
@@ -153,7 +152,8 @@ def run_e2e(
     gpu = 0 if device == "cuda" else None
     memory = MemorySampler(gpu) if gpu is not None else None
     store = ResultStore.open(settings.store)
-    detector = create_detector(settings.model, settings.detect)
+    detectors = create_detectors(settings)
+    detector = detectors[0]
     stored_at: dict[str, list[int]] = {}
     received_at: dict[str, list[int]] = {}
     lock = threading.Lock()
@@ -163,7 +163,7 @@ def run_e2e(
             stored_at.setdefault(stored.car_id, []).append(time.time_ns())
             received_at.setdefault(stored.car_id, []).append(job.received_at_ns)
 
-    pipeline = EdgePipeline(settings, detector, store, bootstrap, on_stored=on_stored)
+    pipeline = EdgePipeline(settings, detectors, store, bootstrap, on_stored=on_stored)
     stop = threading.Event()
     runner = threading.Thread(target=lambda: pipeline.run(stop_when=lambda s: stop.is_set()), name="edge")
     producers = [FrameProducer(bootstrap, settings.kafka, client_id=f"camera-{cam}") for cam in range(settings.line.cameras)]
@@ -214,7 +214,8 @@ def run_e2e(
             memory.__exit__(None, None, None)
     say("bare model")
     bare = bare_model_ms(detector, grid, grid.tiles(PhotoFrameSource(grid)(0, 0, 0)), device)
-    detector.close()
+    for each in detectors:
+        each.close()
     store.close()
     median_fps = statistics.median(t.pipeline_fps for t in timings)
     bare_fps = 1e3 / bare if bare else None
@@ -225,4 +226,6 @@ def run_e2e(
         cars=timings, bare_model_ms=bare, bare_model_fps=bare_fps,
         pipeline_to_bare_ratio=(median_fps / bare_fps) if bare_fps else None,
         peak_gpu_mem_mib=round(memory.peak_mib, 1) if memory is not None else None,
+        extra={"infer_workers": settings.pipeline.infer_workers, "decode_workers": settings.pipeline.decode_workers,
+               "queue_size": settings.pipeline.queue_size, "jpeg_quality": settings.line.jpeg_quality},
     )

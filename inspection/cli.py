@@ -198,8 +198,7 @@ def edge(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Edge consumer: poll -> decode -> tile -> detect -> stitch -> store -> commit, in the consumer group."""
-    from .detect import create_detector
-    from .pipeline import EdgePipeline, PipelineError
+    from .pipeline import EdgePipeline, PipelineError, create_detectors
     from .store import ResultStore
 
     _logging(verbose)
@@ -211,8 +210,7 @@ def edge(
         store = ResultStore.open(settings.store)
     except Exception as exc:
         raise _fail(str(exc)) from None
-    detector = create_detector(settings.model, settings.detect)
-    pipeline = EdgePipeline(settings, detector, store, bootstrap)
+    pipeline = EdgePipeline(settings, create_detectors(settings), store, bootstrap)
     if metrics_port:
         pipeline.metrics.serve(metrics_port)
     for sig in (signal.SIGTERM, signal.SIGINT):

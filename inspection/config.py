@@ -115,7 +115,10 @@ class LineConfig(_Section):
 class PipelineConfig(_Section):
     decode: Literal["cpu", "gpu"] = Field("cpu", description="JPEG decode + tiling on the CPU, or on the GPU (nvJPEG; torch backend)")
     decode_workers: int = Field(2, gt=0)
+    infer_workers: int = Field(1, gt=0, le=8, description="detector instances, one thread (and CUDA stream) each")
+    switch_interval_s: float = Field(0.0005, gt=0, description="CPython thread switch interval while the pipeline runs")
     queue_size: int = Field(4, gt=0, description="bound of each inter-stage queue (frames)")
+    stage_timeout_s: float = Field(120.0, gt=0, description="a frame stuck this long in decoding stops the consumer (no commit)")
 
 
 class Settings(_Section):

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from .config import Settings
-from .detect import create_detector
 from .kafka import EmbeddedBroker, FrameProducer, check_reachable, ensure_topics
-from .pipeline import EdgePipeline, PipelineStats
+from .pipeline import EdgePipeline, PipelineStats, create_detectors
 from .store import ResultStore
 from .store.repository import CarSummary
 from .tiling import TileGrid
@@ -95,7 +94,7 @@ def run_demo(
 
     grid = TileGrid.from_config(settings.grid)
     expected = cars * settings.line.frames_per_car
-    detector = create_detector(settings.model, settings.detect)
+    detectors = create_detectors(settings)
     store = ResultStore.open(settings.store)
     start_car = store.counts().cars + 1  # a re-run into the same database gets new car ids
     produced_at: dict[str, int] = {}
@@ -110,7 +109,7 @@ def run_demo(
                 if on_progress:
                     on_progress(pipeline.stats.frames_handled, expected)
 
-            pipeline = EdgePipeline(settings, detector, store, bootstrap, on_stored=on_stored)
+            pipeline = EdgePipeline(settings, detectors, store, bootstrap, on_stored=on_stored)
             failure: list[BaseException] = []
 
             def produce() -> None:
@@ -133,7 +132,8 @@ def run_demo(
         summaries = [store.car_summary(c) for c in car_ids]
     finally:
         store.close()
-        detector.close()
+        for detector in detectors:
+            detector.close()
     return DemoResult(
         cars=summaries,
         stats=stats,

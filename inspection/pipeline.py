@@ -14,19 +14,22 @@ drained. A frame is either stored or parked (dead-letter topic + error row), nev
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .config import Settings
-from .detect import Detector
+from .detect import Detector, create_detector
 from .detections import Detections
 from .kafka.admin import consumer_config
 from .kafka.dlq import DeadLetterProducer
@@ -82,11 +85,16 @@ class PipelineStats:
 _STOP = object()
 
 
+def create_detectors(settings: Settings) -> list[Detector]:
+    """`pipeline.infer_workers` instances of the configured detector, one per infer thread."""
+    return [create_detector(settings.model, settings.detect) for _ in range(settings.pipeline.infer_workers)]
+
+
 class EdgePipeline:
     def __init__(
         self,
         settings: Settings,
-        detector: Detector,
+        detector: Detector | Sequence[Detector],
         store: ResultStore,
         bootstrap: str,
         *,
@@ -96,6 +104,10 @@ class EdgePipeline:
         on_stored: Callable[[StoredFrame, Job], None] | None = None,
     ) -> None:
         self.settings = settings
+        # One infer thread per detector: with several (each its own CUDA graph and stream, like
+        # TensorRT execution contexts) one frame's post-processing overlaps the next one's forward.
+        self.detectors = list(detector) if isinstance(detector, (list, tuple)) else [detector]
+        detector = self.detectors[0]
         self.detector = detector
         self.store = store
         self.bootstrap = bootstrap
@@ -103,10 +115,12 @@ class EdgePipeline:
         queue_size = settings.pipeline.queue_size
         pool = queue_size + settings.pipeline.decode_workers + 2  # every batch that can be in flight at once
         self.preparer = preparer or make_preparer(settings.pipeline.decode, self.grid, pool)
-        detect_tensor = getattr(detector, "detect_tensor", None)
-        if self.preparer.on_device and detect_tensor is None:
+        if self.preparer.on_device and getattr(detector, "detect_tensor", None) is None:
             raise ValueError(f"pipeline.decode=gpu needs a GPU backend (torch); {detector.backend} takes host batches")
-        self._detect_batch = detect_tensor if self.preparer.on_device else detector.detect
+        for each in self.detectors:
+            warmup = getattr(each, "warmup", None)
+            if warmup is not None:  # CUDA graphs captured now, not while the first car's frames wait
+                warmup((self.grid.tile_size, self.grid.tile_size))
         self.metrics = metrics or PipelineMetrics()
         self.on_stored = on_stored
         self.stats = PipelineStats()
@@ -123,10 +137,13 @@ class EdgePipeline:
         conf.update(consumer_overrides or {})
         self.consumer = Consumer(conf)
         self.dlq = DeadLetterProducer(bootstrap, settings.kafka)
-        self._threads = [
-            threading.Thread(target=self._guard(self._infer_loop), name="infer", daemon=True),
-            threading.Thread(target=self._guard(self._persist_loop), name="persist", daemon=True),
+        self._infer_threads = [
+            threading.Thread(target=self._guard(functools.partial(self._infer_loop, d)), name=f"infer-{i}", daemon=True)
+            for i, d in enumerate(self.detectors)
         ]
+        self._persist_thread = threading.Thread(target=self._guard(self._persist_loop), name="persist", daemon=True)
+        self._threads = [*self._infer_threads, self._persist_thread]
+        self._infer_running = len(self._infer_threads)
         self._last_commit = 0.0
 
     # ------------------------------------------------------------------ control
@@ -156,6 +173,10 @@ class EdgePipeline:
         self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
         for thread in self._threads:
             thread.start()
+        # The infer thread gives up the GIL at every device sync; with CPython's default 5 ms switch
+        # interval it then waits behind the decode/persist threads for milliseconds per frame.
+        previous_interval = sys.getswitchinterval()
+        sys.setswitchinterval(self.settings.pipeline.switch_interval_s)
         try:
             while not self._stop.is_set():
                 msg = self.consumer.poll(self.settings.kafka.poll_timeout_s)
@@ -167,13 +188,15 @@ class EdgePipeline:
                     break
         finally:
             self._shutdown()
+            sys.setswitchinterval(previous_interval)
         if self._failure is not None:
             raise PipelineError(f"edge pipeline stopped: {self._failure}") from self._failure
         return self.stats
 
     def _shutdown(self) -> None:
         self._stop.set()
-        self._put(self._infer_q, _STOP, force=True)
+        for _ in self._infer_threads:  # one stop marker per infer thread; the last one out tells persist
+            self._put(self._infer_q, _STOP, force=True)
         for thread in self._threads:
             thread.join()
         self._executor.shutdown(wait=True)
@@ -218,7 +241,7 @@ class EdgePipeline:
     def _put(self, q: queue.Queue[Any], item: Any, force: bool = False) -> None:
         """Blocking put that gives up when the pipeline stops; a forced put (the stop marker) gives
         up only when the thread that drains `q` has died, so a failed stage never hangs shutdown."""
-        drainer = self._threads[0] if q is self._infer_q else self._threads[1]
+        drainers = self._infer_threads if q is self._infer_q else [self._persist_thread]
         while True:
             try:
                 q.put(item, timeout=0.1)
@@ -226,7 +249,7 @@ class EdgePipeline:
             except queue.Full:
                 if self._stop.is_set() and not force:
                     return
-                if force and not drainer.is_alive():
+                if force and not any(t.is_alive() for t in drainers):
                     return
 
     def _commit(self, partitions: list[tuple[str, int]] | None = None) -> None:
@@ -263,29 +286,39 @@ class EdgePipeline:
 
     # ------------------------------------------------------------------ infer thread
 
-    def _infer_loop(self) -> None:
+    def _infer_loop(self, detector: Detector) -> None:
+        detect = detector.detect_tensor if self.preparer.on_device else detector.detect  # type: ignore[attr-defined]
         while True:
             job = self._infer_q.get()
             if job is _STOP:
-                self._put(self._persist_q, _STOP, force=True)
+                with self._stats_lock:
+                    self._infer_running -= 1
+                    last = self._infer_running == 0
+                if last:
+                    self._put(self._persist_q, _STOP, force=True)
                 return
             if job.prepared is not None:
                 waited = time.perf_counter()
                 try:
-                    batch = job.prepared.result()
+                    batch = job.prepared.result(timeout=self.settings.pipeline.stage_timeout_s)
                 except MessageError as exc:  # the frame's image is bad: park it
                     job.error = exc
+                except FutureTimeout:
+                    raise PipelineError(
+                        f"frame {job.frame.label if job.frame else '?'} still not decoded after "
+                        f"{self.settings.pipeline.stage_timeout_s:g} s (pipeline.stage_timeout_s); stopping without committing it"
+                    ) from None
                 else:
                     job.stage_s["wait"] = time.perf_counter() - waited
                     try:
-                        job.detections = self._detect(job, batch)
+                        job.detections = self._detect(job, batch, detect)
                     finally:
                         self.preparer.release(batch)
             self._put(self._persist_q, job)
 
-    def _detect(self, job: Job, batch: Any) -> Detections:
+    def _detect(self, job: Job, batch: Any, detect: Callable[[Any], Detections]) -> Detections:
         start = time.perf_counter()
-        tile_detections = self._detect_batch(batch)
+        tile_detections = detect(batch)
         mid = time.perf_counter()
         frame_detections = stitch(tile_detections, self.grid, self.settings.stitch)
         job.stage_s["detect"] = mid - start

@@ -77,6 +77,9 @@ class CudaFramePreparer:
         self.device = torch.device(device)
         self.validate = validate
         self._streams = threading.local()
+        # One nvJPEG decode at a time: torchvision's CUDA decoder shares one handle between threads.
+        # The CPU-side validation above it still runs in parallel across the prepare workers.
+        self._gpu_lock = threading.Lock()
         self._pool: queue.Queue[Any] = queue.Queue()
         shape = (grid.batch_size, grid.tile_size, grid.tile_size, 3)
         for _ in range(pool_size):
@@ -105,13 +108,13 @@ class CudaFramePreparer:
                 raise ImageError(f"{what}: corrupt JPEG of {len(message.payload)} bytes ({exc})", field="payload") from None
         batch = self._pool.get()
         try:
-            with self._torch.cuda.stream(self._stream()):
+            with self._gpu_lock, self._torch.cuda.stream(self._stream()):
                 try:
                     (frame,) = self._decode([message.payload], device=self.device)
                 except RuntimeError as exc:
                     raise ImageError(f"{what}: nvJPEG cannot decode it ({exc})", field="payload") from None
                 self._tile(frame, self.grid, out=batch)
-            self._stream().synchronize()  # the batch is complete before another stream reads it
+                self._stream().synchronize()  # the batch is complete before another stream reads it
             return batch
         except BaseException:
             self._pool.put(batch)

@@ -79,7 +79,9 @@ class _GraphRunner:
                 fn(self.static_input)
         torch.cuda.current_stream(device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph), torch.inference_mode():
+        # thread_local: other threads (nvJPEG decoding the next frames) keep launching work while
+        # this one captures; in the default global mode their CUDA calls would be illegal.
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"), torch.inference_mode():
             self.static_output = fn(self.static_input)
 
     def run(self, tiles: torch.Tensor) -> object:
@@ -224,6 +226,14 @@ class TorchDetector:
             out = self._run("forward", self._stage(chunk))
             parts.append({k: v[: len(chunk)].float().cpu().numpy() for k, v in out.items()})
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
+
+    def warmup(self, tile_hw: tuple[int, int]) -> None:
+        """Build and capture everything for this tile size now, before frames arrive (CUDA graph
+        capture, cuDNN algorithm choice), so the first frames of a car do not pay for it."""
+        tiles = torch.zeros((self.batch_size, *tile_hw, 3), dtype=torch.uint8, device=self.device)
+        self.detect_tensor(tiles)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def close(self) -> None:
         self._graphs.clear()

@@ -311,3 +311,23 @@ def test_database_lost_mid_run_stops_without_committing_unstored_frames(kafka_co
     stored = pipeline.stats.frames_stored
     assert 1 <= stored < len(produced)
     assert committed_offsets(settings) <= stored
+
+
+@pytest.mark.slow
+def test_two_infer_workers_store_every_frame_once(kafka_config, sqlite_url, yolox_model, photo_source):
+    """pipeline.infer_workers=2: two detector instances take frames from one queue concurrently."""
+    settings = make_settings(kafka_config, sqlite_url, yolox_model, shots=3, cameras=2)
+    settings = settings.model_copy(update={"pipeline": settings.pipeline.model_copy(update={"infer_workers": 2})})
+    produced = produce_car(settings, photo_source)
+    store = ResultStore.open(settings.store)
+    from inspection.pipeline import create_detectors
+
+    detectors = create_detectors(settings)
+    assert len(detectors) == 2 and detectors[0] is not detectors[1]
+    pipeline = EdgePipeline(settings, detectors, store, kafka_config.bootstrap_servers)
+    stats = pipeline.run(stop_when=lambda s: s.frames_handled >= len(produced))
+    assert stats.frames_stored == len(produced) and len(stats.cars_completed) == 1
+    rows = frames_table(store)
+    assert sorted((r.camera, r.shot) for r in rows) == sorted((f.camera, f.shot) for f in produced)
+    assert committed_offsets(settings) == len(produced)
+    store.close()
