@@ -12,14 +12,22 @@ pipeline's throughput can be set against it.
 
 from __future__ import annotations
 
+import signal
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import sqlalchemy as sa
+import yaml
 
 from .bench import MemorySampler, _device_sync, time_calls
 from .config import Settings
@@ -27,6 +35,7 @@ from .kafka import FrameProducer, ensure_topics
 from .messages import FrameMessage, encode_image
 from .pipeline import STAGES, EdgePipeline, create_detectors
 from .store import ResultStore
+from .store.models import Frame
 from .tiling import TileGrid
 
 
@@ -126,6 +135,47 @@ def bare_model_ms(detector: Any, grid: TileGrid, batch: np.ndarray, device: str,
     return statistics.median(time_calls(call, repeats, warmup=3)) * 1e3
 
 
+def spawn_consumers(settings: Settings, bootstrap: str, count: int, workdir: Path) -> list[subprocess.Popen]:
+    """`count` extra `inspection edge` processes in the same consumer group, with the same settings."""
+    config = workdir / "e2e-consumer.yaml"
+    config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+    command = [sys.executable, "-m", "inspection.cli", "edge", "--bootstrap", bootstrap, "--config", str(config)]
+    return [
+        subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(workdir / f"consumer-{i}.log", "wb"))
+        for i in range(count)
+    ]
+
+
+def stop_consumers(processes: list[subprocess.Popen], timeout_s: float = 60.0) -> None:
+    """SIGTERM: each drains, commits and exits; killed only if it does not within the timeout."""
+    for proc in processes:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in processes:
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def car_times_from_db(store: ResultStore, car_id: str) -> tuple[int, int, int] | None:
+    """(frames, first received ns, last processed ns) of a car's frame rows, whichever consumer stored them."""
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(sa.func.count(), sa.func.min(Frame.received_at), sa.func.max(Frame.processed_at)).where(Frame.car_id == car_id)
+        ).one()
+    if not row[0]:
+        return None
+    return int(row[0]), _ns(row[1]), _ns(row[2])
+
+
+def _ns(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return int(value.timestamp() * 1e9)
+
+
 def run_e2e(
     settings: Settings,
     bootstrap: str,
@@ -134,8 +184,17 @@ def run_e2e(
     source: Callable[[int, int, int], np.ndarray] | None = None,
     progress: Callable[[str], None] | None = None,
     wait_timeout_s: float = 120.0,
+    consumers: int = 1,
+    workdir: Path | None = None,
+    join_wait_s: float = 30.0,
 ) -> E2EResult:
-    """Warm-up car + `cars` measured cars on `bootstrap` into `settings.store.url`."""
+    """Warm-up car + `cars` measured cars on `bootstrap` into `settings.store.url`.
+
+    With `consumers` > 1, that many edge consumers share the cars: this process and
+    `consumers - 1` `inspection edge` processes in one consumer group (the way several GPUs, or
+    several processes on one GPU, scale past one Python process). Car timings then come from
+    the frame rows in the database, which every consumer writes.
+    """
     from synthetic.photos import PhotoFrameSource
 
     say = progress or (lambda text: None)
@@ -164,6 +223,10 @@ def run_e2e(
             received_at.setdefault(stored.car_id, []).append(job.received_at_ns)
 
     pipeline = EdgePipeline(settings, detectors, store, bootstrap, on_stored=on_stored)
+    children: list[subprocess.Popen] = []
+    if consumers > 1:
+        say(f"starting {consumers - 1} more edge consumer process(es)")
+        children = spawn_consumers(settings, bootstrap, consumers - 1, workdir or Path(tempfile.mkdtemp()))
     stop = threading.Event()
     runner = threading.Thread(target=lambda: pipeline.run(stop_when=lambda s: stop.is_set()), name="edge")
     producers = [FrameProducer(bootstrap, settings.kafka, client_id=f"camera-{cam}") for cam in range(settings.line.cameras)]
@@ -178,13 +241,35 @@ def run_e2e(
                 raise TimeoutError(f"only {pipeline.stats.frames_handled}/{handled} frames handled after {wait_timeout_s:g} s")
             time.sleep(0.0005)
 
+    def wait_for_car(car: str) -> None:
+        """Several consumers: until the car's row says complete (set by whoever stored its last frame)."""
+        limit = time.monotonic() + wait_timeout_s
+        while True:
+            try:
+                if store.car_summary(car).complete:
+                    return
+            except KeyError:
+                pass
+            for child in children:
+                if child.poll() is not None:
+                    raise RuntimeError(f"edge consumer process {child.pid} exited with {child.returncode}")
+            if time.monotonic() > limit:
+                raise TimeoutError(f"car {car} not complete after {wait_timeout_s:g} s")
+            time.sleep(0.01)
+
     try:
         if memory is not None:
             memory.__enter__()
         runner.start()
+        if children:
+            say(f"waiting {join_wait_s:g} s for {consumers} consumers to join the group")
+            time.sleep(join_wait_s)
         say("warm-up car (group join, CUDA graph capture)")
         send_car(settings, producers, f"warmup-{suffix}", jpegs, 3600.0)
-        wait_for(frames_per_car)
+        if children:
+            wait_for_car(f"warmup-{suffix}")
+        else:
+            wait_for(frames_per_car)
         for k in range(cars):
             car = f"bench-{suffix}-{k:02d}"
             say(f"measured car {k + 1}/{cars}")
@@ -192,11 +277,20 @@ def run_e2e(
             handled_before = pipeline.stats.frames_handled
             detections_before = pipeline.stats.detections
             t0, t_acked = send_car(settings, producers, car, jpegs, deadline_s)
-            wait_for(handled_before + frames_per_car)
-            with lock:
-                last, first = max(stored_at[car]), min(stored_at[car])
-                first_received = min(received_at[car])
-            stage_ms = {s: (pipeline.stats.stage_totals_s[s] - stages_before[s]) / frames_per_car * 1e3 for s in STAGES}
+            if children:
+                wait_for_car(car)
+                times = car_times_from_db(store, car)
+                assert times is not None and times[0] == frames_per_car
+                _, first_received, last = times
+                with lock:
+                    first = min(stored_at.get(car, [last]))
+            else:
+                wait_for(handled_before + frames_per_car)
+                with lock:
+                    last, first = max(stored_at[car]), min(stored_at[car])
+                    first_received = min(received_at[car])
+            mine = max(pipeline.stats.frames_handled - handled_before, 1)  # this process's share of the car
+            stage_ms = {s: (pipeline.stats.stage_totals_s[s] - stages_before[s]) / mine * 1e3 for s in STAGES}
             summary = store.car_summary(car)
             timings.append(CarTiming(
                 car_id=car, frames=frames_per_car, car_latency_s=(last - t0) / 1e9, produce_s=(t_acked - t0) / 1e9,
@@ -208,6 +302,7 @@ def run_e2e(
         stop.set()
         if runner.is_alive():
             runner.join()
+        stop_consumers(children)
         for producer in producers:
             producer.close()
         if memory is not None:
@@ -227,5 +322,6 @@ def run_e2e(
         pipeline_to_bare_ratio=(median_fps / bare_fps) if bare_fps else None,
         peak_gpu_mem_mib=round(memory.peak_mib, 1) if memory is not None else None,
         extra={"infer_workers": settings.pipeline.infer_workers, "decode_workers": settings.pipeline.decode_workers,
-               "queue_size": settings.pipeline.queue_size, "jpeg_quality": settings.line.jpeg_quality},
+               "queue_size": settings.pipeline.queue_size, "jpeg_quality": settings.line.jpeg_quality,
+               "consumers": consumers, "timing_source": "database frame rows" if consumers > 1 else "in-process callbacks"},
     )

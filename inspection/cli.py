@@ -284,6 +284,7 @@ def bench(
     naive: bool = typer.Option(True, help="also time the one-tile-at-a-time baseline"),
     e2e: int = typer.Option(0, help="also run N whole cars end to end (broker -> database) on the first combo"),
     deadline: float = typer.Option(0.5, help="per-car deadline of the end-to-end cars, seconds"),
+    consumers: int = typer.Option(1, min=1, help="edge consumers sharing the end-to-end cars (this process + N-1 `inspection edge` processes)"),
     db: Optional[str] = typer.Option(None, help="database of the end-to-end run (default: a fresh SQLite file in --out)"),
     out: Path = typer.Option(Path("benchmarks/results"), help="folder for bench.json/csv/png and e2e.json"),
 ) -> None:
@@ -299,7 +300,8 @@ def bench(
     command = shlex.join(
         ["inspection", "bench", *(f"--combo={c}" for c in combo), f"--device={device}", f"--batch-sizes={batch_sizes}",
          f"--repeats={repeats}", "--naive" if naive else "--no-naive", f"--out={out}",
-         *([f"--e2e={e2e}", f"--deadline={deadline}"] if e2e else []), *([f"--config={config}"] if config else [])]
+         *([f"--e2e={e2e}", f"--deadline={deadline}", f"--consumers={consumers}"] if e2e else []),
+         *([f"--config={config}"] if config else [])]
     )
     machine = machine_description()
     rows = []
@@ -322,11 +324,11 @@ def bench(
         for written in write_results(rows, out, command, machine):
             console.print(f"wrote {written}")
     if e2e:
-        _bench_e2e(settings, combos[0], device, e2e, deadline, db, out, command, machine)
+        _bench_e2e(settings, combos[0], device, e2e, deadline, db, out, command, machine, consumers)
 
 
 def _bench_e2e(settings: Settings, combo: Any, device: str, cars: int, deadline: float, db: Optional[str], out: Path,
-               command: str, machine: dict[str, Any]) -> None:
+               command: str, machine: dict[str, Any], consumers: int = 1) -> None:
     from .bench_e2e import run_e2e
     from .demo import kafka_cluster
 
@@ -338,8 +340,9 @@ def _bench_e2e(settings: Settings, combo: Any, device: str, cars: int, deadline:
     settings = settings.model_copy(update={"model": model, "store": store,
                                            "line": settings.line.model_copy(update={"takt_s": deadline})})
     with console.status("end to end") as status, kafka_cluster(settings) as (bootstrap, _embedded):
-        result = run_e2e(settings, bootstrap, cars, deadline, progress=lambda text: status.update(text))
-    table = Table(title=f"end to end: {result.frames_per_car} frames per car, {result.backend}/{result.precision} on {result.device}, decode {result.decode}, {result.db}")
+        result = run_e2e(settings, bootstrap, cars, deadline, progress=lambda text: status.update(text),
+                         consumers=consumers, workdir=out)
+    table = Table(title=f"end to end: {result.frames_per_car} frames per car, {consumers} consumer(s), {result.backend}/{result.precision} on {result.device}, decode {result.decode}, {result.db}")
     for column in ("car", "car latency s", "produce s", "first stored s", "frames/s", *(f"{s} ms" for s in result.cars[0].stage_ms_per_frame), "met"):
         table.add_column(column, justify="right")
     for c in result.cars:

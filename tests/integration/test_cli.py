@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from typer.testing import CliRunner
 
 from inspection.cli import app
@@ -79,3 +81,22 @@ def test_bench_end_to_end_mode_times_whole_cars(tmp_path, yolox_onnx, kafka_brok
     assert car["stage_ms_per_frame"]["detect"] > 0 and car["stage_ms_per_frame"]["store"] > 0
     assert data["bare_model_ms"] > 0 and data["pipeline_to_bare_ratio"] > 0
     assert data["command"].startswith("inspection bench") and "--e2e=1" in data["command"]
+
+
+@pytest.mark.slow
+def test_bench_end_to_end_with_two_consumer_processes(tmp_path, yolox_onnx, kafka_broker, monkeypatch):
+    """--consumers 2: this process and one `inspection edge` process share each car; timings from the DB."""
+    monkeypatch.setenv("INSPECTION__MODEL__PATH", str(yolox_onnx))
+    monkeypatch.setenv("INSPECTION__KAFKA__BOOTSTRAP_SERVERS", kafka_broker.bootstrap_servers)
+    monkeypatch.setenv("INSPECTION__LINE__CAMERAS", "2")
+    monkeypatch.setenv("INSPECTION__LINE__SHOTS_PER_CAMERA", "2")
+    result = runner.invoke(app, [
+        "bench", "--combo", "yolox_nano:onnxruntime:fp32", "--batch-sizes", "0", "--e2e", "1",
+        "--deadline", "120", "--consumers", "2", "--out", str(tmp_path),
+    ], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "e2e.json").read_text())
+    (car,) = data["cars"]
+    assert data["extra"]["consumers"] == 2 and data["extra"]["timing_source"] == "database frame rows"
+    assert car["frames"] == 4 and 0 < car["car_latency_s"] < 120 and car["deadline_met"] is True
+    assert (tmp_path / "consumer-0.log").exists()
