@@ -14,6 +14,7 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -35,7 +36,7 @@ def _settings(config: Optional[Path], **overrides: Any) -> Settings:
     try:
         return load_settings(config, overrides)
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
 
 
@@ -51,7 +52,7 @@ def _logging(verbose: bool) -> None:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {escape(message)}")  # messages name extras like inspection[gpu]
     return typer.Exit(code)
 
 
@@ -137,7 +138,7 @@ def broker(port: int = typer.Option(0, help="port on 127.0.0.1 (0: a free one)")
 
 @app.command()
 def produce(
-    bootstrap: str = typer.Option(..., help="HOST:PORT of the Kafka cluster"),
+    bootstrap: Optional[str] = typer.Option(None, help="HOST:PORT of the Kafka cluster (default: config kafka.bootstrap_servers)"),
     config: Optional[Path] = ConfigOpt,
     cars: int = typer.Option(1, min=0, help="cars to produce (0: until Ctrl-C)"),
     start_car: int = typer.Option(1, min=0),
@@ -154,6 +155,9 @@ def produce(
 
     _logging(False)
     settings = _settings(config, **{"kafka.bootstrap_servers": bootstrap})
+    bootstrap = settings.kafka.bootstrap_servers
+    if not bootstrap:
+        raise _fail("no Kafka cluster: pass --bootstrap HOST:PORT or set kafka.bootstrap_servers", 2)
     grid = TileGrid.from_config(settings.grid)
     if source == "photos":
         from synthetic.photos import PhotoFrameSource
@@ -189,11 +193,12 @@ def produce(
 
 @app.command()
 def edge(
-    bootstrap: str = typer.Option(..., help="HOST:PORT of the Kafka cluster"),
+    bootstrap: Optional[str] = typer.Option(None, help="HOST:PORT of the Kafka cluster (default: config kafka.bootstrap_servers)"),
     config: Optional[Path] = ConfigOpt,
     db: Optional[str] = typer.Option(None, help="database URL (default: config store.url)"),
     backend: Optional[str] = typer.Option(None),
     metrics_port: int = typer.Option(0, help="serve Prometheus /metrics on this port (0: off)"),
+    metrics_addr: str = typer.Option("127.0.0.1", help="address for /metrics (0.0.0.0 for a scraper outside the host/pod)"),
     max_frames: int = typer.Option(0, help="stop after handling this many frames (0: run until SIGTERM/Ctrl-C)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -203,6 +208,9 @@ def edge(
 
     _logging(verbose)
     settings = _settings(config, **{"kafka.bootstrap_servers": bootstrap, "store.url": db, "model.backend": backend})
+    bootstrap = settings.kafka.bootstrap_servers
+    if not bootstrap:
+        raise _fail("no Kafka cluster: pass --bootstrap HOST:PORT or set kafka.bootstrap_servers (INSPECTION__KAFKA__BOOTSTRAP_SERVERS)", 2)
     from .kafka import check_reachable
 
     try:
@@ -212,7 +220,7 @@ def edge(
         raise _fail(str(exc)) from None
     pipeline = EdgePipeline(settings, create_detectors(settings), store, bootstrap)
     if metrics_port:
-        pipeline.metrics.serve(metrics_port)
+        pipeline.metrics.serve(metrics_port, metrics_addr)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: pipeline.stop())
     try:
@@ -417,6 +425,54 @@ def model_convert(name: str = typer.Argument("ssd_mobilenet_v2_coco"), out: Opti
     except (ConverterMissingError, ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
     console.print(f"wrote {path}")
+
+
+@model_app.command("build-engine")
+def model_build_engine(
+    name: str = typer.Argument("ssd_mobilenet_v2_coco"),
+    precision: str = typer.Option("fp16", help="fp32, fp16 or int8"),
+    calibration_images: Optional[Path] = typer.Option(None, help="int8: a folder of real line frames (or tiles) to calibrate on"),
+    max_calibration_batches: int = typer.Option(32, min=1, help="int8: calibration batches of 16 tiles"),
+    onnx: Optional[Path] = typer.Option(None, help="the raw ONNX graph (default: the model cache, see `inspection model convert`)"),
+    cache_dir: Optional[Path] = typer.Option(None, help="engine/timing/calibration caches (default: <model cache>/engines)"),
+    contexts: int = typer.Option(2, min=1, max=8, help="optimisation profiles = execution contexts in flight"),
+    force: bool = typer.Option(False, help="rebuild even if a cached engine matches"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """TensorRT: ONNX -> engine (batch 1..64 profile, FP16/INT8, timing cache), cached by model hash, GPU and TensorRT version."""
+    import hashlib
+    import importlib.util
+
+    from .detect import load_spec, resolve_model_file
+    from .tiling import TileGrid
+
+    if precision not in ("fp32", "fp16", "int8"):
+        raise _fail(f"--precision {precision!r}: allowed fp32, fp16, int8", 2)
+    if precision == "int8" and (calibration_images is None or not calibration_images.is_dir()):
+        raise _fail("--precision int8 needs --calibration-images DIR: real frames from the line, so INT8 ranges fit what the cameras see", 2)
+    missing = [m for m in ("tensorrt", "pycuda") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise _fail(f"building an engine needs {' and '.join(missing)}: on a Jetson JetPack ships TensorRT (python3-libnvinfer) "
+                    "and pycuda installs with pip; on an x86 GPU node: pip install 'inspection[gpu]' (see deploy/jetson/README.md)")
+    from .detect.calibration import CalibrationBatches, make_entropy_calibrator, tile_batches_from_images
+    from .detect.engine import build_engine, calibration_cache_path, cuda_primary_context, default_engine_dir, file_sha256
+
+    settings = _settings(config)
+    spec = load_spec(name)
+    onnx_path = resolve_model_file(spec, "onnx", onnx)
+    cache = cache_dir or (settings.model.engine_cache_dir and Path(settings.model.engine_cache_dir)) or default_engine_dir()
+    calibrator, calibration_id = None, ""
+    if precision == "int8":
+        paths = sorted(p for p in calibration_images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))  # type: ignore[union-attr]
+        if not paths:
+            raise _fail(f"no .jpg/.png images in {calibration_images}", 2)
+        calibration_id = hashlib.sha256("\n".join(p.name for p in paths).encode()).hexdigest()[:16]
+        tiles = list(tile_batches_from_images(paths, TileGrid.from_config(settings.grid)))
+        batches = CalibrationBatches(tiles, spec, 16, max_calibration_batches)
+        calibrator = make_entropy_calibrator(batches, calibration_cache_path(cache, file_sha256(onnx_path)))
+    with cuda_primary_context():
+        path = build_engine(onnx_path, precision, calibrator, cache, profiles=contexts, calibration_id=calibration_id, force=force)
+    console.print(f"engine ready: {path}")
 
 
 @db_app.command("upgrade")

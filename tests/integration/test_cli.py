@@ -100,3 +100,22 @@ def test_bench_end_to_end_with_two_consumer_processes(tmp_path, yolox_onnx, kafk
     assert data["extra"]["consumers"] == 2 and data["extra"]["timing_source"] == "database frame rows"
     assert car["frames"] == 4 and 0 < car["car_latency_s"] < 120 and car["deadline_met"] is True
     assert (tmp_path / "consumer-0.log").exists()
+
+
+def test_build_engine_explains_what_is_missing(tmp_path):
+    """TensorRT and pycuda cannot be installed here: the command says what to install and where."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here; tests/gpu/test_tensorrt_backend.py builds real engines")
+    result = runner.invoke(app, ["model", "build-engine", "--precision", "fp16"], env={"COLUMNS": "200"})
+    assert result.exit_code == 1 and "tensorrt" in result.output and "inspection[gpu]" in result.output
+    result = runner.invoke(app, ["model", "build-engine", "--precision", "int8"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and "--calibration-images" in result.output
+    result = runner.invoke(app, ["model", "build-engine", "--precision", "fp8"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and "fp16" in result.output
+
+
+def test_edge_without_any_bootstrap_is_a_clear_error():
+    result = runner.invoke(app, ["edge"], env={"COLUMNS": "200", "INSPECTION__KAFKA__BOOTSTRAP_SERVERS": "null"})
+    assert result.exit_code == 2 and "--bootstrap" in result.output
