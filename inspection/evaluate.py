@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
+from .boxes import top_k_per_group
 from .detections import Detections
 from .tiling import TileGrid
 
@@ -60,20 +61,6 @@ def detections_to_coco_array(image_ids: np.ndarray | int, detections: Detections
     out[:, 5] = detections.score
     out[:, 6] = detections.class_id
     return out
-
-
-def top_k_per_group(group: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
-    """(N,) groups, (N,) scores -> (N,) bool mask keeping each group's k highest scores."""
-    n = len(group)
-    if n == 0:
-        return np.zeros((0,), bool)
-    order = np.lexsort((-np.asarray(score, np.float64), group))
-    g = np.asarray(group)[order]
-    starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
-    first = np.repeat(starts, np.diff(np.r_[starts, n]))
-    keep = np.zeros(n, bool)
-    keep[order[np.arange(n) - first < k]] = True
-    return keep
 
 
 def _as_array(detections: Mapping[int, Detections] | np.ndarray) -> np.ndarray:
@@ -121,7 +108,7 @@ def coco_scores(
         raise ValueError(f"detections refer to image ids absent from the ground truth, e.g. {stray[:5].tolist()}")
     known_cats = np.asarray([c["id"] for c in gt["categories"]], np.int64)
     dets = dets[(dets[:, 5] >= score_floor) & np.isin(dets[:, 6].astype(np.int64), known_cats)]
-    dets = dets[top_k_per_group(dets[:, 0].astype(np.int64), dets[:, 5], max_dets[-1])]
+    dets = dets[np.sort(top_k_per_group(dets[:, 5], dets[:, 0].astype(np.int64), max_dets[-1]))]
 
     quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     with quiet:
@@ -229,7 +216,7 @@ def evaluate(
         dets = detector.detect(tiles, score_threshold=score_floor)
         detect_s += time.perf_counter() - start
         dets = dets[(dets.tile_index >= 0) & (dets.tile_index < k) & (dets.score >= score_floor)]
-        dets = dets[top_k_per_group(dets.tile_index, dets.score, max_per_tile)]
+        dets = dets[np.sort(top_k_per_group(dets.score, dets.tile_index, max_per_tile))]
         tile_parts.append(detections_to_coco_array(mosaics.tile_image_ids[f][dets.tile_index], dets))
         stitched = stitch_fn(dets, grid)
         frame_parts.append(detections_to_coco_array(int(mosaics.frame_ids[f]), stitched))

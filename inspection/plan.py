@@ -39,14 +39,26 @@ class Candidate:
 
 
 def load_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
-    """Bench rows from bench*.json files (or folders holding them), each tagged with its file."""
+    """Bench rows from bench*.json and e2e*.json files (or folders holding them), tagged with their file.
+
+    An end-to-end result becomes one "pipeline" row whose time per frame is the median measured
+    car latency divided by the car's frames: what a whole car really took, broker and database included.
+    """
     rows: list[dict[str, Any]] = []
     for path in paths:
-        files = sorted(path.rglob("bench*.json")) if path.is_dir() else [path]
+        files = sorted([*path.rglob("bench*.json"), *path.rglob("e2e*.json")]) if path.is_dir() else [path]
         for f in files:
             data = json.loads(f.read_text())
             for row in data.get("rows", []):
                 rows.append({**row, "source": str(f)})
+            if data.get("cars"):
+                latency = sorted(c["car_latency_s"] for c in data["cars"])[len(data["cars"]) // 2]
+                consumers = data.get("extra", {}).get("consumers", 1)
+                rows.append({
+                    "model": data["model"], "backend": data["backend"], "precision": data["precision"],
+                    "device": f"{data['device']} ×{consumers} consumer(s)", "mode": "pipeline", "batch_size": 64,
+                    "frame_ms": latency / data["frames_per_car"] * 1e3, "source": str(f),
+                })
     return rows
 
 

@@ -66,3 +66,17 @@ def test_iou_and_ios():
     b = np.array([[5, 0, 15, 10], [0, 0, 5, 5]], np.float32)
     np.testing.assert_allclose(box_iou(a, b), [[50 / 150, 25 / 100]])
     np.testing.assert_allclose(box_ios(a, b), [[0.5, 1.0]])
+
+
+@settings(max_examples=50, deadline=None)
+@given(groups=st.lists(st.integers(0, 5), min_size=0, max_size=60), k=st.integers(1, 5), data=st.data())
+def test_top_k_per_group_keeps_each_groups_best(groups, k, data):
+    group = np.asarray(groups, np.int64)
+    score = np.asarray(data.draw(st.lists(st.floats(0, 1), min_size=len(groups), max_size=len(groups))), np.float64)
+    keep = np.zeros(len(group), bool)
+    keep[top_k_per_group(score, group, k)] = True
+    for g in np.unique(group):
+        mine = group == g
+        assert keep[mine].sum() == min(k, mine.sum())
+        if (~keep & mine).any():
+            assert score[keep & mine].min() >= score[~keep & mine].max()

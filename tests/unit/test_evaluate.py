@@ -18,7 +18,6 @@ from inspection.evaluate import (
     detections_to_coco_array,
     evaluate,
     frame_max_dets,
-    top_k_per_group,
 )
 from inspection.tiling import TileGrid
 from synthetic.coco import CocoDataset
@@ -146,23 +145,6 @@ def test_empty_and_bad_detections() -> None:
 def test_detections_to_coco_array_converts_xyxy_to_xywh() -> None:
     dets = Detections([[10, 20, 40, 60]], [0.7], [18])
     np.testing.assert_allclose(detections_to_coco_array(5, dets), [[5, 10, 20, 30, 40, 0.7, 18]], rtol=1e-6)
-
-
-@settings(max_examples=50, deadline=None)
-@given(
-    groups=st.lists(st.integers(0, 5), min_size=0, max_size=60),
-    k=st.integers(1, 5),
-    data=st.data(),
-)
-def test_top_k_per_group_keeps_each_groups_best(groups, k, data) -> None:
-    group = np.asarray(groups, np.int64)
-    score = np.asarray(data.draw(st.lists(st.floats(0, 1), min_size=len(groups), max_size=len(groups))), np.float64)
-    keep = top_k_per_group(group, score, k)
-    for g in np.unique(group):
-        mine = group == g
-        assert keep[mine].sum() == min(k, mine.sum())
-        if (~keep & mine).any():
-            assert score[keep & mine].min() >= score[~keep & mine].max()
 
 
 class OracleDetector:

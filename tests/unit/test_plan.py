@@ -44,3 +44,14 @@ def test_loads_bench_and_eval_files(tmp_path):
     (tmp_path / "eval_big.json").write_text(json.dumps({"model": "big", "backend": "torch", "precision": "fp16", "tile": {"mAP": 0.3}}))
     assert len(load_rows([tmp_path])) == 4
     assert load_accuracy([tmp_path]) == {("big", "torch", "fp16"): 0.3}
+
+
+def test_end_to_end_results_become_pipeline_rows(tmp_path):
+    cars = [{"car_latency_s": t} for t in (1.9, 1.2, 1.1)]
+    (tmp_path / "e2e.json").write_text(json.dumps({
+        "model": "big", "backend": "torch", "precision": "fp16", "device": "cuda", "frames_per_car": 95,
+        "cars": cars, "extra": {"consumers": 3}}))
+    (row,) = load_rows([tmp_path])
+    assert row["mode"] == "pipeline" and row["frame_ms"] == 1.2 / 95 * 1e3 and "×3" in row["device"]
+    ranked = plan([row], ACC, deadline_s=1.5, frames_per_car=95)
+    assert best(ranked).gpus_for_deadline == 1 and best(ranked).map == 0.32
