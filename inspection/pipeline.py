@@ -1,8 +1,9 @@
 """`EdgePipeline`: one edge consumer of the consumer group, stages wired by bounded queues.
 
-    poll (this thread) ─▶ prepare (thread pool: JPEG decode + tiling into a reused batch buffer)
-         ─▶ infer (thread: one 64-tile detector call, stitch) ─▶ persist (thread: one transaction
-         per frame, or dead letter + error row) ─▶ offsets marked durable ─▶ commit (poll thread)
+    poll (this thread) ─▶ prepare (thread pool: JPEG decode + tiling into a pooled batch buffer,
+         CPU or GPU) ─▶ infer (one thread per detector: one 64-tile call, stitch) ─▶ persist
+         (thread: one transaction per frame, or dead letter + error row) ─▶ offsets marked
+         durable ─▶ commit (poll thread)
 
 Bounded queues make decoding and persistence overlap inference while memory stays bounded: the
 poll loop blocks when `pipeline.queue_size` frames wait for the detector. Offsets are committed
@@ -113,7 +114,8 @@ class EdgePipeline:
         self.bootstrap = bootstrap
         self.grid = TileGrid.from_config(settings.grid)
         queue_size = settings.pipeline.queue_size
-        pool = queue_size + settings.pipeline.decode_workers + 2  # every batch that can be in flight at once
+        # Every batch that can be in flight at once: queued, being decoded, being detected, one spare.
+        pool = queue_size + settings.pipeline.decode_workers + len(self.detectors) + 1
         self.preparer = preparer or make_preparer(settings.pipeline.decode, self.grid, pool)
         if self.preparer.on_device and getattr(detector, "detect_tensor", None) is None:
             raise ValueError(f"pipeline.decode=gpu needs a GPU backend (torch); {detector.backend} takes host batches")
@@ -416,8 +418,10 @@ class EdgePipeline:
         for attempt in range(retries + 1):
             try:
                 return write()
-            except (OperationalError, DBAPIError) as exc:
-                if attempt == retries or not getattr(exc, "connection_invalidated", True) and not isinstance(exc, OperationalError):
+            except DBAPIError as exc:
+                # Connection trouble is worth waiting out; a constraint or data error is not.
+                retryable = isinstance(exc, OperationalError) or exc.connection_invalidated
+                if attempt == retries or not retryable:
                     raise PipelineError(
                         f"database {self.store.engine.url.render_as_string(hide_password=True)} failed storing "
                         f"{job.frame.label if job.frame else 'a message'} after {attempt + 1} attempt(s): {exc.orig or exc}"
