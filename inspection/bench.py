@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from .config import Settings
-from .detect import Detector, create_detector
+from .detect import FIXED_BATCH_BACKENDS, Detector, create_detector
 from .tiling import TileGrid
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
@@ -175,6 +175,7 @@ def bench_detector(
     progress: Callable[[str], None] | None = None,
     memory_baseline: int | None = None,
     label: str | None = None,
+    forward: bool = True,
 ) -> list[BenchRow]:
     """Batched sweep, naive baseline and bare forward pass of one detector on one frame's tiles.
 
@@ -184,7 +185,7 @@ def bench_detector(
     """
     batch = grid.tiles(frame)
     rows: list[BenchRow] = []
-    sync = _device_sync(device)
+    sync = device_sync(device)
     precision = label or detector.precision
 
     def record(mode: str, size: int, call: Callable[[], object], n_repeats: int) -> None:
@@ -214,7 +215,9 @@ def bench_detector(
     if naive:
         record("naive", 1, naive_frame(detector, frame, grid), max(1, repeats // 2))
     forward_only = getattr(detector, "forward_only", None)
-    if forward_only is not None and device == "cuda":
+    if not forward:
+        pass
+    elif forward_only is not None and device == "cuda":
         import torch
 
         on_device = torch.from_numpy(batch).to(detector.device)  # type: ignore[attr-defined]
@@ -224,7 +227,7 @@ def bench_detector(
     return rows
 
 
-def _device_sync(device: str) -> Callable[[], None]:
+def device_sync(device: str) -> Callable[[], None]:
     if device != "cuda":
         return lambda: None
     import torch
@@ -341,7 +344,7 @@ def plot_results(rows: Iterable[BenchRow], path: Path) -> Path | None:
         label = "/".join(key)
         sizes = [r.batch_size for r in series]
         ax_time.plot(sizes, [r.frame_ms for r in series], marker="o", label=label)
-        ax_mem.plot(sizes, [r.peak_mem_mib or 0 for r in series], marker="o", label=label)
+        ax_mem.plot(sizes, [r.peak_mem_mib or 0 for r in series], marker="o", label=f"{label} ({series[0].mem_kind})")
     for ax, title, unit in ((ax_time, "time per frame", "ms"), (ax_mem, "peak memory", "MiB")):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("batch size (tiles)")
@@ -350,6 +353,7 @@ def plot_results(rows: Iterable[BenchRow], path: Path) -> Path | None:
         ax.grid(True, alpha=0.3)
     ax_time.set_yscale("log")
     ax_time.legend(fontsize=7)
+    ax_mem.legend(fontsize=7)  # rss = host process memory, gpu = device memory used since start
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -384,12 +388,25 @@ def run_bench(
             "name": combo.model, "backend": combo.backend, "precision": combo.precision, "device": combo_device,
             "cuda_graph": settings.model.cuda_graph and not combo.eager,
         })
-        detector = create_detector(model, settings.detect)
         label = f"{combo.precision}-eager" if combo.eager else None
         combo_gpu = gpu_index if combo_device == "cuda" else None
+        memory_baseline = baseline if combo_gpu is not None else None
+        if combo.backend in FIXED_BATCH_BACKENDS and model.cuda_graph and combo_device == "cuda":
+            # A graph captured for 64 tiles would replay all 64 for a chunk of one: each batch size
+            # gets a detector built for it, so batch b really runs b tiles.
+            for size in batch_sizes:
+                detector = create_detector(model, settings.detect, batch_size=size)
+                try:
+                    rows += bench_detector(detector, frame, grid, [size], repeats, naive and size == 1, combo_device, combo_gpu,
+                                           progress, memory_baseline, label, forward=size == grid.batch_size)
+                finally:
+                    detector.close()
+                    _free_device_memory(combo_device)
+            continue
+        detector = create_detector(model, settings.detect)
         try:
             rows += bench_detector(detector, frame, grid, batch_sizes, repeats, naive, combo_device, combo_gpu, progress,
-                                   baseline if combo_gpu is not None else None, label)
+                                   memory_baseline, label)
         finally:
             detector.close()
             _free_device_memory(combo_device)

@@ -29,7 +29,7 @@ import numpy as np
 import sqlalchemy as sa
 import yaml
 
-from .bench import MemorySampler, _device_sync, time_calls
+from .bench import MemorySampler, device_sync, time_calls
 from .config import Settings
 from .kafka import FrameProducer, ensure_topics
 from .messages import FrameMessage, encode_image
@@ -118,7 +118,7 @@ def send_car(settings: Settings, producers: list[FrameProducer], car_id: str, jp
 
 def bare_model_ms(detector: Any, grid: TileGrid, batch: np.ndarray, device: str, repeats: int = 50) -> float | None:
     forward_only = getattr(detector, "forward_only", None)
-    sync = _device_sync(device)
+    sync = device_sync(device)
     if forward_only is not None and device == "cuda":
         import torch
 

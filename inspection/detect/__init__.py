@@ -22,19 +22,19 @@ def _onnxruntime(spec: ModelSpec, model: ModelConfig, detect: DetectConfig) -> D
     return OnnxRuntimeDetector(spec, model, detect)
 
 
-def _torch(spec: ModelSpec, model: ModelConfig, detect: DetectConfig) -> Detector:
-    from .torch import TorchDetector
+def _torch(spec: ModelSpec, model: ModelConfig, detect: DetectConfig, batch_size: int | None = None) -> Detector:
+    from .torch import DEFAULT_BATCH, TorchDetector
 
-    return TorchDetector(spec, model, detect)
-
-
-def _tensorrt(spec: ModelSpec, model: ModelConfig, detect: DetectConfig) -> Detector:
-    from .tensorrt import TensorRTDetector
-
-    return TensorRTDetector(spec, model, detect)
+    return TorchDetector(spec, model, detect, batch_size=batch_size or DEFAULT_BATCH)
 
 
-_FACTORIES: dict[str, Callable[[ModelSpec, ModelConfig, DetectConfig], Detector]] = {
+def _tensorrt(spec: ModelSpec, model: ModelConfig, detect: DetectConfig, batch_size: int | None = None) -> Detector:
+    from .tensorrt import DEFAULT_BATCH, TensorRTDetector
+
+    return TensorRTDetector(spec, model, detect, batch_size=batch_size or DEFAULT_BATCH)
+
+
+_FACTORIES: dict[str, Callable[..., Detector]] = {
     "opencv": _opencv,
     "onnxruntime": _onnxruntime,
     "torch": _torch,
@@ -42,10 +42,20 @@ _FACTORIES: dict[str, Callable[[ModelSpec, ModelConfig, DetectConfig], Detector]
 }
 
 
-def create_detector(model: ModelConfig, detect: DetectConfig) -> Detector:
-    """Build the configured backend for the configured model (backends import lazily)."""
+# Backends that compile for one batch size (CUDA graph, TensorRT profile): the size they are built for.
+FIXED_BATCH_BACKENDS = ("torch", "tensorrt")
+
+
+def create_detector(model: ModelConfig, detect: DetectConfig, batch_size: int | None = None) -> Detector:
+    """Build the configured backend for the configured model (backends import lazily).
+
+    `batch_size` sets the batch a fixed-batch backend (FIXED_BATCH_BACKENDS) is captured for;
+    default the 64-tile frame batch. Other backends take any batch and ignore it.
+    """
     spec = load_spec(model.name)
+    if model.backend in FIXED_BATCH_BACKENDS:
+        return _FACTORIES[model.backend](spec, model, detect, batch_size)
     return _FACTORIES[model.backend](spec, model, detect)
 
 
-__all__ = ["BACKENDS", "Detector", "ModelNotFoundError", "ModelSpec", "available_models", "create_detector", "load_spec", "resolve_model_file"]
+__all__ = ["BACKENDS", "FIXED_BATCH_BACKENDS", "Detector", "ModelNotFoundError", "ModelSpec", "available_models", "create_detector", "load_spec", "resolve_model_file"]

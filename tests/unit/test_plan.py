@@ -55,3 +55,11 @@ def test_end_to_end_results_become_pipeline_rows(tmp_path):
     assert row["mode"] == "pipeline" and row["frame_ms"] == 1.2 / 95 * 1e3 and "×3" in row["device"]
     ranked = plan([row], ACC, deadline_s=1.5, frames_per_car=95)
     assert best(ranked).gpus_for_deadline == 1 and best(ranked).map == 0.32
+
+
+def test_whole_car_measurement_replaces_detector_only_rows():
+    whole = {"model": "big", "backend": "torch", "precision": "fp16", "device": "cuda ×1 consumer(s)",
+             "mode": "pipeline", "batch_size": 64, "frame_ms": 20.0}
+    ranked = plan([*rows(), whole], ACC, deadline_s=60, frames_per_car=95)
+    torch_fp16 = [c for c in ranked if (c.model, c.backend, c.precision) == ("big", "torch", "fp16")]
+    assert [c.mode for c in torch_fp16] == ["pipeline"] and torch_fp16[0].frame_ms == 20.0
