@@ -63,12 +63,17 @@ def test_edge_with_unreachable_broker_fails_clearly():
     assert "127.0.0.1:1" in result.output
 
 
-def test_bench_end_to_end_mode_times_whole_cars(tmp_path, yolox_onnx, kafka_broker, monkeypatch):
-    """`inspection bench --e2e`: cars through a real broker into SQLite, with a stage breakdown."""
+def small_line(monkeypatch, yolox_onnx, kafka_broker, cameras: int, shots: int) -> None:
+    """A small car on the session broker, detected by YOLOX-Nano (fast on 2 cores), through the environment."""
     monkeypatch.setenv("INSPECTION__MODEL__PATH", str(yolox_onnx))
     monkeypatch.setenv("INSPECTION__KAFKA__BOOTSTRAP_SERVERS", kafka_broker.bootstrap_servers)
-    monkeypatch.setenv("INSPECTION__LINE__CAMERAS", "2")
-    monkeypatch.setenv("INSPECTION__LINE__SHOTS_PER_CAMERA", "1")
+    monkeypatch.setenv("INSPECTION__LINE__CAMERAS", str(cameras))
+    monkeypatch.setenv("INSPECTION__LINE__SHOTS_PER_CAMERA", str(shots))
+
+
+def test_bench_end_to_end_mode_times_whole_cars(tmp_path, yolox_onnx, kafka_broker, monkeypatch):
+    """`inspection bench --e2e`: cars through a real broker into SQLite, with a stage breakdown."""
+    small_line(monkeypatch, yolox_onnx, kafka_broker, cameras=2, shots=1)
     result = runner.invoke(app, [
         "bench", "--combo", "yolox_nano:onnxruntime:fp32", "--batch-sizes", "0", "--e2e", "1",
         "--deadline", "120", "--out", str(tmp_path),
@@ -86,10 +91,7 @@ def test_bench_end_to_end_mode_times_whole_cars(tmp_path, yolox_onnx, kafka_brok
 @pytest.mark.slow
 def test_bench_end_to_end_with_two_consumer_processes(tmp_path, yolox_onnx, kafka_broker, monkeypatch):
     """--consumers 2: this process and one `inspection edge` process share each car; timings from the DB."""
-    monkeypatch.setenv("INSPECTION__MODEL__PATH", str(yolox_onnx))
-    monkeypatch.setenv("INSPECTION__KAFKA__BOOTSTRAP_SERVERS", kafka_broker.bootstrap_servers)
-    monkeypatch.setenv("INSPECTION__LINE__CAMERAS", "2")
-    monkeypatch.setenv("INSPECTION__LINE__SHOTS_PER_CAMERA", "2")
+    small_line(monkeypatch, yolox_onnx, kafka_broker, cameras=2, shots=2)
     result = runner.invoke(app, [
         "bench", "--combo", "yolox_nano:onnxruntime:fp32", "--batch-sizes", "0", "--e2e", "1",
         "--deadline", "120", "--consumers", "2", "--out", str(tmp_path),
