@@ -13,7 +13,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ..config import KafkaConfig
-from ..messages import DeadLetter, Headers, KafkaRecord
+from ..messages import DeadLetter, KafkaRecord
 from .admin import producer_config
 from .producer import DeliveryError
 
@@ -79,23 +79,6 @@ class DeadLetterProducer:
     def send_failed(self, msg: KafkaRecord, exc: BaseException | str, *, kind: str | None = None) -> tuple[int, int]:
         """`send` the dead letter of a consumed message that failed with `exc`."""
         return self.send(DeadLetter.from_kafka(msg, exc, kind=kind))
-
-    def send_record(
-        self,
-        exc: BaseException | str,
-        key: bytes | str | None,
-        value: bytes | None,
-        headers: Headers | None,
-        *,
-        topic: str | None = None,
-        partition: int | None = None,
-        offset: int | None = None,
-        kind: str | None = None,
-    ) -> tuple[int, int]:
-        """`send` the dead letter of a record given by its parts."""
-        return self.send(
-            DeadLetter.from_error(exc, key, value, headers, topic=topic, partition=partition, offset=offset, kind=kind)
-        )
 
     def close(self) -> None:
         remaining = self._producer.flush(self.timeout_s)

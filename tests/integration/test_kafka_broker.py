@@ -220,8 +220,8 @@ def test_dead_letter_round_trip(kafka_broker, kafka_config) -> None:
     except MessageError as exc:
         error = exc
     with DeadLetterProducer(bootstrap, kafka_config) as dlq:
-        partition, offset = dlq.send_record(
-            error, b"car-000007:1", corrupt, headers, topic=kafka_config.topic, partition=2, offset=11
+        partition, offset = dlq.send(
+            DeadLetter.from_error(error, b"car-000007:1", corrupt, headers, topic=kafka_config.topic, partition=2, offset=11)
         )
     consumer = Consumer(consumer_config(bootstrap, kafka_config))
     consumer.assign([TopicPartition(kafka_config.dlq_topic, partition, offset)])

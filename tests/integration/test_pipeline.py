@@ -18,7 +18,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from sqlalchemy import text
 
-from inspection.config import GridConfig, LineConfig, ModelConfig, PipelineConfig, Settings, StoreConfig
+from inspection.config import LineConfig, ModelConfig, PipelineConfig, Settings, StoreConfig
 from inspection.detect import create_detector
 from inspection.kafka import FrameProducer, ensure_topics
 from inspection.kafka.admin import consumer_config, producer_config
