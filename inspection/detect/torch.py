@@ -3,10 +3,11 @@
 On CUDA: fp16 or fp32, channels-last, the whole fixed-shape part (normalisation, network, box
 decoding, per-tile candidate top-k) captured once as a CUDA graph for the batch size and replayed;
 numpy batches enter through a pinned host buffer reused across calls; score floor and class-wise
-NMS run on the GPU; one device->host copy returns the detections. Frames can also stay on the GPU
+NMS run on the GPU, their cost following the boxes a tile can keep (`torch_post`); one device->host
+copy returns the detections. Frames can also stay on the GPU
 end to end: `decode_jpegs_cuda` (nvJPEG through torchvision) -> `tile_on_gpu` -> `detect_tensor`.
 
-On CPU: fp32 (or bf16), the same graph and post-processing.
+On CPU: fp32 (or bf16), the same graph and post-processing (numpy NMS).
 
 `model.compile` (default `none`) runs that fixed-shape part through `torch.compile` (inductor,
 `fullgraph=True`, static shapes: chunks are padded to the batch size, so it compiles once per tile
@@ -149,7 +150,7 @@ class TorchDetector:
         self.compile = model.compile
         self.compile_backend = compile_backend
         self._compile_mode = compile_mode(model.compile, self.device, self.use_cuda_graph) if model.compile != "none" else None
-        self.nms = default_nms()
+        self.nms = default_nms(self.device)
         self._candidates: dict[tuple[int, int], TorchCandidates] = {}
         self._fixed: dict[tuple[str, tuple[int, int]], Callable[[torch.Tensor], object]] = {}
         self._graphs: dict[tuple[str, tuple[int, int]], _GraphRunner] = {}

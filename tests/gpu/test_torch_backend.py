@@ -26,6 +26,7 @@ from inspection.detect.torch_post import (  # noqa: E402
     have_torchvision_nms,
     numpy_nms,
     select_from_candidates,
+    tile_dense_nms,
     top_k_per_group_torch,
     torchvision_batched_nms,
 )
@@ -121,21 +122,58 @@ def test_graph_module_traces_whole_under_torch_compile(model, ssd_path, yolox_on
 # -- post-processing: torch twin of select_detections --------------------------------------
 
 
+@pytest.fixture(scope="module")
+def raw64(cpu_detector, tiles64):
+    return cpu_detector.forward(tiles64)
+
+
+def _torch_candidates(spec, raw):
+    outputs = {k: torch.from_numpy(v) for k, v in raw.items()}
+    return TorchCandidates(spec, DetectConfig(), (300, 300), torch.device("cpu"))(outputs)
+
+
+@pytest.mark.parametrize("nms", ["numpy", "tile_dense"])
 @pytest.mark.parametrize("floor", [0.3, 0.001])
-def test_torch_post_selects_exactly_what_numpy_selects(spec, cpu_detector, tiles64, floor):
+def test_torch_post_selects_exactly_what_numpy_selects(spec, raw64, floor, nms):
     """Same raw outputs -> the same detections through torch (decode, top-k, NMS) and numpy.
     (fp32 outputs: fp16 ones hold exact score ties, which either side may break either way.)"""
-    raw = cpu_detector.forward(tiles64)
-    expected = select_detections(OutputDecoder(spec).decode(raw), spec, DetectConfig(), (300, 300), floor)
-    outputs = {k: torch.from_numpy(v) for k, v in raw.items()}
-    candidates = TorchCandidates(spec, DetectConfig(), (300, 300), torch.device("cpu"))(outputs)
+    expected = select_detections(OutputDecoder(spec).decode(raw64), spec, DetectConfig(), (300, 300), floor)
     class_ids = torch.as_tensor(spec.output_class_ids)
-    got = select_from_candidates(candidates, len(tiles64), class_ids, DetectConfig(), (300, 300), floor, numpy_nms)
+    nms_fn = numpy_nms if nms == "numpy" else tile_dense_nms
+    got = select_from_candidates(_torch_candidates(spec, raw64), 64, class_ids, DetectConfig(), (300, 300), floor, nms_fn)
     assert len(got) == len(expected) > 0
     np.testing.assert_array_equal(got.tile_index, expected.tile_index)
     np.testing.assert_array_equal(got.class_id, expected.class_id)
     np.testing.assert_allclose(got.score, expected.score, atol=1e-6)
     np.testing.assert_allclose(got.xyxy, expected.xyxy, atol=1e-3)
+
+
+def test_nms_rounds_over_tile_prefixes_change_nothing(spec, raw64):
+    """At the 0.001 floor every tile keeps its 100: the result is the same whether NMS first sees each
+    tile's best 7 boxes (many rounds), its best 300 (the default) or all of them (one round)."""
+    candidates = _torch_candidates(spec, raw64)
+    class_ids = torch.as_tensor(spec.output_class_ids)
+    results = [select_from_candidates(candidates, 16, class_ids, DetectConfig(), (300, 300), 0.001, numpy_nms, prefix)
+               for prefix in (7, None, 10**9)]
+    assert len(results[0]) == 16 * DetectConfig().max_per_tile
+    for other in results[1:]:
+        for field in ("xyxy", "score", "class_id", "tile_index"):
+            np.testing.assert_array_equal(getattr(other, field), getattr(results[0], field))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 120), n_tiles=st.integers(1, 4), per_step=st.sampled_from([1, 300, 10**7]))
+def test_tile_dense_nms_matches_numpy_nms(seed, n, n_tiles, per_step):
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(-20, 60, (n, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(1, 25, (n, 2))], 1).astype(np.float32)
+    scores = rng.choice(np.arange(n // 2 + 1), n).astype(np.float32)  # ties included: order must still match
+    tiles = rng.integers(0, n_tiles, n)
+    groups = tiles * 3 + rng.integers(0, 3, n)
+    expected = batched_nms(boxes, scores, groups, 0.5)
+    got = tile_dense_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(groups), 0.5,
+                         torch.from_numpy(tiles), max_pairs_per_step=per_step).numpy()
+    np.testing.assert_array_equal(got, expected)
 
 
 @settings(max_examples=40, deadline=None)
