@@ -121,8 +121,8 @@ class TorchDetector:
         batch_size: int = DEFAULT_BATCH,
         compile_backend: str = "inductor",
     ) -> None:
-        """`compile_backend`: the torch.compile backend when `model.compile` is on (tests trace with
-        "aot_eager", which checks the whole graph without generating kernels)."""
+        """`compile_backend`: the torch.compile backend when `model.compile` is on; tests pass dynamo's
+        "eager" backend, which checks the whole-graph trace without generating kernels."""
         self.spec = spec
         self.config = detect
         self.device = _device(model.device)
@@ -179,10 +179,8 @@ class TorchDetector:
         if key not in self._fixed:
             fn = self._detect_part(tile_hw) if kind == "detect" else self._network
             if self.compile != "none":
-                if self.compile_backend == "inductor":
-                    fn = torch.compile(fn, fullgraph=True, dynamic=False, mode=self._compile_mode)
-                else:
-                    fn = torch.compile(fn, fullgraph=True, dynamic=False, backend=self.compile_backend)
+                options = {"mode": self._compile_mode} if self.compile_backend == "inductor" else {"backend": self.compile_backend}
+                fn = torch.compile(fn, fullgraph=True, dynamic=False, **options)
             self._fixed[key] = fn
         return self._fixed[key]
 
