@@ -262,8 +262,9 @@ def numpy_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, i
 def default_nms(device: torch.device) -> Callable[..., torch.Tensor]:
     """On CUDA `tile_dense_nms` (whole-batch tensor operations; torchvision's kernel copies its
     suppression mask to the host and loops there, once per call); on the CPU the numpy NMS, which
-    only visits same-group pairs (the dense matrices cost more there: 2.2 s against 4.3 s per
-    64-tile batch at the 0.001 floor, 2-core machine). All give the same result."""
+    only visits same-group pairs: at the operating threshold the dense matrices cost more there
+    (`select_from_candidates` on 64 tiles, 2-core machine: 143 ms against 695 ms at 0.3, 2.5 s
+    against 2.0 s at 0.001; benchmarks/cpu-2core/post_scaling.py). All give the same result."""
     return tile_dense_nms if device.type == "cuda" else numpy_nms
 
 
