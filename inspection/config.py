@@ -45,11 +45,17 @@ class GridConfig(_Section):
 class ModelConfig(_Section):
     name: Literal["ssd_mobilenet_v2_coco", "yolox_nano"] = "ssd_mobilenet_v2_coco"
     backend: Literal["opencv", "onnxruntime", "torch", "tensorrt"] = "opencv"
-    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    precision: Literal["fp32", "fp16", "bf16", "int8"] = Field("fp32", description="bf16: backend torch only")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     path: Path | None = Field(None, description="ONNX (or frozen graph) to use instead of the registry's default location")
     threads: int = Field(0, ge=0, description="CPU threads for the backend; 0 = library default")
     cuda_graph: bool = Field(True, description="torch/tensorrt on CUDA: capture the fixed-size batch once as a CUDA graph and replay it")
+    compile: Literal["none", "default", "max-autotune"] = Field(
+        "none",
+        description="torch: torch.compile (inductor) the fixed-shape part (normalise, network, decode, top-k) with "
+        "fullgraph=True; max-autotune times kernel choices (minutes at start). With cuda_graph the backend's own "
+        "capture replays the compiled kernels (inductor's cudagraphs stay off)",
+    )
     contexts: int = Field(2, ge=1, le=8, description="tensorrt: execution contexts (one optimisation profile each) = batches in flight")
     engine_cache_dir: Path | None = Field(None, description="tensorrt: engine, timing and calibration caches; None = <model cache>/engines")
 

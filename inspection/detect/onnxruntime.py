@@ -21,8 +21,8 @@ class OnnxRuntimeDetector:
         self.spec = spec
         self.config = detect
         self.precision = model.precision
-        if model.precision == "int8":
-            raise ValueError("model.precision=int8 is not supported by backend onnxruntime (allowed: fp32, fp16)")
+        if model.precision in ("int8", "bf16"):
+            raise ValueError(f"model.precision={model.precision} is not supported by backend onnxruntime (allowed: fp32, fp16)")
         self.path = onnx_path or resolve_model_file(spec, "onnx", model.path)
         options = ort.SessionOptions()
         if model.threads:

@@ -3,10 +3,17 @@
 On CUDA: fp16 or fp32, channels-last, the whole fixed-shape part (normalisation, network, box
 decoding, per-tile candidate top-k) captured once as a CUDA graph for the batch size and replayed;
 numpy batches enter through a pinned host buffer reused across calls; score floor and class-wise
-NMS run on the GPU; one device->host copy returns the detections. Frames can also stay on the GPU
+NMS run on the GPU, their cost following the boxes a tile can keep (`torch_post`); one device->host
+copy returns the detections. Frames can also stay on the GPU
 end to end: `decode_jpegs_cuda` (nvJPEG through torchvision) -> `tile_on_gpu` -> `detect_tensor`.
 
-On CPU: fp32, eager, the same graph and post-processing (numpy NMS when torchvision is absent).
+On CPU: fp32 (or bf16), the same graph and post-processing (numpy NMS).
+
+`model.compile` (default `none`) runs that fixed-shape part through `torch.compile` (inductor,
+`fullgraph=True`, static shapes: chunks are padded to the batch size, so it compiles once per tile
+size). With `model.cuda_graph` the backend captures the compiled kernels in its own CUDA graph, and
+inductor's cudagraphs stay off (`max-autotune-no-cudagraphs`): two captures of one computation would
+fight over static buffers. Without it, `max-autotune` brings inductor's own cudagraphs.
 """
 
 from __future__ import annotations
@@ -27,6 +34,17 @@ from .torch_post import Candidates, TorchCandidates, default_nms, select_from_ca
 
 DEFAULT_BATCH = 64
 WARMUP_RUNS = 3  # eager runs on a side stream before capture: cuDNN picks algorithms, allocator settles
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def compile_mode(choice: str, device: torch.device, own_cuda_graph: bool) -> str | None:
+    """`model.compile` -> the torch.compile mode; None for the default mode."""
+    if choice == "default":
+        return None
+    if choice == "max-autotune":
+        # Inductor's cudagraphs only where nothing else captures (and only CUDA has them).
+        return "max-autotune" if device.type == "cuda" and not own_cuda_graph else "max-autotune-no-cudagraphs"
+    raise ValueError(f"model.compile={choice!r}: allowed none, default, max-autotune")
 
 
 def _device(choice: str) -> torch.device:
@@ -101,16 +119,19 @@ class TorchDetector:
         detect: DetectConfig,
         onnx_path: Path | None = None,
         batch_size: int = DEFAULT_BATCH,
+        compile_backend: str = "inductor",
     ) -> None:
+        """`compile_backend`: the torch.compile backend when `model.compile` is on; tests pass dynamo's
+        "eager" backend, which checks the whole-graph trace without generating kernels."""
         self.spec = spec
         self.config = detect
         self.device = _device(model.device)
-        if model.precision == "int8":
-            raise ValueError("model.precision=int8 is not supported by backend torch (allowed: fp32, fp16); INT8 runs on backend tensorrt")
+        if model.precision not in DTYPES:
+            raise ValueError(f"model.precision={model.precision} is not supported by backend torch (allowed: {', '.join(DTYPES)}); INT8 runs on backend tensorrt")
         if model.precision == "fp16" and self.device.type != "cuda":
-            raise ValueError("model.precision=fp16 needs CUDA with backend torch; on CPU use model.precision=fp32")
+            raise ValueError("model.precision=fp16 needs CUDA with backend torch; on CPU use model.precision=fp32 (or bf16)")
         self.precision = model.precision
-        self.dtype = torch.float16 if model.precision == "fp16" else torch.float32
+        self.dtype = DTYPES[model.precision]
         self.batch_size = batch_size
         if model.threads and self.device.type == "cpu":
             torch.set_num_threads(model.threads)
@@ -126,9 +147,14 @@ class TorchDetector:
         self._norm = normalisation(spec, self.device)
         self.class_ids = torch.as_tensor(spec.output_class_ids, dtype=torch.int64, device=self.device)
         self.use_cuda_graph = self.device.type == "cuda" and model.cuda_graph
-        self.nms = default_nms()
+        self.compile = model.compile
+        self.compile_backend = compile_backend
+        self._compile_mode = compile_mode(model.compile, self.device, self.use_cuda_graph) if model.compile != "none" else None
+        self.nms = default_nms(self.device)
         self._candidates: dict[tuple[int, int], TorchCandidates] = {}
+        self._fixed: dict[tuple[str, tuple[int, int]], Callable[[torch.Tensor], object]] = {}
         self._graphs: dict[tuple[str, tuple[int, int]], _GraphRunner] = {}
+        self._padded: dict[tuple[int, int], torch.Tensor] = {}
         self._pinned: torch.Tensor | None = None
 
     # -- building blocks ---------------------------------------------------------------------
@@ -142,25 +168,43 @@ class TorchDetector:
             self._candidates[tile_hw] = TorchCandidates(self.spec, self.config, tile_hw, self.device)
         return self._candidates[tile_hw]
 
-    def _static_part(self, tile_hw: tuple[int, int]) -> Callable[[torch.Tensor], Candidates]:
+    def _detect_part(self, tile_hw: tuple[int, int]) -> Callable[[torch.Tensor], Candidates]:
         candidates = self._candidates_for(tile_hw)
         return lambda tiles: candidates(self._network(tiles))
+
+    def _fixed_part(self, kind: str, tile_hw: tuple[int, int]) -> Callable[[torch.Tensor], object]:
+        """The fixed-shape function of `kind` ("detect": up to the candidates, "forward": the network),
+        compiled when `model.compile` asks (once, on first call; fullgraph: a graph break is an error)."""
+        key = (kind, tile_hw)
+        if key not in self._fixed:
+            fn = self._detect_part(tile_hw) if kind == "detect" else self._network
+            if self.compile != "none":
+                options = {"mode": self._compile_mode} if self.compile_backend == "inductor" else {"backend": self.compile_backend}
+                fn = torch.compile(fn, fullgraph=True, dynamic=False, **options)
+            self._fixed[key] = fn
+        return self._fixed[key]
 
     def _runner(self, kind: str, tile_hw: tuple[int, int]) -> _GraphRunner:
         key = (kind, tile_hw)
         if key not in self._graphs:
-            fn = self._static_part(tile_hw) if kind == "detect" else self._network
-            self._graphs[key] = _GraphRunner(fn, self.batch_size, tile_hw, self.device)
+            self._graphs[key] = _GraphRunner(self._fixed_part(kind, tile_hw), self.batch_size, tile_hw, self.device)
         return self._graphs[key]
 
     def _run(self, kind: str, tiles: torch.Tensor) -> object:
-        """The fixed-shape part for one chunk (<= batch_size tiles) on the device or in pinned memory."""
+        """The fixed-shape part for one chunk (<= batch_size tiles) on the device or in pinned memory.
+        Rows of the result past the chunk's length are padding (CUDA graph, compiled)."""
         tile_hw = (int(tiles.shape[1]), int(tiles.shape[2]))
         if self.use_cuda_graph:
             return self._runner(kind, tile_hw).run(tiles)
         tiles = tiles.to(self.device, non_blocking=True)
+        if self.compile != "none" and tiles.shape[0] != self.batch_size:
+            # One static shape, one compilation: a short chunk runs padded to the batch size.
+            if tile_hw not in self._padded:
+                self._padded[tile_hw] = torch.zeros((self.batch_size, *tile_hw, 3), dtype=torch.uint8, device=self.device)
+            self._padded[tile_hw][: tiles.shape[0]].copy_(tiles)
+            tiles = self._padded[tile_hw]
         with torch.inference_mode():
-            return self._static_part(tile_hw)(tiles) if kind == "detect" else self._network(tiles)
+            return self._fixed_part(kind, tile_hw)(tiles)
 
     def _stage(self, tiles: np.ndarray) -> torch.Tensor:
         """A numpy chunk as a tensor: on CUDA a slice of one pinned buffer reused across calls (the
@@ -237,6 +281,8 @@ class TorchDetector:
 
     def close(self) -> None:
         self._graphs.clear()
+        self._fixed.clear()
+        self._padded.clear()
         self._pinned = None
         self.net = None  # type: ignore[assignment]
 

@@ -9,8 +9,16 @@ Split in two so the fixed-shape part can live inside a CUDA graph:
 - `TorchCandidates.__call__` (static shapes: decode + `topk` per tile), captured with the network;
 - `select_from_candidates` (data-dependent sizes: floor, NMS), run eagerly after each replay.
 
-NMS is torchvision's CUDA kernel when torchvision is importable, else the project's exact numpy
-`batched_nms` (CPU torch without torchvision).
+Its cost follows the boxes it must look at, not the boxes above the floor: a tile keeps at most
+`max_per_tile` boxes, so NMS first runs on each tile's best `PREFIX_FACTOR * max_per_tile`
+candidates, and only tiles that keep fewer than `max_per_tile` of them go on to a longer prefix.
+This is exact (greedy NMS decides a box from higher-scoring boxes only). At COCO's 0.001 floor (64
+real tiles: 87,000 candidates after the per-class top-k, 5.8 M same-class pairs) the first round
+holds 19,200 boxes and 0.9 M pairs, and 5 of 64 tiles need a second round.
+
+NMS (`default_nms`): on CUDA `tile_dense_nms`, exact greedy NMS as dense per-tile tensor operations;
+on the CPU the project's numpy `batched_nms`. `torchvision_batched_nms` (torchvision's kernel in
+calls of whole tiles) is kept for comparison in tests/gpu/torch_timing.py. All three are exact.
 """
 
 from __future__ import annotations
@@ -40,6 +48,11 @@ NmsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor
 # Boxes per torchvision NMS call: its kernel tests all n² pairs and builds an n×n bit mask, though
 # only pairs inside one tile can matter, so calls hold a few whole tiles each (0.001 floor only).
 NMS_BOXES_PER_CALL = 4096
+# First NMS round per tile: its best PREFIX_FACTOR * max_per_tile candidates (measured on coco_tiny
+# at the 0.001 floor: about half of them survive NMS, so 3x leaves few tiles to a second round).
+PREFIX_FACTOR = 3
+# Matrix entries (box pairs of one tile) per step of `tile_dense_nms`: 4 M entries, ~160 MB of work space.
+TILE_NMS_PAIRS_PER_STEP = 4 * 1024 * 1024
 
 
 def have_torchvision_nms() -> bool:
@@ -176,14 +189,121 @@ def torchvision_batched_nms(
     return kept_all[torch.argsort(scores[kept_all], descending=True, stable=True)]
 
 
+def tile_dense_nms(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    groups: torch.Tensor,
+    iou: float,
+    tiles: torch.Tensor | None = None,
+    max_pairs_per_step: int = TILE_NMS_PAIRS_PER_STEP,
+) -> torch.Tensor:
+    """Greedy NMS within each group on the boxes' device, tile by tile as dense matrices; (K,) indices,
+    best score first, exactly `boxes.batched_nms` (same order, same float64 IoU, suppresses IoU > iou).
+
+    boxes (N, 4) xyxy, scores (N,), groups (N,) int64; tiles (N,) int64, groups never span tiles
+    (None: one tile). Each tile's boxes, best first, form a row of a (tiles, W, W) "suppresses" matrix
+    (same group, IoU > iou, higher in the order); the greedy keep mask is its fixed point, found in
+    (longest suppression chain + 1) steps of whole-batch tensor operations: no per-box work, no
+    host round trip but one sync per step. Tiles are processed in slices of at most
+    `max_pairs_per_step` matrix entries, which bounds the working memory (~40 B per entry).
+    """
+    n = boxes.shape[0]
+    device = boxes.device
+    if n == 0:
+        return torch.zeros(0, dtype=torch.int64, device=device)
+    tiles = torch.zeros(n, dtype=torch.int64, device=device) if tiles is None else tiles
+    by_score = torch.argsort(scores, descending=True, stable=True)
+    order = by_score[torch.argsort(tiles[by_score], stable=True)]  # tile-major, best first
+    tile_sorted = tiles[order]
+    _, inverse, counts = torch.unique_consecutive(tile_sorted, return_inverse=True, return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(n, device=device) - starts[inverse]
+    width = int(counts.max())
+    index = torch.full((counts.numel(), width), -1, dtype=torch.int64, device=device)
+    index[inverse, rank] = order
+    ahead = torch.ones((width, width), dtype=torch.bool, device=device).triu_(1)  # row i is ahead of column j
+    per_step = max(1, max_pairs_per_step // (width * width))
+    kept_parts = []
+    for start in range(0, counts.numel(), per_step):
+        rows = index[start:start + per_step]
+        valid = rows >= 0
+        safe = rows.clamp_min(0)
+        b = boxes[safe].double()  # (T, W, 4)
+        g = groups[safe]
+        x1, y1, x2, y2 = b.unbind(-1)
+        iw = (torch.minimum(x2[:, :, None], x2[:, None, :]) - torch.maximum(x1[:, :, None], x1[:, None, :])).clamp_min_(0)
+        ih = (torch.minimum(y2[:, :, None], y2[:, None, :]) - torch.maximum(y1[:, :, None], y1[:, None, :])).clamp_min_(0)
+        inter = iw.mul_(ih)
+        del ih
+        area = (x2 - x1).clamp_min(0) * (y2 - y1).clamp_min(0)
+        union = area[:, :, None] + area[:, None, :] - inter
+        overlap = torch.where(union > 0, inter / union.where(union > 0, 1.0), 0.0) > iou
+        del inter, union
+        suppresses = overlap & ahead & (g[:, :, None] == g[:, None, :]) & valid[:, :, None]
+        keep = valid
+        while True:
+            new_keep = valid & ~(suppresses & keep[:, :, None]).any(1)
+            if torch.equal(new_keep, keep):
+                break
+            keep = new_keep
+        kept_parts.append(rows[keep])
+    kept = torch.cat(kept_parts)
+    # The order of `boxes.batched_nms`: group-major, then best score first (stable) overall.
+    kept = kept[torch.argsort(groups[kept], stable=True)]
+    return kept[torch.argsort(scores[kept], descending=True, stable=True)]
+
+
 def numpy_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou: float, tiles: torch.Tensor | None = None) -> torch.Tensor:
     """The project's exact vectorised numpy NMS, for torch without torchvision."""
     kept = numpy_batched_nms(boxes.cpu().numpy(), scores.cpu().numpy(), groups.cpu().numpy(), iou)
     return torch.from_numpy(kept).to(boxes.device)
 
 
-def default_nms() -> Callable[..., torch.Tensor]:
-    return torchvision_batched_nms if torchvision is not None else numpy_nms
+def default_nms(device: torch.device) -> Callable[..., torch.Tensor]:
+    """On CUDA `tile_dense_nms` (whole-batch tensor operations; torchvision's kernel copies its
+    suppression mask to the host and loops there, once per call); on the CPU the numpy NMS, which
+    only visits same-group pairs: at the operating threshold the dense matrices cost more there
+    (`select_from_candidates` on 64 tiles, 2-core machine: 143 ms against 695 ms at 0.3, 2.5 s
+    against 2.0 s at 0.001; benchmarks/cpu-2core/post_scaling.py). All give the same result."""
+    return tile_dense_nms if device.type == "cuda" else numpy_nms
+
+
+def nms_within_reach(
+    boxes: torch.Tensor,
+    score: torch.Tensor,
+    groups: torch.Tensor,
+    tile: torch.Tensor,
+    iou: float,
+    max_per_tile: int,
+    nms: Callable[..., torch.Tensor],
+    first_prefix: int,
+) -> torch.Tensor:
+    """Class-wise NMS of every box that can be among its tile's best `max_per_tile` kept boxes.
+
+    boxes (N, 4), score (N,), groups (N,) (never spanning tiles), tile (N,) int64 -> (K,) indices
+    of kept boxes. Each round runs `nms` on every open tile's best `prefix` boxes; a tile is done
+    once it keeps `max_per_tile` of them or its prefix holds all its boxes, else the prefix
+    doubles. Exact: greedy NMS decides a box from higher-scoring boxes of its group only, so the
+    decisions inside a prefix are final, and kept boxes beyond it score lower than all within.
+    """
+    # Best first inside each tile; ties keep their input order (as the NMS's own sort does).
+    by_score = torch.argsort(score, descending=True, stable=True)
+    order = by_score[torch.argsort(tile[by_score], stable=True)]
+    tile_sorted = tile[order]
+    rank = torch.arange(order.numel(), device=tile.device) - torch.searchsorted(tile_sorted, tile_sorted)
+    count = torch.bincount(tile_sorted)
+    open_tiles = torch.ones_like(count, dtype=torch.bool)
+    kept_parts = []
+    prefix = first_prefix
+    while True:
+        chosen = order[open_tiles[tile_sorted] & (rank < prefix)]
+        kept = chosen[nms(boxes[chosen], score[chosen], groups[chosen], iou, tile[chosen])]
+        done = open_tiles & ((torch.bincount(tile[kept], minlength=count.numel()) >= max_per_tile) | (count <= prefix))
+        kept_parts.append(kept[done[tile[kept]]])
+        open_tiles &= ~done
+        if not bool(open_tiles.any()):
+            return torch.cat(kept_parts)
+        prefix *= 2
 
 
 def select_from_candidates(
@@ -194,11 +314,14 @@ def select_from_candidates(
     tile_hw: tuple[int, int],
     floor: float,
     nms: Callable[..., torch.Tensor],
+    first_prefix: int | None = None,
 ) -> Detections:
     """Floor, top-k per (tile, class), class-wise NMS, per-tile cap, clip -> `Detections` (numpy).
 
     Only the first `num_tiles` rows of the candidates are read (a CUDA graph runs a full batch).
     class_ids: (C,) int64 dataset id of each score column, on the candidates' device.
+    first_prefix: boxes per tile in the first NMS round (`nms_within_reach`); default
+    PREFIX_FACTOR * max_per_tile. The result does not depend on it.
     """
     score_all = candidates.score[:num_tiles]
     tile, slot = torch.nonzero(score_all > floor, as_tuple=True)
@@ -210,7 +333,8 @@ def select_from_candidates(
     groups = tile * class_ids.numel() + column
     pick = top_k_per_group_torch(score, groups, config.pre_nms_top_k)
     tile, column, score, groups, boxes = tile[pick], column[pick], score[pick], groups[pick], boxes[pick]
-    kept = nms(boxes, score, groups, config.nms_iou, tile)
+    prefix = PREFIX_FACTOR * config.max_per_tile if first_prefix is None else first_prefix
+    kept = nms_within_reach(boxes, score, groups, tile, config.nms_iou, config.max_per_tile, nms, prefix)
     kept = kept[top_k_per_group_torch(score[kept], tile[kept], config.max_per_tile)]
     by_score = kept[torch.argsort(score[kept], descending=True, stable=True)]
     kept = by_score[torch.argsort(tile[by_score], stable=True)]
