@@ -23,6 +23,7 @@ from inspection.store import (
     FrameNotFoundError,
     FrameRecord,
     ImageStore,
+    RecordRefused,
     ResultStore,
     create_engine_for,
     upgrade_database,
@@ -159,8 +160,9 @@ def test_rejected_message_keys_are_cut_and_bad_input_refused(store: ResultStore)
         store.store_rejected("frames", 0, -1, None, "headers", "m", T0)
     with pytest.raises(ValueError, match="topic"):
         store.store_rejected("", 0, 5, None, "headers", "m", T0)
-    with pytest.raises(sa.exc.IntegrityError):
+    with pytest.raises(RecordRefused, match="refused") as refused:
         store.store_rejected("frames", 0, 6, None, "headers", "m", T0, run_id=999)  # no such run
+    assert isinstance(refused.value.__cause__, sa.exc.IntegrityError)
     assert store.counts().rejected == 2
 
 
