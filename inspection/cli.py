@@ -197,12 +197,13 @@ def edge(
     config: Optional[Path] = ConfigOpt,
     db: Optional[str] = typer.Option(None, help="database URL (default: config store.url)"),
     backend: Optional[str] = typer.Option(None),
-    metrics_port: int = typer.Option(0, help="serve Prometheus /metrics on this port (0: off)"),
+    metrics_port: int = typer.Option(0, help="serve Prometheus /metrics, /healthz and /readyz on this port (0: off)"),
     metrics_addr: str = typer.Option("127.0.0.1", help="address for /metrics (0.0.0.0 for a scraper outside the host/pod)"),
     max_frames: int = typer.Option(0, help="stop after handling this many frames (0: run until SIGTERM/Ctrl-C)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Edge consumer: poll -> decode -> tile -> detect -> stitch -> store -> commit, in the consumer group."""
+    from .health import HealthServer
     from .pipeline import EdgePipeline, PipelineError, create_detectors
     from .store import ResultStore
 
@@ -219,8 +220,9 @@ def edge(
     except Exception as exc:
         raise _fail(str(exc)) from None
     pipeline = EdgePipeline(settings, create_detectors(settings), store, bootstrap)
+    server = HealthServer(pipeline.metrics.registry, pipeline.readiness)
     if metrics_port:
-        pipeline.metrics.serve(metrics_port, metrics_addr)
+        server.start(metrics_port, metrics_addr)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: pipeline.stop())
     try:
@@ -228,6 +230,7 @@ def edge(
     except PipelineError as exc:
         raise _fail(str(exc)) from None
     finally:
+        server.close()
         store.close()
     console.print(f"stopped cleanly: {stats.frames_stored} frames stored, {stats.frames_parked} parked, {stats.commits} commits")
 

@@ -255,6 +255,16 @@ class ResultStore:
         store._owns_engine = True
         return store
 
+    @property
+    def where(self) -> str:
+        """The database URL with any password masked, for messages."""
+        return mask_url(self.engine.url)
+
+    def ping(self) -> None:
+        """`SELECT 1`; raises StoreUnavailable when the database does not answer."""
+        with store_errors(f"pinging {self.where}"), self.engine.connect() as conn:
+            conn.execute(select(1))
+
     def close(self) -> None:
         if self._owns_engine:
             self.engine.dispose()
@@ -503,7 +513,9 @@ class ResultStore:
             values["first_captured_at"] = captured_at
         completed = None
         if car.completed_at is None and done >= car.frames_expected:
-            completed = evaluate_car(record.car_id, last_processed, car.deadline_at)
+            completed = evaluate_car(
+                record.car_id, last_processed, car.deadline_at, values.get("first_captured_at", car.first_captured_at)
+            )
             values.update(
                 completed_at=completed.completed_at,
                 deadline_met=completed.met,

@@ -207,7 +207,7 @@ def _dlq_records(settings: Settings, count: int, timeout_s: float = 30) -> list[
 
 @pytest.mark.slow
 def test_each_kind_of_bad_message_is_parked_and_offsets_move_on(kafka_config, store_db_url, yolox_model, photo_source):
-    settings = make_settings(kafka_config, store_db_url, yolox_model, shots=1, cameras=1)
+    settings = make_settings(kafka_config, store_db_url, yolox_model, shots=8, cameras=1)
     bootstrap = kafka_config.bootstrap_servers
     ensure_topics(bootstrap, settings.kafka)
     good_jpeg = encode_image(photo_source(0, 0, 0), 85)
