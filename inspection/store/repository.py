@@ -35,7 +35,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from sqlalchemy import Connection, Engine, case, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, case, delete, func, insert, not_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
@@ -214,6 +214,19 @@ class CarStates:
 
     in_flight: int
     overdue: int
+
+
+@dataclass(frozen=True)
+class PruneCounts:
+    """What `ResultStore.prune` deletes (or, in a dry run, would delete) from the database."""
+
+    cars: int
+    frames: int
+    detections: int
+    rejected: int
+    images_cleared: int  # frames kept whose image_uri is cleared (their image is older than the images cutoff)
+    # (image directory or None when the run recorded none, uri) of images no kept frame references any more
+    image_files: tuple[tuple[str | None, str], ...]
 
 
 @dataclass(frozen=True)
@@ -523,6 +536,48 @@ class ResultStore:
             )
         conn.execute(update(Car).where(Car.car_id == record.car_id).values(values))
         return int(done), int(car.frames_expected), completed
+
+    def prune(self, rows_before: datetime | None, images_before: datetime | None, *, dry_run: bool = True) -> PruneCounts:
+        """Delete cars first captured before `rows_before` (with their frames and detections) and
+        rejected messages received before it; clear `image_uri` of kept frames captured before
+        `images_before`. One transaction, rolled back in a dry run. Returns the counts and the
+        image files nobody references afterwards (the caller deletes them, see retention.py)."""
+        never = datetime(1, 1, 1, tzinfo=timezone.utc)
+        rows_cut, images_cut = rows_before or never, images_before or never
+        old_cars = select(Car.car_id).where(Car.first_captured_at < rows_cut)
+        frame_gone = Frame.car_id.in_(old_cars)
+        image_gone = and_(Frame.image_uri.is_not(None), or_(frame_gone, Frame.captured_at < images_cut))
+        with store_errors("pruning old results"), self._writer.connect() as conn, conn.begin() as transaction:
+            cars = conn.execute(select(func.count()).select_from(old_cars.subquery())).scalar_one()
+            frames = conn.execute(select(func.count(Frame.id)).where(frame_gone)).scalar_one()
+            detections = conn.execute(
+                select(func.count(Detection.id)).where(Detection.frame_id.in_(select(Frame.id).where(frame_gone)))
+            ).scalar_one()
+            rejected = conn.execute(
+                select(func.count(RejectedMessageRow.id)).where(RejectedMessageRow.received_at < rows_cut)
+            ).scalar_one()
+            cleared = conn.execute(select(func.count(Frame.id)).where(image_gone, not_(frame_gone))).scalar_one()
+            candidates = set(
+                conn.execute(select(Run.image_dir, Frame.image_uri).join(Run, Run.id == Frame.run_id).where(image_gone).distinct()).all()
+            )
+            kept = set(
+                conn.execute(
+                    select(Run.image_dir, Frame.image_uri)
+                    .join(Run, Run.id == Frame.run_id)
+                    .where(Frame.image_uri.in_([uri for _, uri in candidates]), not_(image_gone))
+                    .distinct()
+                ).all()
+            ) if candidates else set()
+            files = tuple(sorted(((d, u) for d, u in candidates - kept), key=lambda item: (item[0] or "", item[1])))
+            if not dry_run:
+                conn.execute(update(Frame).where(image_gone, not_(frame_gone)).values(image_uri=None))
+                conn.execute(delete(Detection).where(Detection.frame_id.in_(select(Frame.id).where(frame_gone))))
+                conn.execute(delete(Frame).where(frame_gone))
+                conn.execute(delete(Car).where(Car.first_captured_at < rows_cut))
+                conn.execute(delete(RejectedMessageRow).where(RejectedMessageRow.received_at < rows_cut))
+            else:
+                transaction.rollback()
+        return PruneCounts(int(cars), int(frames), int(detections), int(rejected), int(cleared), files)
 
     # ------------------------------------------------------------------ reads
 
