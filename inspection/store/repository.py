@@ -806,7 +806,7 @@ def describe_missing(missing: Sequence[tuple[int, int]], shots_per_camera: int) 
         by_camera.setdefault(camera, []).append(shot)
     parts = []
     for camera, shots in by_camera.items():
-        if len(shots) == shots_per_camera:
+        if len(shots) == shots_per_camera > 1:
             parts.append(f"cam {camera} all {shots_per_camera} shots")
             continue
         ranges: list[str] = []

@@ -127,6 +127,27 @@ def test_rejected_messages_migration_downgrades_and_upgrades_again(store_db_url:
     assert _schema_diff(store_db_url, Base.metadata) == []
 
 
+def test_overdue_migration_downgrades_and_upgrades_again(store_db_url: str) -> None:
+    upgrade_database(store_db_url)
+    with ResultStore(store_db_url) as store:
+        run_id = store.start_run("m", "b", "fp32", "c", host="t", consumer_id="c", image_dir="/var/lib/inspection/images")
+        store.store_frame(record("car-1", 0, 0, run_id=run_id), dets(1), NAMES)
+    command.downgrade(alembic_config(store_db_url), "0002")
+    engine = create_engine_for(store_db_url)
+    try:
+        assert current_revision(engine) == "0002"
+        assert "overdue_at" not in {c["name"] for c in sa.inspect(engine).get_columns("cars")}
+        assert "image_dir" not in {c["name"] for c in sa.inspect(engine).get_columns("runs")}
+        upgrade_database(engine)
+        assert current_revision(engine) == head_revision() == "0003"
+    finally:
+        engine.dispose()
+    assert _schema_diff(store_db_url, Base.metadata) == []
+    with ResultStore(store_db_url) as store:
+        summary = store.car_summary("car-1")  # rows kept through the round trip; new columns empty
+        assert summary.frames == 1 and summary.overdue_at is None and summary.state == "in_flight"
+
+
 def test_rejected_message_is_recorded_once_per_kafka_position(store: ResultStore, run_id: int) -> None:
     bad_key = b"car-\xff\xfe\x00-7"  # not UTF-8, and a NUL PostgreSQL text cannot hold
     first = store.store_rejected("frames", 2, 41, bad_key, "headers", "missing header car_id", T0, run_id=run_id)

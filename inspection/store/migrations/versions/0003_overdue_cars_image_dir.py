@@ -23,17 +23,17 @@ branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
 
+# Plain ADD / DROP COLUMN (SQLite >= 3.35 has both): a batch "move and copy" would drop and
+# recreate `cars`, which the frames' foreign keys forbid while the migration runs.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("cars") as batch:
-        batch.add_column(sa.Column("overdue_at", sa.DateTime(timezone=True), nullable=True))
-        batch.add_column(sa.Column("missing_frames", sa.Text(), nullable=True))
-    with op.batch_alter_table("runs") as batch:
-        batch.add_column(sa.Column("image_dir", sa.String(1024), nullable=True))
+    op.add_column("cars", sa.Column("overdue_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("cars", sa.Column("missing_frames", sa.Text(), nullable=True))
+    op.add_column("runs", sa.Column("image_dir", sa.String(1024), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("runs") as batch:
-        batch.drop_column("image_dir")
-    with op.batch_alter_table("cars") as batch:
-        batch.drop_column("missing_frames")
-        batch.drop_column("overdue_at")
+    op.drop_column("runs", "image_dir")
+    op.drop_column("cars", "missing_frames")
+    op.drop_column("cars", "overdue_at")
