@@ -356,11 +356,11 @@ def eval_(
     from .stitch import stitch
     from .tiling import TileGrid
 
+    settings = _settings(config, **{"model.name": model, "model.backend": backend, "model.precision": precision, "model.path": path})
     if not images.is_dir():
         raise _fail(f"--images {images}: no such directory (the COCO images, e.g. val2017/)", 2)
     if not annotations.is_file():
         raise _fail(f"--annotations {annotations}: no such file (the COCO instances JSON)", 2)
-    settings = _settings(config, **{"model.name": model, "model.backend": backend, "model.precision": precision, "model.path": path})
     detector = create_detector(settings.model, settings.detect)
     dataset = CocoDataset.load(images, annotations)
     grid = TileGrid.from_config(settings.grid)

@@ -57,7 +57,7 @@ def car_deadline_from_row(row: Any) -> CarDeadline | None:
     # The stored verdict is authoritative (it was decided once, in the store transaction).
     met = evaluated.met if row.deadline_met is None else bool(row.deadline_met)
     lateness = evaluated.lateness_s if row.lateness_s is None else float(row.lateness_s)
-    return CarDeadline(row.car_id, row.completed_at, row.deadline_at, met, lateness)
+    return CarDeadline(row.car_id, row.completed_at, row.deadline_at, met, lateness, getattr(row, "first_captured_at", None))
 
 
 def log_car_deadline(deadline: CarDeadline, logger: logging.Logger = log) -> None:

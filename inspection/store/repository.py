@@ -344,7 +344,7 @@ class ResultStore:
             image_uri = record.image_uri
             if record.image is not None and self.image_store is not None:
                 # Outside the transaction: content-addressed and idempotent, at worst an unreferenced file.
-                image_uri = self.image_store.put(record.image)
+                image_uri = self.image_store.put(record.image, image_suffix(record.image))
             rows = _detection_rows(detections, class_names)
             return self._store(record, image_uri, rows, error_kind=None, error=None)
 
@@ -358,7 +358,7 @@ class ResultStore:
         with store_errors(f"storing the error row of frame {record.label}"):
             image_uri = record.image_uri
             if record.image is not None and self.image_store is not None:
-                image_uri = self.image_store.put(record.image)
+                image_uri = self.image_store.put(record.image, image_suffix(record.image))
             return self._store(record, image_uri, [], error_kind=error_kind, error=error_text(message))
 
     def store_rejected(
@@ -720,7 +720,7 @@ class ResultStore:
         """The car's deadline verdict, None while it is incomplete."""
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(Car.car_id, Car.completed_at, Car.deadline_at, Car.deadline_met, Car.lateness_s)
+                select(Car.car_id, Car.completed_at, Car.deadline_at, Car.deadline_met, Car.lateness_s, Car.first_captured_at)
                 .where(Car.car_id == car_id)
             ).first()
         if row is None:
@@ -795,6 +795,11 @@ def error_text(message: str) -> str:
     """An error message as text every backend holds: NUL replaced, cut to MAX_ERROR_TEXT characters."""
     text = _sql_text(str(message))
     return text if len(text) <= MAX_ERROR_TEXT else text[: MAX_ERROR_TEXT - 1] + "\u2026"
+
+
+def image_suffix(data: bytes) -> str:
+    """The file suffix of an encoded frame: .png for PNG bytes, else .jpg (the contract's two types)."""
+    return ".png" if bytes(data[:8]) == b"\x89PNG\r\n\x1a\n" else ".jpg"
 
 
 def describe_missing(missing: Sequence[tuple[int, int]], shots_per_camera: int) -> str:

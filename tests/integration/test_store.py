@@ -288,9 +288,12 @@ def test_image_bytes_go_to_the_image_store(migrated_url: str, tmp_path, run_id: 
     images = ImageStore(tmp_path / "images")
     with ResultStore(migrated_url, image_store=images) as with_images:
         with_images.store_frame(record("car-i", 0, 0, run_id=run_id, image=b"\xff\xd8jpeg\xff\xd9"), dets(1), NAMES)
+        png = b"\x89PNG\r\n\x1a\n-a-png-frame"
+        with_images.store_frame(record("car-i", 1, 0, run_id=run_id, image=png), dets(1), NAMES)
         with with_images.engine.connect() as conn:
-            uri = conn.execute(sa.text("SELECT image_uri FROM frames")).scalar_one()
-    assert images.get(uri) == b"\xff\xd8jpeg\xff\xd9"
+            jpeg_uri, png_uri = conn.execute(sa.text("SELECT image_uri FROM frames ORDER BY camera")).scalars()
+    assert images.get(jpeg_uri) == b"\xff\xd8jpeg\xff\xd9" and jpeg_uri.endswith(".jpg")
+    assert images.get(png_uri) == png and png_uri.endswith(".png")  # a PNG frame is not filed as .jpg
 
 
 def test_reads_of_unknown_ids_and_bad_input_fail_clearly(store: ResultStore, run_id: int) -> None:
