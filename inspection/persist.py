@@ -24,7 +24,7 @@ from typing import Callable, Mapping, Protocol, Sequence, TypeVar
 
 from .detections import Detections
 from .messages import DeadLetter, SourceRecord, error_kind
-from .store import RecordRefused, ResultStore, RetryPolicy, StoredFrame, StoreUnavailable
+from .store import FrameRecord, RecordRefused, ResultStore, RetryPolicy, StoredFrame, StoreUnavailable
 from .store.models import ERROR_KIND_MAX
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class FrameWriter:
                 f"database {self.store.where} failed storing {what} after {self.retry.attempts} attempt(s): {exc}"
             ) from exc
 
-    def store_frame(self, source: SourceRecord, record, detections: Detections, received_at_ns: int) -> Outcome:  # noqa: ANN001
+    def store_frame(self, source: SourceRecord, record: FrameRecord, detections: Detections, received_at_ns: int) -> Outcome:
         """Write the frame and its detections; park it when the store refuses the content."""
         try:
             stored = self._write(lambda: self.store.store_frame(record, detections, self.class_names), record.label)
@@ -88,7 +88,7 @@ class FrameWriter:
             return self.park(source, exc, plain, received_at_ns)
         return Outcome(stored)
 
-    def park(self, source: SourceRecord, error: BaseException, record, received_at_ns: int) -> Outcome:  # noqa: ANN001
+    def park(self, source: SourceRecord, error: BaseException, record: FrameRecord | None, received_at_ns: int) -> Outcome:
         """Dead letter, then an error row (record known) or a rejected row; the offset may move on after."""
         kind = error_kind(error)[:ERROR_KIND_MAX]
         text = str(error) or type(error).__name__

@@ -41,7 +41,7 @@ from .health import Readiness
 from .kafka.admin import consumer_config
 from .kafka.dlq import DeadLetterProducer
 from .kafka.offsets import OffsetTracker
-from .messages import FrameMessage, MessageError, SourceRecord, payload_limit
+from .messages import FrameMessage, ImageError, MessageError, SourceRecord, payload_limit
 from .metrics import PipelineMetrics
 from .overdue import OverdueWatcher
 from .persist import FrameWriter, Outcome
@@ -354,6 +354,12 @@ class EdgePipeline:
                         f"frame {job.frame.label if job.frame else '?'} still not decoded after "
                         f"{self.settings.pipeline.stage_timeout_s:g} s (pipeline.stage_timeout_s); stopping without committing it"
                     ) from None
+                except Exception as exc:
+                    if self.preparer.on_device:  # a GPU fault is the device's, not the frame's: stop
+                        raise
+                    # The CPU decoder failing in a way it does not name is still this payload's doing.
+                    label = job.frame.label if job.frame else "?"
+                    job.error = ImageError(f"frame {label}: cannot be decoded ({type(exc).__name__}: {exc})", field="payload")
                 else:
                     job.stage_s["wait"] = time.perf_counter() - waited
                     try:
