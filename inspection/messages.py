@@ -9,7 +9,11 @@ Record layout (see ARCHITECTURE.md, "The Kafka contract"):
   ``captured_at_ns``, ``deadline_at_ns``, ``content_type``.
 
 `FrameMessage.decode` checks everything a consumer relies on and raises `MessageError` naming the
-field, what was expected and which record it was; `decode_image` turns the payload into an RGB
+field, what was expected and which record it was. Every header is bounded to what the results
+store holds, whatever the site: integers of at most 19 digits (refused before `int()`), camera,
+shot and shots_per_car below 2^31, times below 2^63 ns, car_id printable and at most 64 characters;
+values quoted in errors are cut (`short_text`). What depends on the site's line and the consumer's
+clock is checked by `validation.py`; `decode_image` turns the payload into an RGB
 array and raises `ImageError` / `ImageSizeError`. A record failing either goes to the dead-letter
 topic as a `DeadLetter`: the original key, value and headers plus ``error``, ``error_kind`` and
 the record's source topic/partition/offset.
