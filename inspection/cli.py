@@ -200,7 +200,8 @@ def demo_table(cars: list[dict[str, Any]], title: str | None = None) -> Table:
             seconds(car["max_frame_latency_s"]),
             seconds(car["car_latency_s"]),
             f"{car['deadline_s']:.1f} s",
-            "-" if met is None else ("[green]met[/green]" if met else f"[red]late {car['lateness_s']:.1f} s[/red]"),
+            ("[yellow]overdue[/yellow]" if car.get("state") == "overdue" else "-") if met is None
+            else ("[green]met[/green]" if met else f"[red]late {car['lateness_s']:.1f} s[/red]"),
         )
     return table
 

@@ -27,10 +27,12 @@ def test_demo_table_keeps_car_ids_whole_at_80_columns() -> None:
         dict(car_id=f"car-{i:06d}", frames=95, frames_expected=95, errors=i, detections=12345, mean_frame_latency_s=12.34,
              max_frame_latency_s=123.45, car_latency_s=139.2, deadline_s=60.0, deadline_met=i == 1, lateness_s=79.3)
         for i in (1, 2, 17)
-    ]
+    ] + [dict(car_id="car-000018", frames=40, frames_expected=95, errors=0, detections=10, mean_frame_latency_s=1.0,
+              max_frame_latency_s=2.0, car_latency_s=None, deadline_s=60.0, deadline_met=None, lateness_s=None, state="overdue")]
     text = render(demo_table(cars, "cars (opencv/fp32, 0.21 frames/s overall)"))
     assert "…" not in text and all(len(line) <= 80 for line in text.splitlines())
-    for value in ("car-000001", "car-000002", "car-000017", "95/95", "12345", "12.34", "123.45", "139.20", "60.0", "late 79.3 s"):
+    for value in ("car-000001", "car-000002", "car-000017", "95/95", "12345", "12.34", "123.45", "139.20", "60.0", "late 79.3 s",
+                  "40/95", "overdue"):
         assert value in text
 
 
