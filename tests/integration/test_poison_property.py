@@ -2,7 +2,8 @@
 
 Hypothesis drives records through what the edge consumer does with them, minus the detector: decode
 and validation (`validation.read_frame`), image decoding (`messages.decode_image`), then the store
-or the parking path (`persist.FrameWriter`), on a real SQLite file and a real PostgreSQL database.
+or the parking path (`persist.FrameWriter`, dead letters to the real broker), on a real SQLite file
+and a real PostgreSQL database.
 Detections are random boxes (sometimes NaN, which the store refuses). Every record must end
 stored or parked with a dead letter and a row naming it; nothing may raise out (an exception here
 is what crash-looped the consumer), and no car may count a frame the line's geometry does not have.
@@ -20,12 +21,14 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inspection.config import GridConfig, LineConfig, Settings, ValidationConfig
+from inspection.config import GridConfig, KafkaConfig, LineConfig, Settings, ValidationConfig
 from inspection.detections import Detections
+from inspection.kafka import DeadLetterProducer, ensure_topics
 from inspection.messages import HEADER_NAMES, DeadLetter, MessageError, SourceRecord, decode_image, encode_image
 from inspection.persist import FrameWriter
 from inspection.store import FrameRecord, ResultStore, RetryPolicy, upgrade_database
 from inspection.validation import FrameValidator, read_frame
+from tests.integration.test_pipeline import _dlq_records
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -135,16 +138,17 @@ def detections(draw) -> Detections:
     return Detections(boxes, scores, rng.integers(1, 90, n).astype(np.int32), rng.integers(0, 2, n).astype(np.int32))
 
 
-class CollectedDeadLetters:
-    """The dead-letter topic's place in this property test (the broker is exercised end to end elsewhere)."""
+class RecordingDeadLetters:
+    """The real dead-letter producer (to the session broker), noting what each example parked."""
 
-    def __init__(self) -> None:
+    def __init__(self, producer: DeadLetterProducer) -> None:
+        self.producer = producer
         self.letters: list[DeadLetter] = []
 
     def send(self, letter: DeadLetter) -> tuple[int, int]:
-        DeadLetter.decode(*letter.encode())  # what the DLQ producer writes must read back
+        at = self.producer.send(letter)  # returns once the broker acknowledged it
         self.letters.append(letter)
-        return 0, len(self.letters) - 1
+        return at
 
 
 def check_store_invariants(store: ResultStore) -> None:
@@ -162,8 +166,10 @@ def check_store_invariants(store: ResultStore) -> None:
         assert (completed_at is not None) == (done == expected)
 
 
-def run_property(url: str) -> None:
+def run_property(url: str, kafka_config: KafkaConfig) -> None:
     upgrade_database(url)
+    ensure_topics(kafka_config.bootstrap_servers, kafka_config)
+    dead_letters = DeadLetterProducer(kafka_config.bootstrap_servers, kafka_config)
     store = ResultStore(url)
     run_id = store.start_run("test", "none", "fp32", "property", host="test", consumer_id="property")
     validator = FrameValidator.from_settings(SETTINGS)
@@ -174,7 +180,7 @@ def run_property(url: str) -> None:
     @given(record=records(), boxes=detections())
     def property_(record, boxes: Detections) -> None:
         key, value, headers = record
-        dlq = CollectedDeadLetters()
+        dlq = RecordingDeadLetters(dead_letters)
         writer = FrameWriter(store, dlq, RetryPolicy(retries=0), run_id=run_id, class_names={})
         source = SourceRecord(key, value, tuple(headers), "frames", 0, next(offsets))
         received = NOW_NS + S
@@ -220,15 +226,20 @@ def run_property(url: str) -> None:
         property_()
     finally:
         store.close()
+        dead_letters.close()
     # The generator reaches every outcome (a property that only ever parks would prove little).
     print(f"outcomes on {url.split(':')[0]}: {seen}")
     assert all(seen.values()), seen
+    # Every dead letter is on the broker and reads back as one (hypothesis may replay examples, so at least as many).
+    parked = seen["error_row"] + seen["rejected"]
+    letters = _dlq_records(Settings(kafka=kafka_config), parked, timeout_s=60)
+    assert len(letters) >= parked and all(letter.error and letter.source_topic == "frames" for letter in letters)
 
 
-def test_any_record_is_stored_or_parked_on_sqlite(sqlite_url: str) -> None:
-    run_property(sqlite_url)
+def test_any_record_is_stored_or_parked_on_sqlite(sqlite_url: str, kafka_config: KafkaConfig) -> None:
+    run_property(sqlite_url, kafka_config)
 
 
 @pytest.mark.postgres
-def test_any_record_is_stored_or_parked_on_postgresql(postgres_url: str) -> None:
-    run_property(postgres_url)
+def test_any_record_is_stored_or_parked_on_postgresql(postgres_url: str, kafka_config: KafkaConfig) -> None:
+    run_property(postgres_url, kafka_config)
