@@ -1,4 +1,9 @@
-"""The `inspection` command: demo, broker, produce, edge, eval, bench, model, db."""
+"""The `inspection` command: demo, broker, produce, edge, eval, bench, model, db.
+
+Every command turns a failure into one `error:` line naming the fix (exit 2 for a usage mistake,
+1 for a runtime failure); `inspection --debug ...` (or INSPECTION_DEBUG=1) shows the traceback
+instead. Tables fold long cells instead of cutting them, so they stay readable at 80 columns.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +13,103 @@ import logging
 import shlex
 import signal
 import threading
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
+from rich import box
+from rich.console import Console, Group
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .config import ConfigError, Settings, load_settings
+from .logs import configure_logging
 
-app = typer.Typer(help="Streaming edge inspection: Kafka camera frames -> tiled batch detection -> SQL.", no_args_is_help=True)
-model_app = typer.Typer(help="Models: list, convert to ONNX, build TensorRT engines.", no_args_is_help=True)
-db_app = typer.Typer(help="Results database.", no_args_is_help=True)
+try:  # typer >= 0.26 ships its own copy of click
+    from click import get_current_context
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from typer.main import get_current_context  # type: ignore[attr-defined,no-redef]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class UsageError(ValueError):
+    """A command was called wrongly (exit 2); the message names the right call."""
+
+
+def _debug() -> bool:
+    ctx = get_current_context(silent=True)
+    return bool(ctx is not None and ctx.find_root().params.get("debug"))
+
+
+def _errors(command: F) -> F:
+    """Run a command; an exception becomes one `error:` line (exit 2 usage, 1 runtime), unless --debug."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if _debug():
+                raise
+            usage = isinstance(exc, (UsageError, ConfigError))
+            known = usage or isinstance(exc, (OSError, ValueError, RuntimeError, LookupError))
+            text = str(exc) if known and str(exc) else f"{type(exc).__name__}: {exc}"
+            err_console.print(f"[red]error:[/red] {escape(text)}", soft_wrap=True)
+            err_console.print("(run `inspection --debug ...` for the traceback)", style="dim", soft_wrap=True)
+            raise typer.Exit(2 if usage else 1) from None
+
+    return run  # type: ignore[return-value]
+
+
+class _Typer(typer.Typer):
+    """A Typer whose commands all report failures through `_errors`."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
+        register = super().command(*args, **kwargs)
+
+        def decorator(fn: F) -> F:
+            register(_errors(fn))
+            return fn
+
+        return decorator
+
+
+app = _Typer(help="Streaming edge inspection: Kafka camera frames -> tiled batch detection -> SQL.", no_args_is_help=True)
+model_app = _Typer(help="Models: list, convert to ONNX, build TensorRT engines.", no_args_is_help=True)
+db_app = _Typer(help="Results database: migrations, retention.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(db_app, name="db")
 console = Console()
+err_console = Console(stderr=True)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", envvar="INSPECTION_DEBUG", help="show the traceback of a failure instead of one error line"),
+) -> None:
+    """Streaming edge inspection: Kafka camera frames -> tiled batch detection -> SQL."""
+
+
+def _table(title: str | None, columns: list[str], *, key_width: int = 0, right: bool = True, fold: tuple[str, ...] = ()) -> Table:
+    """A table that stays readable at 80 columns: ids and numbers are never cut (`car-00…`) nor
+    broken; only the text columns named in `fold` (and the first, when `key_width` is 0) wrap."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for i, name in enumerate(columns):
+        wraps = name in fold or (i == 0 and not key_width)
+        table.add_column(
+            name,
+            justify="left" if i == 0 or not right else "right",
+            no_wrap=not wraps,
+            overflow="fold",
+            min_width=key_width if i == 0 and key_width else None,
+        )
+    return table
+
 
 DEMO_SHOTS = 6  # per camera: 5 × 6 = 30 frames, about 3 minutes on 2 CPU cores with the opencv backend
 
@@ -36,23 +120,14 @@ def _settings(config: Optional[Path], **overrides: Any) -> Settings:
     try:
         return load_settings(config, overrides)
     except ConfigError as exc:
-        console.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(2) from None
+        raise _fail(str(exc), 2) from None
 
 
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
-    )
-    if not verbose:  # migrations and librdkafka chatter only matter when something is wrong
-        for name in ("alembic", "inspection.kafka.librdkafka"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+LogFormatOpt = typer.Option(None, "--log-format", help="text or json (one JSON object per line); default: config logging.format")
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[red]error:[/red] {escape(message)}")  # messages name extras like inspection[gpu]
+    err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)  # messages name extras like inspection[gpu]
     return typer.Exit(code)
 
 
@@ -72,14 +147,16 @@ def demo(
     realtime: bool = typer.Option(True, help="fire the shots on the line's schedule (--no-realtime: all at once)"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the per-car results as JSON"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
+    log_format: Optional[str] = LogFormatOpt,
 ) -> None:
     """Run the whole system locally: embedded broker, one car on the simulated line, an edge consumer, SQLite."""
     from .demo import run_demo
 
-    _logging(verbose)
     settings = _settings(
-        config, **{"model.backend": backend, "store.url": db, "kafka.bootstrap_servers": bootstrap, "line.takt_s": takt}
+        config, **{"model.backend": backend, "store.url": db, "kafka.bootstrap_servers": bootstrap, "line.takt_s": takt,
+                   "logging.format": log_format}
     )
+    configure_logging(settings.logging.format, verbose=verbose)
     if not full:
         settings = settings.model_copy(update={"line": settings.line.model_copy(update={"shots_per_camera": shots})})
     line = settings.line
@@ -93,29 +170,40 @@ def demo(
         task = bar.add_task("frames", total=cars * line.frames_per_car)
         try:
             result = run_demo(settings, cars, realtime, on_progress=lambda done, total: bar.update(task, completed=done))
-        except Exception as exc:  # every failure ends in one clear line; --verbose shows the trace
+        except Exception as exc:  # every failure ends in one clear line; --verbose (or --debug) shows the trace
             if verbose:
                 raise
             raise _fail(f"{type(exc).__name__}: {exc}") from None
-    table = Table(title=f"cars ({result.backend}, {result.stats.frames_handled / result.wall_s:.2f} frames/s overall)")
-    for column in ("car", "frames", "boxes", "mean lat", "max lat", "car lat", "deadline", "met"):
-        table.add_column(column, justify="right")
-    for car in result.to_dict()["cars"]:
-        met = car["deadline_met"]
-        table.add_row(
-            car["car_id"],
-            f"{car['frames']}/{car['frames_expected']}" + (f" ({car['errors']} err)" if car["errors"] else ""),
-            str(car["detections"]),
-            f"{car['mean_frame_latency_s']:.2f} s" if car["mean_frame_latency_s"] is not None else "-",
-            f"{car['max_frame_latency_s']:.2f} s" if car["max_frame_latency_s"] is not None else "-",
-            f"{car['car_latency_s']:.2f} s" if car["car_latency_s"] is not None else "-",
-            f"{car['deadline_s']:.1f} s",
-            "-" if met is None else ("[green]met[/green]" if met else f"[red]late {car['lateness_s']:.1f} s[/red]"),
-        )
-    console.print(table)
+    console.print(demo_table(result.to_dict()["cars"], f"cars ({result.backend}, {result.stats.frames_handled / result.wall_s:.2f} frames/s overall)"))
     if json_path:
         json_path.write_text(json.dumps(result.to_dict(), indent=2, default=str))
         console.print(f"wrote {json_path}")
+
+
+def demo_table(cars: list[dict[str, Any]], title: str | None = None) -> Table:
+    """The demo's per-car table (rows of `DemoResult.to_dict()["cars"]`); fits 80 columns."""
+    # latencies: mean and max per frame (capture -> stored), the car's (first capture -> last stored)
+    table = _table(title, ["car", "frames", "err", "boxes", "mean s", "max s", "car s", "deadline", "met"],
+                   key_width=max((len(c["car_id"]) for c in cars), default=3), fold=("met",))
+
+    def seconds(value: float | None, digits: int = 2) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    for car in cars:
+        met = car["deadline_met"]
+        table.add_row(
+            car["car_id"],
+            f"{car['frames']}/{car['frames_expected']}",
+            str(car["errors"]),
+            str(car["detections"]),
+            seconds(car["mean_frame_latency_s"]),
+            seconds(car["max_frame_latency_s"]),
+            seconds(car["car_latency_s"]),
+            f"{car['deadline_s']:.1f} s",
+            ("[yellow]overdue[/yellow]" if car.get("state") == "overdue" else "-") if met is None
+            else ("[green]met[/green]" if met else f"[red]late {car['lateness_s']:.1f} s[/red]"),
+        )
+    return table
 
 
 # --------------------------------------------------------------------------- streaming parts
@@ -145,19 +233,24 @@ def produce(
     source: str = typer.Option("photos", help="photos (built-in), coco (needs --images/--annotations) or dir (needs --images)"),
     images: Optional[Path] = typer.Option(None, help="image directory (coco or dir source)"),
     annotations: Optional[Path] = typer.Option(None, help="COCO instances JSON (coco source)"),
-    realtime: bool = typer.Option(True, help="keep the line's takt schedule"),
+    realtime: bool = typer.Option(True, help="keep the line's takt schedule (--no-realtime: as fast as possible, stamped when sent)"),
+    log_format: Optional[str] = LogFormatOpt,
 ) -> None:
     """Camera producers: push cars of frames (JPEG + headers) into Kafka on the simulated line."""
     from synthetic.line import LineSimulator
 
-    from .kafka import FrameProducer, ensure_topics
+    from .kafka import FrameProducer, check_reachable, ensure_topics
     from .tiling import TileGrid
 
-    _logging(False)
-    settings = _settings(config, **{"kafka.bootstrap_servers": bootstrap})
+    settings = _settings(config, **{"kafka.bootstrap_servers": bootstrap, "logging.format": log_format})
+    configure_logging(settings.logging.format)
     bootstrap = settings.kafka.bootstrap_servers
     if not bootstrap:
         raise _fail("no Kafka cluster: pass --bootstrap HOST:PORT or set kafka.bootstrap_servers", 2)
+    if images is not None and not images.is_dir():
+        raise _fail(f"--images {images}: no such directory", 2)
+    if annotations is not None and not annotations.is_file():
+        raise _fail(f"--annotations {annotations}: no such file (a COCO instances JSON)", 2)
     grid = TileGrid.from_config(settings.grid)
     if source == "photos":
         from synthetic.photos import PhotoFrameSource
@@ -179,6 +272,7 @@ def produce(
         frames = lambda car, cam, shot: files[(car * 1000 + cam * 100 + shot) % len(files)].read_bytes()  # noqa: E731
     else:
         raise _fail(f"unknown --source {source!r} (allowed: photos, coco, dir)", 2)
+    check_reachable(bootstrap, timeout=10)
     ensure_topics(bootstrap, settings.kafka)
     with FrameProducer(bootstrap, settings.kafka) as producer:
         sim = LineSimulator(settings.line, frames, producer)
@@ -197,30 +291,35 @@ def edge(
     config: Optional[Path] = ConfigOpt,
     db: Optional[str] = typer.Option(None, help="database URL (default: config store.url)"),
     backend: Optional[str] = typer.Option(None),
-    metrics_port: int = typer.Option(0, help="serve Prometheus /metrics on this port (0: off)"),
+    metrics_port: int = typer.Option(0, help="serve Prometheus /metrics, /healthz and /readyz on this port (0: off)"),
     metrics_addr: str = typer.Option("127.0.0.1", help="address for /metrics (0.0.0.0 for a scraper outside the host/pod)"),
     max_frames: int = typer.Option(0, help="stop after handling this many frames (0: run until SIGTERM/Ctrl-C)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
+    log_format: Optional[str] = LogFormatOpt,
 ) -> None:
-    """Edge consumer: poll -> decode -> tile -> detect -> stitch -> store -> commit, in the consumer group."""
+    """Edge consumer: poll -> decode -> tile -> detect -> stitch -> store -> commit, in the consumer group.
+
+    With --metrics-port, also serves /healthz (process up) and /readyz (assigned, making progress
+    while lagging, database reachable) for probes.
+    """
+    from .health import HealthServer
     from .pipeline import EdgePipeline, PipelineError, create_detectors
     from .store import ResultStore
 
-    _logging(verbose)
-    settings = _settings(config, **{"kafka.bootstrap_servers": bootstrap, "store.url": db, "model.backend": backend})
+    settings = _settings(config, **{"kafka.bootstrap_servers": bootstrap, "store.url": db, "model.backend": backend,
+                                    "logging.format": log_format})
+    configure_logging(settings.logging.format, verbose=verbose)
     bootstrap = settings.kafka.bootstrap_servers
     if not bootstrap:
         raise _fail("no Kafka cluster: pass --bootstrap HOST:PORT or set kafka.bootstrap_servers (INSPECTION__KAFKA__BOOTSTRAP_SERVERS)", 2)
     from .kafka import check_reachable
 
-    try:
-        check_reachable(bootstrap, timeout=10)
-        store = ResultStore.open(settings.store)
-    except Exception as exc:
-        raise _fail(str(exc)) from None
+    check_reachable(bootstrap, timeout=10)
+    store = ResultStore.open(settings.store)
     pipeline = EdgePipeline(settings, create_detectors(settings), store, bootstrap)
+    server = HealthServer(pipeline.metrics.registry, pipeline.readiness)
     if metrics_port:
-        pipeline.metrics.serve(metrics_port, metrics_addr)
+        server.start(metrics_port, metrics_addr)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: pipeline.stop())
     try:
@@ -228,6 +327,7 @@ def edge(
     except PipelineError as exc:
         raise _fail(str(exc)) from None
     finally:
+        server.close()
         store.close()
     console.print(f"stopped cleanly: {stats.frames_stored} frames stored, {stats.frames_parked} parked, {stats.commits} commits")
 
@@ -258,6 +358,10 @@ def eval_(
     from .tiling import TileGrid
 
     settings = _settings(config, **{"model.name": model, "model.backend": backend, "model.precision": precision, "model.path": path})
+    if not images.is_dir():
+        raise _fail(f"--images {images}: no such directory (the COCO images, e.g. val2017/)", 2)
+    if not annotations.is_file():
+        raise _fail(f"--annotations {annotations}: no such file (the COCO instances JSON)", 2)
     detector = create_detector(settings.model, settings.detect)
     dataset = CocoDataset.load(images, annotations)
     grid = TileGrid.from_config(settings.grid)
@@ -266,10 +370,8 @@ def eval_(
         report = evaluate(detector, dataset, grid, stitch_fn=functools.partial(stitch, config=settings.stitch),
                           max_tiles=max_tiles, seed=seed, letterbox=letterbox,
                           progress=lambda done, total: bar.update(task, completed=done, total=total))
-    table = Table(title=f"{report.model} {report.backend}/{report.precision}: {report.images} images, {report.tiles_per_s:.1f} tiles/s")
-    table.add_column("level")
-    for key in report.tile:
-        table.add_column(key, justify="right")
+    table = _table(f"{report.model} {report.backend}/{report.precision}: {report.images} images, {report.tiles_per_s:.1f} tiles/s",
+                   ["level", *report.tile])
     for level, scores in (("tile", report.tile), ("frame (stitched)", report.frame)):
         table.add_row(level, *(f"{v:.4f}" for v in scores.values()))
     console.print(table)
@@ -316,23 +418,34 @@ def bench(
     if sizes and sizes != [0]:
         with console.status("benchmarking") as status:
             rows = run_bench(settings, combos, sizes, repeats, naive, device, progress=lambda text: status.update(text))
-        table = Table(title="inspection bench (time per frame = the grid's tiles + blank padding)")
-        for column in ("model", "backend", "precision", "device", "mode", "batch", "ms/frame", "tiles/s", "peak MiB", "× naive"):
-            table.add_column(column, justify="right")
-        for r in rows:
-            table.add_row(r.model, r.backend, r.precision, r.device, r.mode, str(r.batch_size), f"{r.frame_ms:.1f}",
-                          f"{r.tiles_per_s:.1f}", f"{r.peak_mem_mib:.0f} ({r.mem_kind})", str(r.extra.get("speedup_vs_naive", "")))
-        console.print(table)
-        compare = Table(title="baselines vs optimised (same run)")
-        for key in (comparison(rows)[0] if comparison(rows) else {}):
-            compare.add_column(key)
-        for item in comparison(rows):
+        console.print(bench_table(rows))
+        compared = comparison(rows)
+        compare = _table("baselines vs optimised (same run)", list(compared[0]) if compared else [], right=False,
+                     fold=tuple(compared[0]) if compared else ())
+        for item in compared:
             compare.add_row(*(str(v) for v in item.values()))
         console.print(compare)
         for written in write_results(rows, out, command, machine):
             console.print(f"wrote {written}")
     if e2e:
         _bench_e2e(settings, combos[0], device, e2e, deadline, db, out, command, machine, consumers)
+
+
+def bench_table(rows: list[Any]) -> Group:
+    """`inspection bench` rows (BenchRow): one table per model/backend/precision/device, so each fits 80 columns."""
+    combos: dict[tuple[str, str, str, str], list[Any]] = {}
+    for r in rows:
+        combos.setdefault((r.model, r.backend, r.precision, r.device), []).append(r)
+    tables = []
+    for (model, backend, precision, device), group in combos.items():
+        table = _table(f"{model} {backend}/{precision} on {device} (time per frame = the grid's tiles + blank padding)",
+                       ["mode", "batch", "ms/frame", "tiles/s", "peak MiB", "memory", "× naive"], key_width=7)
+        for r in group:
+            table.add_row(r.mode, str(r.batch_size), f"{r.frame_ms:.1f}", f"{r.tiles_per_s:.1f}",
+                          "-" if r.peak_mem_mib is None else f"{r.peak_mem_mib:.0f}", r.mem_kind,
+                          str(r.extra.get("speedup_vs_naive", "")))
+        tables.append(table)
+    return Group(*tables)
 
 
 def _bench_e2e(settings: Settings, combo: Any, device: str, cars: int, deadline: float, db: Optional[str], out: Path,
@@ -350,13 +463,18 @@ def _bench_e2e(settings: Settings, combo: Any, device: str, cars: int, deadline:
     with console.status("end to end") as status, kafka_cluster(settings) as (bootstrap, _embedded):
         result = run_e2e(settings, bootstrap, cars, deadline, progress=lambda text: status.update(text),
                          consumers=consumers, workdir=out)
-    table = Table(title=f"end to end: {result.frames_per_car} frames per car, {consumers} consumer(s), {result.backend}/{result.precision} on {result.device}, decode {result.decode}, {result.db}")
-    for column in ("car", "car latency s", "produce s", "first stored s", "frames/s", *(f"{s} ms" for s in result.cars[0].stage_ms_per_frame), "met"):
-        table.add_column(column, justify="right")
+    stages = list(result.cars[0].stage_ms_per_frame)
+    table = _table(f"end to end: {result.frames_per_car} frames per car, {consumers} consumer(s), {result.backend}/{result.precision} "
+                   f"on {result.device}, decode {result.decode}, {result.db}",
+                   ["car", "car latency s", "produce s", "first stored s", "frames/s", "met"], key_width=4,
+                   fold=("car latency s", "produce s", "first stored s"))
+    per_stage = _table("time per frame in each stage, ms", ["car", *stages], key_width=4)
     for c in result.cars:
-        table.add_row(c.car_id[-2:], f"{c.car_latency_s:.3f}", f"{c.produce_s:.3f}", f"{c.first_stored_s:.3f}", f"{c.pipeline_fps:.1f}",
-                      *(f"{v:.2f}" for v in c.stage_ms_per_frame.values()), str(c.deadline_met))
+        table.add_row(c.car_id[-4:], f"{c.car_latency_s:.3f}", f"{c.produce_s:.3f}", f"{c.first_stored_s:.3f}", f"{c.pipeline_fps:.1f}",
+                      str(c.deadline_met))
+        per_stage.add_row(c.car_id[-4:], *(f"{v:.2f}" for v in c.stage_ms_per_frame.values()))
     console.print(table)
+    console.print(per_stage)
     if result.bare_model_ms:
         console.print(f"bare model {result.bare_model_ms:.2f} ms per 64-tile batch ({result.bare_model_fps:.0f} frames/s); "
                       f"pipeline/bare = {result.pipeline_to_bare_ratio:.2f}; peak GPU memory {result.peak_gpu_mem_mib} MiB")
@@ -376,17 +494,15 @@ def plan_cmd(
     """Most accurate model/backend/precision/batch meeting the per-car deadline on measured hardware, and GPUs per line."""
     from .plan import best, load_accuracy, load_rows, plan
 
+    missing = [p for p in results if not p.exists()]
+    if missing:
+        raise _fail(f"--results {', '.join(map(str, missing))}: no such file or folder (run `inspection bench --out DIR` "
+                    "first, or run from the repository, whose benchmarks/ holds measured results)", 2)
     rows = load_rows(results)
     if not rows:
         raise _fail(f"no bench results under {', '.join(map(str, results))} (run `inspection bench` first)")
     ranked = plan(rows, load_accuracy(results), deadline, takt, frames_per_car)
-    table = Table(title=f"deadline {deadline:g} s per car ({frames_per_car} frames)" + (f", takt {takt:g} s" if takt else ""))
-    for column in ("model", "backend", "prec", "device", "mode", "batch", "ms/frame", "car s (1 GPU)", "mAP", "GPUs"):
-        table.add_column(column, justify="right")
-    for c in ranked[:top]:
-        table.add_row(c.model, c.backend, c.precision, c.device, c.mode, str(c.batch_size), f"{c.frame_ms:.1f}",
-                      f"{c.car_s_one_gpu:.2f}", "?" if c.map is None else f"{c.map:.3f}", str(c.gpus))
-    console.print(table)
+    console.print(plan_table(ranked[:top], f"deadline {deadline:g} s per car ({frames_per_car} frames)" + (f", takt {takt:g} s" if takt else "")))
     choice = best(ranked)
     if choice is not None:
         fits = "meets the deadline on one GPU" if choice.gpus_for_deadline == 1 else f"needs {choice.gpus_for_deadline} GPUs for the deadline"
@@ -394,6 +510,16 @@ def plan_cmd(
             f"choose {choice.model} / {choice.backend} / {choice.precision}, batch {choice.batch_size} on {choice.device}: "
             f"{choice.car_s_one_gpu:.2f} s per car on one device, {fits}; a line at this takt needs {choice.gpus} device(s)"
         )
+
+
+def plan_table(candidates: list[Any], title: str | None = None) -> Table:
+    """`inspection plan` candidates as a table that fits 80 columns."""
+    table = _table(title, ["model", "runs on", "ms/frame", "car s (1 GPU)", "mAP", "GPUs"],
+                   key_width=max((len(c.model) for c in candidates), default=5), right=True, fold=("runs on", "car s (1 GPU)"))
+    for c in candidates:
+        table.add_row(c.model, f"{c.backend} {c.precision} {c.device} {c.mode} batch {c.batch_size}", f"{c.frame_ms:.1f}",
+                      f"{c.car_s_one_gpu:.2f}", "?" if c.map is None else f"{c.map:.3f}", str(c.gpus))
+    return table
 
 
 # --------------------------------------------------------------------------- models and database
@@ -404,9 +530,8 @@ def model_list() -> None:
     """Registered models and where their files come from."""
     from .detect import available_models, load_spec
 
-    table = Table()
-    for column in ("model", "family", "input", "classes", "files", "licence"):
-        table.add_column(column)
+    table = _table(None, ["model", "family", "input", "classes", "files", "licence"], key_width=21, right=False,
+                   fold=("family", "files", "licence"))
     for name in available_models():
         spec = load_spec(name)
         table.add_row(name, spec.family, "×".join(map(str, spec.input_size)), str(len(spec.class_names)),
@@ -486,6 +611,48 @@ def db_upgrade(db: Optional[str] = typer.Option(None, help="database URL (defaul
     except Exception as exc:
         raise _fail(f"cannot upgrade {settings.store.url}: {exc}") from None
     console.print(f"{settings.store.url}: schema at head")
+
+
+@db_app.command("prune")
+def db_prune(
+    older_than: Optional[str] = typer.Option(None, help="delete results and images older than this (30d, 12h, 2w); default: config retention"),
+    images_older_than: Optional[str] = typer.Option(None, help="delete only frame images older than this (rows stay)"),
+    yes: bool = typer.Option(False, "--yes", help="really delete (without it: a dry run that reports what would go)"),
+    db: Optional[str] = typer.Option(None, help="database URL (default: config store.url)"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Retention: delete cars, frames, detections, rejected messages and frame images older than a cutoff (dry run by default)."""
+    from .retention import parse_duration, prune
+    from .store import ResultStore
+
+    settings = _settings(config, **{"store.url": db})
+    retention = settings.retention
+    try:
+        rows_age = parse_duration(older_than) if older_than else None
+        images_age = parse_duration(images_older_than) if images_older_than else None
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
+    if older_than is None and images_older_than is None:
+        rows_age = timedelta(days=retention.rows_days) if retention.rows_days else None
+        images_age = timedelta(days=retention.images_days) if retention.images_days else None
+    if rows_age is None and images_age is None:
+        raise _fail("nothing to prune: pass --older-than 30d (or --images-older-than 7d), or set retention.rows_days / retention.images_days", 2)
+    with ResultStore.open(settings.store, migrate=False) as store:
+        report = prune(store, rows_older_than=rows_age, images_older_than=images_age,
+                       default_image_dir=settings.store.image_dir, dry_run=not yes)
+    when = ", ".join(
+        f"{what} before {at:%Y-%m-%d %H:%M} UTC" for what, at in (("rows", report.rows_before), ("images", report.images_before)) if at
+    )
+    table = _table(f"{'would delete (dry run)' if report.dry_run else 'deleted'}: {when}", ["what", "count", "bytes"], key_width=14)
+    for what, count in (("cars", report.cars), ("frames", report.frames), ("detections", report.detections),
+                        ("rejected", report.rejected), ("image uri cleared", report.images_cleared)):
+        table.add_row(what, str(count), "")
+    table.add_row("image files", str(report.image_files), f"{report.image_bytes:,}")
+    console.print(table)
+    if report.images_missing:
+        console.print(f"{report.images_missing} referenced image file(s) were already gone or outside a known image directory")
+    if report.dry_run:
+        console.print("dry run: nothing deleted; add --yes to delete")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -102,7 +102,8 @@ class StoreConfig(_Section):
     url: str = "sqlite:///inspection.db"
     image_dir: Path | None = Field(Path("var/images"), description="content-addressed frame images; None keeps no images")
     connect_retries: int = Field(5, ge=0, description="extra connection attempts at start (0 = try once)")
-    connect_backoff_s: float = Field(0.5, gt=0, description="wait before the first retry; doubles each retry (capped at 30 s)")
+    connect_backoff_s: float = Field(0.5, gt=0, description="wait before the first retry; doubles each retry (up to max_backoff_s)")
+    max_backoff_s: float = Field(30.0, gt=0, description="cap of the doubling wait between retries of an unavailable database")
     connect_timeout_s: float = Field(10.0, gt=0, description="PostgreSQL connect timeout per attempt")
     sqlite_busy_timeout_s: float = Field(30.0, gt=0, description="how long a SQLite writer waits for the write lock")
 
@@ -127,6 +128,40 @@ class PipelineConfig(_Section):
     stage_timeout_s: float = Field(120.0, gt=0, description="a frame stuck this long in decoding stops the consumer (no commit)")
 
 
+class ValidationConfig(_Section):
+    """Bounds a frame's headers must keep, besides the line's geometry (camera, shot, frames per car)."""
+
+    max_future_s: float = Field(30.0, ge=0, description="a frame captured further ahead of this consumer's clock is refused (clock skew)")
+    max_age_s: float = Field(7 * 86400.0, gt=0, description="a frame captured longer ago is refused (Kafka keeps 7 days by default)")
+    max_deadline_s: float = Field(3600.0, gt=0, description="deadline_at may be at most this far after captured_at")
+
+
+class OverdueConfig(_Section):
+    """Cars whose deadline passed with frames missing: checked by every edge consumer, reported once."""
+
+    check_interval_s: float = Field(5.0, gt=0, description="how often an edge consumer looks for overdue cars")
+    grace_s: float = Field(5.0, ge=0, description="a car is overdue this long after its deadline with frames missing")
+
+
+class HealthConfig(_Section):
+    """/healthz, /readyz and the lag gauges served next to /metrics (`--metrics-port`)."""
+
+    lag_interval_s: float = Field(5.0, gt=0, description="how often consumer lag per partition is refreshed (librdkafka statistics)")
+    stall_s: float = Field(120.0, gt=0, description="/readyz fails when no frame was handled for this long while lag > 0")
+    db_check_s: float = Field(10.0, gt=0, description="/readyz checks the database at most this often")
+
+
+class LoggingConfig(_Section):
+    format: Literal["text", "json"] = Field("text", description="text (rich on a terminal, plain lines otherwise) or json (one object per line)")
+
+
+class RetentionConfig(_Section):
+    """How long results are kept; `inspection db prune` deletes what is older (None: keep)."""
+
+    rows_days: float | None = Field(None, gt=0, description="cars, frames, detections and rejected messages older than this")
+    images_days: float | None = Field(None, gt=0, description="frame image files older than this (rows stay, image_uri cleared)")
+
+
 class Settings(_Section):
     grid: GridConfig = GridConfig()
     model: ModelConfig = ModelConfig()
@@ -136,6 +171,11 @@ class Settings(_Section):
     store: StoreConfig = StoreConfig()
     line: LineConfig = LineConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    validation: ValidationConfig = ValidationConfig()
+    overdue: OverdueConfig = OverdueConfig()
+    health: HealthConfig = HealthConfig()
+    logging: LoggingConfig = LoggingConfig()
+    retention: RetentionConfig = RetentionConfig()
 
     def digest(self) -> str:
         """Stable short hash of the whole configuration (recorded on each run row)."""

@@ -25,6 +25,14 @@ class CarDeadline:
     deadline_at: datetime
     met: bool
     lateness_s: float
+    first_captured_at: datetime | None = None  # the car's first frame, when known: gives its latency
+
+    @property
+    def car_latency_s(self) -> float | None:
+        """First capture -> completion, seconds (None when the first capture is not known)."""
+        if self.first_captured_at is None:
+            return None
+        return (self.completed_at - self.first_captured_at).total_seconds()
 
     def describe(self) -> str:
         if self.met:
@@ -32,10 +40,12 @@ class CarDeadline:
         return f"car {self.car_id} missed its deadline by {self.lateness_s:.2f} s"
 
 
-def evaluate_car(car_id: str, completed_at: datetime, deadline_at: datetime) -> CarDeadline:
+def evaluate_car(
+    car_id: str, completed_at: datetime, deadline_at: datetime, first_captured_at: datetime | None = None
+) -> CarDeadline:
     """A car completed at `completed_at` meets its deadline when completed_at <= deadline_at."""
     lateness_s = (completed_at - deadline_at).total_seconds()
-    return CarDeadline(car_id, completed_at, deadline_at, lateness_s <= 0.0, lateness_s)
+    return CarDeadline(car_id, completed_at, deadline_at, lateness_s <= 0.0, lateness_s, first_captured_at)
 
 
 def car_deadline_from_row(row: Any) -> CarDeadline | None:
@@ -47,7 +57,7 @@ def car_deadline_from_row(row: Any) -> CarDeadline | None:
     # The stored verdict is authoritative (it was decided once, in the store transaction).
     met = evaluated.met if row.deadline_met is None else bool(row.deadline_met)
     lateness = evaluated.lateness_s if row.lateness_s is None else float(row.lateness_s)
-    return CarDeadline(row.car_id, row.completed_at, row.deadline_at, met, lateness)
+    return CarDeadline(row.car_id, row.completed_at, row.deadline_at, met, lateness, getattr(row, "first_captured_at", None))
 
 
 def log_car_deadline(deadline: CarDeadline, logger: logging.Logger = log) -> None:

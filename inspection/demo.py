@@ -57,6 +57,7 @@ class DemoResult:
                     "deadline_s": c.deadline_s,
                     "deadline_met": c.deadline_met,
                     "lateness_s": c.lateness_s,
+                    "state": c.state,  # met | missed | overdue | in_flight
                 }
                 for c in self.cars
             ],

@@ -9,7 +9,11 @@ Record layout (see ARCHITECTURE.md, "The Kafka contract"):
   ``captured_at_ns``, ``deadline_at_ns``, ``content_type``.
 
 `FrameMessage.decode` checks everything a consumer relies on and raises `MessageError` naming the
-field, what was expected and which record it was; `decode_image` turns the payload into an RGB
+field, what was expected and which record it was. Every header is bounded to what the results
+store holds, whatever the site: integers of at most 19 digits (refused before `int()`), camera,
+shot and shots_per_car below 2^31, times below 2^63 ns, car_id printable and at most 64 characters;
+values quoted in errors are cut (`short_text`). What depends on the site's line and the consumer's
+clock is checked by `validation.py`; `decode_image` turns the payload into an RGB
 array and raises `ImageError` / `ImageSizeError`. A record failing either goes to the dead-letter
 topic as a `DeadLetter`: the original key, value and headers plus ``error``, ``error_kind`` and
 the record's source topic/partition/offset.
@@ -42,6 +46,12 @@ HEADER_NAMES: tuple[str, ...] = (
     "content_type",
 )
 CONTENT_TYPES: tuple[str, ...] = ("image/jpeg", "image/png")
+
+# Bounds of the contract, what the results store holds (tests check they agree with its columns).
+CAR_ID_MAX_CHARS = 64  # cars.car_id VARCHAR(64)
+INDEX_MAX = 2**31 - 1  # camera, shot, shots_per_car: INTEGER columns
+TIME_NS_MAX = 2**63 - 1  # captured_at_ns, deadline_at_ns: 64-bit nanoseconds (until 2262)
+INT_DIGITS_MAX = 19  # decimal digits of the largest 64-bit integer; longer texts are refused before int()
 
 # Key, headers and record-batch framing of one frame record take a few hundred bytes; this
 # headroom keeps a payload at the limit deliverable under `message.max.bytes`.
@@ -82,7 +92,7 @@ class RecordRef:
         if self.car_id is not None or self.camera is not None or self.shot is not None:
             parts.append(
                 "frame " + " ".join(
-                    f"{name}={value}"
+                    f"{name}={short_text(value, quote=False)}"
                     for name, value in (("car", self.car_id), ("cam", self.camera), ("shot", self.shot))
                     if value is not None
                 )
@@ -286,6 +296,47 @@ class FrameMessage:
         )
 
 
+@dataclass(frozen=True)
+class SourceRecord:
+    """A record as polled, before any decoding: what a dead letter and a rejected row are made of."""
+
+    key: bytes | None
+    value: bytes | None = field(repr=False)
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+    @classmethod
+    def from_kafka(cls, msg: "KafkaRecord") -> "SourceRecord":
+        key = msg.key()
+        return cls(
+            key=key.encode("utf-8") if isinstance(key, str) else key,
+            value=msg.value(),
+            headers=tuple(_as_bytes_headers(msg.headers())),
+            topic=msg.topic(),
+            partition=msg.partition(),
+            offset=msg.offset(),
+        )
+
+    @property
+    def ref(self) -> RecordRef:
+        return RecordRef(self.topic, self.partition, self.offset)
+
+    def decode(self, max_payload_bytes: int | None = None) -> "FrameMessage":
+        """`FrameMessage.decode` of this record, errors naming its topic/partition/offset."""
+        return FrameMessage.decode(
+            self.key, self.value, self.headers, max_payload_bytes=max_payload_bytes,
+            topic=self.topic, partition=self.partition, offset=self.offset,
+        )
+
+    def dead_letter(self, exc: BaseException | str, *, kind: str | None = None) -> "DeadLetter":
+        return DeadLetter.from_error(
+            exc, self.key, self.value, self.headers,
+            topic=self.topic, partition=self.partition, offset=self.offset, kind=kind,
+        )
+
+
 class KafkaRecord(Protocol):
     """The parts of confluent_kafka.Message this module reads."""
 
@@ -313,13 +364,32 @@ def _header_texts(headers: Headers | None, ref: RecordRef) -> dict[str, str]:
 
 
 def _parse_count(text: str, name: str, meaning: str, ref: RecordRef) -> int:
-    if not _INT_RE.fullmatch(text.strip()):
+    stripped = text.strip()
+    if not _INT_RE.fullmatch(stripped):
         raise MessageError(
-            f"header {name!r}={text[:40]!r} is not an integer; expected {meaning} (decimal digits)",
+            f"header {name!r}={short_text(text)} is not an integer; expected {meaning} (decimal digits)",
             field=name,
             ref=ref,
         )
-    return int(text)
+    digits = len(stripped.lstrip("-"))
+    if digits > INT_DIGITS_MAX:  # bounded before int(): Python refuses > 4300 digits, and no column holds them
+        raise MessageError(
+            f"header {name!r} has {digits} digits; expected {meaning} of at most {INT_DIGITS_MAX} digits (a 64-bit integer)",
+            field=name,
+            ref=ref,
+        )
+    return int(stripped)
+
+
+def short_text(value: object, limit: int = 40, *, quote: bool = True) -> str:
+    """A header value for an error message: its repr (bare when `quote` is off and the value is
+    short printable text), cut to `limit` characters so a hostile value cannot flood logs and rows."""
+    if not quote and isinstance(value, str) and len(value) <= limit and value.isprintable():
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and len(str(value)) <= limit:
+        return str(value)
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def _construct(ref: RecordRef, **fields: Any) -> FrameMessage:
@@ -331,14 +401,31 @@ def _construct(ref: RecordRef, **fields: Any) -> FrameMessage:
 
 
 def _validate(msg: FrameMessage, ref: RecordRef) -> None:
+    """The contract's own bounds: what every record must keep whatever the line (see validation.py for those)."""
     if not isinstance(msg.car_id, str) or not msg.car_id.strip():
-        raise MessageError(f"car_id {msg.car_id!r} must be a non-empty string", field="car_id", ref=ref)
+        raise MessageError(f"car_id {short_text(msg.car_id)} must be a non-empty string", field="car_id", ref=ref)
+    if len(msg.car_id) > CAR_ID_MAX_CHARS:
+        raise MessageError(
+            f"car_id of {len(msg.car_id)} characters is too long; at most {CAR_ID_MAX_CHARS}", field="car_id", ref=ref
+        )
+    if not msg.car_id.isprintable():
+        bad = next(c for c in msg.car_id if not c.isprintable())
+        raise MessageError(
+            f"car_id {short_text(msg.car_id)} holds the control/unprintable character U+{ord(bad):04X}; "
+            "expected printable text",
+            field="car_id",
+            ref=ref,
+        )
     for name in ("camera", "shot", "shots_per_car", "captured_at_ns", "deadline_at_ns"):
         value = getattr(msg, name)
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise MessageError(f"{name}={value!r} must be an integer", field=name, ref=ref)
+            raise MessageError(f"{name}={short_text(value)} must be an integer", field=name, ref=ref)
         if value < 0:
             raise MessageError(f"{name}={value} is negative; expected a value >= 0", field=name, ref=ref)
+        limit = TIME_NS_MAX if name.endswith("_ns") else INDEX_MAX
+        if value > limit:
+            what = "2^63-1 ns (the year 2262)" if name.endswith("_ns") else "2^31-1"
+            raise MessageError(f"{name}={short_text(value)} is out of range; at most {what}", field=name, ref=ref)
     if msg.shots_per_car == 0:
         raise MessageError("shots_per_car=0; a car has at least one frame", field="shots_per_car", ref=ref)
     if msg.shot >= msg.shots_per_car:
@@ -349,7 +436,7 @@ def _validate(msg: FrameMessage, ref: RecordRef) -> None:
         )
     if msg.content_type not in CONTENT_TYPES:
         raise MessageError(
-            f"content_type {msg.content_type!r} is not supported; expected one of {', '.join(CONTENT_TYPES)}",
+            f"content_type {short_text(msg.content_type)} is not supported; expected one of {', '.join(CONTENT_TYPES)}",
             field="content_type",
             ref=ref,
         )

@@ -4,18 +4,24 @@
          CPU or GPU) ─▶ infer (one thread per detector: one 64-tile call, stitch) ─▶ persist
          (thread: one transaction per frame, or dead letter + error row) ─▶ offsets marked
          durable ─▶ commit (poll thread)
+    overdue watcher (thread: cars past their deadline with frames missing, see overdue.py)
 
 Bounded queues make decoding and persistence overlap inference while memory stays bounded: the
 poll loop blocks when `pipeline.queue_size` frames wait for the detector. Offsets are committed
 only up to the highest contiguous offset whose results are durable (`OffsetTracker`), on
 partition revocation after the revoked partitions drained, and at shutdown after everything
 drained. A frame is either stored or parked (dead-letter topic + error row), never dropped.
+
+What is stored and what is parked is decided in two places only: `validation.read_frame` (decode
+and validation, at poll) and `persist.FrameWriter` (the store's answer). The only failures that stop
+the consumer are infrastructure: the database unavailable after retries (`StoreUnavailable`), the
+dead-letter topic unwritable, the detector failing, a frame stuck in decoding.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
+import json
 import logging
 import queue
 import sys
@@ -27,20 +33,23 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .config import Settings
 from .detect import Detector, create_detector
 from .detections import Detections
+from .health import Readiness
 from .kafka.admin import consumer_config
 from .kafka.dlq import DeadLetterProducer
 from .kafka.offsets import OffsetTracker
-from .messages import FrameMessage, MessageError, PayloadTooLargeError, error_kind, payload_limit
-from .prepare import FramePreparer, make_preparer
+from .messages import FrameMessage, ImageError, MessageError, SourceRecord, payload_limit
 from .metrics import PipelineMetrics
+from .overdue import OverdueWatcher
+from .persist import FrameWriter, Outcome
+from .prepare import FramePreparer, make_preparer
 from .stitch import stitch
-from .store.repository import FrameRecord, ResultStore, StoredFrame
+from .store import FrameRecord, RecordRefused, ResultStore, RetryPolicy, StoredFrame
 from .tiling import TileGrid
+from .validation import FrameValidator, read_frame
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +66,7 @@ class Job:
 
     msg: Message
     received_at_ns: int
+    source: SourceRecord
     frame: FrameMessage | None = None
     prepared: Future | None = None
     error: BaseException | None = None
@@ -128,7 +138,11 @@ class EdgePipeline:
         self.stats = PipelineStats()
         self.offsets = OffsetTracker()
         self.max_payload = payload_limit(settings.kafka.message_max_bytes)
+        self.validator = FrameValidator.from_settings(settings)
         self.run_id = store.start_run(detector.spec.name, detector.backend, detector.precision, settings.digest())
+        self.readiness = Readiness(settings.health, store.ping)
+        self.overdue = OverdueWatcher(store, settings.line, settings.overdue, self.metrics)
+        self._assigned: set[tuple[str, int]] = set()
         self._infer_q: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._persist_q: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._executor = ThreadPoolExecutor(settings.pipeline.decode_workers, thread_name_prefix="prepare")
@@ -136,15 +150,28 @@ class EdgePipeline:
         self._failure: BaseException | None = None
         self._stats_lock = threading.Lock()
         conf = consumer_config(bootstrap, settings.kafka)
+        # librdkafka statistics carry each partition's lag (high watermark - committed offset).
+        conf["statistics.interval.ms"] = max(100, int(settings.health.lag_interval_s * 1000))
+        conf["stats_cb"] = self._on_stats
         conf.update(consumer_overrides or {})
         self.consumer = Consumer(conf)
         self.dlq = DeadLetterProducer(bootstrap, settings.kafka)
+        self.writer = FrameWriter(
+            store, self.dlq, RetryPolicy.from_config(settings.store), run_id=self.run_id,
+            class_names=detector.spec.class_names,
+        )
+        self.metrics.watch_queues({
+            "detect": self._infer_q.qsize, "store": self._persist_q.qsize, "uncommitted": self.offsets.pending,
+        })
+        if store.image_store is not None:
+            self.metrics.watch_disk(store.image_store.root)
         self._infer_threads = [
             threading.Thread(target=self._guard(functools.partial(self._infer_loop, d)), name=f"infer-{i}", daemon=True)
             for i, d in enumerate(self.detectors)
         ]
         self._persist_thread = threading.Thread(target=self._guard(self._persist_loop), name="persist", daemon=True)
-        self._threads = [*self._infer_threads, self._persist_thread]
+        self._overdue_thread = threading.Thread(target=self.overdue.run, args=(self._stop,), name="overdue", daemon=True)
+        self._threads = [*self._infer_threads, self._persist_thread, self._overdue_thread]
         self._infer_running = len(self._infer_threads)
         self._last_commit = 0.0
 
@@ -165,6 +192,7 @@ class EdgePipeline:
             except BaseException as exc:  # a stage died: stop everything, commit nothing past it
                 log.exception("pipeline stage %s failed", threading.current_thread().name)
                 self._failure = exc
+                self.readiness.failed(str(exc))
                 self._stop.set()
 
         return run
@@ -218,18 +246,11 @@ class EdgePipeline:
                 raise KafkaException(err)
             log.warning("consumer error: %s", err)
             return
-        job = Job(msg, time.time_ns())
+        job = Job(msg, time.time_ns(), SourceRecord.from_kafka(msg))
         self.offsets.polled(job.tp, msg.offset())
         self.metrics.frames_received.inc()
-        try:
-            job.frame = FrameMessage.from_kafka(msg, max_payload_bytes=self.max_payload)
-        except PayloadTooLargeError as exc:
-            job.error = exc
-            with contextlib.suppress(MessageError):  # the headers may still name the frame for its error row
-                job.frame = FrameMessage.from_kafka(msg)
-        except MessageError as exc:
-            job.error = exc
-        else:
+        job.frame, job.error = read_frame(job.source, self.validator, job.received_at_ns, max_payload_bytes=self.max_payload)
+        if job.error is None:
             job.prepared = self._executor.submit(self._timed_prepare, job)
         self._put(self._infer_q, job)
 
@@ -270,7 +291,26 @@ class EdgePipeline:
         self.stats.commits += 1
 
     def _on_assign(self, consumer: Consumer, partitions: list[Any]) -> None:
-        log.info("assigned %s", [(p.topic, p.partition) for p in partitions])
+        tps = [(p.topic, p.partition) for p in partitions]
+        self._assigned.update(tps)
+        self.readiness.assigned(tps)
+        log.info("assigned %s", tps)
+
+    def _on_stats(self, raw: str) -> None:
+        """librdkafka statistics (served by poll): each assigned partition's lag to the gauges and /readyz."""
+        try:
+            topics = json.loads(raw).get("topics", {})
+        except ValueError:
+            return
+        lag: dict[tuple[str, int], int] = {}
+        for topic, info in topics.items():
+            for key, part in info.get("partitions", {}).items():
+                tp = (topic, int(key))
+                value = part.get("consumer_lag", -1)
+                if tp in self._assigned and isinstance(value, int) and value >= 0:  # -1: not known yet
+                    lag[tp] = value
+        self.metrics.set_lag(lag)
+        self.readiness.lag(lag)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[Any]) -> None:
         """Drain in-flight work of the revoked partitions and commit before giving them up."""
@@ -279,12 +319,16 @@ class EdgePipeline:
             log.warning("revoked %s before all in-flight frames were durable; they will be redelivered", tps)
         self._commit(tps)
         self.offsets.forget(tps)
+        self._assigned.difference_update(tps)
+        self.readiness.revoked(tps)
         log.info("revoked %s", tps)
 
     def _on_lost(self, consumer: Consumer, partitions: list[Any]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
         log.warning("lost %s: nothing committed for them; another member redelivers", tps)
         self.offsets.forget(tps)
+        self._assigned.difference_update(tps)
+        self.readiness.revoked(tps)
 
     # ------------------------------------------------------------------ infer thread
 
@@ -310,6 +354,12 @@ class EdgePipeline:
                         f"frame {job.frame.label if job.frame else '?'} still not decoded after "
                         f"{self.settings.pipeline.stage_timeout_s:g} s (pipeline.stage_timeout_s); stopping without committing it"
                     ) from None
+                except Exception as exc:
+                    if self.preparer.on_device:  # a GPU fault is the device's, not the frame's: stop
+                        raise
+                    # The CPU decoder failing in a way it does not name is still this payload's doing.
+                    label = job.frame.label if job.frame else "?"
+                    job.error = ImageError(f"frame {label}: cannot be decoded ({type(exc).__name__}: {exc})", field="payload")
                 else:
                     job.stage_s["wait"] = time.perf_counter() - waited
                     try:
@@ -335,22 +385,37 @@ class EdgePipeline:
             if job is _STOP:
                 return
             start = time.perf_counter()
-            if job.error is not None:
-                self._park(job)
-            else:
-                stored = self._with_db_retry(job, lambda: self.store.store_frame(self._record(job), job.detections, self.detector.spec.class_names))
-                self._finish(job, stored, parked=False)
+            self._finish(job, self._persist(job))
             job.stage_s["store"] = time.perf_counter() - start
             self.offsets.durable(job.tp, job.msg.offset())
+            self.readiness.progress()
+            self.metrics.last_progress.set_to_current_time()
             with self._stats_lock:
                 for stage, seconds in job.stage_s.items():
                     self.stats.stage_totals_s[stage] += seconds
                     self.metrics.stage_seconds.labels(stage).observe(seconds)
 
+    def _persist(self, job: Job) -> Outcome:
+        """Store the frame or park the record (FrameWriter decides); StoreUnavailable stops the consumer."""
+        record: FrameRecord | None = None
+        error = job.error
+        if job.frame is not None:
+            try:
+                record = self._record(job, with_image=error is None)
+            except RecordRefused as exc:  # validation keeps records in bounds; this is the last guard
+                record, error = None, exc
+        if error is not None:
+            if record is not None and record.image is not None:
+                record = self._record(job, with_image=False)
+            return self.writer.park(job.source, error, record, job.received_at_ns)
+        assert record is not None and job.detections is not None
+        return self.writer.store_frame(job.source, record, job.detections, job.received_at_ns)
+
     def _record(self, job: Job, with_image: bool = True) -> FrameRecord:
         frame = job.frame
         assert frame is not None
         msg = job.msg
+        ok = job.error is None
         return FrameRecord(
             car_id=frame.car_id,
             camera=frame.camera,
@@ -361,72 +426,41 @@ class EdgePipeline:
             received_at_ns=job.received_at_ns,
             processed_at_ns=time.time_ns(),
             run_id=self.run_id,
-            width=self.grid.frame_width if job.error is None else None,
-            height=self.grid.frame_height if job.error is None else None,
+            width=self.grid.frame_width if ok else None,
+            height=self.grid.frame_height if ok else None,
             image=frame.payload if with_image else None,
             kafka_topic=msg.topic(),
             kafka_partition=msg.partition(),
             kafka_offset=msg.offset(),
         )
 
-    def _park(self, job: Job) -> None:
-        """Bad input: the original to the dead-letter topic, an error row, then the offset may move."""
-        exc = job.error
-        assert exc is not None
-        self.dlq.send_failed(job.msg, exc)
-        kind = error_kind(exc)
-        if job.frame is not None:
-            stored = self._with_db_retry(job, lambda: self.store.store_error(self._record(job, with_image=False), kind, str(exc)))
-            self._finish(job, stored, parked=True)
-        else:  # headers too broken to name a frame: a rejected-message row keeps the trace
-            msg = job.msg
-            self._with_db_retry(
-                job,
-                lambda: self.store.store_rejected(
-                    msg.topic(), msg.partition(), msg.offset(), msg.key(), kind, str(exc), job.received_at_ns
-                ),
-            )
-            with self._stats_lock:
-                self.stats.frames_parked += 1
-        self.metrics.frames_parked.labels(kind).inc()
-
-    def _finish(self, job: Job, stored: StoredFrame, parked: bool) -> None:
+    def _finish(self, job: Job, outcome: Outcome) -> None:
+        stored: StoredFrame | None = outcome.stored
+        parked = outcome.parked is not None
         latency = (time.time_ns() - job.frame.captured_at_ns) / 1e9 if job.frame else 0.0
         with self._stats_lock:
             if parked:
                 self.stats.frames_parked += 1
             else:
+                assert stored is not None
                 self.stats.frames_stored += 1
                 self.stats.detections += stored.detections
                 self.stats.frame_latencies_s.append(latency)
-            if stored.completed is not None:
+            if stored is not None and stored.completed is not None:
                 self.stats.cars_completed.append(stored.completed)
-        if not parked:
+        if parked:
+            self.metrics.frames_parked.labels(outcome.parked).inc()
+        else:
+            assert stored is not None
             self.metrics.frames_stored.inc()
             self.metrics.detections.inc(stored.detections)
             self.metrics.frame_latency.observe(latency)
-        if stored.completed is not None:
-            self.metrics.cars_completed.labels("met" if stored.completed.met else "missed").inc()
-        if self.on_stored is not None:
+        if stored is not None and stored.completed is not None:
+            done = stored.completed
+            self.metrics.cars_completed.labels("met" if done.met else "missed").inc()
+            line = f"{done.describe()}: {stored.car_frames_done}/{stored.car_frames_expected} frames"
+            if done.car_latency_s is not None:
+                line += f", car latency {done.car_latency_s:.2f} s"
+            log.log(logging.INFO if done.met else logging.WARNING, line)
+        if stored is not None and self.on_stored is not None:
             self.on_stored(stored, job)
-
-    def _with_db_retry(self, job: Job, write: Callable[[], Any]) -> Any:
-        """Retry a write while the database is unreachable; give up (and stop, committing nothing
-        past this frame) after `store.connect_retries` attempts with exponential backoff."""
-        retries = self.settings.store.connect_retries
-        delay = self.settings.store.connect_backoff_s
-        for attempt in range(retries + 1):
-            try:
-                return write()
-            except DBAPIError as exc:
-                # Connection trouble is worth waiting out; a constraint or data error is not.
-                retryable = isinstance(exc, OperationalError) or exc.connection_invalidated
-                if attempt == retries or not retryable:
-                    raise PipelineError(
-                        f"database {self.store.engine.url.render_as_string(hide_password=True)} failed storing "
-                        f"{job.frame.label if job.frame else 'a message'} after {attempt + 1} attempt(s): {exc.orig or exc}"
-                    ) from exc
-                log.warning("database write failed (attempt %d/%d), retrying in %.1f s: %s", attempt + 1, retries + 1, delay, exc.orig or exc)
-                time.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")

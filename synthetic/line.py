@@ -6,9 +6,11 @@ car start = start_ns + k·takt; shot s fires at car start + s·takt / shots_per_
 `line.cameras` cameras fire at once; deadline = car start + takt (the next car's arrival).
 
 `realtime=True` sleeps to keep that schedule and stamps `captured_at_ns` with the clock when the
-frame is sent; `realtime=False` sends as fast as possible with `captured_at_ns` on the schedule
-(so timestamps look like a real line, compressed in wall time). Either way every frame's record
-(`ProducedFrame`) carries the wall-clock time it was produced, for latency accounting.
+frame is sent. `realtime=False` sends as fast as possible: each frame is stamped with the clock
+when it is sent (a capture time is never in the future, so latencies are positive) and a car's
+deadline is its first frame's capture + takt, so the verdict says whether the consumers handled the
+burst within one takt. Either way every frame's record (`ProducedFrame`) carries the wall-clock
+time it was produced, for latency accounting.
 """
 
 from __future__ import annotations
@@ -141,7 +143,8 @@ class LineSimulator:
             index = start_car + k
             car = car_id(index)
             car_start = origin + k * takt_ns
-            deadline = car_start + takt_ns
+            # realtime: the schedule's; otherwise fixed by the car's first frame (sent now, not on a future schedule)
+            deadline: int | None = car_start + takt_ns if realtime else None
             late_ns = 0
             for shot in range(line.shots_per_camera):
                 if self._stop.is_set():
@@ -156,7 +159,9 @@ class LineSimulator:
                         break
                 for cam, payload in enumerate(payloads):
                     now = self._clock_ns()
-                    captured = now if realtime else scheduled
+                    captured = now
+                    if deadline is None:
+                        deadline = captured + takt_ns
                     late_ns = max(late_ns, now - scheduled) if realtime else 0
                     self.producer.send(
                         FrameMessage(

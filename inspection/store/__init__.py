@@ -1,13 +1,18 @@
 """Results store: SQL models, the write/read repository, migrations, content-addressed images."""
 
-from .db import DatabaseUnreachableError, create_engine_for, mask_url, wait_for_database
+from .db import create_engine_for, mask_url, wait_for_database
+from .errors import DatabaseUnreachableError, RecordRefused, StoreError, StoreUnavailable
 from .images import ImageStore, ImageStoreError
 from .migrations import upgrade_database
+from .retry import RetryPolicy
 from .repository import (
     CarNotFoundError,
+    CarStates,
     CarSummary,
     FrameNotFoundError,
     FrameRecord,
+    OverdueCar,
+    PruneCounts,
     RejectedMessage,
     ResultStore,
     StoreCounts,
@@ -16,15 +21,22 @@ from .repository import (
 
 __all__ = [
     "CarNotFoundError",
+    "CarStates",
     "CarSummary",
     "DatabaseUnreachableError",
     "FrameNotFoundError",
     "FrameRecord",
     "ImageStore",
     "ImageStoreError",
+    "OverdueCar",
+    "PruneCounts",
+    "RecordRefused",
     "RejectedMessage",
     "ResultStore",
+    "RetryPolicy",
     "StoreCounts",
+    "StoreError",
+    "StoreUnavailable",
     "StoredFrame",
     "create_engine_for",
     "mask_url",

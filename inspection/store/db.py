@@ -18,16 +18,15 @@ from typing import Any, Callable
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
+
+from .errors import DatabaseUnreachableError, first_line
+from .retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
 # Execution option: the transaction begun on this connection takes SQLite's write lock at once.
 SQLITE_IMMEDIATE = "inspection_sqlite_begin_immediate"
-
-
-class DatabaseUnreachableError(ConnectionError):
-    """The database did not answer after all retries; the message names the (masked) URL."""
 
 
 def mask_url(url: str | URL) -> str:
@@ -104,37 +103,20 @@ def wait_for_database(
     max_backoff_s: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """Return once `SELECT 1` succeeds; try 1 + `retries` times, waiting backoff_s·2^i in between.
+    """Return once `SELECT 1` succeeds; try 1 + `retries` times, waiting min(max_backoff_s, backoff_s·2^i) in between.
 
     Raises DatabaseUnreachableError naming the URL (password masked) and the last error.
     """
-    if retries < 0:
-        raise ValueError(f"retries must be >= 0, got {retries}")
-    attempts = retries + 1
-    last_error: Exception | None = None
-    for attempt in range(attempts):
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            return
-        except (OperationalError, SQLAlchemyError, OSError) as exc:
-            last_error = exc
-            if attempt + 1 == attempts:
-                break
-            delay = min(max_backoff_s, backoff_s * (2**attempt))
-            log.warning(
-                "database %s not reachable (attempt %d/%d): %s; retrying in %.2f s",
-                mask_url(engine.url), attempt + 1, attempts, _first_line(exc), delay,
-            )
-            sleep(delay)
-    raise DatabaseUnreachableError(
-        f"cannot reach database {mask_url(engine.url)} after {attempts} attempt(s): "
-        f"{_first_line(last_error)}; check store.url and that the server is running"
-    ) from last_error
+    policy = RetryPolicy(retries, backoff_s, max_backoff_s)
 
+    def ping() -> None:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
-def _first_line(exc: BaseException | None) -> str:
-    if exc is None:
-        return "unknown error"
-    orig = getattr(exc, "orig", None) or exc
-    return (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    try:
+        policy.call(ping, what=f"database {mask_url(engine.url)} not reachable", retry_on=(SQLAlchemyError, OSError), sleep=sleep)
+    except (SQLAlchemyError, OSError) as exc:
+        raise DatabaseUnreachableError(
+            f"cannot reach database {mask_url(engine.url)} after {policy.attempts} attempt(s): "
+            f"{first_line(exc)}; check store.url and that the server is running"
+        ) from exc

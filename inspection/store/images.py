@@ -7,6 +7,7 @@ ids never do, so a hostile id cannot name a file. `get` accepts nothing but URIs
 that shape, and refuses symlinks anywhere under the root, so a URI from the database
 cannot read outside the store either. Writes are atomic (temp file + os.replace), so a
 reader never sees half an image and two consumers writing the same image are harmless.
+Files are created 0666 and directories 0777, less the process umask (0644 / 0755 usually).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 import stat
-import tempfile
 from pathlib import Path
 
 _URI_RE = re.compile(r"(?P<a>[0-9a-f]{2})/(?P<b>[0-9a-f]{2})/(?P<digest>[0-9a-f]{64})(?P<suffix>\.[a-z0-9]{1,5})")
@@ -54,9 +55,12 @@ class ImageStore:
         path = self.path_for(uri, must_exist=False)
         if self._is_regular_file(path):
             return uri
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)  # 0777 less the umask: 0755 usually
         self._check_inside(path.parent)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=suffix)
+        # 0666 less the umask (0644 usually): analysts and the dashboard read these files; mkstemp's
+        # 0600 would hide them from every other user.
+        tmp_name = str(path.parent / f".tmp-{secrets.token_hex(8)}{suffix}")
+        fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
         try:
             with os.fdopen(fd, "wb") as tmp:
                 tmp.write(data)
@@ -86,6 +90,16 @@ class ImageStore:
             if actual != digest:
                 raise ImageStoreError(f"image {uri} in {self.root} is corrupt: its content hashes to {actual}")
         return data
+
+    def delete(self, uri: str) -> int:
+        """Remove the image behind `uri`; returns the bytes freed (0 if it was not there)."""
+        path = self.path_for(uri, must_exist=False)
+        try:
+            size = path.lstat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        return size
 
     def __contains__(self, uri: object) -> bool:
         if not isinstance(uri, str):

@@ -46,6 +46,7 @@ ERROR_KIND_MAX = 32
 KAFKA_TOPIC_MAX = 255
 # Keys of broken messages are arbitrary bytes from the wire: keep enough to find the message.
 MESSAGE_KEY_MAX = 255
+IMAGE_DIR_MAX = 1024
 
 # BIGINT on PostgreSQL; SQLite only auto-increments a column declared exactly INTEGER.
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
@@ -91,6 +92,8 @@ class Run(Base):
     config_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     host: Mapped[str] = mapped_column(String(255), nullable=False)
     consumer_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    # absolute directory the run's frames.image_uri are relative to (None: the run kept no images)
+    image_dir: Mapped[str | None] = mapped_column(String(IMAGE_DIR_MAX), nullable=True)
 
 
 class Car(Base):
@@ -108,6 +111,11 @@ class Car(Base):
     deadline_met: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     # completed_at - deadline_at in seconds: negative = early, positive = late
     lateness_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # when an edge consumer found the car past its deadline (+ overdue.grace_s) with frames missing;
+    # set once and kept when late frames complete the car afterwards (deadline_met false then)
+    overdue_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # the frames missing at that moment, e.g. "cam 1 shots 0-4; cam 3 shot 7"
+    missing_frames: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Frame(Base):

@@ -35,7 +35,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from sqlalchemy import Connection, Engine, case, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, case, delete, func, insert, not_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
@@ -43,12 +43,14 @@ from sqlalchemy.orm import Session
 from ..config import StoreConfig
 from ..deadline import CarDeadline, car_deadline_from_row, evaluate_car
 from ..detections import Detections
-from .db import SQLITE_IMMEDIATE, create_engine_for, wait_for_database
+from .db import SQLITE_IMMEDIATE, create_engine_for, mask_url, wait_for_database
+from .errors import RecordRefused, store_errors
 from .images import ImageStore
 from .migrations import upgrade_database
 from .models import (
     CAR_ID_MAX,
     ERROR_KIND_MAX,
+    IMAGE_DIR_MAX,
     KAFKA_TOPIC_MAX,
     MESSAGE_KEY_MAX,
     Car,
@@ -61,6 +63,9 @@ from .models import (
 log = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+INT32_MAX = 2**31 - 1  # INTEGER columns (camera, shot, frames_expected) on PostgreSQL
+INT64_MAX = 2**63 - 1  # BIGINT; also the largest nanosecond time a datetime column takes here
+MAX_ERROR_TEXT = 8000  # characters of an error kept on a frame or rejected-message row
 
 
 def datetime_from_ns(ns: int) -> datetime:
@@ -105,22 +110,27 @@ class FrameRecord:
     kafka_offset: int | None = None
 
     def __post_init__(self) -> None:
-        where = f"frame car={self.car_id!r} cam={self.camera} shot={self.shot}"
-        if not isinstance(self.car_id, str) or not self.car_id or len(self.car_id) > CAR_ID_MAX:
-            raise ValueError(f"{where}: car_id must be a non-empty string of at most {CAR_ID_MAX} characters")
-        if self.camera < 0 or self.shot < 0:
-            raise ValueError(f"{where}: camera and shot are 0-based indices and must be >= 0")
-        if self.shots_per_car <= 0:
-            raise ValueError(f"{where}: shots_per_car (frames expected per car) must be > 0, got {self.shots_per_car}")
+        """Refuse (RecordRefused, a ValueError) what the columns cannot hold, before any SQL."""
+        where = f"frame car={_short(self.car_id)} cam={self.camera} shot={self.shot}"
+        if not isinstance(self.car_id, str) or not self.car_id or len(self.car_id) > CAR_ID_MAX or "\x00" in self.car_id:
+            raise RecordRefused(f"{where}: car_id must be a non-empty string of at most {CAR_ID_MAX} characters without NUL")
+        if not (0 <= self.camera <= INT32_MAX and 0 <= self.shot <= INT32_MAX):
+            raise RecordRefused(f"{where}: camera and shot are 0-based indices and must be in 0..{INT32_MAX}")
+        if not 0 < self.shots_per_car <= INT32_MAX:
+            raise RecordRefused(f"{where}: shots_per_car (frames expected per car) must be in 1..{INT32_MAX}, got {self.shots_per_car}")
         for name in ("captured_at_ns", "deadline_at_ns", "received_at_ns", "processed_at_ns"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{where}: {name} must be Unix time in nanoseconds (>= 0), got {getattr(self, name)}")
+            if not 0 <= getattr(self, name) <= INT64_MAX:
+                raise RecordRefused(f"{where}: {name} must be Unix time in nanoseconds (0..2^63-1), got {getattr(self, name)}")
         if self.image is not None and self.image_uri is not None:
-            raise ValueError(f"{where}: give either image bytes or an image_uri, not both")
+            raise RecordRefused(f"{where}: give either image bytes or an image_uri, not both")
 
     @property
     def latency_s(self) -> float:
         return (self.processed_at_ns - self.captured_at_ns) / 1e9
+
+    @property
+    def label(self) -> str:
+        return f"car={self.car_id} cam={self.camera} shot={self.shot}"
 
 
 @dataclass(frozen=True)
@@ -155,10 +165,19 @@ class CarSummary:
     completed_at: datetime | None
     deadline_met: bool | None
     lateness_s: float | None
+    overdue_at: datetime | None = None  # found past its deadline with frames missing (kept once complete)
+    missing_frames: str | None = None  # what was missing then, e.g. "cam 1 shots 0-4"
 
     @property
     def complete(self) -> bool:
         return self.completed_at is not None
+
+    @property
+    def state(self) -> str:
+        """met | missed (complete) | overdue (deadline passed, frames missing) | in_flight."""
+        if self.completed_at is not None:
+            return "met" if self.deadline_met else "missed"
+        return "overdue" if self.overdue_at is not None else "in_flight"
 
 
 @dataclass(frozen=True)
@@ -174,6 +193,40 @@ class RejectedMessage:
     error_kind: str
     error: str
     run_id: int | None
+
+
+@dataclass(frozen=True)
+class OverdueCar:
+    """A car the calling consumer just marked overdue (no other consumer marks it again)."""
+
+    car_id: str
+    deadline_at: datetime
+    overdue_at: datetime
+    frames_done: int
+    frames_expected: int
+    missing: tuple[tuple[int, int], ...]  # (camera, shot) pairs of the line geometry with no row
+    missing_text: str
+
+
+@dataclass(frozen=True)
+class CarStates:
+    """Cars not complete yet: still within their deadline (+ grace), or marked overdue."""
+
+    in_flight: int
+    overdue: int
+
+
+@dataclass(frozen=True)
+class PruneCounts:
+    """What `ResultStore.prune` deletes (or, in a dry run, would delete) from the database."""
+
+    cars: int
+    frames: int
+    detections: int
+    rejected: int
+    images_cleared: int  # frames kept whose image_uri is cleared (their image is older than the images cutoff)
+    # (image directory or None when the run recorded none, uri) of images no kept frame references any more
+    image_files: tuple[tuple[str | None, str], ...]
 
 
 @dataclass(frozen=True)
@@ -215,6 +268,16 @@ class ResultStore:
         store._owns_engine = True
         return store
 
+    @property
+    def where(self) -> str:
+        """The database URL with any password masked, for messages."""
+        return mask_url(self.engine.url)
+
+    def ping(self) -> None:
+        """`SELECT 1`; raises StoreUnavailable when the database does not answer."""
+        with store_errors(f"pinging {self.where}"), self.engine.connect() as conn:
+            conn.execute(select(1))
+
     def close(self) -> None:
         if self._owns_engine:
             self.engine.dispose()
@@ -237,9 +300,18 @@ class ResultStore:
         host: str | None = None,
         consumer_id: str | None = None,
         started_at: datetime | None = None,
+        image_dir: str | None = None,
     ) -> int:
-        """Record a run (one consumer process); frames written by it carry the returned id."""
+        """Record a run (one consumer process); frames written by it carry the returned id.
+
+        `image_dir` (default: the image store's root) is recorded as the absolute directory the
+        run's `frames.image_uri` are relative to.
+        """
         host = host or socket.gethostname()
+        if image_dir is None and self.image_store is not None:
+            image_dir = str(self.image_store.root)
+        if image_dir is not None and len(image_dir) > IMAGE_DIR_MAX:
+            raise RecordRefused(f"image directory {image_dir[:80]}… is longer than {IMAGE_DIR_MAX} characters")
         values = {
             "started_at": started_at or datetime.now(timezone.utc),
             "model": model,
@@ -248,8 +320,9 @@ class ResultStore:
             "config_hash": config_hash,
             "host": host,
             "consumer_id": consumer_id or f"{host}:{os.getpid()}",
+            "image_dir": image_dir,
         }
-        with self._writer.begin() as conn:
+        with store_errors(f"recording a run in {mask_url(self.engine.url)}"), self._writer.begin() as conn:
             return int(conn.execute(insert(Run).values(values).returning(Run.id)).scalar_one())
 
     def store_frame(
@@ -258,25 +331,35 @@ class ResultStore:
         detections: Detections,
         class_names: Mapping[int, str] | Sequence[str],
     ) -> StoredFrame:
-        """Upsert the frame and replace its detections (frame pixels), update the car; one transaction."""
-        where = f"frame car={record.car_id!r} cam={record.camera} shot={record.shot}"
+        """Upsert the frame and replace its detections (frame pixels), update the car; one transaction.
+
+        Raises RecordRefused when the content cannot be stored (NaN boxes, values the columns
+        cannot hold, a car registered with another frame count), StoreUnavailable when the
+        database cannot take the write.
+        """
+        where = f"storing frame {record.label}"
         if not (np.isfinite(detections.xyxy).all() and np.isfinite(detections.score).all()):
-            raise ValueError(f"{where}: detections hold NaN or infinite boxes/scores; refusing to store them")
-        image_uri = record.image_uri
-        if record.image is not None and self.image_store is not None:
-            # Outside the transaction: content-addressed and idempotent, at worst an unreferenced file.
-            image_uri = self.image_store.put(record.image)
-        rows = _detection_rows(detections, class_names)
-        return self._store(record, image_uri, rows, error_kind=None, error=None)
+            raise RecordRefused(f"{where}: detections hold NaN or infinite boxes/scores; refusing to store them")
+        with store_errors(where):
+            image_uri = record.image_uri
+            if record.image is not None and self.image_store is not None:
+                # Outside the transaction: content-addressed and idempotent, at worst an unreferenced file.
+                image_uri = self.image_store.put(record.image, image_suffix(record.image))
+            rows = _detection_rows(detections, class_names)
+            return self._store(record, image_uri, rows, error_kind=None, error=None)
 
     def store_error(self, record: FrameRecord, error_kind: str, message: str) -> StoredFrame:
-        """Record a frame that could not be processed (error set, no detections); it counts toward completion."""
+        """Record a frame that could not be processed (error set, no detections); it counts toward completion.
+
+        The message is stored as text any backend holds (NUL replaced, cut to MAX_ERROR_TEXT).
+        """
         if not error_kind or len(error_kind) > ERROR_KIND_MAX:
-            raise ValueError(f"error_kind must be a short non-empty label (<= {ERROR_KIND_MAX} chars), got {error_kind!r}")
-        image_uri = record.image_uri
-        if record.image is not None and self.image_store is not None:
-            image_uri = self.image_store.put(record.image)
-        return self._store(record, image_uri, [], error_kind=error_kind, error=message)
+            raise RecordRefused(f"error_kind must be a short non-empty label (<= {ERROR_KIND_MAX} chars), got {error_kind!r}")
+        with store_errors(f"storing the error row of frame {record.label}"):
+            image_uri = record.image_uri
+            if record.image is not None and self.image_store is not None:
+                image_uri = self.image_store.put(record.image, image_suffix(record.image))
+            return self._store(record, image_uri, [], error_kind=error_kind, error=error_text(message))
 
     def store_rejected(
         self,
@@ -294,21 +377,21 @@ class ResultStore:
         One transaction. A redelivery of the same (topic, partition, offset) updates the row's
         error, error_kind, received_at (and run_id, when given) instead of adding a row.
         """
-        where = f"rejected message {topic!r}[{partition}]@{offset}"
+        where = f"rejected message {_short(topic)}[{partition}]@{offset}"
         if not isinstance(topic, str) or not topic or len(topic) > KAFKA_TOPIC_MAX:
-            raise ValueError(f"{where}: topic must be a non-empty string of at most {KAFKA_TOPIC_MAX} characters")
-        if partition < 0 or offset < 0:
-            raise ValueError(f"{where}: partition and offset are Kafka positions and must be >= 0")
+            raise RecordRefused(f"{where}: topic must be a non-empty string of at most {KAFKA_TOPIC_MAX} characters")
+        if not (0 <= partition <= INT32_MAX and 0 <= offset <= INT64_MAX):
+            raise RecordRefused(f"{where}: partition and offset are Kafka positions and must be >= 0")
         if not error_kind or len(error_kind) > ERROR_KIND_MAX:
-            raise ValueError(
+            raise RecordRefused(
                 f"{where}: error_kind must be a short non-empty label (<= {ERROR_KIND_MAX} chars), got {error_kind!r}"
             )
-        if received_at_ns < 0:
-            raise ValueError(f"{where}: received_at_ns must be Unix time in nanoseconds (>= 0), got {received_at_ns}")
+        if not 0 <= received_at_ns <= INT64_MAX:
+            raise RecordRefused(f"{where}: received_at_ns must be Unix time in nanoseconds (>= 0), got {received_at_ns}")
         latest = {
             "received_at": datetime_from_ns(received_at_ns),
             "error_kind": error_kind,
-            "error": _sql_text(message),
+            "error": error_text(message),
         }
         upsert = self._insert(RejectedMessageRow).values(
             kafka_topic=topic,
@@ -324,7 +407,7 @@ class ResultStore:
             ],
             set_={**latest, "run_id": func.coalesce(upsert.excluded.run_id, RejectedMessageRow.run_id)},
         )
-        with self._writer.begin() as conn:
+        with store_errors(f"storing {where}"), self._writer.begin() as conn:
             return int(conn.execute(upsert.returning(RejectedMessageRow.id)).scalar_one())
 
     def _store(
@@ -432,17 +515,20 @@ class ResultStore:
             select(func.count(Frame.id), func.max(Frame.processed_at)).where(Frame.car_id == record.car_id)
         ).one()
         if record.shots_per_car != car.frames_expected:
-            log.warning(
-                "frame car=%s cam=%d shot=%d says %d frames per car, the car was registered with %d; keeping %d",
-                record.car_id, record.camera, record.shot, record.shots_per_car,
-                car.frames_expected, car.frames_expected,
+            # A car's frame count is fixed when it is registered; a frame that disagrees is not
+            # one of its frames (the whole transaction rolls back, the caller parks the record).
+            raise RecordRefused(
+                f"frame {record.label} says {record.shots_per_car} frames per car; the car was registered "
+                f"with {car.frames_expected} (configs: line.cameras × line.shots_per_camera must agree on every producer and consumer)"
             )
         values: dict[str, Any] = {"frames_done": done}
         if captured_at < car.first_captured_at:
             values["first_captured_at"] = captured_at
         completed = None
         if car.completed_at is None and done >= car.frames_expected:
-            completed = evaluate_car(record.car_id, last_processed, car.deadline_at)
+            completed = evaluate_car(
+                record.car_id, last_processed, car.deadline_at, values.get("first_captured_at", car.first_captured_at)
+            )
             values.update(
                 completed_at=completed.completed_at,
                 deadline_met=completed.met,
@@ -450,6 +536,48 @@ class ResultStore:
             )
         conn.execute(update(Car).where(Car.car_id == record.car_id).values(values))
         return int(done), int(car.frames_expected), completed
+
+    def prune(self, rows_before: datetime | None, images_before: datetime | None, *, dry_run: bool = True) -> PruneCounts:
+        """Delete cars first captured before `rows_before` (with their frames and detections) and
+        rejected messages received before it; clear `image_uri` of kept frames captured before
+        `images_before`. One transaction, rolled back in a dry run. Returns the counts and the
+        image files nobody references afterwards (the caller deletes them, see retention.py)."""
+        never = datetime(1, 1, 1, tzinfo=timezone.utc)
+        rows_cut, images_cut = rows_before or never, images_before or never
+        old_cars = select(Car.car_id).where(Car.first_captured_at < rows_cut)
+        frame_gone = Frame.car_id.in_(old_cars)
+        image_gone = and_(Frame.image_uri.is_not(None), or_(frame_gone, Frame.captured_at < images_cut))
+        with store_errors("pruning old results"), self._writer.connect() as conn, conn.begin() as transaction:
+            cars = conn.execute(select(func.count()).select_from(old_cars.subquery())).scalar_one()
+            frames = conn.execute(select(func.count(Frame.id)).where(frame_gone)).scalar_one()
+            detections = conn.execute(
+                select(func.count(Detection.id)).where(Detection.frame_id.in_(select(Frame.id).where(frame_gone)))
+            ).scalar_one()
+            rejected = conn.execute(
+                select(func.count(RejectedMessageRow.id)).where(RejectedMessageRow.received_at < rows_cut)
+            ).scalar_one()
+            cleared = conn.execute(select(func.count(Frame.id)).where(image_gone, not_(frame_gone))).scalar_one()
+            candidates = set(
+                conn.execute(select(Run.image_dir, Frame.image_uri).join(Run, Run.id == Frame.run_id).where(image_gone).distinct()).all()
+            )
+            kept = set(
+                conn.execute(
+                    select(Run.image_dir, Frame.image_uri)
+                    .join(Run, Run.id == Frame.run_id)
+                    .where(Frame.image_uri.in_([uri for _, uri in candidates]), not_(image_gone))
+                    .distinct()
+                ).all()
+            ) if candidates else set()
+            files = tuple(sorted(((d, u) for d, u in candidates - kept), key=lambda item: (item[0] or "", item[1])))
+            if not dry_run:
+                conn.execute(update(Frame).where(image_gone, not_(frame_gone)).values(image_uri=None))
+                conn.execute(delete(Detection).where(Detection.frame_id.in_(select(Frame.id).where(frame_gone))))
+                conn.execute(delete(Frame).where(frame_gone))
+                conn.execute(delete(Car).where(Car.first_captured_at < rows_cut))
+                conn.execute(delete(RejectedMessageRow).where(RejectedMessageRow.received_at < rows_cut))
+            else:
+                transaction.rollback()
+        return PruneCounts(int(cars), int(frames), int(detections), int(rejected), int(cleared), files)
 
     # ------------------------------------------------------------------ reads
 
@@ -493,6 +621,8 @@ class ResultStore:
             completed_at=car.completed_at,
             deadline_met=car.deadline_met,
             lateness_s=car.lateness_s,
+            overdue_at=car.overdue_at,
+            missing_frames=car.missing_frames,
         )
 
     def _read(self, statement: Any) -> list[Any]:
@@ -514,17 +644,83 @@ class ResultStore:
             statement = statement.limit(limit)
         return [self._summary(row) for row in self._read(statement)]
 
-    def overdue_cars(self, now: datetime | None = None) -> list[CarSummary]:
-        """Cars still incomplete after their deadline (frames lost or stuck): they never get a completion."""
+    def overdue_cars(self, now: datetime | None = None, *, marked_only: bool = False) -> list[CarSummary]:
+        """Cars still incomplete after their deadline (frames lost or stuck), oldest first.
+
+        `marked_only`: only those an edge consumer has marked overdue (`overdue_at` set, with the
+        frames missing then in `missing_frames`); otherwise every incomplete car whose deadline
+        is before `now`, marked yet or not.
+        """
         now = now or datetime.now(timezone.utc)
-        statement = self._summary_select().where(Car.completed_at.is_(None), Car.deadline_at < now)
+        statement = self._summary_select().where(Car.completed_at.is_(None))
+        if marked_only:
+            statement = statement.where(Car.overdue_at.is_not(None))
+        else:
+            statement = statement.where(Car.deadline_at < now)
         return [self._summary(row) for row in self._read(statement)]
+
+    def mark_overdue(
+        self, now: datetime, grace_s: float, cameras: int, shots_per_camera: int, *, limit: int = 500
+    ) -> list[OverdueCar]:
+        """Mark incomplete cars whose deadline passed more than `grace_s` ago as overdue; return those
+        this call marked, with the (camera, shot) pairs of the line's geometry that have no frame row.
+
+        Exactly once across consumers: the UPDATE only takes rows with `overdue_at IS NULL`; on
+        PostgreSQL the candidates are locked first (`FOR UPDATE SKIP LOCKED`, in car order), so two
+        consumers checking at once neither deadlock nor both mark a car, and a car whose last frame
+        is being stored (its row locked) is left for the next check; SQLite runs writers one at a time.
+        """
+        cutoff = now - timedelta(seconds=grace_s)
+        with store_errors("marking overdue cars"), self._writer.begin() as conn:
+            candidates = (
+                select(Car.car_id)
+                .where(Car.completed_at.is_(None), Car.overdue_at.is_(None), Car.deadline_at < cutoff)
+                .order_by(Car.car_id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            ids = list(conn.execute(candidates).scalars())
+            if not ids:
+                return []
+            marked = conn.execute(
+                update(Car)
+                .where(Car.car_id.in_(ids), Car.completed_at.is_(None), Car.overdue_at.is_(None))
+                .values(overdue_at=now)
+                .returning(Car.car_id, Car.deadline_at, Car.frames_done, Car.frames_expected)
+            ).all()
+            if not marked:
+                return []
+            present: dict[str, set[tuple[int, int]]] = {row.car_id: set() for row in marked}
+            for car_id, camera, shot in conn.execute(
+                select(Frame.car_id, Frame.camera, Frame.shot).where(Frame.car_id.in_(list(present)))
+            ):
+                present[car_id].add((camera, shot))
+            out = []
+            for row in sorted(marked, key=lambda r: r.car_id):
+                missing = tuple(
+                    (c, s) for c in range(cameras) for s in range(shots_per_camera) if (c, s) not in present[row.car_id]
+                )
+                text = describe_missing(missing, shots_per_camera)
+                conn.execute(update(Car).where(Car.car_id == row.car_id).values(missing_frames=text))
+                out.append(OverdueCar(row.car_id, row.deadline_at, now, int(row.frames_done), int(row.frames_expected), missing, text))
+        return out
+
+    def car_states(self) -> CarStates:
+        """How many cars are incomplete: in flight (not marked overdue) and overdue."""
+        with self.engine.connect() as conn:
+            in_flight, overdue = conn.execute(
+                select(
+                    func.coalesce(func.sum(case((Car.overdue_at.is_(None), 1), else_=0)), 0),
+                    func.coalesce(func.sum(case((Car.overdue_at.is_not(None), 1), else_=0)), 0),
+                ).where(Car.completed_at.is_(None))
+            ).one()
+        return CarStates(int(in_flight), int(overdue))
 
     def car_deadline(self, car_id: str) -> CarDeadline | None:
         """The car's deadline verdict, None while it is incomplete."""
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(Car.car_id, Car.completed_at, Car.deadline_at, Car.deadline_met, Car.lateness_s)
+                select(Car.car_id, Car.completed_at, Car.deadline_at, Car.deadline_met, Car.lateness_s, Car.first_captured_at)
                 .where(Car.car_id == car_id)
             ).first()
         if row is None:
@@ -593,6 +789,50 @@ class ResultStore:
 def _sql_text(text: str) -> str:
     """PostgreSQL text cannot hold NUL characters (SQLite can): replace them, as undecodable bytes are."""
     return text.replace("\x00", "\ufffd")
+
+
+def error_text(message: str) -> str:
+    """An error message as text every backend holds: NUL replaced, cut to MAX_ERROR_TEXT characters."""
+    text = _sql_text(str(message))
+    return text if len(text) <= MAX_ERROR_TEXT else text[: MAX_ERROR_TEXT - 1] + "\u2026"
+
+
+def image_suffix(data: bytes) -> str:
+    """The file suffix of an encoded frame: .png for PNG bytes, else .jpg (the contract's two types)."""
+    return ".png" if bytes(data[:8]) == b"\x89PNG\r\n\x1a\n" else ".jpg"
+
+
+def describe_missing(missing: Sequence[tuple[int, int]], shots_per_camera: int) -> str:
+    """(camera, shot) pairs as text by camera with shot ranges: "cam 1 shots 0-4, 7; cam 3 all 19 shots"."""
+    if not missing:
+        return "none"
+    by_camera: dict[int, list[int]] = {}
+    for camera, shot in sorted(missing):
+        by_camera.setdefault(camera, []).append(shot)
+    parts = []
+    for camera, shots in by_camera.items():
+        if len(shots) == shots_per_camera > 1:
+            parts.append(f"cam {camera} all {shots_per_camera} shots")
+            continue
+        ranges: list[str] = []
+        start = prev = shots[0]
+        for shot in [*shots[1:], None]:
+            if shot is not None and shot == prev + 1:
+                prev = shot
+                continue
+            ranges.append(str(start) if start == prev else f"{start}-{prev}")
+            if shot is not None:
+                start = prev = shot
+        parts.append(f"cam {camera} shot{'s' if len(shots) > 1 else ''} {', '.join(ranges)}")
+    return "; ".join(parts)
+
+
+def _short(value: object, limit: int = 40) -> str:
+    """A value for an error message: as is when short and printable, else a cut repr."""
+    if isinstance(value, str) and len(value) <= limit and value.isprintable():
+        return value
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def message_key_text(key: bytes | str | None) -> str | None:

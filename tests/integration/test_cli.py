@@ -57,10 +57,12 @@ def test_model_list_names_both_models():
     assert "ssd_mobilenet_v2_coco" in result.output and "yolox_nano" in result.output
 
 
-def test_edge_with_unreachable_broker_fails_clearly():
-    result = runner.invoke(app, ["edge", "--bootstrap", "127.0.0.1:1"])
-    assert result.exit_code == 1
-    assert "127.0.0.1:1" in result.output
+@pytest.mark.parametrize("command", ["edge", "produce"])
+def test_unreachable_broker_is_one_error_line(command):
+    result = runner.invoke(app, [command, "--bootstrap", "127.0.0.1:1"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert "no Kafka broker answered at 127.0.0.1:1" in line and "kafka.bootstrap_servers" in line
 
 
 def small_line(monkeypatch, yolox_onnx, kafka_broker, cameras: int, shots: int) -> None:

@@ -120,6 +120,9 @@ def test_consumer_killed_mid_car_then_restarted_stores_every_frame_once(kafka_co
         "INSPECTION__MODEL__PATH": str(yolox_model.path),
         "INSPECTION__STORE__IMAGE_DIR": "null",
         "INSPECTION__PIPELINE__QUEUE_SIZE": "2",
+        # the line's geometry: a consumer parks frames of any other (shots_per_car must agree)
+        "INSPECTION__LINE__CAMERAS": str(settings.line.cameras),
+        "INSPECTION__LINE__SHOTS_PER_CAMERA": str(settings.line.shots_per_camera),
     }
     victim = subprocess.Popen(
         [sys.executable, "-m", "inspection.cli", "edge", "--bootstrap", kafka_config.bootstrap_servers,
@@ -207,7 +210,7 @@ def _dlq_records(settings: Settings, count: int, timeout_s: float = 30) -> list[
 
 @pytest.mark.slow
 def test_each_kind_of_bad_message_is_parked_and_offsets_move_on(kafka_config, store_db_url, yolox_model, photo_source):
-    settings = make_settings(kafka_config, store_db_url, yolox_model, shots=1, cameras=1)
+    settings = make_settings(kafka_config, store_db_url, yolox_model, shots=8, cameras=1)
     bootstrap = kafka_config.bootstrap_servers
     ensure_topics(bootstrap, settings.kafka)
     good_jpeg = encode_image(photo_source(0, 0, 0), 85)
@@ -265,7 +268,7 @@ def test_demo_json_agrees_with_database(kafka_broker, tmp_path):
         kafka={"bootstrap_servers": kafka_broker.bootstrap_servers, "topic": f"demo-{uuid.uuid4().hex[:6]}",
                "dlq_topic": f"demo-{uuid.uuid4().hex[:6]}.dlq", "group_id": f"demo-{uuid.uuid4().hex[:6]}"},
         store={"url": db, "image_dir": str(tmp_path / "images")},
-        line={"cameras": 2, "shots_per_camera": 1},
+        line={"cameras": 2, "shots_per_camera": 1, "takt_s": 600.0},  # a deadline a loaded 2-core machine meets
     )
     result = run_demo(settings, cars=1, realtime=False)
     report = result.to_dict()

@@ -23,6 +23,7 @@ from inspection.store import (
     FrameNotFoundError,
     FrameRecord,
     ImageStore,
+    RecordRefused,
     ResultStore,
     create_engine_for,
     upgrade_database,
@@ -126,6 +127,27 @@ def test_rejected_messages_migration_downgrades_and_upgrades_again(store_db_url:
     assert _schema_diff(store_db_url, Base.metadata) == []
 
 
+def test_overdue_migration_downgrades_and_upgrades_again(store_db_url: str) -> None:
+    upgrade_database(store_db_url)
+    with ResultStore(store_db_url) as store:
+        run_id = store.start_run("m", "b", "fp32", "c", host="t", consumer_id="c", image_dir="/var/lib/inspection/images")
+        store.store_frame(record("car-1", 0, 0, run_id=run_id), dets(1), NAMES)
+    command.downgrade(alembic_config(store_db_url), "0002")
+    engine = create_engine_for(store_db_url)
+    try:
+        assert current_revision(engine) == "0002"
+        assert "overdue_at" not in {c["name"] for c in sa.inspect(engine).get_columns("cars")}
+        assert "image_dir" not in {c["name"] for c in sa.inspect(engine).get_columns("runs")}
+        upgrade_database(engine)
+        assert current_revision(engine) == head_revision() == "0003"
+    finally:
+        engine.dispose()
+    assert _schema_diff(store_db_url, Base.metadata) == []
+    with ResultStore(store_db_url) as store:
+        summary = store.car_summary("car-1")  # rows kept through the round trip; new columns empty
+        assert summary.frames == 1 and summary.overdue_at is None and summary.state == "in_flight"
+
+
 def test_rejected_message_is_recorded_once_per_kafka_position(store: ResultStore, run_id: int) -> None:
     bad_key = b"car-\xff\xfe\x00-7"  # not UTF-8, and a NUL PostgreSQL text cannot hold
     first = store.store_rejected("frames", 2, 41, bad_key, "headers", "missing header car_id", T0, run_id=run_id)
@@ -159,8 +181,9 @@ def test_rejected_message_keys_are_cut_and_bad_input_refused(store: ResultStore)
         store.store_rejected("frames", 0, -1, None, "headers", "m", T0)
     with pytest.raises(ValueError, match="topic"):
         store.store_rejected("", 0, 5, None, "headers", "m", T0)
-    with pytest.raises(sa.exc.IntegrityError):
+    with pytest.raises(RecordRefused, match="refused") as refused:
         store.store_rejected("frames", 0, 6, None, "headers", "m", T0, run_id=999)  # no such run
+    assert isinstance(refused.value.__cause__, sa.exc.IntegrityError)
     assert store.counts().rejected == 2
 
 
@@ -265,9 +288,12 @@ def test_image_bytes_go_to_the_image_store(migrated_url: str, tmp_path, run_id: 
     images = ImageStore(tmp_path / "images")
     with ResultStore(migrated_url, image_store=images) as with_images:
         with_images.store_frame(record("car-i", 0, 0, run_id=run_id, image=b"\xff\xd8jpeg\xff\xd9"), dets(1), NAMES)
+        png = b"\x89PNG\r\n\x1a\n-a-png-frame"
+        with_images.store_frame(record("car-i", 1, 0, run_id=run_id, image=png), dets(1), NAMES)
         with with_images.engine.connect() as conn:
-            uri = conn.execute(sa.text("SELECT image_uri FROM frames")).scalar_one()
-    assert images.get(uri) == b"\xff\xd8jpeg\xff\xd9"
+            jpeg_uri, png_uri = conn.execute(sa.text("SELECT image_uri FROM frames ORDER BY camera")).scalars()
+    assert images.get(jpeg_uri) == b"\xff\xd8jpeg\xff\xd9" and jpeg_uri.endswith(".jpg")
+    assert images.get(png_uri) == png and png_uri.endswith(".png")  # a PNG frame is not filed as .jpg
 
 
 def test_reads_of_unknown_ids_and_bad_input_fail_clearly(store: ResultStore, run_id: int) -> None:

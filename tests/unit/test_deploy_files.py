@@ -348,8 +348,48 @@ def test_edge_runs_with_a_metrics_port_that_prometheus_and_probes_use(commands: 
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     k8s_port = ports["k8s Deployment inspection-edge"]
     assert {p["containerPort"] for p in container["ports"]} == {int(k8s_port)}
-    for probe in ("startupProbe", "livenessProbe"):
-        assert f":{k8s_port}/metrics" in " ".join(container[probe]["exec"]["command"])
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
+    # The kubelet probes the pod's IP: the edge must listen beyond 127.0.0.1 there.
+    k8s_edge = next(c for c in edges if c.source == "k8s Deployment inspection-edge")
+    assert k8s_edge.option("--metrics-addr") == "0.0.0.0"
+    for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = container[probe]["httpGet"]
+        assert get["path"] == path and named.get(get["port"], get["port"]) == int(k8s_port), (probe, get)
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == k8s_port and annotations["prometheus.io/scrape"] == "true"
+
+
+def test_keda_scales_the_edge_deployment_on_its_own_consumer_group_lag() -> None:
+    """The ScaledObject is a valid KEDA v2 manifest for this site: the right Deployment, the
+    profile's topic and group, the ConfigMap's brokers, never more pods than partitions."""
+    (scaled,) = _k8s_objects("ScaledObject").values()
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    spec = scaled["spec"]
+    allowed = {"scaleTargetRef", "minReplicaCount", "maxReplicaCount", "pollingInterval", "cooldownPeriod",
+               "idleReplicaCount", "advanced", "triggers", "fallback", "initialCooldownPeriod"}
+    assert set(spec) <= allowed, set(spec) - allowed
+    target = spec["scaleTargetRef"]
+    deployment = _k8s_objects("Deployment")[target["name"]]
+    assert (target.get("apiVersion", "apps/v1"), target.get("kind", "Deployment")) == (deployment["apiVersion"], deployment["kind"])
+    site = _k8s_objects("ConfigMap")["inspection-site"]["data"]["site.yaml"]
+    env = _k8s_objects("ConfigMap")["inspection-env"]["data"]
+    settings = load_settings(environ={k: v for k, v in env.items() if k.startswith(ENV_PREFIX)} | {
+        f"{ENV_PREFIX}KAFKA__{k.upper()}": str(v) for k, v in yaml.safe_load(site)["kafka"].items()})
+    assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= settings.kafka.partitions
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "kafka"
+    meta = trigger["metadata"]
+    assert all(isinstance(v, str) for v in meta.values()), "KEDA trigger metadata values are strings"
+    known = {"bootstrapServers", "consumerGroup", "topic", "lagThreshold", "activationLagThreshold", "offsetResetPolicy",
+             "allowIdleConsumers", "scaleToZeroOnInvalidOffset", "excludePersistentLag", "limitToPartitionsWithLag",
+             "partitionLimitation", "version", "sasl", "tls"}
+    assert set(meta) <= known, set(meta) - known
+    assert meta["bootstrapServers"] == env["KAFKA_BOOTSTRAP"]
+    assert (meta["consumerGroup"], meta["topic"]) == (settings.kafka.group_id, settings.kafka.topic)
+    assert int(meta["lagThreshold"]) > 0 and meta["offsetResetPolicy"] in ("earliest", "latest")
+    assert meta["allowIdleConsumers"] == "false"
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert "keda-scaledobject.yaml" not in kustomization["resources"], "applied separately: it needs KEDA's CRDs"
 
 
 def test_kafka_accepts_the_largest_record() -> None:

@@ -113,3 +113,24 @@ def test_bad_arguments_fail_clearly(store: ImageStore) -> None:
     with pytest.raises(ImageStoreError, match="suffix"):
         store.put(JPEG, suffix="/../x")
     assert store.get(store.put(JPEG, suffix=".png")) == JPEG
+
+
+@pytest.mark.parametrize(("umask", "file_mode", "dir_mode"), [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_files_are_readable_by_others_unless_the_umask_says_otherwise(tmp_path: Path, umask: int, file_mode: int, dir_mode: int) -> None:
+    old = os.umask(umask)
+    try:
+        store = ImageStore(tmp_path / f"images-{umask:o}")
+        uri = store.put(JPEG)
+    finally:
+        os.umask(old)
+    path = store.root / uri
+    assert path.stat().st_mode & 0o777 == file_mode
+    assert path.parent.stat().st_mode & 0o777 == dir_mode
+
+
+def test_delete_frees_the_file_once(store: ImageStore) -> None:
+    uri = store.put(JPEG)
+    assert store.delete(uri) == len(JPEG) and uri not in store
+    assert store.delete(uri) == 0
+    with pytest.raises(ImageStoreError):
+        store.delete("../secret.jpg")

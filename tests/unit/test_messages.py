@@ -8,7 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inspection.messages import (
+    CAR_ID_MAX_CHARS,
     DLQ_HEADER_NAMES,
+    INDEX_MAX,
+    TIME_NS_MAX,
     HEADER_NAMES,
     DeadLetter,
     FrameMessage,
@@ -50,7 +53,11 @@ def replace_header(headers, name, value):
 
 # ----------------------------------------------------------------------------- round trip
 
-car_ids = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FFF, exclude_categories=("Cs",)), min_size=1, max_size=24)
+# Printable text: the contract refuses control, format, separator and unassigned characters in car_id.
+car_ids = st.text(
+    st.characters(min_codepoint=33, max_codepoint=0x2FFF, exclude_categories=("Cs", "Cc", "Cf", "Co", "Cn", "Zl", "Zp", "Zs")),
+    min_size=1, max_size=CAR_ID_MAX_CHARS,
+)
 
 
 @st.composite
@@ -59,7 +66,7 @@ def frames(draw) -> FrameMessage:
     captured = draw(st.integers(0, 2**63 - 1))
     return FrameMessage(
         car_id=draw(car_ids),
-        camera=draw(st.integers(0, 2**31)),
+        camera=draw(st.integers(0, 2**31 - 1)),
         shot=draw(st.integers(0, shots_per_car - 1)),
         shots_per_car=shots_per_car,
         captured_at_ns=captured,
@@ -134,18 +141,44 @@ def test_missing_header_names_field(name: str) -> None:
         ("car_id", b"   ", "car_id '   ' must be a non-empty string"),
         ("car_id", b"\xff\xfe", "'car_id' is not valid UTF-8"),
         ("shot", None, "header 'shot' is missing"),
+        # bounded to what the store holds, before int() (Python refuses > 4300 digits)
+        ("camera", b"7" * 5000, "header 'camera' has 5000 digits; expected a 0-based camera index of at most 19 digits"),
+        ("captured_at_ns", b"1" + b"0" * 25, "has 26 digits"),
+        ("camera", str(2**31).encode(), "camera=2147483648 is out of range; at most 2^31-1"),
+        ("shots_per_car", str(2**63).encode(), "shots_per_car=9223372036854775808 is out of range"),
+        ("deadline_at_ns", str(2**63).encode(), "at most 2^63-1 ns (the year 2262)"),
+        ("car_id", b"c" * 65, "car_id of 65 characters is too long; at most 64"),
+        ("car_id", b"car\x00-1", "holds the control/unprintable character U+0000"),
+        ("car_id", b"car\n-1", "holds the control/unprintable character U+000A"),
     ],
 )
 def test_garbled_header_names_field_and_expectation(name: str, value: bytes | None, expected: str) -> None:
     key, payload, headers = make_frame().encode()
-    if name == "car_id":
-        key = b"   :2"  # a key matching the bad car_id, so the car_id check itself is reached
+    if name == "car_id" and value is not None:
+        key = value + b":2"  # a key matching the bad car_id, so the car_id check itself is reached
     headers = replace_header(headers, name, value)
     with pytest.raises(MessageError) as info:
         FrameMessage.decode(key, payload, headers, partition=1, offset=7)
     assert info.value.field == name
     assert expected in str(info.value)
     assert "@7" in str(info.value)
+
+
+def test_contract_bounds_agree_with_the_store_columns() -> None:
+    from inspection.store.models import CAR_ID_MAX, Car, Frame
+
+    assert CAR_ID_MAX_CHARS == CAR_ID_MAX == Car.__table__.c.car_id.type.length
+    assert INDEX_MAX == 2**31 - 1 and TIME_NS_MAX == 2**63 - 1
+    # camera and shot are INTEGER (32-bit on PostgreSQL); the contract keeps them in that range
+    assert type(Frame.__table__.c.camera.type).__name__ == "Integer" == type(Frame.__table__.c.shot.type).__name__
+
+
+def test_hostile_header_values_are_short_in_messages() -> None:
+    key, value, headers = make_frame().encode()
+    headers = replace_header(headers, "car_id", ("x" * 10_000).encode())
+    with pytest.raises(MessageError) as info:
+        FrameMessage.decode(b"x", value, headers)
+    assert len(str(info.value)) < 300  # the value is cut, not copied into every log line and dead letter
 
 
 def test_error_identifies_frame_when_known() -> None:
