@@ -1,20 +1,26 @@
-"""The SQL behind notebooks/results_analysis.ipynb: plain queries against the results database.
+"""The analyst read layer's SQL: every statement the notebooks, the dashboard and scripts run.
 
-Every query runs unchanged on SQLite and PostgreSQL (tests/unit/test_deploy_files.py runs them
-on a freshly migrated database of each). Portable on purpose:
+Each `Query` is plain SQL with bind parameters (`:name`, never formatted-in values) that runs
+unchanged on SQLite and PostgreSQL (tests run each on a freshly migrated database of both).
+Portable on purpose:
 - no date arithmetic in SQL: durations are the stored float seconds (`frames.latency_s`,
-  `cars.lateness_s`); other differences of timestamps are taken in pandas;
+  `cars.lateness_s`); other differences of timestamps are taken in Python or pandas;
 - averages of integer columns are cast to DOUBLE PRECISION (PostgreSQL would return NUMERIC);
-- timestamps come back as UTC text on SQLite and as `timestamptz` on PostgreSQL: `read_df`
-  parses the columns a query lists in `time_columns` into UTC pandas datetimes;
-- booleans come back as 0/1 on SQLite: `read_df` turns `bool_columns` into pandas booleans.
+- time parameters and time columns are typed (`time_params`, `time_columns`): SQLite stores UTC
+  text and compares it as text, so a bound datetime must be rendered the way the store wrote it;
+  results come back as timezone-aware UTC datetimes on both backends;
+- booleans (`bool_columns`) come back as Python booleans on both backends.
+
+The car verdict (`VERDICT_SQL`) is one expression: completed and deadline met = `met`,
+completed late = `missed`, not complete and past the deadline at `:now` = `overdue`,
+otherwise `incomplete`.
 
 Tables (inspection/store/models.py): runs (one consumer process), cars (one per car; completion
 and deadline verdict), frames (one per car × camera × shot: latency, detection_count, or an
 error), detections (boxes in frame pixels), rejected_messages (Kafka records naming no frame).
 
 Use from a notebook or a shell:
-    >>> import queries
+    >>> from inspection.analytics import queries
     >>> engine = queries.engine_from_env()          # $INSPECTION_DB, default sqlite:///inspection.db
     >>> cars = queries.read_df(engine, queries.CARS)
 """
@@ -23,15 +29,27 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Mapping
 
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Boolean, Connection, Engine, TextClause, bindparam, text
+
+from ..store.db import create_engine_for
+from ..store.models import UTCDateTime
 
 if TYPE_CHECKING:  # pandas is the analyst's dependency, not the package's
     import pandas as pd
 
 DB_ENV = "INSPECTION_DB"
 DEFAULT_DB_URL = "sqlite:///inspection.db"
+
+VERDICTS = ("met", "missed", "overdue", "incomplete")
+
+# One definition of a car's verdict; `c` is the cars row, :now the time "overdue" is judged at.
+VERDICT_SQL = """CASE WHEN c.completed_at IS NOT NULL AND c.deadline_met THEN 'met'
+                WHEN c.completed_at IS NOT NULL THEN 'missed'
+                WHEN c.deadline_at < :now THEN 'overdue'
+                ELSE 'incomplete' END"""
 
 
 @dataclass(frozen=True)
@@ -42,15 +60,24 @@ class Query:
     time_columns: tuple[str, ...] = ()
     bool_columns: tuple[str, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)  # values of the :bind parameters
+    time_params: tuple[str, ...] = ()  # bind parameters that are datetimes (":now" gets the current time by default)
+
+    def statement(self) -> Any:
+        """The SQLAlchemy statement: typed datetime parameters, typed time and boolean result columns."""
+        statement: TextClause = text(self.sql)
+        if self.time_params:
+            statement = statement.bindparams(*(bindparam(p, type_=UTCDateTime()) for p in self.time_params))
+        columns = {c: UTCDateTime() for c in self.time_columns} | {c: Boolean() for c in self.bool_columns}
+        return statement.columns(**columns) if columns else statement
+
+    def params(self, **params: Any) -> dict[str, Any]:
+        values = {**self.defaults, **params}
+        if "now" in self.time_params and values.get("now") is None:
+            values["now"] = datetime.now(timezone.utc)
+        return values
 
 
-CARS = Query(
-    "cars",
-    "One row per car: frames done of expected, completion, deadline verdict (met / missed / "
-    "incomplete), lateness (completed_at - deadline_at, s; negative = early), and per-car "
-    "aggregates of its frames.",
-    """
-    SELECT c.car_id,
+_CAR_COLUMNS = f"""c.car_id,
            c.frames_expected,
            c.frames_done,
            c.first_captured_at,
@@ -58,9 +85,17 @@ CARS = Query(
            c.completed_at,
            c.deadline_met,
            c.lateness_s,
-           CASE WHEN c.completed_at IS NULL THEN 'incomplete'
-                WHEN c.deadline_met THEN 'met'
-                ELSE 'missed' END                 AS status,
+           {VERDICT_SQL} AS status"""
+
+_CAR_TIMES = ("first_captured_at", "deadline_at", "completed_at", "last_processed_at")
+
+CARS = Query(
+    "cars",
+    "One row per car, oldest first: frames done of expected, completion, verdict (met / missed / "
+    "overdue / incomplete at :now), lateness (completed_at - deadline_at, s; negative = early), "
+    "and per-car aggregates of its frames.",
+    f"""
+    SELECT {_CAR_COLUMNS},
            COALESCE(f.error_frames, 0)            AS error_frames,
            COALESCE(f.boxes, 0)                   AS boxes,
            f.mean_latency_s,
@@ -79,8 +114,172 @@ CARS = Query(
     ) AS f ON f.car_id = c.car_id
     ORDER BY c.first_captured_at, c.car_id
     """,
-    time_columns=("first_captured_at", "deadline_at", "completed_at", "last_processed_at"),
+    time_columns=_CAR_TIMES,
     bool_columns=("deadline_met",),
+    time_params=("now",),
+)
+
+# The newest cars, one page of them: the frames aggregate only touches the page's cars
+# (ix_cars_first_captured_at_car_id orders them, uq_frames_car_id_camera_shot finds their frames).
+_PAGE_OF_CARS = """SELECT car_id FROM cars ORDER BY first_captured_at DESC, car_id DESC LIMIT :limit OFFSET :offset"""
+
+LATEST_CARS = Query(
+    "latest_cars",
+    "A page of cars, newest first (:limit rows from :offset): what CARS gives, plus frames stored "
+    "(error rows included) and the car latency's end (completion, else the last frame processed).",
+    f"""
+    SELECT {_CAR_COLUMNS},
+           COALESCE(f.frames, 0)                  AS frames_stored,
+           COALESCE(f.error_frames, 0)            AS error_frames,
+           COALESCE(f.boxes, 0)                   AS boxes,
+           f.mean_latency_s,
+           f.max_latency_s,
+           f.last_processed_at
+    FROM cars AS c
+    LEFT JOIN (
+        SELECT car_id,
+               COUNT(*)              AS frames,
+               COUNT(error)          AS error_frames,
+               SUM(detection_count)  AS boxes,
+               AVG(latency_s)        AS mean_latency_s,
+               MAX(latency_s)        AS max_latency_s,
+               MAX(processed_at)     AS last_processed_at
+        FROM frames
+        WHERE car_id IN ({_PAGE_OF_CARS})
+        GROUP BY car_id
+    ) AS f ON f.car_id = c.car_id
+    WHERE c.car_id IN ({_PAGE_OF_CARS})
+    ORDER BY c.first_captured_at DESC, c.car_id DESC
+    """,
+    time_columns=_CAR_TIMES,
+    bool_columns=("deadline_met",),
+    defaults={"limit": 25, "offset": 0},
+    time_params=("now",),
+)
+
+ONE_CAR = Query(
+    "one_car",
+    "One car (:car_id) with the columns of LATEST_CARS.",
+    f"""
+    SELECT {_CAR_COLUMNS},
+           COALESCE(f.frames, 0)                  AS frames_stored,
+           COALESCE(f.error_frames, 0)            AS error_frames,
+           COALESCE(f.boxes, 0)                   AS boxes,
+           f.mean_latency_s,
+           f.max_latency_s,
+           f.last_processed_at
+    FROM cars AS c
+    LEFT JOIN (
+        SELECT car_id,
+               COUNT(*)              AS frames,
+               COUNT(error)          AS error_frames,
+               SUM(detection_count)  AS boxes,
+               AVG(latency_s)        AS mean_latency_s,
+               MAX(latency_s)        AS max_latency_s,
+               MAX(processed_at)     AS last_processed_at
+        FROM frames
+        WHERE car_id = :car_id
+        GROUP BY car_id
+    ) AS f ON f.car_id = c.car_id
+    WHERE c.car_id = :car_id
+    """,
+    time_columns=_CAR_TIMES,
+    bool_columns=("deadline_met",),
+    time_params=("now",),
+)
+
+CAR_COUNT = Query("car_count", "How many cars the database holds.", "SELECT COUNT(*) AS cars FROM cars")
+
+CARS_SINCE = Query(
+    "cars_since",
+    "Cars whose first frame was captured at or after :since, by verdict at :now (the line page's "
+    "'today' figures).",
+    f"""
+    SELECT {VERDICT_SQL} AS status, COUNT(*) AS cars
+    FROM cars AS c
+    WHERE c.first_captured_at >= :since
+    GROUP BY 1
+    """,
+    time_params=("since", "now"),
+)
+
+FRAMES_PROCESSED_SINCE = Query(
+    "frames_processed_since",
+    "Frames handled (stored or parked) at or after :since, and the newest processing time.",
+    "SELECT COUNT(*) AS frames, MAX(processed_at) AS last_processed_at FROM frames WHERE processed_at >= :since",
+    time_columns=("last_processed_at",),
+    time_params=("since",),
+)
+
+PARKED_SINCE = Query(
+    "parked_since",
+    "Parked records at or after :since: error frames (by processing time) and rejected messages "
+    "(by receiving time).",
+    """
+    SELECT (SELECT COUNT(*) FROM frames WHERE error IS NOT NULL AND processed_at >= :since) AS error_frames,
+           (SELECT COUNT(*) FROM rejected_messages WHERE received_at >= :since)           AS rejected
+    """,
+    time_params=("since",),
+)
+
+LATEST_CAPTURE = Query(
+    "latest_capture",
+    "The newest capture time of any frame (the end of the charts' window); NULL on an empty database.",
+    "SELECT MAX(captured_at) AS last_captured_at FROM frames",
+    time_columns=("last_captured_at",),
+)
+
+CHANGE_MARK = Query(
+    "change_mark",
+    "What changes whenever a consumer stores, replaces or parks anything: the dashboard polls it.",
+    """
+    SELECT (SELECT MAX(processed_at) FROM frames)      AS last_processed_at,
+           (SELECT MAX(id) FROM rejected_messages)      AS last_rejected_id,
+           (SELECT COUNT(*) FROM cars)                  AS cars
+    """,
+    time_columns=("last_processed_at",),
+)
+
+CAR_FRAMES = Query(
+    "car_frames",
+    "The frames of one car (:car_id), by camera and shot: state, detection count, error.",
+    """
+    SELECT id AS frame_id, camera, shot, detection_count, error_kind, error, latency_s,
+           image_uri IS NOT NULL AS has_image
+    FROM frames
+    WHERE car_id = :car_id
+    ORDER BY camera, shot
+    """,
+    bool_columns=("has_image",),
+)
+
+FRAME = Query(
+    "frame",
+    "One frame (:frame_id) with the consumer that handled it.",
+    """
+    SELECT f.id AS frame_id, f.car_id, f.camera, f.shot, f.width, f.height,
+           f.captured_at, f.received_at, f.processed_at, f.latency_s,
+           f.detection_count, f.error_kind, f.error, f.image_uri,
+           f.kafka_topic, f.kafka_partition, f.kafka_offset,
+           r.consumer_id, r.host, r.model, r.backend, r.precision,
+           c.frames_expected
+    FROM frames AS f
+    JOIN runs AS r ON r.id = f.run_id
+    JOIN cars AS c ON c.car_id = f.car_id
+    WHERE f.id = :frame_id
+    """,
+    time_columns=("captured_at", "received_at", "processed_at"),
+)
+
+FRAME_DETECTIONS = Query(
+    "frame_detections",
+    "The boxes of one frame (:frame_id) in frame pixels, highest score first.",
+    """
+    SELECT class_id, class_name, score, x1, y1, x2, y2, tile_index
+    FROM detections
+    WHERE frame_id = :frame_id
+    ORDER BY score DESC, id
+    """,
 )
 
 FRAME_LATENCY = Query(
@@ -107,6 +306,33 @@ FRAME_LATENCY = Query(
     ORDER BY f.captured_at, f.car_id, f.camera, f.shot
     """,
     time_columns=("captured_at", "received_at", "processed_at"),
+)
+
+FRAME_LATENCY_WINDOW = Query(
+    "frame_latency_window",
+    "Capture time and latency of the frames stored without error, captured in [:since, :until].",
+    """
+    SELECT captured_at, latency_s
+    FROM frames
+    WHERE captured_at >= :since AND captured_at <= :until AND error IS NULL
+    ORDER BY captured_at
+    """,
+    time_columns=("captured_at",),
+    time_params=("since", "until"),
+)
+
+CLASS_COUNTS_WINDOW = Query(
+    "class_counts_window",
+    "Boxes per frame and class for the frames captured in [:since, :until] (binned over time in Python).",
+    """
+    SELECT f.captured_at, d.class_name, COUNT(*) AS boxes
+    FROM frames AS f
+    JOIN detections AS d ON d.frame_id = f.id
+    WHERE f.captured_at >= :since AND f.captured_at <= :until
+    GROUP BY f.id, f.captured_at, d.class_name
+    """,
+    time_columns=("captured_at",),
+    time_params=("since", "until"),
 )
 
 DETECTIONS_PER_CLASS = Query(
@@ -168,9 +394,33 @@ ERROR_FRAMES = Query(
     time_columns=("processed_at",),
 )
 
+LATEST_ERROR_FRAMES = Query(
+    "latest_error_frames",
+    "A page of error frames, newest first (:limit rows from :offset), with their frame id.",
+    """
+    SELECT f.id AS frame_id,
+           f.car_id,
+           f.camera,
+           f.shot,
+           f.error_kind,
+           f.error,
+           f.processed_at,
+           f.kafka_topic,
+           f.kafka_partition,
+           f.kafka_offset
+    FROM frames AS f
+    WHERE f.error IS NOT NULL
+    ORDER BY f.processed_at DESC, f.id DESC
+    LIMIT :limit OFFSET :offset
+    """,
+    time_columns=("processed_at",),
+    defaults={"limit": 50, "offset": 0},
+)
+
 REJECTED_MESSAGES = Query(
     "rejected_messages",
-    "Kafka records too broken to name a frame (no usable car/camera/shot headers), newest first.",
+    "Kafka records too broken to name a frame (no usable car/camera/shot headers), newest first "
+    "(:limit rows from :offset).",
     """
     SELECT received_at,
            kafka_topic,
@@ -182,8 +432,10 @@ REJECTED_MESSAGES = Query(
            run_id
     FROM rejected_messages
     ORDER BY received_at DESC, id DESC
+    LIMIT :limit OFFSET :offset
     """,
     time_columns=("received_at",),
+    defaults={"limit": 1000, "offset": 0},
 )
 
 ERRORS_BY_KIND = Query(
@@ -229,10 +481,24 @@ RUNS = Query(
 
 ALL_QUERIES: tuple[Query, ...] = (
     CARS,
+    LATEST_CARS,
+    ONE_CAR,
+    CAR_COUNT,
+    CARS_SINCE,
+    FRAMES_PROCESSED_SINCE,
+    PARKED_SINCE,
+    LATEST_CAPTURE,
+    CHANGE_MARK,
+    CAR_FRAMES,
+    FRAME,
+    FRAME_DETECTIONS,
     FRAME_LATENCY,
+    FRAME_LATENCY_WINDOW,
+    CLASS_COUNTS_WINDOW,
     DETECTIONS_PER_CLASS,
     CAMERA_SHOT_COUNTS,
     ERROR_FRAMES,
+    LATEST_ERROR_FRAMES,
     REJECTED_MESSAGES,
     ERRORS_BY_KIND,
     RUNS,
@@ -245,12 +511,12 @@ def db_url(environ: Mapping[str, str] | None = None) -> str:
 
 
 def engine_from_env(environ: Mapping[str, str] | None = None) -> Engine:
-    return create_engine(db_url(environ))
+    return create_engine_for(db_url(environ))
 
 
 def run(conn: Connection, query: Query, **params: Any) -> list[Any]:
     """Execute `query` (bind parameters: its defaults, overridden by `params`); all rows."""
-    return list(conn.execute(text(query.sql), {**query.defaults, **params}).all())
+    return list(conn.execute(query.statement(), query.params(**params)).all())
 
 
 def read_df(engine: Engine, query: Query, **params: Any) -> "pd.DataFrame":
@@ -258,9 +524,11 @@ def read_df(engine: Engine, query: Query, **params: Any) -> "pd.DataFrame":
     import pandas as pd
 
     with engine.connect() as conn:
-        df = pd.read_sql_query(text(query.sql), conn, params={**query.defaults, **params})
+        result = conn.execute(query.statement(), query.params(**params))
+        columns = list(result.keys())
+        df = pd.DataFrame([tuple(r) for r in result.all()], columns=columns)
     for column in query.time_columns:
-        df[column] = pd.to_datetime(df[column], utc=True, format="ISO8601")
+        df[column] = pd.to_datetime(df[column], utc=True)
     for column in query.bool_columns:
         df[column] = df[column].map(lambda v: pd.NA if v is None or pd.isna(v) else bool(v)).astype("boolean")
     return df
