@@ -124,6 +124,10 @@ class AnalyticsReader:
             last_processed_at=last,
         )
 
+    def latest_capture(self) -> datetime | None:
+        """The newest capture time of any frame (None: no frame yet)."""
+        return self._rows(q.LATEST_CAPTURE)[0].last_captured_at
+
     def change_mark(self) -> ChangeMark:
         row = self._rows(q.CHANGE_MARK)[0]
         stamp = row.last_processed_at.isoformat() if row.last_processed_at else "-"
