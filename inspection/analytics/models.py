@@ -120,11 +120,10 @@ class ClassCount(BaseModel):
     class_id: int
     class_name: str
     boxes: int
-    frames: int
 
 
 class DetectionTable(BaseModel):
-    """One page of detections (newest first) as parallel arrays."""
+    """One page of detections (newest capture first) as parallel arrays."""
 
     id: list[int]
     frame_id: list[int]

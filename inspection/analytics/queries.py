@@ -52,6 +52,17 @@ VERDICT_SQL = """CASE WHEN c.completed_at IS NOT NULL AND c.deadline_met THEN 'm
                 ELSE 'incomplete' END"""
 
 
+def _binned(template: str, column: str) -> dict[str, str]:
+    """`template` with {bin} = the 0-based time bin of `column` (:start_s, :width_s in Unix seconds)
+    for each dialect: SQLite has no EXTRACT(EPOCH …) and (without its math extension) no FLOOR;
+    its CAST to INTEGER truncates, which is the floor here since column >= :since >= :start_s."""
+    return {
+        "postgresql": template.format(
+            bin=f"CAST(FLOOR((CAST(EXTRACT(EPOCH FROM {column}) AS DOUBLE PRECISION) - :start_s) / :width_s) AS INTEGER)"),
+        "sqlite": template.format(bin=f"CAST(((julianday({column}) - 2440587.5) * 86400.0 - :start_s) / :width_s AS INTEGER)"),
+    }
+
+
 @dataclass(frozen=True)
 class Query:
     name: str
@@ -61,10 +72,14 @@ class Query:
     bool_columns: tuple[str, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)  # values of the :bind parameters
     time_params: tuple[str, ...] = ()  # bind parameters that are datetimes (":now" gets the current time by default)
+    variants: Mapping[str, str] = field(default_factory=dict)  # dialect name -> its SQL, where `sql` cannot serve both
 
-    def statement(self) -> Any:
+    def sql_for(self, dialect: str) -> str:
+        return self.variants.get(dialect) or self.sql
+
+    def statement(self, dialect: str = "postgresql") -> Any:
         """The SQLAlchemy statement: typed datetime parameters, typed time and boolean result columns."""
-        statement: TextClause = text(self.sql)
+        statement: TextClause = text(self.sql_for(dialect))
         if self.time_params:
             statement = statement.bindparams(*(bindparam(p, type_=UTCDateTime()) for p in self.time_params))
         columns = {c: UTCDateTime() for c in self.time_columns} | {c: Boolean() for c in self.bool_columns}
@@ -308,30 +323,40 @@ FRAME_LATENCY = Query(
     time_columns=("captured_at", "received_at", "processed_at"),
 )
 
-FRAME_LATENCY_WINDOW = Query(
-    "frame_latency_window",
-    "Capture time and latency of the frames stored without error, captured in [:since, :until].",
-    """
-    SELECT captured_at, latency_s
-    FROM frames
-    WHERE captured_at >= :since AND captured_at <= :until AND error IS NULL
-    ORDER BY captured_at
-    """,
-    time_columns=("captured_at",),
+CAPTURE_SPAN = Query(
+    "capture_span",
+    "First and last capture time of the frames captured in [:since, :until] (the charts' time axis).",
+    "SELECT MIN(captured_at) AS first_captured_at, MAX(captured_at) AS last_captured_at FROM frames "
+    "WHERE captured_at >= :since AND captured_at <= :until",
+    time_columns=("first_captured_at", "last_captured_at"),
     time_params=("since", "until"),
 )
 
-CLASS_COUNTS_WINDOW = Query(
-    "class_counts_window",
-    "Boxes per frame and class for the frames captured in [:since, :until] (binned over time in Python).",
-    """
-    SELECT f.captured_at, d.class_name, COUNT(*) AS boxes
-    FROM frames AS f
+FRAME_LATENCY_BINNED = Query(
+    "frame_latency_binned",
+    "Latency of the frames stored without error, captured in [:since, :until], with their time bin "
+    "(bin k = [:start_s + k·:width_s, … + :width_s) in Unix seconds); percentiles are taken in Python "
+    "(SQLite has none).",
+    "",
+    variants=_binned("""
+    SELECT {bin} AS bin, latency_s
+    FROM frames
+    WHERE captured_at >= :since AND captured_at <= :until AND error IS NULL
+    """, "captured_at"),
+    time_params=("since", "until"),
+)
+
+CLASS_COUNTS_BINNED = Query(
+    "class_counts_binned",
+    "Boxes per time bin and class for the frames captured in [:since, :until] (bins as in "
+    "FRAME_LATENCY_BINNED).",
+    "",
+    variants=_binned("""
+    SELECT f.bin, d.class_name, COUNT(*) AS boxes
+    FROM (SELECT id, {bin} AS bin FROM frames WHERE captured_at >= :since AND captured_at <= :until) AS f
     JOIN detections AS d ON d.frame_id = f.id
-    WHERE f.captured_at >= :since AND f.captured_at <= :until
-    GROUP BY f.id, f.captured_at, d.class_name
-    """,
-    time_columns=("captured_at",),
+    GROUP BY f.bin, d.class_name
+    """, "captured_at"),
     time_params=("since", "until"),
 )
 
@@ -493,8 +518,9 @@ ALL_QUERIES: tuple[Query, ...] = (
     FRAME,
     FRAME_DETECTIONS,
     FRAME_LATENCY,
-    FRAME_LATENCY_WINDOW,
-    CLASS_COUNTS_WINDOW,
+    CAPTURE_SPAN,
+    FRAME_LATENCY_BINNED,
+    CLASS_COUNTS_BINNED,
     DETECTIONS_PER_CLASS,
     CAMERA_SHOT_COUNTS,
     ERROR_FRAMES,
@@ -516,7 +542,7 @@ def engine_from_env(environ: Mapping[str, str] | None = None) -> Engine:
 
 def run(conn: Connection, query: Query, **params: Any) -> list[Any]:
     """Execute `query` (bind parameters: its defaults, overridden by `params`); all rows."""
-    return list(conn.execute(query.statement(), query.params(**params)).all())
+    return list(conn.execute(query.statement(conn.dialect.name), query.params(**params)).all())
 
 
 def read_df(engine: Engine, query: Query, **params: Any) -> "pd.DataFrame":
@@ -524,7 +550,7 @@ def read_df(engine: Engine, query: Query, **params: Any) -> "pd.DataFrame":
     import pandas as pd
 
     with engine.connect() as conn:
-        result = conn.execute(query.statement(), query.params(**params))
+        result = conn.execute(query.statement(conn.dialect.name), query.params(**params))
         columns = list(result.keys())
         df = pd.DataFrame([tuple(r) for r in result.all()], columns=columns)
     for column in query.time_columns:

@@ -133,19 +133,23 @@ class AnalyticsReader:
         stamp = row.last_processed_at.isoformat() if row.last_processed_at else "-"
         return ChangeMark(mark=f"{stamp}|{row.last_rejected_id or 0}|{row.cars}")
 
-    def charts(self, window_s: float = 7200.0, cars: int = 100) -> LineCharts:
+    def charts(self, window_s: float = 1800.0, cars: int = 100) -> LineCharts:
         """Car latency vs deadline for the newest `cars`; detections per class and frame latency
-        p50/p99 over the last `window_s` seconds of captures (ending at the newest capture)."""
+        p50/p99 in time bins over the last `window_s` seconds of captures (ending at the newest)."""
         with self.engine.connect() as conn:
             car_rows = q.run(conn, q.LATEST_CARS, limit=cars, offset=0, now=self.clock())
             until = q.run(conn, q.LATEST_CAPTURE)[0].last_captured_at
-            if until is None:
-                latency_rows, class_rows = [], []
-                since = None
-            else:
+            bins = TimeBins(start=None, width_s=60.0, count=0)
+            latency_rows: list[Any] = []
+            class_rows: list[Any] = []
+            if until is not None:
                 since = until - timedelta(seconds=window_s)
-                latency_rows = q.run(conn, q.FRAME_LATENCY_WINDOW, since=since, until=until)
-                class_rows = q.run(conn, q.CLASS_COUNTS_WINDOW, since=since, until=until)
+                span = q.run(conn, q.CAPTURE_SPAN, since=since, until=until)[0]
+                bins = _time_bins(span.first_captured_at, span.last_captured_at)
+                assert bins.start is not None
+                binning = {"since": since, "until": until, "start_s": bins.start.timestamp(), "width_s": bins.width_s}
+                latency_rows = q.run(conn, q.FRAME_LATENCY_BINNED, **binning)
+                class_rows = q.run(conn, q.CLASS_COUNTS_BINNED, **binning)
         car_list = [self._car(r) for r in reversed(car_rows)]
         series = CarLatencySeries(
             car_id=[c.car_id for c in car_list],
@@ -154,10 +158,6 @@ class AnalyticsReader:
             deadline_s=[c.deadline_s for c in car_list],
             verdict=[c.verdict for c in car_list],
         )
-        first = min((r.captured_at for r in latency_rows), default=None)
-        first = min([t for t in (first, min((r.captured_at for r in class_rows), default=None)) if t is not None],
-                    default=None)
-        bins = _time_bins(first, until)
         return LineCharts(cars=series, classes=_class_series(bins, class_rows), latency=_latency_series(bins, latency_rows))
 
     # ----------------------------------------------------------------- car and frame
@@ -235,11 +235,10 @@ class AnalyticsReader:
 
     def class_counts(self, f: DetectionFilter) -> list[ClassCount]:
         statement = self._filtered(
-            select(Detection.class_id, Detection.class_name, func.count().label("boxes"),
-                   func.count(func.distinct(Detection.frame_id)).label("frames")), f,
+            select(Detection.class_id, Detection.class_name, func.count().label("boxes")), f,
         ).group_by(Detection.class_id, Detection.class_name).order_by(func.count().desc(), Detection.class_id)
         with self.engine.connect() as conn:
-            return [ClassCount(class_id=r.class_id, class_name=r.class_name, boxes=r.boxes, frames=r.frames)
+            return [ClassCount(class_id=r.class_id, class_name=r.class_name, boxes=r.boxes)
                     for r in conn.execute(statement)]
 
     def _table_select(self, f: DetectionFilter) -> Select[Any]:
@@ -251,7 +250,9 @@ class AnalyticsReader:
 
     def detections(self, f: DetectionFilter, page: int = 1, per_page: int = 50) -> DetectionsPage:
         counts = self.class_counts(f)
-        statement = self._table_select(f).order_by(Detection.id.desc()).limit(per_page + 1).offset((page - 1) * per_page)
+        # newest frames first: walks ix_frames_captured_at backwards into each frame's boxes, stopping at the page
+        statement = (self._table_select(f).order_by(Frame.captured_at.desc(), Detection.id.desc())
+                     .limit(per_page + 1).offset((page - 1) * per_page))
         with self.engine.connect() as conn:
             rows = list(conn.execute(statement))
         has_next = len(rows) > per_page
@@ -315,16 +316,14 @@ def _time_bins(first: datetime | None, last: datetime | None, bins: int = CHART_
     return TimeBins(start=start, width_s=float(width), count=count)
 
 
-def _bin_index(bins: TimeBins, times: list[datetime]) -> np.ndarray:
-    assert bins.start is not None
-    seconds = np.array([(t - bins.start).total_seconds() for t in times], dtype=np.float64)
-    return np.clip((seconds // bins.width_s).astype(np.int64), 0, bins.count - 1)
+def _bin_array(bins: TimeBins, rows: list[Any]) -> np.ndarray:
+    return np.clip(np.array([r.bin for r in rows], dtype=np.int64), 0, bins.count - 1)
 
 
 def _class_series(bins: TimeBins, rows: list[Any]) -> ClassSeries:
     if not rows or bins.count == 0:
         return ClassSeries(bins=bins, boxes={})
-    index = _bin_index(bins, [r.captured_at for r in rows])
+    index = _bin_array(bins, rows)
     names = np.array([r.class_name for r in rows], dtype=object)
     boxes = np.array([r.boxes for r in rows], dtype=np.int64)
     totals = {str(n): int(boxes[names == n].sum()) for n in set(names.tolist())}
@@ -338,7 +337,7 @@ def _class_series(bins: TimeBins, rows: list[Any]) -> ClassSeries:
 def _latency_series(bins: TimeBins, rows: list[Any]) -> LatencySeries:
     if not rows or bins.count == 0:
         return LatencySeries(bins=bins, frames=[0] * bins.count, p50_s=[None] * bins.count, p99_s=[None] * bins.count)
-    index = _bin_index(bins, [r.captured_at for r in rows])
+    index = _bin_array(bins, rows)
     latency = np.array([r.latency_s for r in rows], dtype=np.float64)
     order = np.argsort(index, kind="stable")
     index, latency = index[order], latency[order]

@@ -29,8 +29,9 @@ def api_cars(page: int = PageQ, per_page: int = PerPageQ, reader: AnalyticsReade
 
 
 @router.get("/api/line/charts", response_model=LineCharts, summary="series of the line page's charts")
-def api_charts(reader: AnalyticsReader = Depends(get_reader)) -> LineCharts:
-    return reader.charts()
+def api_charts(window_s: float = Query(1800.0, gt=0, le=7 * 86400, description="seconds of captures, ending at the newest"),
+               reader: AnalyticsReader = Depends(get_reader)) -> LineCharts:
+    return reader.charts(window_s)
 
 
 @router.get("/api/line/mark", response_model=ChangeMark, summary="changes whenever anything is stored or parked")
