@@ -66,8 +66,8 @@ def create_app(config: DashboardConfig) -> FastAPI:
     app.state.config = config
     for router in (line.router, cars.router, frames.router, detections.router, problems.router):
         app.include_router(router)
+    _mount_swagger(app)  # before /static, which would shadow /static/swagger
     app.mount("/static", StaticFiles(directory=PACKAGE / "static"), name="static")
-    _mount_swagger(app)
 
     @app.exception_handler(NotFoundError)
     async def _not_found(request: Request, exc: NotFoundError) -> Any:
