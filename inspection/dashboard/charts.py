@@ -15,8 +15,8 @@ from markupsafe import Markup
 
 from ..analytics.models import CarLatencySeries, ClassSeries, LatencySeries
 
-WIDTH, HEIGHT = 560, 220
-LEFT, RIGHT, TOP, BOTTOM = 52, 12, 24, 34
+WIDTH, HEIGHT = 420, 250
+LEFT, RIGHT, TOP, BOTTOM = 48, 10, 26, 60
 VERDICT_COLOURS = {"met": "#2e7d32", "missed": "#c62828", "overdue": "#ef6c00", "incomplete": "#9e9e9e"}
 PALETTE = ("#1565c0", "#ef6c00", "#2e7d32", "#6a1b9a", "#00838f", "#c62828", "#9e9d24", "#5d4037")
 TOP_CLASSES = 6
@@ -38,14 +38,19 @@ def _frame(title: str, y_max: float, y_unit: str, body: list[str], x_labels: lis
         parts.append(f'<text class="tick" x="{LEFT - 4}" y="{y + 3:.1f}" text-anchor="end">{_number(value)}</text>')
     parts.append(f'<text class="tick" x="8" y="{TOP + plot_h / 2:.0f}" transform="rotate(-90 8 {TOP + plot_h / 2:.0f})" '
                  f'text-anchor="middle">{escape(y_unit)}</text>')
-    for x, label in x_labels:
-        parts.append(f'<text class="tick" x="{x:.1f}" y="{HEIGHT - BOTTOM + 14}" text-anchor="middle">{escape(label)}</text>')
+    for k, (x, label) in enumerate(x_labels):
+        anchor = "start" if k == 0 and len(x_labels) > 1 else "end" if k == len(x_labels) - 1 and k > 0 else "middle"
+        parts.append(f'<text class="tick" x="{x:.1f}" y="{HEIGHT - BOTTOM + 14}" text-anchor="{anchor}">{escape(label)}</text>')
     parts.extend(body)
-    x = LEFT + plot_w
-    for colour, label in reversed(legend):
-        x -= 7 * len(label) + 22
-        parts.append(f'<rect x="{x:.0f}" y="6" width="10" height="10" fill="{colour}"/>'
-                     f'<text class="legend" x="{x + 13:.0f}" y="15">{escape(label)}</text>')
+    # legend: rows under the time axis, wrapped at the plot's width
+    x, y = float(LEFT), HEIGHT - BOTTOM + 32
+    for colour, label in legend:
+        width = 6.2 * len(label) + 24
+        if x + width > WIDTH - RIGHT and x > LEFT:
+            x, y = float(LEFT), y + 15
+        parts.append(f'<rect x="{x:.0f}" y="{y - 9}" width="10" height="10" fill="{colour}"/>'
+                     f'<text class="legend" x="{x + 13:.0f}" y="{y}">{escape(label)}</text>')
+        x += width
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -75,6 +80,10 @@ def _nice_max(value: float) -> float:
     return value
 
 
+def _short(car_id: str, limit: int = 16) -> str:
+    return car_id if len(car_id) <= limit else car_id[: limit - 1] + "\u2026"
+
+
 def _time_label(t: datetime, width_s: float) -> str:
     return t.strftime("%H:%M:%S" if width_s < 60 else "%H:%M" if width_s < 86400 else "%m-%d")
 
@@ -101,8 +110,8 @@ def car_latency_chart(series: CarLatencySeries) -> Markup:
             f'{verdict}</title></rect>'
             f'<line class="deadline" x1="{x - 1:.1f}" x2="{x + bar + 1:.1f}" y1="{y_deadline:.1f}" y2="{y_deadline:.1f}"/>'
         )
-    labels = [(LEFT + step / 2, series.car_id[0][-8:]), (LEFT + plot_w - step / 2, series.car_id[-1][-8:])] if n > 1 \
-        else [(LEFT + step / 2, series.car_id[0][-8:])]
+    labels = [(LEFT, _short(series.car_id[0])), (LEFT + plot_w, _short(series.car_id[-1]))] if n > 1 \
+        else [(LEFT + step / 2, _short(series.car_id[0]))]
     legend = [(VERDICT_COLOURS[v], v) for v in ("met", "missed", "overdue", "incomplete") if v in series.verdict]
     legend.append(("#212121", "deadline"))
     return _frame(title, y_max, "seconds", body, labels, legend)
@@ -110,7 +119,7 @@ def car_latency_chart(series: CarLatencySeries) -> Markup:
 
 def class_chart(series: ClassSeries) -> Markup:
     """Stacked bars per time bin: boxes of the most frequent classes, the rest as 'other'."""
-    title = "detections per class over time"
+    title = "detections per class over time (UTC)"
     bins = series.bins
     if bins.count == 0 or not series.boxes or bins.start is None:
         return _empty(title)
@@ -142,12 +151,12 @@ def class_chart(series: ClassSeries) -> Markup:
     end = bins.start + timedelta(seconds=bins.count * bins.width_s)
     labels = [(LEFT, _time_label(bins.start, bins.width_s)), (LEFT + plot_w, _time_label(end, bins.width_s))]
     legend = [(PALETTE[i % len(PALETTE)], name[:14]) for i, (name, _) in enumerate(stacks)]
-    return _frame(title + f" ({_number(bins.width_s)} s bins, UTC)", y_max, "boxes", body, labels, legend)
+    return _frame(title + f" ({_number(bins.width_s)} s bins)", y_max, "boxes", body, labels, legend)
 
 
 def latency_chart(series: LatencySeries) -> Markup:
     """Frame latency p50 and p99 per time bin, as two lines (gaps where a bin has no frame)."""
-    title = "frame latency p50 / p99 over time"
+    title = "frame latency p50 / p99 (UTC)"
     bins = series.bins
     values = [v for v in series.p99_s if v is not None]
     if bins.count == 0 or not values or bins.start is None:
@@ -171,5 +180,5 @@ def latency_chart(series: LatencySeries) -> Markup:
             body.append(f'<polyline class="series" points="{path}" stroke="{colour}" fill="none"/>')
     end = bins.start + timedelta(seconds=bins.count * bins.width_s)
     labels = [(LEFT, _time_label(bins.start, bins.width_s)), (LEFT + plot_w, _time_label(end, bins.width_s))]
-    return _frame(title + f" ({_number(bins.width_s)} s bins, UTC)", y_max, "seconds", body, labels,
+    return _frame(title + f" ({_number(bins.width_s)} s bins)", y_max, "seconds", body, labels,
                   [(PALETTE[0], "p50"), (PALETTE[5], "p99")])
