@@ -2,8 +2,9 @@
 
 SQLite: the file is opened through a `file:…?mode=ro` URI (SQLite refuses every write) and
 `PRAGMA query_only` is set as well. PostgreSQL: every session starts with
-`SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY` (the server refuses writes) and a
-statement timeout, so one heavy query cannot hold the server; deploy/README.md shows a role
+`SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY` (the server refuses writes), a
+statement timeout, so one heavy query cannot hold the server, and no JIT (its compile time
+dwarfs these short queries); deploy/README.md shows a role
 that can only read, for a second line of defence.
 """
 
@@ -37,6 +38,8 @@ def open_readonly_engine(url: str | URL, *, statement_timeout_s: float = 30.0) -
         with dbapi_connection.cursor() as cursor:
             cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
             cursor.execute(f"SET statement_timeout = {timeout_ms}")  # an int we made, not input
+            # short interactive queries: JIT compilation (hundreds of ms) costs more than it saves
+            cursor.execute("SET jit = off")
         dbapi_connection.commit()
 
     return engine

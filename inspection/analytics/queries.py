@@ -349,14 +349,23 @@ FRAME_LATENCY_BINNED = Query(
 CLASS_COUNTS_BINNED = Query(
     "class_counts_binned",
     "Boxes per time bin and class for the frames captured in [:since, :until] (bins as in "
-    "FRAME_LATENCY_BINNED).",
+    "FRAME_LATENCY_BINNED). PostgreSQL reaches each frame's boxes through a LATERAL subquery that "
+    "OFFSET 0 keeps unflattened: an index lookup per frame of the window, never a scan of all boxes.",
     "",
-    variants=_binned("""
+    variants={
+        "postgresql": _binned("""
+    SELECT f.bin, d.class_name, COUNT(*) AS boxes
+    FROM (SELECT id, {bin} AS bin FROM frames WHERE captured_at >= :since AND captured_at <= :until) AS f
+    CROSS JOIN LATERAL (SELECT class_name FROM detections WHERE frame_id = f.id OFFSET 0) AS d
+    GROUP BY f.bin, d.class_name
+    """, "captured_at")["postgresql"],
+        "sqlite": _binned("""
     SELECT f.bin, d.class_name, COUNT(*) AS boxes
     FROM (SELECT id, {bin} AS bin FROM frames WHERE captured_at >= :since AND captured_at <= :until) AS f
     JOIN detections AS d ON d.frame_id = f.id
     GROUP BY f.bin, d.class_name
-    """, "captured_at"),
+    """, "captured_at")["sqlite"],
+    },
     time_params=("since", "until"),
 )
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
 
 import numpy as np
-from sqlalchemy import Engine, Select, func, select
+from sqlalchemy import Engine, Select, func, select, true
 
 from ..store.models import Detection, Frame
 from . import queries as q
@@ -219,40 +219,53 @@ class AnalyticsReader:
 
     # ----------------------------------------------------------------- detections
 
-    def _filtered(self, statement: Select[Any], f: DetectionFilter) -> Select[Any]:
-        conditions = [Detection.score >= f.min_score]
+    def _boxes(self, f: DetectionFilter) -> tuple[Any, Any, list[Any]]:
+        """(FROM clause, detection columns `d`, WHERE conditions) of the filtered detections joined to their frames.
+
+        The frames' filters (time range, car, camera) pick few frames out of many; each frame's boxes
+        are then found through ix_detections_frame_id. SQLite's nested loops do that by themselves;
+        on PostgreSQL a LATERAL subquery with OFFSET 0 (which the planner does not flatten) keeps it
+        from hashing the whole detections table when its statistics lag behind a busy line.
+        """
+        frame_conditions = []
         if f.since is not None:
-            conditions.append(Frame.captured_at >= f.since)
+            frame_conditions.append(Frame.captured_at >= f.since)
         if f.until is not None:
-            conditions.append(Frame.captured_at <= f.until)
+            frame_conditions.append(Frame.captured_at <= f.until)
         if f.car_id is not None:
-            conditions.append(Frame.car_id == f.car_id)
+            frame_conditions.append(Frame.car_id == f.car_id)
         if f.camera is not None:
-            conditions.append(Frame.camera == f.camera)
+            frame_conditions.append(Frame.camera == f.camera)
+        box_conditions = [Detection.score >= f.min_score]
         if f.class_name is not None:
-            conditions.append(Detection.class_name == f.class_name)
-        return statement.select_from(Detection).join(Frame, Frame.id == Detection.frame_id).where(*conditions)
+            box_conditions.append(Detection.class_name == f.class_name)
+        if self.engine.dialect.name == "postgresql":
+            boxes = (select(Detection.id, Detection.frame_id, Detection.class_id, Detection.class_name, Detection.score,
+                            Detection.x1, Detection.y1, Detection.x2, Detection.y2)
+                     .where(Detection.frame_id == Frame.id, *box_conditions).offset(0).lateral("d"))
+            return Frame.__table__.join(boxes, true()), boxes.c, frame_conditions
+        table = Detection.__table__
+        return table.join(Frame.__table__, Frame.id == Detection.frame_id), table.c, frame_conditions + box_conditions
 
     def class_counts(self, f: DetectionFilter) -> list[ClassCount]:
-        statement = self._filtered(
-            select(Detection.class_id, Detection.class_name, func.count().label("boxes")), f,
-        ).group_by(Detection.class_id, Detection.class_name).order_by(func.count().desc(), Detection.class_id)
+        source, d, where = self._boxes(f)
+        statement = (select(d.class_id, d.class_name, func.count().label("boxes")).select_from(source).where(*where)
+                     .group_by(d.class_id, d.class_name).order_by(func.count().desc(), d.class_id))
         with self.engine.connect() as conn:
             return [ClassCount(class_id=r.class_id, class_name=r.class_name, boxes=r.boxes)
                     for r in conn.execute(statement)]
 
-    def _table_select(self, f: DetectionFilter) -> Select[Any]:
-        return self._filtered(
-            select(Detection.id, Detection.frame_id, Frame.car_id, Frame.camera, Frame.shot, Frame.captured_at,
-                   Detection.class_id, Detection.class_name, Detection.score,
-                   Detection.x1, Detection.y1, Detection.x2, Detection.y2), f,
-        )
+    def _table_select(self, f: DetectionFilter) -> tuple[Select[Any], Any]:
+        source, d, where = self._boxes(f)
+        statement = select(d.id, d.frame_id, Frame.car_id, Frame.camera, Frame.shot, Frame.captured_at, d.class_id,
+                           d.class_name, d.score, d.x1, d.y1, d.x2, d.y2).select_from(source).where(*where)
+        return statement, d
 
     def detections(self, f: DetectionFilter, page: int = 1, per_page: int = 50) -> DetectionsPage:
         counts = self.class_counts(f)
         # newest frames first: walks ix_frames_captured_at backwards into each frame's boxes, stopping at the page
-        statement = (self._table_select(f).order_by(Frame.captured_at.desc(), Detection.id.desc())
-                     .limit(per_page + 1).offset((page - 1) * per_page))
+        statement, d = self._table_select(f)
+        statement = statement.order_by(Frame.captured_at.desc(), d.id.desc()).limit(per_page + 1).offset((page - 1) * per_page)
         with self.engine.connect() as conn:
             rows = list(conn.execute(statement))
         has_next = len(rows) > per_page
@@ -269,7 +282,8 @@ class AnalyticsReader:
     def detections_csv(self, f: DetectionFilter, *, batch_rows: int = 5000) -> Iterator[str]:
         """The filtered detections as CSV text chunks (header first), streamed from a server-side
         cursor `batch_rows` at a time: memory stays bounded whatever the row count."""
-        statement = self._table_select(f).order_by(Detection.id)
+        statement, d = self._table_select(f)
+        statement = statement.order_by(d.id)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
