@@ -80,7 +80,7 @@ def dashboard_hint(settings: Settings) -> str:
     return shlex.join(["inspection", "dashboard", "--db", settings.store.url, *(["--images", str(images)] if images else [])])
 
 
-def start_demo_dashboard(settings: Settings, port: int = 8050) -> Any:
+def start_demo_dashboard(settings: Settings, port: int = 8050) -> Any:  # port 0: any free one
     """The dashboard on 127.0.0.1 over the demo's database (schema created first), on a background thread."""
     from .dashboard import DashboardConfig, DashboardServer
     from .store import upgrade_database
