@@ -53,13 +53,14 @@ VERDICT_SQL = """CASE WHEN c.completed_at IS NOT NULL AND c.deadline_met THEN 'm
 
 
 def _binned(template: str, column: str) -> dict[str, str]:
-    """`template` with {bin} = the 0-based time bin of `column` (:start_s, :width_s in Unix seconds)
+    """`template` with {bin} = the 0-based time bin of `column` (:start_s, :width_s in whole Unix seconds)
     for each dialect: SQLite has no EXTRACT(EPOCH …) and (without its math extension) no FLOOR;
-    its CAST to INTEGER truncates, which is the floor here since column >= :since >= :start_s."""
+    strftime('%s') gives the whole seconds exactly (julianday's double would misplace times within
+    ~50 µs of a bin edge) and its CAST to INTEGER truncates, which is the floor for times after 1970."""
     return {
         "postgresql": template.format(
             bin=f"CAST(FLOOR((CAST(EXTRACT(EPOCH FROM {column}) AS DOUBLE PRECISION) - :start_s) / :width_s) AS INTEGER)"),
-        "sqlite": template.format(bin=f"CAST(((julianday({column}) - 2440587.5) * 86400.0 - :start_s) / :width_s AS INTEGER)"),
+        "sqlite": template.format(bin=f"CAST((CAST(strftime('%s', {column}) AS INTEGER) - :start_s) / :width_s AS INTEGER)"),
     }
 
 
@@ -200,6 +201,27 @@ ONE_CAR = Query(
     """,
     time_columns=_CAR_TIMES,
     bool_columns=("deadline_met",),
+    time_params=("now",),
+)
+
+CAR_CHART = Query(
+    "car_chart",
+    "The newest :limit cars for the car-latency chart: verdict at :now, completion, deadline, and "
+    "for incomplete cars only the last frame processed so far (no aggregate over all frames).",
+    f"""
+    SELECT c.car_id,
+           c.first_captured_at,
+           c.deadline_at,
+           c.completed_at,
+           {VERDICT_SQL} AS status,
+           CASE WHEN c.completed_at IS NULL
+                THEN (SELECT MAX(f.processed_at) FROM frames AS f WHERE f.car_id = c.car_id) END AS last_processed_at
+    FROM cars AS c
+    ORDER BY c.first_captured_at DESC, c.car_id DESC
+    LIMIT :limit
+    """,
+    time_columns=("first_captured_at", "deadline_at", "completed_at", "last_processed_at"),
+    defaults={"limit": 100},
     time_params=("now",),
 )
 
@@ -348,25 +370,57 @@ FRAME_LATENCY_BINNED = Query(
 
 CLASS_COUNTS_BINNED = Query(
     "class_counts_binned",
-    "Boxes per time bin and class for the frames captured in [:since, :until] (bins as in "
+    "Boxes per time bin and class (id and name) for the frames captured in [:since, :until] (bins as in "
     "FRAME_LATENCY_BINNED). PostgreSQL reaches each frame's boxes through a LATERAL subquery that "
     "OFFSET 0 keeps unflattened: an index lookup per frame of the window, never a scan of all boxes.",
     "",
     variants={
         "postgresql": _binned("""
-    SELECT f.bin, d.class_name, COUNT(*) AS boxes
+    SELECT f.bin, d.class_id, d.class_name, COUNT(*) AS boxes
     FROM (SELECT id, {bin} AS bin FROM frames WHERE captured_at >= :since AND captured_at <= :until) AS f
-    CROSS JOIN LATERAL (SELECT class_name FROM detections WHERE frame_id = f.id OFFSET 0) AS d
-    GROUP BY f.bin, d.class_name
+    CROSS JOIN LATERAL (SELECT class_id, class_name FROM detections WHERE frame_id = f.id OFFSET 0) AS d
+    GROUP BY f.bin, d.class_id, d.class_name
     """, "captured_at")["postgresql"],
         "sqlite": _binned("""
-    SELECT f.bin, d.class_name, COUNT(*) AS boxes
+    SELECT f.bin, d.class_id, d.class_name, COUNT(*) AS boxes
     FROM (SELECT id, {bin} AS bin FROM frames WHERE captured_at >= :since AND captured_at <= :until) AS f
     JOIN detections AS d ON d.frame_id = f.id
-    GROUP BY f.bin, d.class_name
+    GROUP BY f.bin, d.class_id, d.class_name
     """, "captured_at")["sqlite"],
     },
     time_params=("since", "until"),
+)
+
+MINUTE_CLASS_COUNTS = Query(
+    "minute_class_counts",
+    "Boxes per capture minute (Unix seconds // 60; :start_s = 0, :width_s = 60) and class for the "
+    "frames captured in [:since, :until) — what the dashboard's in-memory rollup is made of.",
+    "",
+    variants={
+        dialect: sql.replace("captured_at <= :until", "captured_at < :until")
+        for dialect, sql in CLASS_COUNTS_BINNED.variants.items()
+    },
+    time_params=("since", "until"),
+)
+
+DIRTY_MINUTES = Query(
+    "dirty_minutes",
+    "Capture minutes (as in MINUTE_CLASS_COUNTS) of the frames stored or replaced since :since "
+    "(processing time): the rollup's minutes to count again.",
+    "",
+    variants=_binned("""
+    SELECT DISTINCT {bin} AS minute
+    FROM frames
+    WHERE processed_at >= :since
+    """, "captured_at"),
+    time_params=("since",),
+)
+
+LAST_PROCESSED = Query(
+    "last_processed",
+    "The newest processing time of any frame (NULL on an empty database).",
+    "SELECT MAX(processed_at) AS last_processed_at FROM frames",
+    time_columns=("last_processed_at",),
 )
 
 DETECTIONS_PER_CLASS = Query(
@@ -517,6 +571,7 @@ ALL_QUERIES: tuple[Query, ...] = (
     CARS,
     LATEST_CARS,
     ONE_CAR,
+    CAR_CHART,
     CAR_COUNT,
     CARS_SINCE,
     FRAMES_PROCESSED_SINCE,
@@ -530,6 +585,9 @@ ALL_QUERIES: tuple[Query, ...] = (
     CAPTURE_SPAN,
     FRAME_LATENCY_BINNED,
     CLASS_COUNTS_BINNED,
+    MINUTE_CLASS_COUNTS,
+    DIRTY_MINUTES,
+    LAST_PROCESSED,
     DETECTIONS_PER_CLASS,
     CAMERA_SHOT_COUNTS,
     ERROR_FRAMES,

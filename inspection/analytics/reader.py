@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
 
@@ -19,6 +20,7 @@ from sqlalchemy import Engine, Select, func, select, true
 
 from ..store.models import Detection, Frame
 from . import queries as q
+from .rollup import MINUTE, MinuteClassRollup, is_minute_aligned, minute_of
 from .models import (
     CarDetail,
     CarLatencySeries,
@@ -59,10 +61,12 @@ def _utc_now() -> datetime:
 class AnalyticsReader:
     """Read API of the results database. `cameras` lays out a car's frame grid (config line.cameras)."""
 
-    def __init__(self, engine: Engine, *, cameras: int = 5, clock: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(self, engine: Engine, *, cameras: int = 5, clock: Callable[[], datetime] = _utc_now,
+                 rollup: MinuteClassRollup | None = None) -> None:
         self.engine = engine
         self.cameras = cameras
         self.clock = clock
+        self.rollup = rollup if rollup is not None else MinuteClassRollup()
 
     # ----------------------------------------------------------------- helpers
 
@@ -137,7 +141,7 @@ class AnalyticsReader:
         """Car latency vs deadline for the newest `cars`; detections per class and frame latency
         p50/p99 in time bins over the last `window_s` seconds of captures (ending at the newest)."""
         with self.engine.connect() as conn:
-            car_rows = q.run(conn, q.LATEST_CARS, limit=cars, offset=0, now=self.clock())
+            car_rows = q.run(conn, q.CAR_CHART, limit=cars, now=self.clock())
             until = q.run(conn, q.LATEST_CAPTURE)[0].last_captured_at
             bins = TimeBins(start=None, width_s=60.0, count=0)
             latency_rows: list[Any] = []
@@ -147,16 +151,21 @@ class AnalyticsReader:
                 span = q.run(conn, q.CAPTURE_SPAN, since=since, until=until)[0]
                 bins = _time_bins(span.first_captured_at, span.last_captured_at)
                 assert bins.start is not None
-                binning = {"since": since, "until": until, "start_s": bins.start.timestamp(), "width_s": bins.width_s}
+                binning = {"since": bins.start, "until": until, "start_s": bins.start.timestamp(), "width_s": bins.width_s}
                 latency_rows = q.run(conn, q.FRAME_LATENCY_BINNED, **binning)
-                class_rows = q.run(conn, q.CLASS_COUNTS_BINNED, **binning)
-        car_list = [self._car(r) for r in reversed(car_rows)]
+                if bins.width_s % MINUTE == 0:  # whole minutes: from the rollup, only new minutes counted
+                    class_rows = _rollup_bins(self.rollup.minutes(conn, minute_of(bins.start)), bins)
+                else:
+                    class_rows = q.run(conn, q.CLASS_COUNTS_BINNED, **binning)
+        oldest_first = list(reversed(car_rows))
+        ends = [r.completed_at or r.last_processed_at for r in oldest_first]
         series = CarLatencySeries(
-            car_id=[c.car_id for c in car_list],
-            first_captured_at=[c.first_captured_at for c in car_list],
-            car_latency_s=[c.car_latency_s for c in car_list],
-            deadline_s=[c.deadline_s for c in car_list],
-            verdict=[c.verdict for c in car_list],
+            car_id=[r.car_id for r in oldest_first],
+            first_captured_at=[r.first_captured_at for r in oldest_first],
+            car_latency_s=[None if end is None else (end - r.first_captured_at).total_seconds()
+                           for r, end in zip(oldest_first, ends)],
+            deadline_s=[(r.deadline_at - r.first_captured_at).total_seconds() for r in oldest_first],
+            verdict=[r.status for r in oldest_first],
         )
         return LineCharts(cars=series, classes=_class_series(bins, class_rows), latency=_latency_series(bins, latency_rows))
 
@@ -248,6 +257,18 @@ class AnalyticsReader:
         return table.join(Frame.__table__, Frame.id == Detection.frame_id), table.c, frame_conditions + box_conditions
 
     def class_counts(self, f: DetectionFilter) -> list[ClassCount]:
+        if (f.since is not None and is_minute_aligned(f.since) and f.until is None and f.min_score <= 0
+                and f.car_id is None and f.camera is None):
+            # every box of whole capture minutes: the rollup has them
+            with self.engine.connect() as conn:
+                minutes = self.rollup.minutes(conn, minute_of(f.since))
+            totals: dict[tuple[int, str], int] = {}
+            for per_class in minutes.values():
+                for key, boxes in per_class.items():
+                    if f.class_name is None or key[1] == f.class_name:
+                        totals[key] = totals.get(key, 0) + boxes
+            return [ClassCount(class_id=k[0], class_name=k[1], boxes=n)
+                    for k, n in sorted(totals.items(), key=lambda item: (-item[1], item[0][0]))]
         source, d, where = self._boxes(f)
         statement = (select(d.class_id, d.class_name, func.count().label("boxes")).select_from(source).where(*where)
                      .group_by(d.class_id, d.class_name).order_by(func.count().desc(), d.class_id))
@@ -330,6 +351,28 @@ def _time_bins(first: datetime | None, last: datetime | None, bins: int = CHART_
     return TimeBins(start=start, width_s=float(width), count=count)
 
 
+@dataclass(frozen=True)
+class _BinRow:
+    bin: int
+    class_id: int
+    class_name: str
+    boxes: int
+
+
+def _rollup_bins(minutes: dict[int, dict[tuple[int, str], int]], bins: TimeBins) -> list[_BinRow]:
+    """Rows like CLASS_COUNTS_BINNED's from the rollup's minutes (bins of whole minutes)."""
+    assert bins.start is not None
+    per_bin = int(bins.width_s // MINUTE)
+    first = minute_of(bins.start)
+    totals: dict[tuple[int, int, str], int] = {}
+    for minute, per_class in minutes.items():
+        k = (minute - first) // per_bin
+        if 0 <= k < bins.count:
+            for (class_id, name), boxes in per_class.items():
+                totals[k, class_id, name] = totals.get((k, class_id, name), 0) + boxes
+    return [_BinRow(k, c, n, b) for (k, c, n), b in totals.items()]
+
+
 def _bin_array(bins: TimeBins, rows: list[Any]) -> np.ndarray:
     return np.clip(np.array([r.bin for r in rows], dtype=np.int64), 0, bins.count - 1)
 
@@ -351,15 +394,20 @@ def _class_series(bins: TimeBins, rows: list[Any]) -> ClassSeries:
 def _latency_series(bins: TimeBins, rows: list[Any]) -> LatencySeries:
     if not rows or bins.count == 0:
         return LatencySeries(bins=bins, frames=[0] * bins.count, p50_s=[None] * bins.count, p99_s=[None] * bins.count)
-    index = _bin_array(bins, rows)
-    latency = np.array([r.latency_s for r in rows], dtype=np.float64)
-    order = np.argsort(index, kind="stable")
+    table = np.asarray([tuple(r) for r in rows], dtype=np.float64).reshape(-1, 2)
+    index = np.clip(table[:, 0].astype(np.int64), 0, bins.count - 1)
+    latency = table[:, 1]
+    order = np.lexsort((latency, index))  # by bin, then latency: each bin's latencies sorted
     index, latency = index[order], latency[order]
     bounds = np.searchsorted(index, np.arange(bins.count + 1))
-    p50: list[float | None] = []
-    p99: list[float | None] = []
-    for k in range(bins.count):
-        chunk = latency[bounds[k]:bounds[k + 1]]
-        p50.append(float(np.quantile(chunk, 0.5)) if chunk.size else None)
-        p99.append(float(np.quantile(chunk, 0.99)) if chunk.size else None)
-    return LatencySeries(bins=bins, frames=np.diff(bounds).tolist(), p50_s=p50, p99_s=p99)
+    counts = np.diff(bounds)
+    filled = counts > 0
+    quantiles = {}
+    for q in (0.5, 0.99):  # numpy's default (linear) quantile, for every bin at once
+        position = bounds[:-1] + q * np.maximum(counts - 1, 0)
+        low = np.floor(position).astype(np.int64)
+        high = np.minimum(low + 1, bounds[1:] - 1)
+        low, high = np.minimum(low, len(latency) - 1), np.maximum(np.minimum(high, len(latency) - 1), 0)
+        value = latency[low] + (latency[high] - latency[low]) * (position - np.floor(position))
+        quantiles[q] = [float(v) if ok else None for v, ok in zip(value, filled)]
+    return LatencySeries(bins=bins, frames=counts.tolist(), p50_s=quantiles[0.5], p99_s=quantiles[0.99])

@@ -32,7 +32,7 @@ def _time(name: str, value: str | None) -> datetime | None:
 
 def detection_filter(
     since: str | None = Query(None, description="captured at or after (ISO 8601, UTC if no offset); "
-                              "default: the last hour of captures; 'all' for no lower bound"),
+                              "default: the last hour of captures (from a whole minute); 'all' for no lower bound"),
     until: str | None = Query(None, description="captured at or before (ISO 8601)"),
     car_id: str | None = Query(None, max_length=64),
     camera: str | None = Query(None, description="0-based camera index"),
@@ -51,7 +51,9 @@ def detection_filter(
         since_value = None
     elif since is None or not since.strip():
         latest = reader.latest_capture()
-        since_value = None if latest is None else latest - timedelta(seconds=config.detections_window_s)
+        # whole minutes, so the per-class counts come from the reader's rollup
+        since_value = None if latest is None else (latest - timedelta(seconds=config.detections_window_s)).replace(
+            second=0, microsecond=0)
     else:
         since_value = _time("since", since)
     try:
