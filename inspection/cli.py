@@ -146,11 +146,12 @@ def demo(
     takt: Optional[float] = typer.Option(None, help="seconds between cars (sets each car's deadline)"),
     realtime: bool = typer.Option(True, help="fire the shots on the line's schedule (--no-realtime: all at once)"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the per-car results as JSON"),
+    serve: bool = typer.Option(False, "--serve", help="keep the dashboard up on 127.0.0.1:8050 during and after the run (Ctrl-C ends)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     log_format: Optional[str] = LogFormatOpt,
 ) -> None:
     """Run the whole system locally: embedded broker, one car on the simulated line, an edge consumer, SQLite."""
-    from .demo import run_demo
+    from .demo import dashboard_hint, run_demo, start_demo_dashboard
 
     settings = _settings(
         config, **{"model.backend": backend, "store.url": db, "kafka.bootstrap_servers": bootstrap, "line.takt_s": takt,
@@ -166,11 +167,20 @@ def demo(
         f"backend {settings.model.backend}/{settings.model.precision}; takt {line.takt_s:g} s; db {settings.store.url}; "
         f"broker {settings.kafka.bootstrap_servers or 'embedded'}"
     )
+    dashboard = None
+    if serve:
+        try:
+            dashboard = start_demo_dashboard(settings)
+        except Exception as exc:
+            raise _fail(f"cannot start the dashboard: {exc}") from None
+        console.print(f"dashboard: [bold]{dashboard.url}[/bold] (watch the car arrive; Ctrl-C ends the demo)")
     with Progress(TextColumn("frames stored"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("frames", total=cars * line.frames_per_car)
         try:
             result = run_demo(settings, cars, realtime, on_progress=lambda done, total: bar.update(task, completed=done))
         except Exception as exc:  # every failure ends in one clear line; --verbose (or --debug) shows the trace
+            if dashboard is not None:
+                dashboard.stop()
             if verbose:
                 raise
             raise _fail(f"{type(exc).__name__}: {exc}") from None
@@ -178,6 +188,18 @@ def demo(
     if json_path:
         json_path.write_text(json.dumps(result.to_dict(), indent=2, default=str))
         console.print(f"wrote {json_path}")
+    if dashboard is None:
+        console.print(f"see the car and its boxes: {escape(dashboard_hint(settings))}  then open http://127.0.0.1:8050")
+        return
+    console.print(f"dashboard still up at [bold]{dashboard.url}[/bold]; Ctrl-C to stop")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        dashboard.stop()
 
 
 def demo_table(cars: list[dict[str, Any]], title: str | None = None) -> Table:
@@ -520,6 +542,45 @@ def plan_table(candidates: list[Any], title: str | None = None) -> Table:
         table.add_row(c.model, f"{c.backend} {c.precision} {c.device} {c.mode} batch {c.batch_size}", f"{c.frame_ms:.1f}",
                       f"{c.car_s_one_gpu:.2f}", "?" if c.map is None else f"{c.map:.3f}", str(c.gpus))
     return table
+
+
+# --------------------------------------------------------------------------- dashboard
+
+
+@app.command()
+def dashboard(
+    db: Optional[str] = typer.Option(None, help="results database URL (default: config store.url); opened read-only"),
+    images: Optional[Path] = typer.Option(None, help="the edge's image store (default: config store.image_dir)"),
+    host: str = typer.Option("127.0.0.1", help="address to bind; anything but loopback needs --token"),
+    port: int = typer.Option(8050, min=0, max=65535),
+    token: Optional[str] = typer.Option(None, envvar="INSPECTION_DASHBOARD_TOKEN",
+                                        help="required on every request (header, or ?token= once in the browser)"),
+    thumbs: Optional[Path] = typer.Option(None, help="thumbnail cache folder (default: the user cache directory)"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Web dashboard and JSON API on the results database: line, cars, frame viewer, detections, problems."""
+    from .dashboard import BindRefusedError, DashboardConfig, check_bind, serve
+
+    settings = _settings(config, **{"store.url": db, "store.image_dir": str(images) if images else None})
+    try:
+        check_bind(host, token)
+    except BindRefusedError as exc:
+        raise _fail(str(exc), 2) from None
+    options: dict[str, Any] = {"db_url": settings.store.url, "images_dir": settings.store.image_dir, "host": host,
+                               "port": port, "token": token, "cameras": settings.line.cameras, "grid": settings.grid}
+    if thumbs is not None:
+        options["thumbs_dir"] = thumbs
+    dashboard_config = DashboardConfig(**options)
+    from .analytics import DatabaseMissingError, open_readonly_engine
+
+    try:  # fail here, with one line, rather than inside the server's start-up
+        open_readonly_engine(dashboard_config.db_url).dispose()
+    except (DatabaseMissingError, ValueError) as exc:
+        raise _fail(str(exc), 2) from None
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    console.print(f"dashboard on http://{shown}:{port}/ (db {escape(settings.store.url)}, read-only)"
+                  + (" — open it once as /?token=<token>" if token else ""))
+    serve(dashboard_config)
 
 
 # --------------------------------------------------------------------------- models and database

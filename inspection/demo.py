@@ -73,6 +73,27 @@ class DemoResult:
         }
 
 
+def dashboard_hint(settings: Settings) -> str:
+    """The command that opens the dashboard on what the demo wrote."""
+    import shlex
+
+    images = settings.store.image_dir
+    return shlex.join(["inspection", "dashboard", "--db", settings.store.url, *(["--images", str(images)] if images else [])])
+
+
+def start_demo_dashboard(settings: Settings, port: int = 8050) -> Any:  # port 0: any free one
+    """The dashboard on 127.0.0.1 over the demo's database (schema created first), on a background thread."""
+    from .dashboard import DashboardConfig, DashboardServer
+    from .store import upgrade_database
+
+    upgrade_database(settings.store.url)
+    if settings.store.image_dir is not None:
+        settings.store.image_dir.mkdir(parents=True, exist_ok=True)
+    config = DashboardConfig(db_url=settings.store.url, images_dir=settings.store.image_dir, port=port,
+                             cameras=settings.line.cameras, grid=settings.grid)
+    return DashboardServer(config).start()
+
+
 @contextlib.contextmanager
 def kafka_cluster(settings: Settings) -> Iterator[tuple[str, bool]]:
     """The configured cluster (checked reachable), or the embedded broker, stopped on exit."""

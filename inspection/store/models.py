@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -100,6 +101,8 @@ class Car(Base):
     """One car on the line; completion is set once, by whichever consumer stores its last frame."""
 
     __tablename__ = "cars"
+    # the dashboard's newest-first car list and "today" figures (migration 0004)
+    __table_args__ = (Index(None, "first_captured_at", "car_id"),)
 
     car_id: Mapped[str] = mapped_column(String(CAR_ID_MAX), primary_key=True)
     frames_expected: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -125,6 +128,16 @@ class Frame(Base):
     __table_args__ = (
         UniqueConstraint("car_id", "camera", "shot"),
         Index(None, "run_id"),
+        # analyst time ranges and the dashboard's throughput/latency charts (migration 0004)
+        Index(None, "captured_at"),
+        Index(None, "processed_at"),
+        # the problems page: error rows only, newest first (partial: errors are rare)
+        Index(
+            "ix_frames_processed_at_errors",
+            "processed_at",
+            postgresql_where=text("error IS NOT NULL"),
+            sqlite_where=text("error IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -180,6 +193,7 @@ class RejectedMessageRow(Base):
     __table_args__ = (
         UniqueConstraint("kafka_topic", "kafka_partition", "kafka_offset"),
         Index(None, "run_id"),
+        Index(None, "received_at"),  # the problems page, newest first (migration 0004)
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -4,7 +4,7 @@ What can be checked here is checked against the real code: every `inspection ...
 deploy/ (compose, Kubernetes, systemd, READMEs) is parsed by the CLI's own click parser; the
 environment each one sets is loaded into `Settings` together with the site profile it mounts;
 Kafka's size limits admit the largest record the configuration allows; the analysis notebook's SQL
-(notebooks/queries.py) runs on freshly migrated SQLite and PostgreSQL databases with known rows.
+(inspection/analytics/queries.py) runs on freshly migrated SQLite and PostgreSQL databases with known rows.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import re
 import shlex
 import sys
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -31,6 +32,7 @@ from inspection.config import ENV_PREFIX, Settings, StoreConfig, load_settings
 from inspection.detections import Detections
 from inspection.kafka.admin import topic_max_message_bytes
 from inspection.store import FrameRecord, ResultStore, upgrade_database
+from inspection.store.db import create_engine_for
 from tests.integration.conftest_store import postgres_server_url, postgres_url  # noqa: F401 (fixtures)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -486,8 +488,11 @@ def _code(path: Path) -> str:
 
 
 def test_analysis_notebook_uses_only_queries_of_the_module() -> None:
-    queries = _load_module(NOTEBOOKS / "queries.py")
-    used = set(re.findall(r"queries\.([A-Z_]+)\b", _code(NOTEBOOKS / "results_analysis.ipynb")))
+    from inspection.analytics import queries
+
+    code = _code(NOTEBOOKS / "results_analysis.ipynb")
+    assert "from inspection.analytics import queries" in code, "the notebook reads the package's read layer"
+    used = set(re.findall(r"queries\.([A-Z_]+)\b", code))
     defined = {name for name in dir(queries) if isinstance(getattr(queries, name), queries.Query)}
     assert used and used <= defined, used - defined
     assert {id(q) for q in queries.ALL_QUERIES} == {id(getattr(queries, name)) for name in defined}
@@ -498,19 +503,40 @@ def test_analysis_notebook_uses_only_queries_of_the_module() -> None:
 
 @pytest.fixture(scope="module")
 def queries() -> ModuleType:
-    return _load_module(NOTEBOOKS / "queries.py")
+    from inspection.analytics import queries as module
+
+    return module
 
 
-def test_every_query_runs_on_a_freshly_migrated_sqlite(tmp_path: Path, queries: ModuleType) -> None:
-    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+# every bind parameter any query of the read layer takes
+ANY_PARAMS = {"car_id": "c1", "frame_id": 1, "since": datetime(2000, 1, 1, tzinfo=timezone.utc),
+              "until": datetime(2100, 1, 1, tzinfo=timezone.utc), "start_s": 946_684_800.0, "width_s": 60.0}
+
+
+# aggregates without GROUP BY: one row even on an empty database
+ONE_ROW_QUERIES = {"car_count", "latest_capture", "capture_span", "frames_processed_since", "last_processed",
+                   "change_mark", "parked_since"}
+
+
+def _run_all_on_empty(url: str, queries: ModuleType) -> None:
     upgrade_database(url)
-    engine = create_engine(url)
+    engine = create_engine_for(url)
     try:
         with engine.connect() as conn:
             for query in queries.ALL_QUERIES:
-                assert queries.run(conn, query) == [], query.name
+                rows = queries.run(conn, query, **ANY_PARAMS)
+                assert len(rows) == (1 if query.name in ONE_ROW_QUERIES else 0), query.name
     finally:
         engine.dispose()
+
+
+def test_every_query_runs_on_a_freshly_migrated_sqlite(tmp_path: Path, queries: ModuleType) -> None:
+    _run_all_on_empty(f"sqlite:///{tmp_path / 'fresh.db'}", queries)
+
+
+@pytest.mark.postgres
+def test_every_query_runs_on_a_freshly_migrated_postgresql(postgres_url: str, queries: ModuleType) -> None:  # noqa: F811
+    _run_all_on_empty(postgres_url, queries)
 
 
 T0_NS = 1_700_000_000 * 10**9
@@ -551,7 +577,10 @@ def _check_populated(url: str, queries: ModuleType) -> None:
     try:
         with engine.connect() as conn:
             cars = {r.car_id: r for r in queries.run(conn, queries.CARS)}
-            assert {k: r.status for k, r in cars.items()} == {"c1": "met", "c2": "missed", "c3": "incomplete"}
+            assert {k: r.status for k, r in cars.items()} == {"c1": "met", "c2": "missed", "c3": "overdue"}
+            before_deadline = datetime.fromtimestamp((T0_NS + 130 * S_NS) / 1e9, tz=timezone.utc)
+            assert queries.run(conn, queries.CARS, now=before_deadline)[-1].status == "incomplete"
+            assert cars["c1"].deadline_met is True and cars["c2"].deadline_met is False
             assert (cars["c1"].error_frames, cars["c1"].boxes, cars["c2"].boxes, cars["c3"].boxes) == (1, 5, 4, 0)
             assert cars["c1"].lateness_s == pytest.approx(-55.0) and cars["c2"].lateness_s == pytest.approx(5.0)
             assert cars["c3"].lateness_s is None
