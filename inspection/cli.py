@@ -27,10 +27,12 @@ from rich.table import Table
 from .config import ConfigError, Settings, load_settings
 from .logs import configure_logging
 
-try:  # typer >= 0.26 ships its own copy of click
-    from click import get_current_context
-except ImportError:  # pragma: no cover - depends on the installed typer
-    from typer.main import get_current_context  # type: ignore[attr-defined,no-redef]
+# typer >= 0.26 runs on its own copy of click: its context stack is not `click`'s, even where click
+# is installed beside it (uvicorn needs click), so take the function typer itself uses.
+try:
+    from typer.main import get_current_context  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - older typer re-exports nothing here
+    from click import get_current_context  # type: ignore[no-redef]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
