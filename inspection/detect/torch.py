@@ -22,6 +22,7 @@ from ..config import DetectConfig, ModelConfig
 from ..detections import Detections
 from ..tiling import FrameSizeError, TileGrid
 from .base import ModelSpec, resolve_model_file
+from .signature import check_model_file
 from .torch_graph import OnnxGraphModule
 from .torch_post import Candidates, TorchCandidates, default_nms, select_from_candidates
 
@@ -106,7 +107,8 @@ class TorchDetector:
         self.config = detect
         self.device = _device(model.device)
         if model.precision == "int8":
-            raise ValueError("model.precision=int8 is not supported by backend torch (allowed: fp32, fp16); INT8 runs on backend tensorrt")
+            raise ValueError("model.precision=int8 is not supported by backend torch (allowed: fp32, fp16); INT8 runs on backend "
+                             "onnxruntime (CPU) or tensorrt, from `inspection model quantize`")
         if model.precision == "fp16" and self.device.type != "cuda":
             raise ValueError("model.precision=fp16 needs CUDA with backend torch; on CPU use model.precision=fp32")
         self.precision = model.precision
@@ -115,6 +117,7 @@ class TorchDetector:
         if model.threads and self.device.type == "cpu":
             torch.set_num_threads(model.threads)
         self.path = onnx_path or resolve_model_file(spec, "onnx", model.path)
+        check_model_file(spec, self.path)
         net = OnnxGraphModule(self.path, self.dtype).eval()
         if self.device.type == "cuda":
             net = net.to(self.device, memory_format=torch.channels_last)
