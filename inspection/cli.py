@@ -293,8 +293,8 @@ def eval_(
 def bench(
     config: Optional[Path] = ConfigOpt,
     combo: list[str] = typer.Option(
-        ["ssd_mobilenet_v2_coco:opencv:fp32", "ssd_mobilenet_v2_coco:onnxruntime:fp32"],
-        help="MODEL:BACKEND:PRECISION[:eager], repeatable (eager: torch without CUDA graph, the GPU baseline)",
+        ["ssd_mobilenet_v2_coco:onnxruntime:fp32", "ssd_mobilenet_v2_coco:opencv:fp32"],
+        help="MODEL:BACKEND:PRECISION[:eager], repeatable (MODEL: built-in or `model add`ed; int8: the QDQ graph of `model quantize`; eager: torch without CUDA graph, the GPU baseline)",
     ),
     device: str = typer.Option("cpu", help="cpu or cuda for the torch/tensorrt combos (opencv/onnxruntime run on the CPU)"),
     batch_sizes: str = typer.Option("1,2,4,8,16,32,64"),

@@ -76,7 +76,11 @@ def ensure_onnx(spec: ModelSpec, progress: Progress | None = _stderr) -> Path:
         return target
     if not spec.convert:
         raise ModelNotFoundError(f"model {spec.name}: ONNX file not found at {target}; get it with: {spec.files['onnx'].get('made_by', 'pass model.path')}")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelNotFoundError(f"model {spec.name}: cannot create the model cache {target.parent} ({exc}); "
+                                 f"set INSPECTION_MODEL_DIR to a writable folder") from None
     lock = FileLock(str(target) + ".lock")
     try:
         with lock.acquire(timeout=LOCK_TIMEOUT_S):

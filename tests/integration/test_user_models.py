@@ -304,3 +304,18 @@ def test_user_model_through_the_edge_on_the_real_broker(plant_yolox, shared_coco
     names = [n.strip() for n in shared_coco_names.read_text().splitlines() if n.strip()]
     assert runs == [(plant_yolox, "onnxruntime")]
     assert rows and all(names[class_id] == class_name for class_id, class_name in rows)
+
+
+def test_bench_and_plan_take_a_user_model(plant_yolox, coco_tiny, tmp_path):
+    bench = runner.invoke(app, ["bench", "--combo", f"{plant_yolox}:onnxruntime:fp32", "--batch-sizes", "64", "--repeats", "1",
+                                "--no-naive", "--out", str(tmp_path)], env={"COLUMNS": "200"})
+    assert bench.exit_code == 0, bench.output
+    rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
+    assert {r["model"] for r in rows} == {plant_yolox}
+    (tmp_path / "eval_plant.json").write_text(json.dumps({"model": plant_yolox, "backend": "onnxruntime", "precision": "fp32",
+                                                         "tile": {"mAP": 0.29}, "frame": {"mAP": 0.29}}))
+    plan = runner.invoke(app, ["plan", "--deadline", "3600", "--results", str(tmp_path)], env={"COLUMNS": "200"})
+    assert plan.exit_code == 0, plan.output
+    assert f"choose {plant_yolox} / onnxruntime / fp32" in plan.output and "0.290" in plan.output
+    unknown = runner.invoke(app, ["bench", "--combo", "door-defects:onnxruntime:fp32", "--batch-sizes", "64"], env={"COLUMNS": "200"})
+    assert unknown.exit_code == 1 and "unknown model 'door-defects'" in unknown.output and plant_yolox in unknown.output
