@@ -1,15 +1,15 @@
 """The Detector interface, model metadata (`ModelSpec`) and where model files are found.
 
-A model is an ONNX (or frozen) graph plus a metadata file (`models/<name>.json`): input size,
-layout, channel order, normalisation, how a tile fits the input, the dataset class id of each
-output column, class names and the output decoder. Backends read the spec; nothing in the
-pipeline is specific to one model.
+A model is an ONNX (or frozen) graph plus a metadata file (built in: `models/<name>.json`; a
+user model's: `<model dir>/<name>/model.json`, see `registry`): input size, layout, channel
+order, normalisation, how a tile fits the input, the class id of each output column, class
+names and the output decoder. Backends read the spec; nothing in the pipeline is specific to
+one model.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
