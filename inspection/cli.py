@@ -82,7 +82,7 @@ class _Typer(typer.Typer):
 
 
 app = _Typer(help="Streaming edge inspection: Kafka camera frames -> tiled batch detection -> SQL.", no_args_is_help=True)
-model_app = _Typer(help="Models: list, convert to ONNX, build TensorRT engines.", no_args_is_help=True)
+model_app = _Typer(help="Models: list, add your own, convert to ONNX, quantize to INT8, build TensorRT engines.", no_args_is_help=True)
 db_app = _Typer(help="Results database: migrations, retention.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(db_app, name="db")
@@ -113,7 +113,7 @@ def _table(title: str | None, columns: list[str], *, key_width: int = 0, right: 
     return table
 
 
-DEMO_SHOTS = 6  # per camera: 5 × 6 = 30 frames, about 3 minutes on 2 CPU cores with the opencv backend
+DEMO_SHOTS = 6  # per camera: 5 × 6 = 30 frames, about a minute on 2 CPU cores with the onnxruntime backend
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML site config (configs/*.yaml); env INSPECTION__SECTION__KEY overrides")
 
@@ -126,6 +126,13 @@ def _settings(config: Optional[Path], **overrides: Any) -> Settings:
 
 
 LogFormatOpt = typer.Option(None, "--log-format", help="text or json (one JSON object per line); default: config logging.format")
+
+
+def _model_errors() -> tuple[type[BaseException], ...]:
+    """Model-layer errors whose message names the fix: shown as one `error:` line."""
+    from .detect import MissingBackendError, ModelMismatchError, ModelNotFoundError, UnknownModelError
+
+    return (MissingBackendError, ModelMismatchError, ModelNotFoundError, UnknownModelError)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -142,7 +149,7 @@ def demo(
     shots: int = typer.Option(DEMO_SHOTS, help="shots per camera (the line has 19; --full runs them all)"),
     full: bool = typer.Option(False, "--full", help="a whole car: every camera × every shot of the config (5 × 19)"),
     cars: int = typer.Option(1, min=1),
-    backend: Optional[str] = typer.Option(None, help="detector backend (default: config, opencv)"),
+    backend: Optional[str] = typer.Option(None, help="detector backend (default: config, onnxruntime)"),
     db: Optional[str] = typer.Option(None, help="database URL, e.g. postgresql+psycopg://postgres@127.0.0.1/test"),
     bootstrap: Optional[str] = typer.Option(None, help="HOST:PORT of an external Kafka instead of the embedded broker"),
     takt: Optional[float] = typer.Option(None, help="seconds between cars (sets each car's deadline)"),
@@ -386,7 +393,10 @@ def eval_(
         raise _fail(f"--images {images}: no such directory (the COCO images, e.g. val2017/)", 2)
     if not annotations.is_file():
         raise _fail(f"--annotations {annotations}: no such file (the COCO instances JSON)", 2)
-    detector = create_detector(settings.model, settings.detect)
+    try:
+        detector = create_detector(settings.model, settings.detect)
+    except (*_model_errors(), ValueError) as exc:
+        raise _fail(str(exc)) from None
     dataset = CocoDataset.load(images, annotations)
     grid = TileGrid.from_config(settings.grid)
     with Progress(TextColumn("frames"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
@@ -402,15 +412,15 @@ def eval_(
     if json_path:
         json_path.write_text(json.dumps({"tile": report.tile, "frame": report.frame, "tiles_per_s": report.tiles_per_s,
                                          "model": report.model, "backend": report.backend, "precision": report.precision,
-                                         "images": report.images}, indent=2))
+                                         "images": report.images, "classes_scored": report.classes_scored}, indent=2))
 
 
 @app.command()
 def bench(
     config: Optional[Path] = ConfigOpt,
     combo: list[str] = typer.Option(
-        ["ssd_mobilenet_v2_coco:opencv:fp32", "ssd_mobilenet_v2_coco:onnxruntime:fp32"],
-        help="MODEL:BACKEND:PRECISION[:eager], repeatable (eager: torch without CUDA graph, the GPU baseline)",
+        ["ssd_mobilenet_v2_coco:onnxruntime:fp32", "ssd_mobilenet_v2_coco:opencv:fp32"],
+        help="MODEL:BACKEND:PRECISION[:eager], repeatable (MODEL: built-in or `model add`ed; int8: the QDQ graph of `model quantize`; eager: torch without CUDA graph, the GPU baseline)",
     ),
     device: str = typer.Option("cpu", help="cpu or cuda for the torch/tensorrt combos (opencv/onnxruntime run on the CPU)"),
     batch_sizes: str = typer.Option("1,2,4,8,16,32,64"),
@@ -441,7 +451,10 @@ def bench(
     rows = []
     if sizes and sizes != [0]:
         with console.status("benchmarking") as status:
-            rows = run_bench(settings, combos, sizes, repeats, naive, device, progress=lambda text: status.update(text))
+            try:
+                rows = run_bench(settings, combos, sizes, repeats, naive, device, progress=lambda text: status.update(text))
+            except _model_errors() as exc:
+                raise _fail(str(exc)) from None
         console.print(bench_table(rows))
         compared = comparison(rows)
         compare = _table("baselines vs optimised (same run)", list(compared[0]) if compared else [], right=False,
@@ -589,77 +602,163 @@ def dashboard(
 
 
 @model_app.command("list")
-def model_list() -> None:
-    """Registered models and where their files come from."""
+def model_list(
+    results: list[Path] = typer.Option([Path("benchmarks")], help="eval JSON files or folders holding them (measured mAP)"),
+) -> None:
+    """Built-in and user models: family, input, classes, files present (and where), backends runnable now, measured mAP."""
     from .detect import available_models, load_spec
+    from .detect.base import model_cache_dir
+    from .detect.inventory import model_status
+    from .plan import load_accuracy
 
-    table = _table(None, ["model", "family", "input", "classes", "files", "licence"], key_width=21, right=False,
-                   fold=("family", "files", "licence"))
+    accuracy = load_accuracy([p for p in results if p.exists()])
+    console.print(f"model directory (user models, converted and quantized files): {model_cache_dir()}")
     for name in available_models():
-        spec = load_spec(name)
-        table.add_row(name, spec.family, "×".join(map(str, spec.input_size)), str(len(spec.class_names)),
-                      ", ".join(spec.files), spec.licence)
-    console.print(table)
+        console.print()
+        try:
+            status = model_status(load_spec(name), accuracy)
+        except _model_errors() as exc:
+            console.print(f"[bold]{name}[/bold]  [red]{escape(str(exc))}[/red]")
+            continue
+        spec = status.spec
+        names = list(spec.class_names.values())
+        source = "built-in" if spec.source == "built-in" else f"user model, {spec.source}"
+        console.print(f"[bold]{name}[/bold]  ({escape(source)})")
+        console.print(f"  family {spec.family}, input {spec.input_size[0]}×{spec.input_size[1]} {spec.layout} {spec.channel_order}, "
+                      f"tiles {spec.fit}; {len(names)} classes: {escape(', '.join(names[:6]))}{', …' if len(names) > 6 else ''}")
+        for f in status.files:
+            where = escape(str(f.path)) if f.path else f"[yellow]missing[/yellow]: {escape(f.how)}"
+            console.print(f"  {f.kind:<20} {where}")
+        console.print(f"  runs now on: {', '.join(status.backends) or '[yellow]nothing yet[/yellow]'}")
+        measured = ", ".join(f"{v:.3f} {k}" for k, v in sorted(status.accuracy.items()))
+        console.print(f"  measured tile mAP (inspection eval): {measured or 'none yet'}")
 
 
 @model_app.command("convert")
 def model_convert(name: str = typer.Argument("ssd_mobilenet_v2_coco"), out: Optional[Path] = typer.Option(None)) -> None:
-    """Frozen TF graph -> raw ONNX in the model cache (needs: pip install 'inspection[convert]')."""
+    """Frozen TF graph -> raw ONNX in the model cache (no TensorFlow needed; ONNX backends also do this on first use)."""
     from .detect import load_spec
-    from .detect.convert import ConverterMissingError, convert_to_onnx
+    from .detect.convert import convert_to_onnx
 
     try:
-        path = convert_to_onnx(load_spec(name), out)
-    except (ConverterMissingError, ValueError, FileNotFoundError) as exc:
+        path = convert_to_onnx(load_spec(name), out, progress=lambda text: console.print(escape(text)))
+    except (*_model_errors(), ValueError) as exc:
         raise _fail(str(exc)) from None
     console.print(f"wrote {path}")
+
+
+@model_app.command("add")
+def model_add(
+    name: str = typer.Argument(..., help="the name model.name will use (lower case, digits, _ - .)"),
+    onnx: Path = typer.Option(..., "--onnx", help="the exported ONNX file (copied into the model directory)"),
+    family: str = typer.Option(..., help="output layout: ssd (TF OD API box encodings + scores), yolox, yolov8 (Ultralytics YOLOv8/YOLO11)"),
+    classes: Path = typer.Option(..., help="class names, one per line, in the model's score-column order"),
+    input_size: Optional[int] = typer.Option(None, help="network input side for a file with a dynamic input (default: the file's, else 320)"),
+    fit: Optional[str] = typer.Option(None, help="how a tile becomes the input: pad (YOLO default) or resize (SSD default)"),
+    force: bool = typer.Option(False, help="replace a user model of the same name"),
+) -> None:
+    """Register a plant's own detector: checked against its family, then every backend, eval, bench, plan and the edge take it by name."""
+    from .detect.registry import register_model
+
+    if fit not in (None, "pad", "resize"):
+        raise _fail(f"--fit {fit!r}: allowed pad, resize", 2)
+    try:
+        spec = register_model(name, onnx, family, classes, input_size, fit, force)
+    except (*_model_errors(), ValueError, FileNotFoundError, FileExistsError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"registered {spec.name} ({spec.family}, input {spec.input_size[0]}×{spec.input_size[1]}, {len(spec.class_names)} classes, "
+                  f"tiles {spec.fit}): {spec.source}")
+    console.print(f"use it with model.name={spec.name}, e.g. INSPECTION__MODEL__NAME={spec.name} inspection demo")
+
+
+@model_app.command("remove")
+def model_remove(name: str = typer.Argument(...)) -> None:
+    """Delete a user model (its metadata and the copied files) from the model directory."""
+    from .detect.registry import remove_model
+
+    try:
+        folder = remove_model(name)
+    except (*_model_errors(), ValueError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"removed {folder}")
+
+
+@model_app.command("quantize")
+def model_quantize(
+    name: str = typer.Argument("ssd_mobilenet_v2_coco"),
+    images: Optional[Path] = typer.Option(None, help="calibration images: real line frames (cut by the grid) or any photos (default: the demo's photo frames)"),
+    annotations: Optional[Path] = typer.Option(None, help="with --images: a COCO instances JSON, to calibrate on the composer's mosaics"),
+    tiles: int = typer.Option(256, min=1, help="calibration tiles"),
+    method: str = typer.Option("minmax", help="activation range calibration: minmax, percentile or entropy"),
+    for_: str = typer.Option("onnxruntime,tensorrt", "--for", help="which QDQ graphs to write: onnxruntime (CPU), tensorrt, or both"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """INT8 by explicit quantization: the raw ONNX graph -> QDQ graphs (per-channel INT8 weights, activations calibrated on real tiles)."""
+    from .detect import load_spec
+    from .detect.quantize import FLAVOURS, QuantizeSettings, quantize_model
+    from .tiling import TileGrid
+
+    flavours = [f.strip() for f in for_.split(",") if f.strip()]
+    unknown = [f for f in flavours if f not in FLAVOURS]
+    if unknown or not flavours:
+        raise _fail(f"--for {for_!r}: allowed {', '.join(FLAVOURS)} (comma-separated)", 2)
+    settings = _settings(config)
+    try:
+        spec = load_spec(name)
+        written = quantize_model(spec, TileGrid.from_config(settings.grid), images, annotations,
+                                 QuantizeSettings(method=method, tiles=tiles), flavours=flavours,
+                                 progress=lambda text: console.print(escape(text)))
+    except (*_model_errors(), ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    for flavour, path in written.items():
+        console.print(f"{flavour}: {path}")
+    console.print(f"run it with model.precision=int8 (onnxruntime), or: inspection model build-engine {name} --precision int8 (TensorRT)")
 
 
 @model_app.command("build-engine")
 def model_build_engine(
     name: str = typer.Argument("ssd_mobilenet_v2_coco"),
-    precision: str = typer.Option("fp16", help="fp32, fp16 or int8"),
-    calibration_images: Optional[Path] = typer.Option(None, help="int8: a folder of real line frames (or tiles) to calibrate on"),
-    max_calibration_batches: int = typer.Option(32, min=1, help="int8: calibration batches of 16 tiles"),
-    onnx: Optional[Path] = typer.Option(None, help="the raw ONNX graph (default: the model cache, see `inspection model convert`)"),
-    cache_dir: Optional[Path] = typer.Option(None, help="engine/timing/calibration caches (default: <model cache>/engines)"),
+    precision: str = typer.Option("fp16", help="fp32, fp16 or int8 (int8: from the QDQ graph of `inspection model quantize`)"),
+    calibration_images: Optional[Path] = typer.Option(None, help="int8 without a QDQ graph yet: quantize first, calibrating on these real line frames"),
+    onnx: Optional[Path] = typer.Option(None, help="the ONNX graph (default: the model cache; for int8 its TensorRT QDQ graph)"),
+    cache_dir: Optional[Path] = typer.Option(None, help="engine and timing caches (default: <model cache>/engines)"),
     contexts: int = typer.Option(2, min=1, max=8, help="optimisation profiles = execution contexts in flight"),
     force: bool = typer.Option(False, help="rebuild even if a cached engine matches"),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
-    """TensorRT: ONNX -> engine (batch 1..64 profile, FP16/INT8, timing cache), cached by model hash, GPU and TensorRT version."""
-    import hashlib
+    """TensorRT 10: ONNX -> engine (batch 1..64 profile, FP16, or INT8 by explicit quantization), cached by model hash, GPU and TensorRT version."""
     import importlib.util
 
     from .detect import load_spec, resolve_model_file
+    from .detect.quantize import QuantizeSettings, int8_path, quantize_model
     from .tiling import TileGrid
 
     if precision not in ("fp32", "fp16", "int8"):
         raise _fail(f"--precision {precision!r}: allowed fp32, fp16, int8", 2)
-    if precision == "int8" and (calibration_images is None or not calibration_images.is_dir()):
-        raise _fail("--precision int8 needs --calibration-images DIR: real frames from the line, so INT8 ranges fit what the cameras see", 2)
     missing = [m for m in ("tensorrt", "pycuda") if importlib.util.find_spec(m) is None]
     if missing:
-        raise _fail(f"building an engine needs {' and '.join(missing)}: on a Jetson JetPack ships TensorRT (python3-libnvinfer) "
+        raise _fail(f"building an engine needs {' and '.join(missing)}: on a Jetson JetPack 6 ships TensorRT 10 (python3-libnvinfer) "
                     "and pycuda installs with pip; on an x86 GPU node: pip install 'inspection[gpu]' (see deploy/jetson/README.md)")
-    from .detect.calibration import CalibrationBatches, make_entropy_calibrator, tile_batches_from_images
-    from .detect.engine import build_engine, calibration_cache_path, cuda_primary_context, default_engine_dir, file_sha256
+    from .detect.engine import build_engine, cuda_primary_context, default_engine_dir
 
     settings = _settings(config)
-    spec = load_spec(name)
-    onnx_path = resolve_model_file(spec, "onnx", onnx)
+    try:
+        spec = load_spec(name)
+        if precision == "int8" and onnx is None:
+            onnx_path = int8_path(spec, flavour="tensorrt")
+            if not onnx_path.is_file():
+                if calibration_images is None:
+                    raise _fail(f"no INT8 QDQ graph for TensorRT at {onnx_path}: run `inspection model quantize {name}` "
+                                "(any machine; copy the model directory here), or pass --calibration-images DIR to quantize now", 2)
+                quantize_model(spec, TileGrid.from_config(settings.grid), calibration_images, None, QuantizeSettings(),
+                               flavours=["tensorrt"], progress=lambda text: console.print(escape(text)))
+        else:
+            onnx_path = resolve_model_file(spec, "onnx", onnx)
+    except (*_model_errors(), ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
     cache = cache_dir or (settings.model.engine_cache_dir and Path(settings.model.engine_cache_dir)) or default_engine_dir()
-    calibrator, calibration_id = None, ""
-    if precision == "int8":
-        paths = sorted(p for p in calibration_images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))  # type: ignore[union-attr]
-        if not paths:
-            raise _fail(f"no .jpg/.png images in {calibration_images}", 2)
-        calibration_id = hashlib.sha256("\n".join(p.name for p in paths).encode()).hexdigest()[:16]
-        tiles = list(tile_batches_from_images(paths, TileGrid.from_config(settings.grid)))
-        batches = CalibrationBatches(tiles, spec, 16, max_calibration_batches)
-        calibrator = make_entropy_calibrator(batches, calibration_cache_path(cache, file_sha256(onnx_path)))
     with cuda_primary_context():
-        path = build_engine(onnx_path, precision, calibrator, cache, profiles=contexts, calibration_id=calibration_id, force=force)
+        path = build_engine(onnx_path, precision, cache, profiles=contexts, force=force)
     console.print(f"engine ready: {path}")
 
 

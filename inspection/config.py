@@ -3,7 +3,7 @@
 Every site-specific value (grid, model, backend, thresholds, broker, topics, database, deadline)
 lives here; code receives the validated object and never reads constants of its own.
 The defaults are the embedded defaults (`configs/default.yaml` mirrors them): local broker,
-SQLite, CPU backend.
+SQLite, the onnxruntime CPU backend.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "INSPECTION__"
 
@@ -43,8 +43,8 @@ class GridConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: Literal["ssd_mobilenet_v2_coco", "yolox_nano"] = "ssd_mobilenet_v2_coco"
-    backend: Literal["opencv", "onnxruntime", "torch", "tensorrt"] = "opencv"
+    name: str = Field("ssd_mobilenet_v2_coco", description="a built-in model or one registered with `inspection model add` (inspection model list)")
+    backend: Literal["opencv", "onnxruntime", "torch", "tensorrt"] = "onnxruntime"
     precision: Literal["fp32", "fp16", "bf16", "int8"] = Field("fp32", description="bf16: backend torch only")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     path: Path | None = Field(None, description="ONNX (or frozen graph) to use instead of the registry's default location")
@@ -58,6 +58,15 @@ class ModelConfig(_Section):
     )
     contexts: int = Field(2, ge=1, le=8, description="tensorrt: execution contexts (one optimisation profile each) = batches in flight")
     engine_cache_dir: Path | None = Field(None, description="tensorrt: engine, timing and calibration caches; None = <model cache>/engines")
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from .detect.registry import available_models, load_spec
+
+        if name not in available_models():
+            load_spec(name)  # raises UnknownModelError listing the built-in and user models
+        return name
 
 
 class DetectConfig(_Section):

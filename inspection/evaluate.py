@@ -21,7 +21,7 @@ import io
 import json
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -144,6 +144,45 @@ def coco_scores(
     return scores
 
 
+# Darknet's spellings of COCO category names (coco.names files of YOLO-family models), normalised
+COCO_NAME_ALIASES = {"motorbike": "motorcycle", "aeroplane": "airplane", "sofa": "couch", "tvmonitor": "tv"}
+
+
+def _norm(name: str) -> str:
+    key = "".join(ch for ch in name.lower() if ch.isalnum())
+    return COCO_NAME_ALIASES.get(key, key)
+
+
+def category_map(class_names: Mapping[int, str], categories: Sequence[Mapping[str, Any]]) -> dict[int, int]:
+    """Model class id -> dataset category id.
+
+    Where the model's ids already are the dataset's (every shared id has the same name, as with the
+    built-in COCO models) the map is the identity; otherwise classes are matched by name (case,
+    spaces, '_' and '-' ignored; Darknet's spellings of COCO names accepted), as for a user model
+    whose classes file lists names in score-column order. Classes without a namesake are left out.
+    """
+    names_by_id = {int(c["id"]): _norm(c["name"]) for c in categories}
+    shared = [k for k in class_names if k in names_by_id]
+    if shared and all(names_by_id[k] == _norm(class_names[k]) for k in shared):
+        return {k: k for k in shared}
+    ids_by_name = {name: cid for cid, name in names_by_id.items()}
+    return {k: ids_by_name[_norm(n)] for k, n in class_names.items() if _norm(n) in ids_by_name}
+
+
+def to_dataset_classes(detections: Detections, mapping: Mapping[int, int]) -> Detections:
+    """Detections with class ids replaced through `mapping`; classes it lacks are dropped."""
+    if not len(detections):
+        return detections
+    keys = np.fromiter(mapping.keys(), np.int64, len(mapping))
+    values = np.fromiter(mapping.values(), np.int64, len(mapping))
+    order = np.argsort(keys)
+    keys, values = keys[order], values[order]
+    pos = np.clip(np.searchsorted(keys, detections.class_id), 0, max(len(keys) - 1, 0))
+    known = (keys[pos] == detections.class_id) if len(keys) else np.zeros(len(detections), bool)
+    kept = detections[known]
+    return Detections(kept.xyxy, kept.score, values[pos[known]].astype(kept.class_id.dtype), kept.tile_index)
+
+
 @dataclass(frozen=True)
 class EvalReport:
     """Accuracy of one detector on mosaics of one dataset, at tile and stitched-frame level."""
@@ -165,6 +204,7 @@ class EvalReport:
     score_floor: float
     tile_max_dets: tuple[int, int, int]
     frame_max_dets: tuple[int, int, int]
+    classes_scored: int = -1  # model classes matched to dataset categories (-1: the detector names none)
 
     @property
     def stitch_gap(self) -> float:
@@ -204,6 +244,11 @@ def evaluate(
     """
     from synthetic.compose import compose_mosaics
 
+    spec = getattr(detector, "spec", None)
+    mapping = category_map(spec.class_names, dataset.categories) if spec is not None else None
+    if mapping is not None and not mapping:
+        raise ValueError(f"model {spec.name}'s classes ({', '.join(list(spec.class_names.values())[:5])}, ...) share no name with "
+                         f"the dataset's categories ({', '.join(c['name'] for c in dataset.categories[:5])}, ...): nothing to score")
     mosaics = compose_mosaics(dataset, grid, seed=seed, letterbox=letterbox, limit=max_tiles)
     k = grid.num_tiles
     batch = grid.new_batch()
@@ -217,6 +262,8 @@ def evaluate(
         detect_s += time.perf_counter() - start
         dets = dets[(dets.tile_index >= 0) & (dets.tile_index < k) & (dets.score >= score_floor)]
         dets = dets[np.sort(top_k_per_group(dets.score, dets.tile_index, max_per_tile))]
+        if mapping is not None:
+            dets = to_dataset_classes(dets, mapping)
         tile_parts.append(detections_to_coco_array(mosaics.tile_image_ids[f][dets.tile_index], dets))
         stitched = stitch_fn(dets, grid)
         frame_parts.append(detections_to_coco_array(int(mosaics.frame_ids[f]), stitched))
@@ -228,7 +275,6 @@ def evaluate(
     frame_caps = frame_max_dets(grid)
     tile_scores = coco_scores(mosaics.tile_gt, tile_dets, max_dets=COCO_MAX_DETS, score_floor=score_floor, verbose=verbose)
     frame_scores = coco_scores(mosaics.frame_gt, frame_dets, max_dets=frame_caps, score_floor=score_floor, verbose=verbose)
-    spec = getattr(detector, "spec", None)
     tiles = mosaics.num_frames * k
     return EvalReport(
         tile=tile_scores,
@@ -248,4 +294,5 @@ def evaluate(
         score_floor=score_floor,
         tile_max_dets=COCO_MAX_DETS,
         frame_max_dets=frame_caps,
+        classes_scored=-1 if mapping is None else len(mapping),
     )

@@ -38,3 +38,19 @@ def yolox_onnx() -> Path:
 @pytest.fixture(scope="session")
 def coco_tiny() -> Path:
     return _need(COCO_TINY)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_model_dir(tmp_path_factory):
+    """Converted and quantized models go to a folder of this test session, not the developer's
+    cache: the first test needing the default model's ONNX graph converts it there, as a fresh
+    machine would. INSPECTION_MODEL_DIR set by the caller is kept."""
+    if os.environ.get("INSPECTION_MODEL_DIR"):
+        yield Path(os.environ["INSPECTION_MODEL_DIR"])
+        return
+    folder = tmp_path_factory.mktemp("model-cache")
+    os.environ["INSPECTION_MODEL_DIR"] = str(folder)
+    try:
+        yield folder
+    finally:
+        os.environ.pop("INSPECTION_MODEL_DIR", None)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Callable
 
 from ..config import DetectConfig, ModelConfig
-from .base import Detector, ModelNotFoundError, ModelSpec, available_models, load_spec, resolve_model_file
+from .base import Detector, MissingBackendError, ModelNotFoundError, ModelSpec, resolve_model_file
+from .registry import UnknownModelError, available_models, load_spec
+from .signature import ModelMismatchError
 
 BACKENDS = ("opencv", "onnxruntime", "torch", "tensorrt")
 
@@ -23,7 +25,11 @@ def _onnxruntime(spec: ModelSpec, model: ModelConfig, detect: DetectConfig) -> D
 
 
 def _torch(spec: ModelSpec, model: ModelConfig, detect: DetectConfig, batch_size: int | None = None) -> Detector:
-    from .torch import DEFAULT_BATCH, TorchDetector
+    try:
+        from .torch import DEFAULT_BATCH, TorchDetector
+    except ImportError as exc:
+        raise MissingBackendError(f"backend torch needs torch and torchvision, which are not installed ({exc}): "
+                                  "pip install 'inspection[torch]', or use model.backend=onnxruntime") from None
 
     return TorchDetector(spec, model, detect, batch_size=batch_size or DEFAULT_BATCH)
 
@@ -58,4 +64,5 @@ def create_detector(model: ModelConfig, detect: DetectConfig, batch_size: int | 
     return _FACTORIES[model.backend](spec, model, detect)
 
 
-__all__ = ["BACKENDS", "FIXED_BATCH_BACKENDS", "Detector", "ModelNotFoundError", "ModelSpec", "available_models", "create_detector", "load_spec", "resolve_model_file"]
+__all__ = ["BACKENDS", "FIXED_BATCH_BACKENDS", "Detector", "MissingBackendError", "ModelMismatchError", "ModelNotFoundError", "ModelSpec", "UnknownModelError",
+           "available_models", "create_detector", "load_spec", "resolve_model_file"]

@@ -1,16 +1,15 @@
 """The Detector interface, model metadata (`ModelSpec`) and where model files are found.
 
-A model is an ONNX (or frozen) graph plus a metadata file (`models/<name>.json`): input size,
-layout, channel order, normalisation, how a tile fits the input, the dataset class id of each
-output column, class names and the output decoder. Backends read the spec; nothing in the
-pipeline is specific to one model.
+A model is an ONNX (or frozen) graph plus a metadata file (built in: `models/<name>.json`; a
+user model's: `<model dir>/<name>/model.json`, see `registry`): input size, layout, channel
+order, normalisation, how a tile fits the input, the class id of each output column, class
+names and the output decoder. Backends read the spec; nothing in the pipeline is specific to
+one model.
 """
 
 from __future__ import annotations
 
-import importlib.resources
 import importlib.util
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,10 @@ MODEL_DIR_ENV = "INSPECTION_MODEL_DIR"
 
 class ModelNotFoundError(FileNotFoundError):
     """A model file is missing; the message says how to get it."""
+
+
+class MissingBackendError(ImportError):
+    """A backend's optional package is not installed; the message names the extra to install."""
 
 
 @dataclass(frozen=True)
@@ -47,9 +50,10 @@ class ModelSpec:
     description: str = ""
     licence: str = ""
     convert: dict[str, Any] = field(default_factory=dict)
+    source: str = "built-in"  # "built-in", or the metadata file of a user model
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ModelSpec":
+    def from_json(cls, data: dict[str, Any], source: str = "built-in") -> "ModelSpec":
         return cls(
             name=data["name"],
             family=data["family"],
@@ -68,7 +72,19 @@ class ModelSpec:
             description=data.get("description", ""),
             licence=data.get("licence", ""),
             convert=data.get("convert", {}),
+            source=source,
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """The metadata file's content (inverse of `from_json`)."""
+        return {
+            "name": self.name, "description": self.description, "licence": self.licence, "family": self.family,
+            "input_size": list(self.input_size), "layout": self.layout, "channel_order": self.channel_order,
+            "mean": list(self.mean), "std": list(self.std), "fit": self.fit, "pad_value": self.pad_value,
+            "output_class_ids": list(self.output_class_ids), "background_columns": list(self.background_columns),
+            "class_names": {str(k): v for k, v in self.class_names.items()}, "decoder": self.decoder,
+            "files": self.files, **({"convert": self.convert} if self.convert else {}),
+        }
 
     @property
     def num_columns(self) -> int:
@@ -78,54 +94,58 @@ class ModelSpec:
         return self.class_names.get(int(class_id), f"class_{int(class_id)}")
 
 
-def available_models() -> list[str]:
-    root = importlib.resources.files("inspection.detect") / "models"
-    return sorted(p.name[: -len(".json")] for p in root.iterdir() if p.name.endswith(".json"))
-
-
-def load_spec(name: str) -> ModelSpec:
-    """Metadata of a registered model (inspection/detect/models/<name>.json)."""
-    if name not in available_models():
-        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(available_models())}")
-    text = (importlib.resources.files("inspection.detect") / "models" / f"{name}.json").read_text()
-    return ModelSpec.from_json(json.loads(text))
-
-
 def model_cache_dir() -> Path:
     """Where converted/copied model files live: $INSPECTION_MODEL_DIR or the user cache directory."""
     env = os.environ.get(MODEL_DIR_ENV)
     return Path(env) if env else Path(platformdirs.user_cache_dir("inspection")) / "models"
 
 
-def resolve_model_file(spec: ModelSpec, kind: str, override: str | Path | None = None) -> Path:
+def model_file_location(spec: ModelSpec, kind: str) -> tuple[Path | None, str]:
+    """Where one of the model's files is, without making it: (path or None if absent, how to get it)."""
+    entry = spec.files.get(kind)
+    if entry is None:
+        return None, f"model {spec.name} has no {kind} file"
+    if "package" in entry:
+        package = entry["package"]
+        found = importlib.util.find_spec(package)  # locates the package without importing it
+        how = f"pip install {entry.get('pip', package.replace('_', '-'))}"
+        if found is None or not found.submodule_search_locations:
+            return None, how
+        for location in found.submodule_search_locations:
+            path = Path(location) / entry["resource"]
+            if path.is_file():
+                return path, how
+        return None, how
+    path = model_cache_dir() / entry["cache"]
+    return (path if path.is_file() else None), entry.get("made_by", "pass model.path")
+
+
+def resolve_model_file(spec: ModelSpec, kind: str, override: str | Path | None = None, auto_convert: bool = True) -> Path:
     """Path of one of the model's files (`onnx`, `frozen_graph`, `opencv_pbtxt`).
 
     Order: an explicit override (config `model.path`), the package that ships it, the model cache.
+    A model with a conversion recipe gets its ONNX file converted into the cache on first use
+    (`auto_convert`; see `convert.ensure_onnx`).
     """
     if override is not None:
         path = Path(override).expanduser()
         if not path.is_file():
             raise ModelNotFoundError(f"model.path {path} does not exist")
         return path
-    entry = spec.files.get(kind)
-    if entry is None:
+    if kind not in spec.files:
         raise ModelNotFoundError(f"model {spec.name} has no {kind} file; it provides: {', '.join(spec.files)}")
-    if "package" in entry:
-        package = entry["package"]
-        # find_spec locates the package without importing it (openpibo's __init__ needs pkg_resources).
-        found = importlib.util.find_spec(package)
-        if found is None or not found.submodule_search_locations:
-            raise ModelNotFoundError(f"model {spec.name}: package {package} is not installed (pip install {package.replace('_', '-')})")
-        for location in found.submodule_search_locations:
-            path = Path(location) / entry["resource"]
-            if path.is_file():
-                return path
-        raise ModelNotFoundError(f"model {spec.name}: {entry['resource']} missing from package {package}")
-    path = model_cache_dir() / entry["cache"]
-    if path.is_file():
+    path, how = model_file_location(spec, kind)
+    if path is not None:
         return path
-    how = entry.get("made_by", "pass model.path")
-    raise ModelNotFoundError(f"model {spec.name}: {kind} file not found at {path}; get it with: {how}")
+    entry = spec.files[kind]
+    if "package" in entry:
+        raise ModelNotFoundError(f"model {spec.name}: the {kind} file ({entry['resource']}) comes from package "
+                                 f"{entry['package']}, which is not installed or lacks it; install it with: {how}")
+    if kind == "onnx" and spec.convert and auto_convert:
+        from .convert import ensure_onnx
+
+        return ensure_onnx(spec)
+    raise ModelNotFoundError(f"model {spec.name}: {kind} file not found at {model_cache_dir() / entry['cache']}; get it with: {how}")
 
 
 @runtime_checkable

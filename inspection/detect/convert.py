@@ -1,46 +1,94 @@
 """`inspection model convert`: the frozen TF graph -> the raw ONNX graph the other backends use.
 
-The graph is cut before TF's post-processing (from `Preprocessor/sub:0` to the box encodings and
-sigmoid scores): converting TF's post-processing too loses accuracy (its internal score threshold
-drops low-confidence boxes), and our own decoder + batched NMS replace it. Needs the `convert`
-extra (tensorflow-cpu, tf2onnx).
+No TensorFlow: `tf_graph` parses the GraphDef with the protobuf runtime and `tf_to_onnx` maps its
+operators to ONNX. The graph is cut before TF's post-processing (from `Preprocessor/sub:0` to the
+box encodings and sigmoid scores): converting TF's post-processing too loses accuracy (its
+internal score threshold drops low-confidence boxes), and our own decoder + batched NMS replace it.
+
+`ensure_onnx` is what backends call: the model cache's ONNX file, converted once on first use,
+under a file lock (two processes starting at once convert once), written atomically (a crash
+mid-write never leaves a half-written model in the cache).
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import time
 from pathlib import Path
+from typing import Callable
 
-from .base import ModelSpec, model_cache_dir, resolve_model_file
+from .base import ModelNotFoundError, ModelSpec, model_cache_dir, resolve_model_file
+
+Progress = Callable[[str], None]
+LOCK_TIMEOUT_S = 600.0  # a conversion takes seconds; a lock held this long belongs to a stuck process
 
 
-class ConverterMissingError(RuntimeError):
-    pass
+def _stderr(message: str) -> None:
+    print(f"inspection: {message}", file=sys.stderr, flush=True)
 
 
-def convert_to_onnx(spec: ModelSpec, out_path: Path | None = None) -> Path:
+def cache_path(spec: ModelSpec) -> Path:
+    """Where the model's converted ONNX file lives in the model cache."""
+    return model_cache_dir() / spec.files["onnx"]["cache"]
+
+
+def convert_to_onnx(spec: ModelSpec, out_path: Path | None = None, progress: Progress | None = None) -> Path:
     """Convert the model's frozen graph to ONNX at the cache location (or `out_path`); returns the path."""
+    import onnx
+
+    from .tf_graph import TfGraph
+    from .tf_to_onnx import TfToOnnx
+
     if not spec.convert:
         raise ValueError(f"model {spec.name} has no conversion recipe; pass its ONNX file with model.path")
-    try:
-        import tensorflow as tf
-        import tf2onnx
-    except ImportError as exc:
-        raise ConverterMissingError(
-            f"converting {spec.name} needs TensorFlow and tf2onnx: pip install 'inspection[convert]' ({exc})"
-        ) from exc
+    if spec.layout != "NHWC":
+        raise ValueError(f"model {spec.name}: the converter keeps TensorFlow's NHWC input; the metadata says {spec.layout}")
     graph_path = resolve_model_file(spec, "frozen_graph")
-    graph_def = tf.compat.v1.GraphDef()
-    graph_def.ParseFromString(graph_path.read_bytes())
-    target = out_path or model_cache_dir() / spec.files["onnx"]["cache"]
+    target = Path(out_path) if out_path is not None else cache_path(spec)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    tf2onnx.convert.from_graph_def(
-        graph_def,
-        input_names=[spec.convert["input_tensor"]],
-        output_names=list(spec.convert["output_tensors"]),
-        opset=int(spec.convert.get("opset", 13)),
-        output_path=str(partial),
-    )
-    os.replace(partial, target)  # a crash mid-conversion never leaves a half-written model in the cache
+    started = time.monotonic()
+    graph = TfGraph.load(graph_path)
+    ih, iw = spec.input_size
+    converter = TfToOnnx(graph, spec.convert["input_tensor"], [None, ih, iw, 3], list(spec.convert["output_tensors"]),
+                         opset=int(spec.convert.get("opset", 13)))
+    model = converter.convert()
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        onnx.save(model, str(partial))
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    if progress is not None:
+        progress(f"converted {spec.name} ({graph_path.name}, {len(model.graph.node)} ONNX nodes) in {time.monotonic() - started:.1f} s: {target}")
     return target
+
+
+def ensure_onnx(spec: ModelSpec, progress: Progress | None = _stderr) -> Path:
+    """The model's ONNX file in the cache, converted from its frozen graph the first time it is asked for.
+
+    Raises ModelNotFoundError naming the package to install when the frozen graph is missing.
+    """
+    from filelock import FileLock, Timeout
+
+    target = cache_path(spec)
+    if target.is_file():
+        return target
+    if not spec.convert:
+        raise ModelNotFoundError(f"model {spec.name}: ONNX file not found at {target}; get it with: {spec.files['onnx'].get('made_by', 'pass model.path')}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelNotFoundError(f"model {spec.name}: cannot create the model cache {target.parent} ({exc}); "
+                                 f"set INSPECTION_MODEL_DIR to a writable folder") from None
+    lock = FileLock(str(target) + ".lock")
+    try:
+        with lock.acquire(timeout=LOCK_TIMEOUT_S):
+            if target.is_file():  # another process converted it while this one waited
+                return target
+            if progress is not None:
+                progress(f"first use of {spec.name} with an ONNX backend: converting its frozen TensorFlow graph to ONNX, once, into {target}")
+            return convert_to_onnx(spec, target, progress)
+    except Timeout:
+        raise ModelNotFoundError(f"model {spec.name}: waited {LOCK_TIMEOUT_S:.0f} s for another process converting into {target}; "
+                                 f"if none is running, delete {lock.lock_file} and retry") from None

@@ -3,8 +3,9 @@
 An engine is only valid for the exact network, precision, GPU model and TensorRT version it was
 built with, so the cache key is the sha256 of all of those (`EngineSpec.key`); a changed ONNX
 file, a different GPU or a TensorRT upgrade gets a new engine instead of a wrong one. The timing
-cache (kernel timings, per GPU and TensorRT version) makes rebuilds fast; the INT8 calibration
-cache (per network) lets an INT8 engine be rebuilt without the calibration images.
+cache (kernel timings, per GPU and TensorRT version) makes rebuilds fast. INT8 engines are
+explicitly quantized: they are built from the QDQ graph `inspection model quantize` writes, whose
+scales are part of the network (and of its sha256), so no calibrator or calibration cache is needed.
 
 Only `build_engine` and `cuda_primary_context` need TensorRT / pycuda; everything else here is
 plain Python, testable anywhere.
@@ -28,7 +29,7 @@ from .base import model_cache_dir
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
-KEY_VERSION = 1  # bump when the build recipe changes in a way that invalidates cached engines
+KEY_VERSION = 2  # bump when the build recipe changes in a way that invalidates cached engines
 
 
 class EngineBuildError(RuntimeError):
@@ -59,7 +60,6 @@ class EngineSpec:
     opt_batch: int = 64
     max_batch: int = 64
     profiles: int = 1  # identical optimisation profiles, one per concurrently running execution context
-    calibration: str = ""  # identity of the INT8 calibration data ("" = none / not INT8)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -97,9 +97,23 @@ def timing_cache_path(cache_dir: Path, gpu: GpuIdentity, trt_version: str) -> Pa
     return Path(cache_dir) / f"timing-{gpu.slug}-trt{re.sub(r'[^0-9.]+', '', trt_version)}.cache"
 
 
-def calibration_cache_path(cache_dir: Path, onnx_sha256: str) -> Path:
-    """INT8 scales depend on the network (and the calibration data), not on the GPU."""
-    return Path(cache_dir) / f"calibration-{onnx_sha256[:16]}.cache"
+SUPPORTED_TENSORRT = (10,)  # major versions this code is written for (pyproject: tensorrt>=10,<11)
+
+
+def check_tensorrt_version(version: str) -> None:
+    """TensorRT 11 removed the precision builder flags this code sets; older ones lack its API."""
+    major = int(version.split(".")[0])
+    if major not in SUPPORTED_TENSORRT:
+        raise EngineBuildError(f"TensorRT {version} is installed; the engine builder is written for TensorRT "
+                               f"{'/'.join(map(str, SUPPORTED_TENSORRT))}.x: pip install 'tensorrt>=10,<11' (JetPack 6.1+ ships 10.x)")
+
+
+def has_qdq(onnx_path: str | Path) -> bool:
+    """Whether an ONNX graph is explicitly quantized (holds QuantizeLinear/DequantizeLinear nodes)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
 
 
 def write_atomic(path: Path, data: bytes | memoryview) -> None:
@@ -143,7 +157,6 @@ def _trt_logger(trt: Any, level: str) -> Any:
 def build_engine(
     onnx_path: str | Path,
     precision: str = "fp16",
-    calibrator: Any | None = None,
     cache_dir: str | Path | None = None,
     *,
     min_batch: int = 1,
@@ -151,34 +164,34 @@ def build_engine(
     max_batch: int = 64,
     profiles: int = 1,
     workspace_mib: int = 2048,
-    calibration_id: str = "",
     gpu: GpuIdentity | None = None,
     force: bool = False,
     log_level: str = "warning",
 ) -> Path:
     """Build (or find in the cache) the TensorRT engine for an ONNX file; returns the engine's path.
 
-    precision: fp32, fp16 or int8 (int8 also enables fp16 for layers INT8 cannot run).
-    calibrator: an `IInt8Calibrator` for int8 (see `calibration.make_entropy_calibrator`); one
-        that only reads an existing calibration cache is enough to rebuild.
+    precision: fp32, fp16 or int8. int8 is explicit quantization: `onnx_path` must be a QDQ graph
+        (`inspection model quantize`, its TensorRT flavour); its scales are in the graph, so no
+        calibrator is involved, and layers without Q/DQ run in fp16.
     cache_dir: where engines, the timing cache and sidecar metadata live (default: model cache/engines).
     min/opt/max_batch: the optimisation profile of the batch dimension (the tile batch is 64).
     profiles: identical profiles to create, one per execution context used concurrently.
-    calibration_id: names the calibration data in the cache key (e.g. a digest of the image list).
     force: rebuild even when a cached engine exists.
-    Needs TensorRT 10 and pycuda (for the GPU's identity); raises EngineBuildError on failure.
+    Written for TensorRT 10 (weakly typed network + precision flags; TensorRT 11 removed those)
+    and pycuda (for the GPU's identity); raises EngineBuildError on failure.
     """
     import tensorrt as trt
 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX file {onnx_path} does not exist")
-    if precision == "int8" and calibrator is None:
-        raise ValueError("precision=int8 needs a calibrator (calibration.make_entropy_calibrator with real tiles or an existing calibration cache)")
+    check_tensorrt_version(trt.__version__)
+    if precision == "int8" and not has_qdq(onnx_path):
+        raise EngineBuildError(f"precision int8 builds from a QDQ graph (explicit quantization); {onnx_path} has no "
+                               "QuantizeLinear/DequantizeLinear nodes: make it with `inspection model quantize NAME`")
     cache = Path(cache_dir) if cache_dir is not None else default_engine_dir()
     gpu = gpu or current_gpu()
-    spec = EngineSpec(file_sha256(onnx_path), precision, gpu, trt.__version__, min_batch, opt_batch, max_batch, profiles,
-                      calibration_id if precision == "int8" else "")
+    spec = EngineSpec(file_sha256(onnx_path), precision, gpu, trt.__version__, min_batch, opt_batch, max_batch, profiles)
     engine_path = cache / spec.file_name(onnx_path.stem)
     if engine_path.is_file() and not force:
         log.info("TensorRT engine cache hit: %s", engine_path)
@@ -205,17 +218,9 @@ def build_engine(
         profile.set_shape(inp.name, (min_batch, *dims[1:]), (opt_batch, *dims[1:]), (max_batch, *dims[1:]))
         config.add_optimization_profile(profile)
     if precision in ("fp16", "int8"):
-        if not builder.platform_has_fast_fp16:
-            log.warning("%s has no fast FP16; the %s engine may be slower than expected", gpu.name, precision)
-        config.set_flag(trt.BuilderFlag.FP16)
+        config.set_flag(trt.BuilderFlag.FP16)  # int8: the layers outside Q/DQ pairs (the float heads) run in fp16
     if precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = calibrator
-        calibration_profile = builder.create_optimization_profile()
-        batch = int(calibrator.get_batch_size())
-        shape = (batch, *dims[1:])
-        calibration_profile.set_shape(inp.name, shape, shape, shape)
-        config.set_calibration_profile(calibration_profile)
+        config.set_flag(trt.BuilderFlag.INT8)  # with Q/DQ in the network TensorRT quantizes explicitly: no calibrator
 
     timing_path = timing_cache_path(cache, gpu, trt.__version__)
     timing_cache = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")

@@ -1,4 +1,9 @@
-"""Backend `onnxruntime`: the model's raw ONNX graph + our vectorised decoding and batched NMS."""
+"""Backend `onnxruntime`: the model's raw ONNX graph + our vectorised decoding and batched NMS.
+
+The embedded default (fastest on the CPU). fp32 runs the raw graph (converted from the frozen
+TF graph on first use); int8 runs the QDQ graph `inspection model quantize` writes (per-channel
+INT8 weights, INT8 activations with ranges calibrated on real tiles).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,16 @@ from ..detections import Detections
 from .base import ModelSpec, resolve_model_file
 from .postprocess import OutputDecoder, select_detections
 from .preprocess import to_network_input
+from .signature import OnnxSignature, check_fits
+
+
+def model_path(spec: ModelSpec, model: ModelConfig) -> Path:
+    """The ONNX file a precision runs: model.path as given (for int8 a QDQ file), else the raw graph or its INT8 (QDQ) twin."""
+    if model.precision == "int8" and model.path is None:
+        from .quantize import int8_path
+
+        return int8_path(spec, must_exist=True)
+    return resolve_model_file(spec, "onnx", model.path)
 
 
 class OnnxRuntimeDetector:
@@ -21,9 +36,12 @@ class OnnxRuntimeDetector:
         self.spec = spec
         self.config = detect
         self.precision = model.precision
-        if model.precision in ("int8", "bf16"):
-            raise ValueError(f"model.precision={model.precision} is not supported by backend onnxruntime (allowed: fp32, fp16)")
-        self.path = onnx_path or resolve_model_file(spec, "onnx", model.path)
+        if model.precision == "bf16":
+            raise ValueError("model.precision=bf16 is not supported by backend onnxruntime (allowed: fp32, fp16, int8); bf16 runs on backend torch")
+        if model.precision == "fp16" and model.path is None:
+            raise ValueError("model.precision=fp16 with backend onnxruntime runs the file model.path names (an ONNX graph with fp16 "
+                             "weights); none is given. On the CPU use fp32 or int8; fp16 computes on backend torch or tensorrt")
+        self.path = onnx_path or model_path(spec, model)
         options = ort.SessionOptions()
         if model.threads:
             options.intra_op_num_threads = model.threads
@@ -31,6 +49,7 @@ class OnnxRuntimeDetector:
         if model.device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
         self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        check_fits(spec, OnnxSignature.from_session(self.session), self.path)
         self.input_name = self.session.get_inputs()[0].name
         self.decoder = OutputDecoder(spec)
         self.output_names = self.decoder.output_names

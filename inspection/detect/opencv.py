@@ -2,8 +2,8 @@
 
 For a model that ships a TF frozen graph (SSD MobileNet V2) the graph runs with TF's own
 post-processing (DetectionOutput: per-class NMS, at most 100 boxes per tile), so it needs no
-conversion: the embedded default. Other models run their ONNX graph through cv2.dnn with the
-shared decoder and NMS.
+conversion. Other models (and `model.path`) run their ONNX graph through cv2.dnn with the shared
+decoder and NMS. The embedded default is now `onnxruntime` (about 2.5× faster on the same weights).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from ..detections import Detections
 from .base import ModelSpec, resolve_model_file
 from .postprocess import OutputDecoder, select_detections
 from .preprocess import to_network_input
+from .signature import check_model_file
 
 
 class OpenCVDetector:
@@ -36,7 +37,9 @@ class OpenCVDetector:
             text = resolve_model_file(spec, "opencv_pbtxt")
             self.net = cv2.dnn.readNetFromTensorflow(str(graph), str(text))
         else:
-            self.net = cv2.dnn.readNetFromONNX(str(resolve_model_file(spec, "onnx", model.path)))
+            path = resolve_model_file(spec, "onnx", model.path)
+            check_model_file(spec, path)  # a file of another family fails here, not inside cv2.dnn
+            self.net = cv2.dnn.readNetFromONNX(str(path))
             self.decoder = OutputDecoder(spec)
 
     def detect(self, tiles: np.ndarray, score_threshold: float | None = None) -> Detections:

@@ -15,7 +15,10 @@ from ..detections import Detections
 from .base import ModelSpec
 from .preprocess import tile_scale
 from .ssd import anchors_from_decoder, decode_ssd_boxes
+from .yolov8 import decode_yolov8
 from .yolox import decode_yolox
+
+DECODERS = ("ssd_box_coder", "yolox", "yolov8")
 
 # Per tile, candidates beyond this many (the best (box, class) pairs) are never needed: a box only
 # suppresses lower-scoring ones, so the kept set is exact whenever max_per_tile boxes survive among them.
@@ -39,8 +42,8 @@ class OutputDecoder:
         if self.kind == "ssd_box_coder":
             self.anchors = anchors_from_decoder(spec.decoder)
             self.scales = spec.decoder["scales"]
-        elif self.kind != "yolox":
-            raise ValueError(f"model {spec.name}: unknown decoder {self.kind!r}")
+        elif self.kind not in DECODERS:
+            raise ValueError(f"model {spec.name}: unknown decoder {self.kind!r} (known: {', '.join(DECODERS)})")
 
     @property
     def output_names(self) -> list[str]:
@@ -53,8 +56,10 @@ class OutputDecoder:
             boxes = decode_ssd_boxes(outputs[names["boxes"]], self.anchors, self.scales)
             boxes *= np.array([iw, ih, iw, ih], np.float32)
             return RawOutput(boxes, np.asarray(outputs[names["scores"]], np.float32))
-        boxes, scores = decode_yolox(np.asarray(outputs[names["predictions"]], np.float32), self.spec.input_size, self.spec.decoder["strides"])
-        return RawOutput(boxes, scores)
+        raw = np.asarray(outputs[names["predictions"]], np.float32)
+        if self.kind == "yolov8":
+            return RawOutput(*decode_yolov8(raw, self.spec.num_columns))
+        return RawOutput(*decode_yolox(raw, self.spec.input_size, self.spec.decoder["strides"]))
 
 
 def _candidates(scores: np.ndarray, floor: float, per_tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,7 +1,8 @@
 """Backend `tensorrt`: the production path (Jetson, V100). TensorRT 10 engine + pycuda runtime.
 
 - The engine comes from `engine.build_engine` (cached per ONNX, precision, GPU, TensorRT version);
-  INT8 needs a calibration cache made beforehand (`inspection model build-engine --precision int8`).
+  INT8 is explicit quantization from the QDQ graph of `inspection model quantize` (its TensorRT
+  flavour, symmetric int8), no calibrator.
 - One *slot* per execution context (`model.contexts`, each with its own optimisation profile, as
   TensorRT requires for contexts running at once): pinned host buffers and device buffers
   allocated once and reused, its own compute stream, and optionally a CUDA graph of
@@ -22,11 +23,11 @@ import numpy as np
 
 from ..config import DetectConfig, ModelConfig
 from ..detections import Detections
-from .base import ModelSpec, resolve_model_file
-from .calibration import make_entropy_calibrator
-from .engine import build_engine, calibration_cache_path, default_engine_dir, file_sha256, load_engine
+from .base import MissingBackendError, ModelSpec, resolve_model_file
+from .engine import build_engine, default_engine_dir, load_engine
 from .postprocess import OutputDecoder, select_detections
 from .preprocess import fit_tiles
+from .signature import check_model_file
 
 DEFAULT_BATCH = 64
 MISSING = "TensorRT/pycuda not installed"
@@ -38,11 +39,21 @@ def import_runtime() -> tuple[Any, Any]:
         import pycuda.driver as cuda
         import tensorrt as trt
     except ImportError as exc:
-        raise ImportError(
+        raise MissingBackendError(
             f"backend tensorrt: {MISSING} ({exc}); install TensorRT 10 (JetPack on Jetson, or pip install "
             "'inspection[gpu]') or use model.backend=torch / onnxruntime"
         ) from exc
     return trt, cuda
+
+
+def engine_onnx(spec: ModelSpec, model: ModelConfig) -> Path:
+    """The ONNX graph an engine is built from: model.path as given, else the raw graph, or for
+    int8 the TensorRT flavour of the QDQ graph (`inspection model quantize`)."""
+    if model.precision == "int8" and model.path is None:
+        from .quantize import int8_path
+
+        return int8_path(spec, must_exist=True, flavour="tensorrt")
+    return resolve_model_file(spec, "onnx", model.path)
 
 
 def write_network_input(tiles: np.ndarray, spec: ModelSpec, out: np.ndarray) -> None:
@@ -125,18 +136,10 @@ class TensorRTDetector:
         self._ctx = cuda.Device(0).retain_primary_context()
         self._ctx.push()
         try:
-            onnx = onnx_path or resolve_model_file(spec, "onnx", model.path)
+            onnx = onnx_path or engine_onnx(spec, model)
+            check_model_file(spec, onnx)
             cache_dir = Path(model.engine_cache_dir) if model.engine_cache_dir else default_engine_dir()
-            calibrator = None
-            if model.precision == "int8":
-                cache = calibration_cache_path(cache_dir, file_sha256(onnx))
-                if not cache.is_file():
-                    raise FileNotFoundError(
-                        f"model.precision=int8: no INT8 calibration cache at {cache}; build the engine first with "
-                        f"`inspection model build-engine {spec.name} --precision int8 --calibration-images DIR`"
-                    )
-                calibrator = make_entropy_calibrator(None, cache)
-            self.engine_path = build_engine(onnx, model.precision, calibrator, cache_dir, opt_batch=batch_size, max_batch=batch_size, profiles=model.contexts)
+            self.engine_path = build_engine(onnx, model.precision, cache_dir, opt_batch=batch_size, max_batch=batch_size, profiles=model.contexts)
             self._runtime, self.engine = load_engine(self.engine_path)
             names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
             inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]

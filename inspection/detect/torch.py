@@ -29,6 +29,7 @@ from ..config import DetectConfig, ModelConfig
 from ..detections import Detections
 from ..tiling import FrameSizeError, TileGrid
 from .base import ModelSpec, resolve_model_file
+from .signature import check_model_file
 from .torch_graph import OnnxGraphModule
 from .torch_post import Candidates, TorchCandidates, default_nms, select_from_candidates
 
@@ -127,7 +128,8 @@ class TorchDetector:
         self.config = detect
         self.device = _device(model.device)
         if model.precision not in DTYPES:
-            raise ValueError(f"model.precision={model.precision} is not supported by backend torch (allowed: {', '.join(DTYPES)}); INT8 runs on backend tensorrt")
+            raise ValueError(f"model.precision={model.precision} is not supported by backend torch (allowed: {', '.join(DTYPES)}); INT8 runs on "
+                             "backend onnxruntime (CPU) or tensorrt, from `inspection model quantize`")
         if model.precision == "fp16" and self.device.type != "cuda":
             raise ValueError("model.precision=fp16 needs CUDA with backend torch; on CPU use model.precision=fp32 (or bf16)")
         self.precision = model.precision
@@ -136,6 +138,7 @@ class TorchDetector:
         if model.threads and self.device.type == "cpu":
             torch.set_num_threads(model.threads)
         self.path = onnx_path or resolve_model_file(spec, "onnx", model.path)
+        check_model_file(spec, self.path)
         net = OnnxGraphModule(self.path, self.dtype).eval()
         if self.device.type == "cuda":
             net = net.to(self.device, memory_format=torch.channels_last)

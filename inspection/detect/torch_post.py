@@ -1,6 +1,6 @@
 """Post-processing on the model's device: the torch twin of `postprocess.select_detections`.
 
-Same semantics, step for step: decode (SSD box coder / YOLOX grid) -> per tile the best
+Same semantics, step for step: decode (SSD box coder / YOLOX grid / YOLOv8 boxes) -> per tile the best
 `CANDIDATES_PER_TILE_FACTOR * max_per_tile` (box, class) pairs above the score floor -> at most
 `pre_nms_top_k` per (tile, class) -> class-wise greedy NMS at `nms_iou` within each tile ->
 `max_per_tile` per tile -> clipped to the tile, dataset class ids.
@@ -91,6 +91,8 @@ class TorchCandidates:
             self.grid = torch.as_tensor(grid, device=device)
             self.stride = torch.as_tensor(stride, device=device)[:, None]
             self.to_pixels = scale
+        elif self.kind == "yolov8":
+            self.to_pixels = scale
         else:
             raise ValueError(f"model {spec.name}: unknown decoder {self.kind!r}")
         columns = spec.num_columns
@@ -108,6 +110,11 @@ class TorchCandidates:
             boxes = torch.cat([(centre - half).flip(-1), (centre + half).flip(-1)], -1) * self.to_pixels
             return boxes, outputs[self.names["scores"]].float()
         raw = outputs[self.names["predictions"]].float()
+        if self.kind == "yolov8":  # (N, 4 + C, A): cx, cy, w, h in input pixels, sigmoid scores
+            raw = raw.transpose(1, 2)
+            half = raw[..., 2:4] / 2
+            boxes = torch.cat([raw[..., :2] - half, raw[..., :2] + half], -1) * self.to_pixels
+            return boxes, raw[..., 4:]
         centre = (raw[..., :2] + self.grid) * self.stride
         half = torch.exp(raw[..., 2:4]) * self.stride / 2
         boxes = torch.cat([centre - half, centre + half], -1) * self.to_pixels

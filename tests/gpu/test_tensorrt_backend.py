@@ -1,5 +1,6 @@
-"""Backend tensorrt on a real GPU: engine build and cache, FP16 and INT8 (calibrated with real
-tiles), pipelined `detect_many`, agreement with onnxruntime and coco_tiny mAP.
+"""Backend tensorrt on a real GPU: engine build and cache, FP16 and INT8 (explicit quantization
+from the QDQ graph `inspection model quantize` writes), pipelined `detect_many`, agreement with
+onnxruntime and coco_tiny mAP.
 
 Skipped where TensorRT or pycuda is missing (the parts that need neither are tested in
 tests/unit/test_engine_cache.py).
@@ -17,9 +18,9 @@ if importlib.util.find_spec("tensorrt") is None or importlib.util.find_spec("pyc
 
 from inspection.config import DetectConfig, ModelConfig  # noqa: E402
 from inspection.detect import load_spec  # noqa: E402
-from inspection.detect.calibration import CalibrationBatches, make_entropy_calibrator, tile_batches_from_images  # noqa: E402
-from inspection.detect.engine import build_engine, calibration_cache_path, cuda_primary_context, file_sha256  # noqa: E402
+from inspection.detect.engine import EngineBuildError, build_engine, cuda_primary_context  # noqa: E402
 from inspection.detect.onnxruntime import OnnxRuntimeDetector  # noqa: E402
+from inspection.detect.quantize import QuantizeSettings, quantize_model  # noqa: E402
 from inspection.detect.tensorrt import TensorRTDetector  # noqa: E402
 from inspection.tiling import TileGrid  # noqa: E402
 from tests.gpu.detection_checks import assert_detections_agree, coco_tiles, tile_level_map  # noqa: E402
@@ -53,13 +54,14 @@ def _detector(spec, onnx, cache_dir, precision, **extra):
 
 
 def test_engine_is_built_once_and_then_found_in_the_cache(ssd_onnx, cache_dir):
-    first = build_engine(ssd_onnx, "fp16", None, cache_dir, profiles=2)
-    stamp = first.stat().st_mtime_ns
-    assert build_engine(ssd_onnx, "fp16", None, cache_dir, profiles=2) == first
-    assert first.stat().st_mtime_ns == stamp
-    assert first.with_suffix(".json").is_file()
-    assert any(p.name.startswith("timing-") for p in cache_dir.iterdir())
-    assert build_engine(ssd_onnx, "fp32", None, cache_dir, profiles=2) != first
+    with cuda_primary_context():
+        first = build_engine(ssd_onnx, "fp16", cache_dir, profiles=2)
+        stamp = first.stat().st_mtime_ns
+        assert build_engine(ssd_onnx, "fp16", cache_dir, profiles=2) == first
+        assert first.stat().st_mtime_ns == stamp
+        assert first.with_suffix(".json").is_file()
+        assert any(p.name.startswith("timing-") for p in cache_dir.iterdir())
+        assert build_engine(ssd_onnx, "fp32", cache_dir, profiles=2) != first
 
 
 @pytest.mark.parametrize("precision, max_score_diff", [("fp32", 0.02), ("fp16", 0.03)])
@@ -86,20 +88,26 @@ def test_detect_many_pipelines_batches_in_order(spec, ssd_onnx, cache_dir, tiles
         serial.close()
 
 
+@pytest.fixture(scope="module")
+def qdq_tensorrt(spec, ssd_onnx, tmp_path_factory):
+    """The TensorRT flavour of the QDQ graph, calibrated on the demo's photo frames."""
+    out = tmp_path_factory.mktemp("int8")
+    return quantize_model(spec, TileGrid(), settings=QuantizeSettings(tiles=256), fp32_path=ssd_onnx, out_dir=out, flavours=["tensorrt"])["tensorrt"]
+
+
 @pytest.mark.slow
-def test_int8_calibrated_on_real_tiles_keeps_map_close(spec, ssd_onnx, cache_dir, coco_tiny, reference):
+def test_int8_engine_from_the_qdq_graph_keeps_map_close(spec, qdq_tensorrt, cache_dir, coco_tiny, reference):
     pytest.importorskip("pycocotools")
-    images = sorted((coco_tiny / "val2017").glob("*.jpg"))
-    cache = calibration_cache_path(cache_dir, file_sha256(ssd_onnx))
-    with cuda_primary_context():
-        calibrator = make_entropy_calibrator(CalibrationBatches(list(tile_batches_from_images(images, TileGrid())), spec, 16), cache)
-        build_engine(ssd_onnx, "int8", calibrator, cache_dir, profiles=2)
-    assert cache.is_file() and cache.stat().st_size > 0
-    detector = _detector(spec, ssd_onnx, cache_dir, "int8")
+    detector = _detector(spec, qdq_tensorrt, cache_dir, "int8")
     try:
-        assert tile_level_map(detector, coco_tiny) >= tile_level_map(reference, coco_tiny) - 0.03
+        assert tile_level_map(detector, coco_tiny) >= tile_level_map(reference, coco_tiny) - 0.01
     finally:
         detector.close()
+
+
+def test_int8_needs_a_qdq_graph(ssd_onnx, tmp_path):
+    with cuda_primary_context(), pytest.raises(EngineBuildError, match="inspection model quantize"):
+        build_engine(ssd_onnx, "int8", tmp_path)
 
 
 @pytest.mark.slow
@@ -112,9 +120,10 @@ def test_fp16_tile_level_map_matches_onnxruntime(spec, ssd_onnx, cache_dir, coco
         detector.close()
 
 
-def test_int8_without_calibration_cache_says_how_to_make_one(spec, ssd_onnx, tmp_path):
-    with pytest.raises(FileNotFoundError, match="build-engine"):
-        _detector(spec, ssd_onnx, tmp_path, "int8")
+def test_int8_without_a_quantized_graph_says_how_to_make_one(spec, tmp_path, monkeypatch):
+    monkeypatch.setenv("INSPECTION_MODEL_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="inspection model quantize ssd_mobilenet_v2_coco"):
+        TensorRTDetector(spec, ModelConfig(backend="tensorrt", device="cuda", precision="int8", engine_cache_dir=tmp_path), DetectConfig())
 
 
 def test_results_are_independent_of_tile_order(spec, ssd_onnx, cache_dir, tiles64):

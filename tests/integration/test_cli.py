@@ -115,7 +115,7 @@ def test_build_engine_explains_what_is_missing(tmp_path):
     result = runner.invoke(app, ["model", "build-engine", "--precision", "fp16"], env={"COLUMNS": "200"})
     assert result.exit_code == 1 and "tensorrt" in result.output and "inspection[gpu]" in result.output
     result = runner.invoke(app, ["model", "build-engine", "--precision", "int8"], env={"COLUMNS": "200"})
-    assert result.exit_code == 2 and "--calibration-images" in result.output
+    assert result.exit_code == 1 and "tensorrt" in result.output and "inspection[gpu]" in result.output
     result = runner.invoke(app, ["model", "build-engine", "--precision", "fp8"], env={"COLUMNS": "200"})
     assert result.exit_code == 2 and "fp16" in result.output
 
@@ -123,3 +123,25 @@ def test_build_engine_explains_what_is_missing(tmp_path):
 def test_edge_without_any_bootstrap_is_a_clear_error():
     result = runner.invoke(app, ["edge"], env={"COLUMNS": "200", "INSPECTION__KAFKA__BOOTSTRAP_SERVERS": "null"})
     assert result.exit_code == 2 and "--bootstrap" in result.output
+
+
+def test_model_convert_without_tensorflow(tmp_path):
+    out = tmp_path / "raw.onnx"
+    result = runner.invoke(app, ["model", "convert", "ssd_mobilenet_v2_coco", "--out", str(out)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and f"wrote {out}" in result.output and "163 ONNX nodes" in result.output
+    refused = runner.invoke(app, ["model", "convert", "yolox_nano", "--out", str(tmp_path / "y.onnx")], env={"COLUMNS": "200"})
+    assert refused.exit_code == 1 and "no conversion recipe" in refused.output
+
+
+def test_missing_torch_names_the_extra(monkeypatch):
+    """Where torch is not installed (import fails), backend torch says which extra to install."""
+    import sys
+
+    from inspection.config import DetectConfig, ModelConfig
+    from inspection.detect import MissingBackendError, create_detector
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError, as without the package
+    monkeypatch.delitem(sys.modules, "inspection.detect.torch", raising=False)
+    with pytest.raises(MissingBackendError, match=r"pip install 'inspection\[torch\]'"):
+        create_detector(ModelConfig(backend="torch", device="cpu"), DetectConfig())

@@ -1,7 +1,7 @@
 """The edge pipeline on a real broker (tansu) into real databases (SQLite, PostgreSQL).
 
 The detector is real too: YOLOX-Nano through onnxruntime (fast on 2 CPU cores) for most tests,
-and the default SSD MobileNet V2 on the opencv backend in the end-to-end check.
+and the default SSD MobileNet V2 on the default backend (onnxruntime) in the demo check.
 """
 
 from __future__ import annotations
@@ -260,7 +260,7 @@ def test_each_kind_of_bad_message_is_parked_and_offsets_move_on(kafka_config, st
 
 @pytest.mark.slow
 def test_demo_json_agrees_with_database(kafka_broker, tmp_path):
-    """The README's main job on the default backend (opencv SSD), read back from SQLite."""
+    """The README's main job on the default backend (onnxruntime SSD, converted on first use), read back from SQLite."""
     from inspection.demo import run_demo
 
     db = f"sqlite:///{tmp_path / 'demo.db'}"
@@ -272,7 +272,7 @@ def test_demo_json_agrees_with_database(kafka_broker, tmp_path):
     )
     result = run_demo(settings, cars=1, realtime=False)
     report = result.to_dict()
-    assert report["backend"] == "opencv/fp32" and report["db"] == db
+    assert report["backend"] == "onnxruntime/fp32" and report["db"] == db
     (car,) = report["cars"]
     with ResultStore(db) as store:
         summary = store.car_summary(car["car_id"])

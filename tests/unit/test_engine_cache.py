@@ -1,5 +1,6 @@
-"""TensorRT backend parts that need neither TensorRT nor a GPU: engine cache keys, calibration
-batching over real tiles, the calibrator protocol and its cache file, host preprocessing."""
+"""TensorRT backend parts that need neither TensorRT nor a GPU: engine cache keys, the version
+and QDQ checks of the builder, calibration tiles and the reader feeding INT8 calibration, host
+preprocessing."""
 
 from __future__ import annotations
 
@@ -12,15 +13,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inspection.detect import load_spec
-from inspection.detect.calibration import CalibrationBatches, CalibrationCache, CalibratorCore, tile_batches_from_images
+from inspection.detect.calibration import tile_batches_from_images
 from inspection.detect.engine import (
+    EngineBuildError,
     EngineSpec,
     GpuIdentity,
-    calibration_cache_path,
+    check_tensorrt_version,
     file_sha256,
+    has_qdq,
     timing_cache_path,
     write_atomic,
 )
+from inspection.detect.quantize import TileCalibrationReader
 from inspection.detect.preprocess import to_network_input
 from inspection.detect.tensorrt import write_network_input
 from inspection.tiling import TileGrid
@@ -54,7 +58,6 @@ def test_engine_key_is_stable_for_the_same_inputs():
         {"trt_version": "10.4.0"},
         {"max_batch": 32, "opt_batch": 32},
         {"profiles": 2},
-        {"calibration": "coco-tiles-v2"},
     ],
 )
 def test_engine_key_and_file_name_change_with_what_the_engine_depends_on(changes):
@@ -87,11 +90,36 @@ def test_file_hash_follows_the_onnx_bytes(tmp_path, ssd_onnx):
     assert file_sha256(copy) != first
 
 
-def test_timing_and_calibration_caches_are_keyed_by_what_they_depend_on(tmp_path):
+def test_timing_cache_is_keyed_by_gpu_and_tensorrt_version(tmp_path):
     assert timing_cache_path(tmp_path, V100, "10.3.0") != timing_cache_path(tmp_path, XAVIER, "10.3.0")
     assert timing_cache_path(tmp_path, V100, "10.3.0") != timing_cache_path(tmp_path, V100, "10.4.1")
-    # INT8 scales belong to the network, not the GPU: one calibration cache per ONNX file.
-    assert calibration_cache_path(tmp_path, "a" * 64) != calibration_cache_path(tmp_path, "b" * 64)
+
+
+@pytest.mark.parametrize("version", ["10.0.1", "10.13.3.9"])
+def test_tensorrt_10_is_accepted(version):
+    check_tensorrt_version(version)
+
+
+@pytest.mark.parametrize("version", ["8.6.1", "11.4.0"])
+def test_other_tensorrt_versions_are_refused_with_the_pin(version):
+    with pytest.raises(EngineBuildError, match=rf"TensorRT {version} is installed.*tensorrt>=10,<11"):
+        check_tensorrt_version(version)
+
+
+def test_int8_engines_need_a_qdq_graph(ssd_onnx, tmp_path):
+    """The raw graph has no Q/DQ nodes; a graph with one QuantizeLinear/DequantizeLinear pair has."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    assert not has_qdq(ssd_onnx)
+    q = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"])
+    dq = helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])
+    graph = helper.make_graph([q, dq], "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]), helper.make_tensor("z", TensorProto.INT8, [], [0])])
+    path = tmp_path / "qdq.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    assert has_qdq(path)
 
 
 def test_write_atomic_creates_folders_and_replaces(tmp_path):
@@ -102,7 +130,7 @@ def test_write_atomic_creates_folders_and_replaces(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["x.engine"]
 
 
-# -- calibration batches -----------------------------------------------------------------------
+# -- calibration tiles and reader --------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -115,21 +143,11 @@ def coco_jpegs(coco_tiny):
     return sorted((coco_tiny / "val2017").glob("*.jpg"))[:20]
 
 
-def test_calibration_batches_rechunk_real_tiles_in_order(ssd_spec, coco_jpegs):
-    grid = TileGrid()
-    source = list(tile_batches_from_images(coco_jpegs, grid, images_per_batch=7))  # 7 + 7 + 6 tiles
+def test_calibration_tiles_are_the_images_resized_in_order(coco_jpegs):
+    source = list(tile_batches_from_images(coco_jpegs, TileGrid(), images_per_batch=7))  # 7 + 7 + 6 tiles
     assert [len(b) for b in source] == [7, 7, 6]
-    all_tiles = np.concatenate(source)
     first = cv2.resize(cv2.cvtColor(cv2.imread(str(coco_jpegs[0])), cv2.COLOR_BGR2RGB), (300, 300), interpolation=cv2.INTER_AREA)
-    np.testing.assert_array_equal(all_tiles[0], first)
-    batches = list(CalibrationBatches(source, ssd_spec, batch_size=8))
-    assert len(batches) == 2  # 20 tiles -> two batches of 8; the remaining 4 are dropped
-    for k, batch in enumerate(batches):
-        assert batch.shape == (8, 300, 300, 3) and batch.dtype == np.float32 and batch.flags.c_contiguous
-        np.testing.assert_array_equal(batch, to_network_input(all_tiles[8 * k: 8 * k + 8], ssd_spec))
-    assert batches[0].min() >= -1.0 and batches[0].max() <= 1.0
-    assert len(list(CalibrationBatches(source, ssd_spec, batch_size=8, max_batches=1))) == 1
-    assert CalibrationBatches(source, ssd_spec, batch_size=8).input_shape == (8, 300, 300, 3)
+    np.testing.assert_array_equal(source[0][0], first)
 
 
 def test_frames_of_the_grid_size_become_their_tiles(tmp_path, ssd_spec, coco_jpegs):
@@ -143,12 +161,9 @@ def test_frames_of_the_grid_size_become_their_tiles(tmp_path, ssd_spec, coco_jpe
 
 
 def test_calibration_inputs_are_validated(ssd_spec, tmp_path):
+    reader = TileCalibrationReader([np.zeros((4, 300, 300, 3), np.float32)], ssd_spec, "x", 8)
     with pytest.raises(ValueError, match="uint8"):
-        list(CalibrationBatches([np.zeros((4, 300, 300, 3), np.float32)], ssd_spec, batch_size=2))
-    with pytest.raises(ValueError, match="tiles of"):
-        list(CalibrationBatches([np.zeros((1, 300, 300, 3), np.uint8), np.zeros((1, 200, 200, 3), np.uint8)], ssd_spec, batch_size=4))
-    with pytest.raises(ValueError, match="batch_size"):
-        CalibrationBatches([], ssd_spec, batch_size=0)
+        reader.get_next()
     bad = tmp_path / "not_an_image.jpg"
     bad.write_bytes(b"nope")
     with pytest.raises(ValueError, match="not_an_image"):
@@ -156,64 +171,22 @@ def test_calibration_inputs_are_validated(ssd_spec, tmp_path):
 
 
 @settings(max_examples=25, deadline=None)
-@given(sizes=st.lists(st.integers(0, 9), max_size=6), batch_size=st.integers(1, 7), max_batches=st.none() | st.integers(1, 4))
-def test_calibration_batches_are_the_source_tiles_in_fixed_size_chunks(sizes, batch_size, max_batches):
+@given(sizes=st.lists(st.integers(0, 9), max_size=6), batch_size=st.integers(1, 7), max_tiles=st.integers(1, 30))
+def test_calibration_reader_feeds_the_source_tiles_in_order_up_to_the_limit(sizes, batch_size, max_tiles):
+    """Each get_next is the next <= batch_size tiles, preprocessed as the model says, until
+    max_tiles tiles were read or the source ends; then None."""
     spec = load_spec("ssd_mobilenet_v2_coco")
     rng = np.random.default_rng(sum(sizes) * 31 + batch_size)
     source = [rng.integers(0, 256, (n, 300, 300, 3), dtype=np.uint8) for n in sizes]
-    batches = list(CalibrationBatches(source, spec, batch_size, max_batches))
-    total = sum(sizes) // batch_size
-    expected_count = total if max_batches is None else min(total, max_batches)
-    assert len(batches) == expected_count
-    if batches:
-        tiles = np.concatenate(source)[: expected_count * batch_size]
-        np.testing.assert_array_equal(np.concatenate(batches), to_network_input(tiles, spec))
-
-
-# -- calibrator protocol and cache -------------------------------------------------------------
-
-
-class RecordingDevice:
-    """Stands in for device memory: each upload gets a new address and keeps the bytes."""
-
-    def __init__(self) -> None:
-        self.memory: dict[int, np.ndarray] = {}
-
-    def upload(self, batch: np.ndarray) -> int:
-        address = 0x1000 * (len(self.memory) + 1)
-        self.memory[address] = batch.copy()
-        return address
-
-
-def test_calibrator_serves_every_batch_once_then_ends(ssd_spec, coco_jpegs, tmp_path):
-    source = list(tile_batches_from_images(coco_jpegs[:12], TileGrid()))
-    batches = CalibrationBatches(source, ssd_spec, batch_size=4)
-    device = RecordingDevice()
-    core = CalibratorCore(batches, 4, CalibrationCache(tmp_path / "calib.cache"), device.upload)
-    assert core.get_batch_size() == 4
-    addresses = [core.get_batch(["Preprocessor/sub:0"]) for _ in range(3)]
-    assert core.get_batch(["Preprocessor/sub:0"]) is None and core.get_batch(["Preprocessor/sub:0"]) is None
-    assert core.batches_served == 3
-    expected = list(batches)
-    for (address,), batch in zip(addresses, expected):
-        np.testing.assert_array_equal(device.memory[address], batch)
-    with pytest.raises(ValueError, match="one input"):
-        CalibratorCore(batches, 4, CalibrationCache(tmp_path / "c"), device.upload).get_batch(["a", "b"])
-    with pytest.raises(ValueError, match="expected 8"):
-        CalibratorCore(batches, 8, CalibrationCache(tmp_path / "c"), device.upload).get_batch(["a"])
-
-
-def test_calibration_cache_round_trip_and_cache_only_core(tmp_path):
-    cache = CalibrationCache(tmp_path / "sub" / "calibration.cache")
-    core = CalibratorCore(None, 16, cache, lambda batch: pytest.fail("a cache-only calibrator must not upload"))
-    assert core.read_calibration_cache() is None
-    table = b"TRT-1003-EntropyCalibration2\nPreprocessor/sub:0: 3c010a14\n"
-    core.write_calibration_cache(memoryview(table))
-    assert cache.path.read_bytes() == table
-    assert CalibratorCore(None, 16, CalibrationCache(cache.path), lambda b: 0).read_calibration_cache() == table
-    assert core.get_batch(["Preprocessor/sub:0"]) is None
-    cache.path.write_bytes(b"")
-    assert cache.read() is None  # an empty file is no cache: TensorRT must calibrate again
+    reader = TileCalibrationReader(iter(source), spec, "Preprocessor/sub:0", max_tiles, batch_size)
+    fed = []
+    while (item := reader.get_next()) is not None:
+        assert list(item) == ["Preprocessor/sub:0"] and 1 <= len(item["Preprocessor/sub:0"]) <= batch_size
+        fed.append(item["Preprocessor/sub:0"])
+    expected = min(sum(sizes), max_tiles)
+    assert reader.tiles_read == expected and reader.get_next() is None
+    if expected:
+        np.testing.assert_array_equal(np.concatenate(fed), to_network_input(np.concatenate(source)[:expected], spec))
 
 
 # -- host preprocessing into pinned buffers --------------------------------------------------
