@@ -214,16 +214,15 @@ def bench_detector(
         record("batched", size, frame_in_batches(detector, batch, size), repeats)
     if naive:
         record("naive", 1, naive_frame(detector, frame, grid), max(1, repeats // 2))
-    forward_only = getattr(detector, "forward_only", None)
     if not forward:
         pass
-    elif forward_only is not None and device == "cuda":
+    elif detector.takes_device_batches and device == "cuda":
         import torch
 
-        on_device = torch.from_numpy(batch).to(detector.device)  # type: ignore[attr-defined]
-        record("forward", grid.batch_size, lambda: forward_only(on_device), max(repeats, 20))
-    elif getattr(detector, "forward", None) is not None:
-        record("forward", grid.batch_size, lambda: detector.forward(batch), repeats)  # type: ignore[attr-defined]
+        on_device = torch.from_numpy(batch).to(detector.device)
+        record("forward", grid.batch_size, lambda: detector.forward_only(on_device), max(repeats, 20))
+    elif detector.has_forward:
+        record("forward", grid.batch_size, lambda: detector.forward(batch), repeats)
     return rows
 
 

@@ -33,7 +33,9 @@ from .bench import MemorySampler, device_sync, time_calls
 from .config import Settings
 from .kafka import FrameProducer, ensure_topics
 from .messages import FrameMessage, encode_image
-from .pipeline import STAGES, EdgePipeline, create_detectors
+from .detect import Detector
+from .edge import EdgePipeline, create_detectors
+from .edge.job import STAGES
 from .store import ResultStore
 from .store.models import Frame
 from .tiling import TileGrid
@@ -116,18 +118,17 @@ def send_car(settings: Settings, producers: list[FrameProducer], car_id: str, jp
     return t0, time.time_ns()
 
 
-def bare_model_ms(detector: Any, grid: TileGrid, batch: np.ndarray, device: str, repeats: int = 50) -> float | None:
-    forward_only = getattr(detector, "forward_only", None)
+def bare_model_ms(detector: Detector, grid: TileGrid, batch: np.ndarray, device: str, repeats: int = 50) -> float | None:
     sync = device_sync(device)
-    if forward_only is not None and device == "cuda":
+    if detector.takes_device_batches and device == "cuda":
         import torch
 
         on_device = torch.from_numpy(batch).to(detector.device)
 
         def call() -> None:
-            forward_only(on_device)
+            detector.forward_only(on_device)
             sync()
-    elif getattr(detector, "forward", None) is not None:
+    elif detector.has_forward:
         def call() -> None:
             detector.forward(batch)
     else:

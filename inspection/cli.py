@@ -334,7 +334,7 @@ def edge(
     while lagging, database reachable) for probes.
     """
     from .health import HealthServer
-    from .pipeline import EdgePipeline, PipelineError, create_detectors
+    from .edge import EdgePipeline, PipelineError, create_detectors
     from .store import ResultStore
 
     settings = _settings(config, **{"kafka.bootstrap_servers": bootstrap, "store.url": db, "model.backend": backend,

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 from .config import Settings
 from .kafka import EmbeddedBroker, FrameProducer, check_reachable, ensure_topics
-from .pipeline import EdgePipeline, PipelineStats, create_detectors
+from .edge import EdgePipeline, PipelineStats, create_detectors
 from .store import ResultStore
 from .store.repository import CarSummary
 from .tiling import TileGrid

@@ -204,7 +204,7 @@ class EvalReport:
     score_floor: float
     tile_max_dets: tuple[int, int, int]
     frame_max_dets: tuple[int, int, int]
-    classes_scored: int = -1  # model classes matched to dataset categories (-1: the detector names none)
+    classes_scored: int = -1  # model classes matched to dataset categories
 
     @property
     def stitch_gap(self) -> float:
@@ -244,9 +244,9 @@ def evaluate(
     """
     from synthetic.compose import compose_mosaics
 
-    spec = getattr(detector, "spec", None)
-    mapping = category_map(spec.class_names, dataset.categories) if spec is not None else None
-    if mapping is not None and not mapping:
+    spec = detector.spec
+    mapping = category_map(spec.class_names, dataset.categories)
+    if not mapping:
         raise ValueError(f"model {spec.name}'s classes ({', '.join(list(spec.class_names.values())[:5])}, ...) share no name with "
                          f"the dataset's categories ({', '.join(c['name'] for c in dataset.categories[:5])}, ...): nothing to score")
     mosaics = compose_mosaics(dataset, grid, seed=seed, letterbox=letterbox, limit=max_tiles)
@@ -262,8 +262,7 @@ def evaluate(
         detect_s += time.perf_counter() - start
         dets = dets[(dets.tile_index >= 0) & (dets.tile_index < k) & (dets.score >= score_floor)]
         dets = dets[np.sort(top_k_per_group(dets.score, dets.tile_index, max_per_tile))]
-        if mapping is not None:
-            dets = to_dataset_classes(dets, mapping)
+        dets = to_dataset_classes(dets, mapping)
         tile_parts.append(detections_to_coco_array(mosaics.tile_image_ids[f][dets.tile_index], dets))
         stitched = stitch_fn(dets, grid)
         frame_parts.append(detections_to_coco_array(int(mosaics.frame_ids[f]), stitched))
@@ -286,13 +285,13 @@ def evaluate(
         detect_s=detect_s,
         tile_detections=len(tile_dets),
         frame_detections=len(frame_dets),
-        model=getattr(spec, "name", type(detector).__name__),
-        backend=str(getattr(detector, "backend", "")),
-        precision=str(getattr(detector, "precision", "")),
+        model=spec.name,
+        backend=detector.backend,
+        precision=detector.precision,
         seed=seed,
         letterbox=letterbox,
         score_floor=score_floor,
         tile_max_dets=COCO_MAX_DETS,
         frame_max_dets=frame_caps,
-        classes_scored=-1 if mapping is None else len(mapping),
+        classes_scored=len(mapping),
     )

@@ -14,7 +14,7 @@ import onnxruntime as ort
 
 from ..config import DetectConfig, ModelConfig
 from ..detections import Detections
-from .base import ModelSpec, resolve_model_file
+from .base import Detector, ModelSpec, resolve_model_file
 from .postprocess import OutputDecoder, select_detections
 from .preprocess import to_network_input
 from .signature import OnnxSignature, check_fits
@@ -29,8 +29,9 @@ def model_path(spec: ModelSpec, model: ModelConfig) -> Path:
     return resolve_model_file(spec, "onnx", model.path)
 
 
-class OnnxRuntimeDetector:
+class OnnxRuntimeDetector(Detector):
     backend = "onnxruntime"
+    has_forward = True
 
     def __init__(self, spec: ModelSpec, model: ModelConfig, detect: DetectConfig, onnx_path: Path | None = None) -> None:
         self.spec = spec

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..config import DetectConfig, ModelConfig
 from ..detections import Detections
-from .base import MissingBackendError, ModelSpec, resolve_model_file
+from .base import Detector, MissingBackendError, ModelSpec, resolve_model_file
 from .engine import build_engine, default_engine_dir, load_engine
 from .postprocess import OutputDecoder, select_detections
 from .preprocess import fit_tiles
@@ -119,7 +119,7 @@ class _Slot:
             self._enqueue()
 
 
-class TensorRTDetector:
+class TensorRTDetector(Detector):
     backend = "tensorrt"
 
     def __init__(self, spec: ModelSpec, model: ModelConfig, detect: DetectConfig, onnx_path: Path | None = None, batch_size: int = DEFAULT_BATCH) -> None:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from ..config import DetectConfig, ModelConfig
 from ..detections import Detections
 from ..tiling import FrameSizeError, TileGrid
-from .base import ModelSpec, resolve_model_file
+from .base import Detector, ModelSpec, resolve_model_file
 from .signature import check_model_file
 from .torch_graph import OnnxGraphModule
 from .torch_post import Candidates, TorchCandidates, default_nms, select_from_candidates
@@ -110,8 +110,10 @@ class _GraphRunner:
         return self.static_output
 
 
-class TorchDetector:
+class TorchDetector(Detector):
     backend = "torch"
+    takes_device_batches = True
+    has_forward = True
 
     def __init__(
         self,

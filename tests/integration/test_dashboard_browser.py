@@ -27,7 +27,7 @@ from inspection.detect import create_detector
 from inspection.kafka import FrameProducer, ensure_topics
 from inspection.kafka.admin import producer_config
 from inspection.messages import FrameMessage, encode_image
-from inspection.pipeline import EdgePipeline
+from inspection.edge import EdgePipeline
 from inspection.store import FrameRecord, ResultStore
 from inspection.tiling import TileGrid
 from synthetic.line import LineSimulator

@@ -25,7 +25,7 @@ from inspection.kafka.admin import producer_config
 from inspection.messages import FrameMessage, encode_image
 from inspection.metrics import PipelineMetrics
 from inspection.overdue import OverdueWatcher
-from inspection.pipeline import EdgePipeline
+from inspection.edge import EdgePipeline
 from inspection.store import FrameRecord, ResultStore, upgrade_database
 from inspection.store.repository import describe_missing
 from inspection.tiling import TileGrid
@@ -149,7 +149,7 @@ def test_a_car_whose_producer_stopped_goes_overdue_then_completes_late(kafka_con
     assert metric(pipeline.metrics, "inspection_cars_marked_overdue_total") == 1
     (done,) = stats.cars_completed
     assert done.car_id == "car-stopped" and not done.met
-    completed_lines = [r for r in caplog.records if r.name == "inspection.pipeline" and "car car-stopped missed its deadline" in r.getMessage()]
+    completed_lines = [r for r in caplog.records if r.name == "inspection.edge.persist" and "car car-stopped missed its deadline" in r.getMessage()]
     assert len(completed_lines) == 1 and "2/2 frames, car latency" in completed_lines[0].getMessage()
     summary = store.car_summary("car-stopped")
     assert summary.state == "missed" and summary.overdue_at is not None and summary.missing_frames == "cam 1 shot 0"

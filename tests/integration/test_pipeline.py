@@ -23,7 +23,7 @@ from inspection.detect import create_detector
 from inspection.kafka import FrameProducer, ensure_topics
 from inspection.kafka.admin import consumer_config, producer_config
 from inspection.messages import DeadLetter, FrameMessage, encode_image
-from inspection.pipeline import EdgePipeline
+from inspection.edge import EdgePipeline
 from inspection.store import ResultStore
 from inspection.tiling import TileGrid
 from synthetic.line import LineSimulator
@@ -291,7 +291,7 @@ def test_database_lost_mid_run_stops_without_committing_unstored_frames(kafka_co
     import psycopg
     from sqlalchemy.engine import make_url
 
-    from inspection.pipeline import PipelineError
+    from inspection.edge import PipelineError
 
     settings = make_settings(kafka_config, postgres_url, yolox_model, shots=3, cameras=2)
     settings = settings.model_copy(update={"store": settings.store.model_copy(update={"connect_retries": 2, "connect_backoff_s": 0.05})})
@@ -323,7 +323,7 @@ def test_two_infer_workers_store_every_frame_once(kafka_config, sqlite_url, yolo
     settings = settings.model_copy(update={"pipeline": settings.pipeline.model_copy(update={"infer_workers": 2})})
     produced = produce_car(settings, photo_source)
     store = ResultStore.open(settings.store)
-    from inspection.pipeline import create_detectors
+    from inspection.edge import create_detectors
 
     detectors = create_detectors(settings)
     assert len(detectors) == 2 and detectors[0] is not detectors[1]

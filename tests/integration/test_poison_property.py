@@ -25,7 +25,7 @@ from inspection.config import GridConfig, KafkaConfig, LineConfig, Settings, Val
 from inspection.detections import Detections
 from inspection.kafka import DeadLetterProducer, ensure_topics
 from inspection.messages import HEADER_NAMES, DeadLetter, MessageError, SourceRecord, decode_image, encode_image
-from inspection.persist import FrameWriter
+from inspection.edge.persist import FrameWriter
 from inspection.store import FrameRecord, ResultStore, RetryPolicy, upgrade_database
 from inspection.validation import FrameValidator, read_frame
 from tests.integration.test_pipeline import _dlq_records
