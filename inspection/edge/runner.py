@@ -107,6 +107,8 @@ class StageRunner:
 
     def put(self, item: Any) -> bool:
         """Hand an item to the first stage, blocking while its queue is full; False once the chain failed."""
+        if self._failed.is_set():
+            return False
         return self._put(0, item, force=False)
 
     def close(self) -> None:
