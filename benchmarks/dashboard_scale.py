@@ -65,7 +65,7 @@ def fill(db: str, cars: int, images_dir: Path, workers: int, seed: int) -> dict[
     if make_url(db).get_backend_name() == "postgresql":
         _admin_create(db)
     from synthetic.photos import PhotoFrameSource
-    from inspection.messages import encode_image
+    from inspection.messages.images import encode_image
     from inspection.tiling import TileGrid
 
     source = PhotoFrameSource(TileGrid())

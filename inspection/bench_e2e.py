@@ -32,7 +32,9 @@ import yaml
 from .bench import MemorySampler, device_sync, time_calls
 from .config import Settings
 from .kafka import FrameProducer, ensure_topics
-from .messages import FrameMessage, encode_image
+from .messages.contract import FrameMessage
+from .messages.frame_id import FrameId
+from .messages.images import encode_image
 from .detect import Detector
 from .edge import EdgePipeline, create_detectors
 from .edge.job import STAGES
@@ -101,7 +103,7 @@ def send_car(settings: Settings, producers: list[FrameProducer], car_id: str, jp
             producer = producers[cam]
             for shot in range(line.shots_per_camera):
                 producer.send(FrameMessage(
-                    car_id=car_id, camera=cam, shot=shot, shots_per_car=line.frames_per_car,
+                    frame_id=FrameId(car_id, cam, shot, line.frames_per_car),
                     captured_at_ns=time.time_ns(), deadline_at_ns=deadline_ns, payload=jpegs[(cam, shot)],
                 ))
             producer.flush(60)
@@ -220,8 +222,8 @@ def run_e2e(
 
     def on_stored(stored: Any, job: Any) -> None:
         with lock:
-            stored_at.setdefault(stored.car_id, []).append(time.time_ns())
-            received_at.setdefault(stored.car_id, []).append(job.received_at_ns)
+            stored_at.setdefault(stored.frame.car_id, []).append(time.time_ns())
+            received_at.setdefault(stored.frame.car_id, []).append(job.received_at_ns)
 
     pipeline = EdgePipeline(settings, detectors, store, bootstrap, on_stored=on_stored)
     children: list[subprocess.Popen] = []

@@ -127,7 +127,7 @@ def run_demo(
             ensure_topics(bootstrap, settings.kafka)
 
             def on_stored(stored: Any, job: Any) -> None:
-                stored_at[stored.car_id] = time.time_ns()
+                stored_at[stored.frame.car_id] = time.time_ns()
                 if on_progress:
                     on_progress(pipeline.stats.frames_handled, expected)
 

@@ -23,14 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from .config import LineConfig, Settings, ValidationConfig
-from .messages import (
-    FrameMessage,
-    ImageError,
-    MessageError,
-    PayloadTooLargeError,
-    RecordRef,
-    SourceRecord,
-)
+from .messages.contract import FrameMessage, SourceRecord
+from .messages.errors import ImageError, MessageError, PayloadTooLargeError, RecordRef
 
 _MAGIC = {
     "image/jpeg": (b"\xff\xd8\xff",),

@@ -25,7 +25,9 @@ from typing import Callable, Protocol, Union
 import numpy as np
 
 from inspection.config import LineConfig
-from inspection.messages import FrameMessage, encode_image
+from inspection.messages.contract import FrameMessage
+from inspection.messages.frame_id import FrameId
+from inspection.messages.images import encode_image
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +167,7 @@ class LineSimulator:
                     late_ns = max(late_ns, now - scheduled) if realtime else 0
                     self.producer.send(
                         FrameMessage(
-                            car_id=car,
-                            camera=cam,
-                            shot=shot,
-                            shots_per_car=line.frames_per_car,
+                            frame_id=FrameId(car, cam, shot, line.frames_per_car),
                             captured_at_ns=captured,
                             deadline_at_ns=deadline,
                             payload=payload,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..detections import Detections
-from ..messages import FrameMessage, SourceRecord
+from ..messages.contract import FrameMessage, SourceRecord
 
 # Per-frame timings every job carries (seconds), summed in `PipelineStats.stage_totals_s`:
 # wait = prepared and queued for a detector, prepare = decode + tiling, detect, stitch, store.

@@ -29,7 +29,9 @@ from typing import Callable, Mapping, Protocol, Sequence, TypeVar
 from ..detections import Detections
 from ..health import Readiness
 from ..kafka.offsets import OffsetTracker
-from ..messages import DeadLetter, SourceRecord, error_kind
+from ..messages.contract import SourceRecord
+from ..messages.dead_letters import DeadLetter, dead_letter_of
+from ..messages.errors import error_kind
 from ..metrics import PipelineMetrics
 from ..store import FrameRecord, RecordRefused, ResultStore, RetryPolicy, StoredFrame, StoreUnavailable
 from ..store.models import ERROR_KIND_MAX
@@ -102,7 +104,7 @@ class FrameWriter:
         """Dead letter, then an error row (record known) or a rejected row; the offset may move on after."""
         kind = error_kind(error)[:ERROR_KIND_MAX]
         text = str(error) or type(error).__name__
-        self.dead_letters.send(source.dead_letter(error, kind=kind))
+        self.dead_letters.send(dead_letter_of(source, error, kind=kind))
         if record is not None:
             try:
                 stored = self._write(lambda: self.store.store_error(record, kind, text), f"the error row of {record.label}")
@@ -184,10 +186,7 @@ class PersistStage:
         assert frame is not None
         ok = job.error is None
         return FrameRecord(
-            car_id=frame.car_id,
-            camera=frame.camera,
-            shot=frame.shot,
-            shots_per_car=frame.shots_per_car,
+            frame_id=frame.frame_id,
             captured_at_ns=frame.captured_at_ns,
             deadline_at_ns=frame.deadline_at_ns,
             received_at_ns=job.received_at_ns,

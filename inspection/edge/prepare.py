@@ -16,7 +16,9 @@ from typing import Any, Protocol
 import numpy as np
 import simplejpeg
 
-from ..messages import FrameMessage, ImageError, MessageError, check_frame_size, decode_image, image_size
+from ..messages.contract import FrameMessage
+from ..messages.errors import ImageError, MessageError
+from ..messages.images import check_frame_size, decode_image, image_size
 from ..tiling import TileGrid
 from .job import FrameJob
 

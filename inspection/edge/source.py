@@ -20,7 +20,7 @@ from ..config import Settings
 from ..health import Readiness
 from ..kafka.admin import consumer_config
 from ..kafka.offsets import OffsetTracker
-from ..messages import KafkaRecord, SourceRecord, payload_limit
+from ..messages.contract import KafkaRecord, SourceRecord, payload_limit
 from ..metrics import PipelineMetrics
 from ..validation import FrameValidator, read_frame
 from .job import FrameJob

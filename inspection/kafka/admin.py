@@ -16,7 +16,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from ..config import KafkaConfig
-from ..messages import DLQ_HEADROOM_BYTES
+from ..messages.dead_letters import DLQ_HEADROOM_BYTES
 
 log = logging.getLogger(__name__)
 # librdkafka's own log lines go through Python logging (served by poll()), not to stderr.

@@ -13,7 +13,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ..config import KafkaConfig
-from ..messages import DeadLetter, KafkaRecord
+from ..messages.contract import KafkaRecord
+from ..messages.dead_letters import DeadLetter
 from .admin import producer_config
 from .producer import DeliveryError
 

@@ -17,7 +17,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ..config import KafkaConfig
-from ..messages import FrameMessage, PayloadTooLargeError, RecordRef, payload_limit
+from ..messages.contract import FrameMessage, payload_limit
+from ..messages.errors import PayloadTooLargeError, RecordRef
 from .admin import producer_config
 
 log = logging.getLogger(__name__)

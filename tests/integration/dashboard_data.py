@@ -20,7 +20,8 @@ import numpy as np
 
 from inspection.config import StoreConfig
 from inspection.detections import Detections
-from inspection.messages import encode_image
+from inspection.messages.images import encode_image
+from inspection.messages.frame_id import FrameId
 from inspection.store import FrameRecord, ResultStore
 from inspection.tiling import TileGrid
 
@@ -63,12 +64,12 @@ def populate(url: str, images: Path, now_ns: int) -> Populated:
         def put(car: str, cam: int, shot: int, expected: int, first_ns: int, deadline_ns: int, processed_ns: int,
                 error: str | None = None) -> None:
             captured = first_ns + (cam * 2 + shot) * S_NS
-            record = FrameRecord(car, cam, shot, expected, captured, deadline_ns, captured + S_NS // 10, processed_ns,
+            record = FrameRecord(FrameId(car, cam, shot, expected), captured, deadline_ns, captured + S_NS // 10, processed_ns,
                                  run_id, width=2700, height=2100, image=jpegs[cam], kafka_topic="frames",
                                  kafka_partition=cam, kafka_offset=100 + cam * 2 + shot)
             stored = (store.store_error(record, "decode", error) if error else
                       store.store_frame(record, boxes_of(cam, shot), CLASS_NAMES))
-            ids[car, cam, shot] = stored.frame_id
+            ids[car, cam, shot] = stored.row_id
 
         t0 = now_ns - 3600 * S_NS
         for cam in range(CAMERAS):

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from inspection.analytics import AnalyticsReader, DetectionFilter, open_readonly_engine
 from inspection.analytics.rollup import MinuteClassRollup
 from inspection.detections import Detections
+from inspection.messages.frame_id import FrameId
 from inspection.store import FrameRecord, ResultStore
 
 S_NS = 10**9
@@ -44,7 +45,7 @@ def test_rollup_counts_equal_the_table_through_changes(store_db_url: str) -> Non
     def put(car: str, cam: int, minute: int, second: int, classes: list[int], processed_delay_s: int = 2,
             processed_ns: int | None = None) -> None:
         captured = now_ns + minute * 60 * S_NS + second * S_NS
-        record = FrameRecord(car, cam, 0, 5, captured, captured + 600 * S_NS, captured + S_NS // 10,
+        record = FrameRecord(FrameId(car, cam, 0, 5), captured, captured + 600 * S_NS, captured + S_NS // 10,
                              processed_ns or captured + processed_delay_s * S_NS, run_id)
         store.store_frame(record, _boxes(classes), NAMES)
 

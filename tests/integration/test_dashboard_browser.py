@@ -26,7 +26,9 @@ from inspection.dashboard import BindRefusedError, DashboardConfig, DashboardSer
 from inspection.detect import create_detector
 from inspection.kafka import FrameProducer, ensure_topics
 from inspection.kafka.admin import producer_config
-from inspection.messages import FrameMessage, encode_image
+from inspection.messages.contract import FrameMessage
+from inspection.messages.frame_id import FrameId
+from inspection.messages.images import encode_image
 from inspection.edge import EdgePipeline
 from inspection.store import FrameRecord, ResultStore
 from inspection.tiling import TileGrid
@@ -80,13 +82,14 @@ def line_run(kafka_broker, yolox_onnx, tmp_path_factory: pytest.TempPathFactory)
         produced = LineSimulator(settings.line, source, producer).run(1, start_car=1, realtime=False)
         jpeg = encode_image(source(7, 2, 0), 85)
         now = time.time_ns()
+        frames_per_car = settings.line.frames_per_car  # one frame each: the line's own geometry, or it is refused
         for car in HOSTILE:
-            producer.send(FrameMessage(car_id=car, camera=0, shot=0, shots_per_car=1, captured_at_ns=now,
+            producer.send(FrameMessage(frame_id=FrameId(car, 0, 0, frames_per_car), captured_at_ns=now,
                                        deadline_at_ns=now + 600 * 10**9, payload=jpeg))
-        producer.send(FrameMessage(car_id="car-bad", camera=0, shot=0, shots_per_car=1, captured_at_ns=now,
+        producer.send(FrameMessage(frame_id=FrameId("car-bad", 0, 0, frames_per_car), captured_at_ns=now,
                                    deadline_at_ns=now + 600 * 10**9, payload=jpeg[: len(jpeg) // 3] + b"\xff\xd9"))
         producer.flush(60)
-    key, value, headers = FrameMessage(car_id="nobody", camera=0, shot=0, shots_per_car=1, captured_at_ns=now,
+    key, value, headers = FrameMessage(frame_id=FrameId("nobody", 0, 0, 1), captured_at_ns=now,
                                        deadline_at_ns=now, payload=jpeg).encode()
     raw = Producer(producer_config(kafka.bootstrap_servers, kafka, dlq=True))
     raw.produce(kafka.topic, value=value, key=key, headers=[(k, v) for k, v in headers if k != "car_id"], partition=0)
@@ -313,7 +316,7 @@ def test_line_page_updates_by_itself(browser, dashboard, line_run: LineRun) -> N
     now = time.time_ns()
     with ResultStore(line_run.url) as store:
         run_id = store.start_run("yolox_nano", "onnxruntime", "fp32", "live", host="t", consumer_id="t:1")
-        record = FrameRecord("car-live", 0, 0, 1, now, now + 600 * 10**9, now + 10**8, now + 2 * 10**8, run_id)
+        record = FrameRecord(FrameId("car-live", 0, 0, 1), now, now + 600 * 10**9, now + 10**8, now + 2 * 10**8, run_id)
         store.store_frame(record, boxes_of(0, 0), {1: "person", 3: "car", 44: "bottle"})
     # read in one script: the rows are being replaced under us, which is the point
     _wait(browser, lambda d: "car-live" in d.execute_script(

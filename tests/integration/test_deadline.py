@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from inspection.deadline import CarDeadline, DeadlineTracker, car_deadline_from_row, evaluate_car, log_car_deadline
 from inspection.detections import Detections
+from inspection.messages.frame_id import FrameId
 from inspection.store import FrameRecord, ResultStore, upgrade_database
 from inspection.store.models import Car
 
@@ -59,7 +60,7 @@ def test_tracker_totals() -> None:
 
 def _frame(car_id: str, camera: int, run_id: int, processed_s: float, deadline_s: float) -> FrameRecord:
     return FrameRecord(
-        car_id=car_id, camera=camera, shot=0, shots_per_car=2, captured_at_ns=T0, deadline_at_ns=T0 + int(deadline_s * S),
+        frame_id=FrameId(car_id, camera, 0, 2), captured_at_ns=T0, deadline_at_ns=T0 + int(deadline_s * S),
         received_at_ns=T0, processed_at_ns=T0 + int(processed_s * S), run_id=run_id,
     )
 

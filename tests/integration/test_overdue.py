@@ -22,7 +22,9 @@ from inspection.detect import create_detector
 from inspection.detections import Detections
 from inspection.kafka import ensure_topics
 from inspection.kafka.admin import producer_config
-from inspection.messages import FrameMessage, encode_image
+from inspection.messages.contract import FrameMessage
+from inspection.messages.frame_id import FrameId
+from inspection.messages.images import encode_image
 from inspection.metrics import PipelineMetrics
 from inspection.overdue import OverdueWatcher
 from inspection.edge import EdgePipeline
@@ -40,7 +42,7 @@ LINE = LineConfig(cameras=2, shots_per_camera=3, takt_s=60)
 
 def frame(car: str, camera: int, shot: int, run_id: int, t0: int, deadline_s: float = 10.0, late: bool = False) -> FrameRecord:
     processed = time.time_ns() if late else t0 + S
-    return FrameRecord(car_id=car, camera=camera, shot=shot, shots_per_car=LINE.frames_per_car, captured_at_ns=t0,
+    return FrameRecord(frame_id=FrameId(car, camera, shot, LINE.frames_per_car), captured_at_ns=t0,
                        deadline_at_ns=t0 + int(deadline_s * S), received_at_ns=processed, processed_at_ns=processed, run_id=run_id)
 
 
@@ -120,7 +122,7 @@ def test_a_car_whose_producer_stopped_goes_overdue_then_completes_late(kafka_con
     captured = time.time_ns()
 
     def send(camera: int) -> None:
-        msg = FrameMessage(car_id="car-stopped", camera=camera, shot=0, shots_per_car=2, captured_at_ns=captured,
+        msg = FrameMessage(frame_id=FrameId("car-stopped", camera, 0, 2), captured_at_ns=captured,
                            deadline_at_ns=captured + 4 * S, payload=jpeg)
         producer = Producer(producer_config(bootstrap, settings.kafka))
         key, value, headers = msg.encode()

@@ -22,7 +22,10 @@ from inspection.config import LineConfig, ModelConfig, PipelineConfig, Settings,
 from inspection.detect import create_detector
 from inspection.kafka import FrameProducer, ensure_topics
 from inspection.kafka.admin import consumer_config, producer_config
-from inspection.messages import DeadLetter, FrameMessage, encode_image
+from inspection.messages.contract import FrameMessage
+from inspection.messages.frame_id import FrameId
+from inspection.messages.dead_letters import DeadLetter
+from inspection.messages.images import encode_image
 from inspection.edge import EdgePipeline
 from inspection.store import ResultStore
 from inspection.tiling import TileGrid
@@ -217,7 +220,7 @@ def test_each_kind_of_bad_message_is_parked_and_offsets_move_on(kafka_config, st
     now = time.time_ns()
 
     def message(shot: int, payload: bytes, **overrides) -> tuple[bytes, bytes, list]:
-        frame = FrameMessage(car_id="car-bad", camera=0, shot=shot, shots_per_car=8, captured_at_ns=now,
+        frame = FrameMessage(frame_id=FrameId("car-bad", 0, shot, 8), captured_at_ns=now,
                              deadline_at_ns=now + 10**12, payload=payload)
         key, value, headers = frame.encode()
         headers = [(k, overrides.get(k, v)) for k, v in headers if overrides.get(k, v) is not None]

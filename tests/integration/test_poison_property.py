@@ -24,8 +24,12 @@ from hypothesis import strategies as st
 from inspection.config import GridConfig, KafkaConfig, LineConfig, Settings, ValidationConfig
 from inspection.detections import Detections
 from inspection.kafka import DeadLetterProducer, ensure_topics
-from inspection.messages import HEADER_NAMES, DeadLetter, MessageError, SourceRecord, decode_image, encode_image
+from inspection.messages.contract import HEADER_NAMES, SourceRecord
+from inspection.messages.dead_letters import DeadLetter
+from inspection.messages.errors import MessageError
+from inspection.messages.images import decode_image, encode_image
 from inspection.edge.persist import FrameWriter
+from inspection.messages.frame_id import FrameId
 from inspection.store import FrameRecord, ResultStore, RetryPolicy, upgrade_database
 from inspection.validation import FrameValidator, read_frame
 from tests.integration.test_pipeline import _dlq_records
@@ -193,7 +197,7 @@ def run_property(url: str, kafka_config: KafkaConfig) -> None:
         frame_record = None
         if frame is not None:
             frame_record = FrameRecord(
-                car_id=frame.car_id, camera=frame.camera, shot=frame.shot, shots_per_car=frame.shots_per_car,
+                frame_id=FrameId(frame.car_id, frame.camera, frame.shot, frame.shots_per_car),
                 captured_at_ns=frame.captured_at_ns, deadline_at_ns=frame.deadline_at_ns, received_at_ns=received,
                 processed_at_ns=received + 1000, run_id=run_id, kafka_topic="frames", kafka_partition=0,
                 kafka_offset=source.offset,

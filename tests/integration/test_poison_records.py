@@ -29,7 +29,9 @@ from inspection.config import ModelConfig
 from inspection.detect import create_detector
 from inspection.kafka import ensure_topics
 from inspection.kafka.admin import producer_config
-from inspection.messages import FrameMessage, encode_image
+from inspection.messages.contract import FrameMessage
+from inspection.messages.frame_id import FrameId
+from inspection.messages.images import encode_image
 from inspection.edge import EdgePipeline
 from inspection.store import ResultStore
 from inspection.tiling import TileGrid
@@ -57,7 +59,7 @@ def get(url: str) -> tuple[int, bytes]:
 
 def record(car: str, cam: int | bytes, shot: int, payload: bytes, now: int, **headers: object) -> tuple[bytes, bytes, list]:
     """A frame record of the 2-camera × 1-shot test line, with some headers replaced (None: left out)."""
-    frame = FrameMessage(car_id="car-x", camera=0, shot=0, shots_per_car=2, captured_at_ns=now,
+    frame = FrameMessage(frame_id=FrameId("car-x", 0, 0, 2), captured_at_ns=now,
                          deadline_at_ns=now + 600 * S, payload=payload)
     camera = cam if isinstance(cam, bytes) else str(cam).encode()
     values = {**dict(frame.headers()), "car_id": car.encode(), "camera": camera, "shot": str(shot).encode()}

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from inspection.cli import app
 from inspection.detections import Detections
 from inspection.retention import parse_duration
+from inspection.messages.frame_id import FrameId
 from inspection.store import FrameRecord, ImageStore, ResultStore, upgrade_database
 
 S = 1_000_000_000
@@ -21,7 +22,7 @@ runner = CliRunner()
 
 
 def record(car: str, camera: int, run_id: int, captured_ns: int, image: bytes) -> FrameRecord:
-    return FrameRecord(car_id=car, camera=camera, shot=0, shots_per_car=2, captured_at_ns=captured_ns,
+    return FrameRecord(frame_id=FrameId(car, camera, 0, 2), captured_at_ns=captured_ns,
                        deadline_at_ns=captured_ns + 60 * S, received_at_ns=captured_ns, processed_at_ns=captured_ns + S,
                        run_id=run_id, image=image)
 

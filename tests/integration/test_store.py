@@ -17,6 +17,7 @@ from alembic.migration import MigrationContext
 
 from inspection.config import StoreConfig
 from inspection.detections import Detections
+from inspection.messages.frame_id import FrameId
 from inspection.store import (
     CarNotFoundError,
     DatabaseUnreachableError,
@@ -41,7 +42,7 @@ NAMES = {1: "person", 3: "car", 44: "bottle"}
 def record(car_id: str, camera: int, shot: int, *, run_id: int, expected: int = 3, captured_s: float = 0.0,
            deadline_s: float = 60.0, processed_s: float = 1.0, offset: int = 0, **extra: object) -> FrameRecord:
     return FrameRecord(
-        car_id=car_id, camera=camera, shot=shot, shots_per_car=expected,
+        frame_id=FrameId(car_id, camera, shot, expected),
         captured_at_ns=T0 + int(captured_s * S), deadline_at_ns=T0 + int(deadline_s * S),
         received_at_ns=T0 + int((captured_s + 0.1) * S), processed_at_ns=T0 + int(processed_s * S),
         run_id=run_id, width=2700, height=2100, kafka_topic="frames", kafka_partition=camera, kafka_offset=offset,
@@ -205,11 +206,11 @@ def test_frame_and_detections_round_trip(store: ResultStore, run_id: int) -> Non
 
 
 def test_redelivered_frame_replaces_its_detections(store: ResultStore, run_id: int) -> None:
-    first = store.store_frame(record("car-1", 2, 7, run_id=run_id, offset=10), dets(30, seed=1), NAMES)
-    store.store_frame(record("car-1", 2, 8, run_id=run_id, offset=11), dets(5, seed=3), NAMES)
+    first = store.store_frame(record("car-1", 2, 7, run_id=run_id, offset=10, expected=20), dets(30, seed=1), NAMES)
+    store.store_frame(record("car-1", 2, 8, run_id=run_id, offset=11, expected=20), dets(5, seed=3), NAMES)
     second_boxes = dets(12, seed=2)
-    again = store.store_frame(record("car-1", 2, 7, run_id=run_id, offset=10, processed_s=2.0), second_boxes, NAMES)
-    assert again.frame_id == first.frame_id
+    again = store.store_frame(record("car-1", 2, 7, run_id=run_id, offset=10, processed_s=2.0, expected=20), second_boxes, NAMES)
+    assert again.row_id == first.row_id
     assert again.replaced and again.detections == 12 and again.car_frames_done == 2
     back = store.frame_detections("car-1", 2, 7)
     np.testing.assert_allclose(np.sort(back.score), np.sort(second_boxes.score), rtol=1e-6)

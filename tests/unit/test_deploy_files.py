@@ -31,6 +31,7 @@ import inspection.cli
 from inspection.config import ENV_PREFIX, Settings, StoreConfig, load_settings
 from inspection.detections import Detections
 from inspection.kafka.admin import topic_max_message_bytes
+from inspection.messages.frame_id import FrameId
 from inspection.store import FrameRecord, ResultStore, upgrade_database
 from inspection.store.db import create_engine_for
 from tests.integration.conftest_store import postgres_server_url, postgres_url  # noqa: F401 (fixtures)
@@ -552,7 +553,7 @@ def _populate(url: str) -> None:
 
         def record(car: str, cam: int, shot: int, first_ns: int, deadline_ns: int, processed_ns: int) -> FrameRecord:
             captured = first_ns + (2 * cam + shot) * S_NS
-            return FrameRecord(car, cam, shot, 4, captured, deadline_ns, captured + S_NS // 10, processed_ns, run_id,
+            return FrameRecord(FrameId(car, cam, shot, 4), captured, deadline_ns, captured + S_NS // 10, processed_ns, run_id,
                                kafka_topic="frames", kafka_partition=cam, kafka_offset=2 * cam + shot)
 
         def boxes(*items: tuple[int, float]) -> Detections:

@@ -25,7 +25,11 @@ from inspection.edge.source import read_job
 from inspection.edge.stats import PipelineStats
 from inspection.health import Readiness
 from inspection.kafka.offsets import OffsetTracker
-from inspection.messages import DeadLetter, FrameMessage, ImageError, MessageError, SourceRecord, encode_image, payload_limit
+from inspection.messages.contract import FrameMessage, SourceRecord, payload_limit
+from inspection.messages.frame_id import FrameId
+from inspection.messages.dead_letters import DeadLetter
+from inspection.messages.errors import ImageError, MessageError
+from inspection.messages.images import encode_image
 from inspection.metrics import PipelineMetrics
 from inspection.store import ResultStore, RetryPolicy
 from inspection.tiling import TileGrid
@@ -72,7 +76,7 @@ def jpeg() -> bytes:
 
 def frame_record(payload: bytes, shot: int = 0, offset: int = 0, **header_overrides) -> Record:
     now = time.time_ns()
-    frame = FrameMessage(car_id="car-1", camera=0, shot=shot, shots_per_car=2, captured_at_ns=now,
+    frame = FrameMessage(frame_id=FrameId("car-1", 0, shot, 2), captured_at_ns=now,
                          deadline_at_ns=now + 10**10, payload=payload)
     key, value, headers = frame.encode()
     headers = [(n, header_overrides.get(n, v)) for n, v in headers]

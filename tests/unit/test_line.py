@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from inspection.config import LineConfig
-from inspection.messages import FrameMessage, decode_image
+from inspection.messages.contract import FrameMessage
+from inspection.messages.images import decode_image
 from synthetic.line import LineSimulator, car_id, shot_offsets_ns
 
 

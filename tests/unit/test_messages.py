@@ -7,39 +7,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inspection.messages import (
-    CAR_ID_MAX_CHARS,
-    DLQ_HEADER_NAMES,
-    INDEX_MAX,
-    TIME_NS_MAX,
-    HEADER_NAMES,
-    DeadLetter,
-    FrameMessage,
-    ImageError,
-    ImageSizeError,
-    MessageError,
-    PayloadTooLargeError,
-    decode_image,
-    encode_image,
-    error_kind,
-    image_size,
-    payload_limit,
-)
+from inspection.messages.contract import HEADER_NAMES, TIME_NS_MAX, FrameMessage, payload_limit
+from inspection.messages.dead_letters import DLQ_HEADER_NAMES, DeadLetter
+from inspection.messages.errors import ImageError, ImageSizeError, MessageError, PayloadTooLargeError, error_kind
+from inspection.messages.frame_id import CAR_ID_MAX_CHARS, INDEX_MAX, FrameId
+from inspection.messages.images import decode_image, encode_image, image_size
 from inspection.tiling import FrameSizeError
 
 
 def make_frame(**overrides) -> FrameMessage:
+    identity = dict(car_id="car-000017", camera=2, shot=5, shots_per_car=95)
+    identity.update({name: overrides.pop(name) for name in list(overrides) if name in identity})
     fields = dict(
-        car_id="car-000017",
-        camera=2,
-        shot=5,
-        shots_per_car=95,
         captured_at_ns=1_700_000_000_000_000_000,
         deadline_at_ns=1_700_000_060_000_000_000,
         payload=b"\xff\xd8fake-jpeg\xff\xd9",
     )
     fields.update(overrides)
-    return FrameMessage(**fields)
+    return FrameMessage(frame_id=FrameId(**identity), **fields)
 
 
 def gradient(width: int, height: int) -> np.ndarray:
@@ -65,10 +50,7 @@ def frames(draw) -> FrameMessage:
     shots_per_car = draw(st.integers(1, 10_000))
     captured = draw(st.integers(0, 2**63 - 1))
     return FrameMessage(
-        car_id=draw(car_ids),
-        camera=draw(st.integers(0, 2**31 - 1)),
-        shot=draw(st.integers(0, shots_per_car - 1)),
-        shots_per_car=shots_per_car,
+        frame_id=FrameId(draw(car_ids), draw(st.integers(0, 2**31 - 1)), draw(st.integers(0, shots_per_car - 1)), shots_per_car),
         captured_at_ns=captured,
         deadline_at_ns=draw(st.integers(0, 2**63 - 1)),
         content_type=draw(st.sampled_from(["image/jpeg", "image/png"])),

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from inspection.config import LineConfig, ValidationConfig
-from inspection.messages import FrameMessage, MessageError, PayloadTooLargeError, SourceRecord
+from inspection.messages.contract import FrameMessage, SourceRecord
+from inspection.messages.errors import MessageError, PayloadTooLargeError
+from inspection.messages.frame_id import FrameId
 from inspection.validation import ContentTypeError, FrameValidator, InvalidFrameError, read_frame, sniff_content_type
 
 S = 1_000_000_000
@@ -20,7 +22,8 @@ def source(**overrides: object) -> SourceRecord:
                                      deadline_at_ns=NOW + 59 * S, payload=JPEG)
     headers = {k: overrides.pop(k) for k in list(overrides) if k.startswith("raw_")}
     fields.update(overrides)
-    key, value, encoded = FrameMessage(**fields).encode()  # type: ignore[arg-type]
+    identity = FrameId(*(fields.pop(name) for name in ("car_id", "camera", "shot", "shots_per_car")))  # type: ignore[arg-type]
+    key, value, encoded = FrameMessage(frame_id=identity, **fields).encode()  # type: ignore[arg-type]
     encoded = [(n, headers.get(f"raw_{n}", v)) for n, v in encoded]  # type: ignore[misc]
     return SourceRecord(key, value, tuple(encoded), "frames", 0, 12)
 
