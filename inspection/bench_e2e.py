@@ -29,7 +29,7 @@ import numpy as np
 import sqlalchemy as sa
 import yaml
 
-from .bench import MemorySampler, device_sync, time_calls
+from .bench import Combo, MemorySampler, device_sync, time_calls
 from .config import Settings
 from .kafka import FrameProducer, ensure_topics
 from .messages.contract import FrameMessage
@@ -136,6 +136,18 @@ def bare_model_ms(detector: Detector, grid: TileGrid, batch: np.ndarray, device:
     else:
         return None
     return statistics.median(time_calls(call, repeats, warmup=3)) * 1e3
+
+
+def e2e_settings(settings: Settings, combo: Combo, device: str, deadline_s: float, db: str | None, out: Path) -> Settings:
+    """The settings of an end-to-end run of `combo`: its model on `device` (CPU-only backends on the
+    CPU), the database `db` (default: a fresh SQLite file in `out`, no images kept) and the line's
+    takt, hence each car's deadline, set to `deadline_s`."""
+    model = settings.model.model_copy(update={
+        "name": combo.model, "backend": combo.backend, "precision": combo.precision,
+        "device": "cpu" if combo.backend in ("opencv", "onnxruntime") else device})
+    store = settings.store.model_copy(update={"url": db or f"sqlite:///{(out / 'e2e.db').resolve()}", "image_dir": None})
+    return settings.model_copy(update={"model": model, "store": store,
+                                       "line": settings.line.model_copy(update={"takt_s": deadline_s})})
 
 
 def spawn_consumers(settings: Settings, bootstrap: str, count: int, workdir: Path) -> list[subprocess.Popen]:

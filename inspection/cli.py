@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import shlex
 import signal
 import threading
@@ -133,6 +132,24 @@ def _model_errors() -> tuple[type[BaseException], ...]:
     from .detect import MissingBackendError, ModelMismatchError, ModelNotFoundError, UnknownModelError
 
     return (MissingBackendError, ModelMismatchError, ModelNotFoundError, UnknownModelError)
+
+
+def _command_line() -> str:
+    """The running command as a user would type it, every option given (defaults too) and nothing
+    left out: written beside results so a run can be repeated exactly."""
+    ctx = get_current_context()
+    words = ["inspection", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if value is None or not param.opts:
+            continue
+        if getattr(param, "is_flag", False) and isinstance(value, bool):
+            names = param.opts if value else getattr(param, "secondary_opts", [])
+            words.extend(names[:1])
+            continue
+        for each in value if isinstance(value, (list, tuple)) else [value]:
+            words.append(f"{max(param.opts, key=len)}={each}")
+    return shlex.join(words)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -269,6 +286,7 @@ def produce(
 ) -> None:
     """Camera producers: push cars of frames (JPEG + headers) into Kafka on the simulated line."""
     from synthetic.line import LineSimulator
+    from synthetic.sources import SourceChoiceError, frame_source
 
     from .kafka import FrameProducer, check_reachable, ensure_topics
     from .tiling import TileGrid
@@ -278,31 +296,10 @@ def produce(
     bootstrap = settings.kafka.bootstrap_servers
     if not bootstrap:
         raise _fail("no Kafka cluster: pass --bootstrap HOST:PORT or set kafka.bootstrap_servers", 2)
-    if images is not None and not images.is_dir():
-        raise _fail(f"--images {images}: no such directory", 2)
-    if annotations is not None and not annotations.is_file():
-        raise _fail(f"--annotations {annotations}: no such file (a COCO instances JSON)", 2)
-    grid = TileGrid.from_config(settings.grid)
-    if source == "photos":
-        from synthetic.photos import PhotoFrameSource
-
-        frames: Any = PhotoFrameSource(grid)
-    elif source == "coco":
-        from synthetic.coco import CocoDataset
-        from synthetic.compose import MosaicFrameSource
-
-        if not images or not annotations:
-            raise _fail("--source coco needs --images DIR and --annotations instances.json", 2)
-        frames = MosaicFrameSource(CocoDataset.load(images, annotations), grid)
-    elif source == "dir":
-        if not images or not images.is_dir():
-            raise _fail("--source dir needs --images DIR of JPEG frames", 2)
-        files = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
-        if not files:
-            raise _fail(f"no .jpg files in {images}", 2)
-        frames = lambda car, cam, shot: files[(car * 1000 + cam * 100 + shot) % len(files)].read_bytes()  # noqa: E731
-    else:
-        raise _fail(f"unknown --source {source!r} (allowed: photos, coco, dir)", 2)
+    try:
+        frames = frame_source(source, TileGrid.from_config(settings.grid), images, annotations)
+    except SourceChoiceError as exc:
+        raise _fail(str(exc), 2) from None
     check_reachable(bootstrap, timeout=10)
     ensure_topics(bootstrap, settings.kafka)
     with FrameProducer(bootstrap, settings.kafka) as producer:
@@ -441,12 +438,7 @@ def bench(
     except ValueError as exc:
         raise _fail(str(exc), 2) from None
     sizes = [int(s) for s in batch_sizes.split(",")]
-    command = shlex.join(
-        ["inspection", "bench", *(f"--combo={c}" for c in combo), f"--device={device}", f"--batch-sizes={batch_sizes}",
-         f"--repeats={repeats}", "--naive" if naive else "--no-naive", f"--out={out}",
-         *([f"--e2e={e2e}", f"--deadline={deadline}", f"--consumers={consumers}"] if e2e else []),
-         *([f"--config={config}"] if config else [])]
-    )
+    command = _command_line()
     machine = machine_description()
     rows = []
     if sizes and sizes != [0]:
@@ -487,16 +479,11 @@ def bench_table(rows: list[Any]) -> Group:
 
 def _bench_e2e(settings: Settings, combo: Any, device: str, cars: int, deadline: float, db: Optional[str], out: Path,
                command: str, machine: dict[str, Any], consumers: int = 1) -> None:
-    from .bench_e2e import run_e2e
+    from .bench_e2e import e2e_settings, run_e2e
     from .demo import kafka_cluster
 
     out.mkdir(parents=True, exist_ok=True)
-    model = settings.model.model_copy(update={
-        "name": combo.model, "backend": combo.backend, "precision": combo.precision,
-        "device": "cpu" if combo.backend in ("opencv", "onnxruntime") else device})
-    store = settings.store.model_copy(update={"url": db or f"sqlite:///{(out / 'e2e.db').resolve()}", "image_dir": None})
-    settings = settings.model_copy(update={"model": model, "store": store,
-                                           "line": settings.line.model_copy(update={"takt_s": deadline})})
+    settings = e2e_settings(settings, combo, device, deadline, db, out)
     with console.status("end to end") as status, kafka_cluster(settings) as (bootstrap, _embedded):
         result = run_e2e(settings, bootstrap, cars, deadline, progress=lambda text: status.update(text),
                          consumers=consumers, workdir=out)
@@ -815,10 +802,6 @@ def db_prune(
         console.print(f"{report.images_missing} referenced image file(s) were already gone or outside a known image directory")
     if report.dry_run:
         console.print("dry run: nothing deleted; add --yes to delete")
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    app()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,7 +30,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -40,12 +40,6 @@ from inspection.tiling import TileGrid
 from .coco import CocoDataset
 
 MIN_BOX_SIDE_PX = 1.0
-
-
-class FrameSource(Protocol):
-    """A line frame source: a deterministic RGB (H, W, 3) uint8 frame per (car, camera, shot)."""
-
-    def __call__(self, car_index: int, camera: int, shot: int) -> np.ndarray: ...
 
 
 # ----------------------------------------------------------------------------- tile geometry

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Protocol, Union
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -29,10 +29,10 @@ from inspection.messages.contract import FrameMessage
 from inspection.messages.frame_id import FrameId
 from inspection.messages.images import encode_image
 
+from .sources import FrameSource
+
 log = logging.getLogger(__name__)
 
-# (car_index, camera, shot) -> RGB uint8 (H, W, 3) frame, or an already encoded JPEG.
-FrameSource = Callable[[int, int, int], Union[np.ndarray, bytes]]
 
 
 class FrameSink(Protocol):

@@ -5,7 +5,7 @@ decoding, per-tile candidate top-k) captured once as a CUDA graph for the batch 
 numpy batches enter through a pinned host buffer reused across calls; score floor and class-wise
 NMS run on the GPU, their cost following the boxes a tile can keep (`torch_post`); one device->host
 copy returns the detections. Frames can also stay on the GPU
-end to end: `decode_jpegs_cuda` (nvJPEG through torchvision) -> `tile_on_gpu` -> `detect_tensor`.
+end to end: nvJPEG decode and tiling on the GPU (`inspection.edge.gpu_frames`) -> `detect_tensor`.
 
 On CPU: fp32 (or bf16), the same graph and post-processing (numpy NMS).
 
@@ -19,7 +19,7 @@ fight over static buffers. Without it, `max-autotune` brings inductor's own cuda
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -27,7 +27,6 @@ import torch.nn.functional as F
 
 from ..config import DetectConfig, ModelConfig
 from ..detections import Detections
-from ..tiling import FrameSizeError, TileGrid
 from .base import Detector, ModelSpec, resolve_model_file
 from .signature import check_model_file
 from .torch_graph import OnnxGraphModule
@@ -241,7 +240,7 @@ class TorchDetector(Detector):
         return Detections.merge(parts)
 
     def detect_tensor(self, tiles: torch.Tensor, score_threshold: float | None = None) -> Detections:
-        """Like `detect` for (N, T, T, 3) uint8 tiles already on the device (e.g. from `tile_on_gpu`)."""
+        """Like `detect` for (N, T, T, 3) uint8 tiles already on the device (e.g. from `edge.gpu_frames.tile_on_gpu`)."""
         self._check(tiles)
         if tiles.device != self.device:
             raise ValueError(f"tiles are on {tiles.device}, the detector runs on {self.device}")
@@ -290,54 +289,3 @@ class TorchDetector(Detector):
         self._padded.clear()
         self._pinned = None
         self.net = None  # type: ignore[assignment]
-
-
-# ---------------------------------------------------------------------------------------------
-# Frames on the GPU: JPEG decode and tiling without a host round trip.
-# ---------------------------------------------------------------------------------------------
-
-
-def decode_jpegs_cuda(jpegs: Sequence[bytes], device: str | torch.device = "cuda") -> list[torch.Tensor]:
-    """JPEG bytes -> (3, H, W) uint8 RGB tensors on the GPU, one batched nvJPEG call (torchvision)."""
-    try:
-        from torchvision.io import ImageReadMode, decode_jpeg
-    except Exception as exc:  # noqa: BLE001
-        raise RuntimeError("GPU JPEG decoding needs torchvision (pip install 'inspection[torch]')") from exc
-    data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in jpegs]
-    if not data:
-        return []
-    return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
-
-
-def tile_on_gpu(frame: torch.Tensor, grid: TileGrid, out: torch.Tensor | None = None) -> torch.Tensor:
-    """A frame on any device -> (batch_size, T, T, 3) uint8 tiles there, blank tiles zero.
-
-    frame: (H, W, 3) or (3, H, W) (as `decode_jpegs_cuda` returns) uint8. One strided copy
-    (`unfold` views) for a regular grid, one gather otherwise; `out` is reused when given.
-    """
-    if frame.ndim != 3 or 3 not in (frame.shape[0], frame.shape[2]):
-        raise FrameSizeError(f"frame has shape {tuple(frame.shape)}, expected (H, W, 3) or (3, H, W)")
-    hwc = frame.permute(1, 2, 0) if frame.shape[2] != 3 else frame
-    h, w = int(hwc.shape[0]), int(hwc.shape[1])
-    if (w, h) != (grid.frame_width, grid.frame_height):
-        raise FrameSizeError(f"frame is {w}×{h}, grid expects {grid.frame_width}×{grid.frame_height} (configs: grid.frame_width / grid.frame_height)")
-    if hwc.dtype != torch.uint8:
-        raise FrameSizeError(f"frame has dtype {hwc.dtype}, expected uint8")
-    t = grid.tile_size
-    shape = (grid.batch_size, t, t, 3)
-    if out is None:
-        out = torch.empty(shape, dtype=torch.uint8, device=hwc.device)
-    elif tuple(out.shape) != shape:
-        raise ValueError(f"out has shape {tuple(out.shape)}, expected {shape}")
-    real = out[: grid.num_tiles]
-    if grid.is_regular:
-        windows = hwc.unfold(0, t, grid.stride).unfold(1, t, grid.stride)  # (rows, cols, 3, T, T)
-        real.view(grid.rows, grid.cols, t, t, 3).copy_(windows.permute(0, 1, 3, 4, 2))
-    else:
-        origins = torch.as_tensor(grid.origins, device=hwc.device)
-        offsets = torch.arange(t, device=hwc.device)
-        yy = origins[:, 1, None, None] + offsets[None, :, None]
-        xx = origins[:, 0, None, None] + offsets[None, None, :]
-        real.copy_(hwc[yy, xx])
-    out[grid.num_tiles:] = 0
-    return out

@@ -74,7 +74,7 @@ class CudaFramePreparer:
     def __init__(self, grid: TileGrid, pool_size: int, device: str = "cuda", validate: bool = True) -> None:
         import torch
 
-        from ..detect.torch import decode_jpegs_cuda, tile_on_gpu
+        from .gpu_frames import decode_jpegs_cuda, tile_on_gpu
 
         self._torch = torch
         self._decode = decode_jpegs_cuda

@@ -18,6 +18,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ..config import KafkaConfig
 from ..messages.contract import FrameMessage, payload_limit
+from ..messages.text import frame_label
 from ..messages.errors import PayloadTooLargeError, RecordRef
 from .admin import producer_config
 
@@ -94,9 +95,7 @@ class FrameProducer:
                 return
             self._failed_total += 1
             self._failures.append((*ident, f"{err.name()}: {err.str()}"))
-        log.error(
-            "frame car=%s cam=%d shot=%d was not delivered to %s: %s", *ident, self.topic, err.str()
-        )
+        log.error("frame %s was not delivered to %s: %s", frame_label(*ident), self.topic, err.str())
 
     def _raise_if_fatal(self) -> None:
         if self._fatal is not None:
@@ -157,7 +156,7 @@ class FrameProducer:
         with self._lock:
             failures, self._failures = self._failures, []
         if failures:
-            shown = "; ".join(f"car={c} cam={k} shot={s}: {e}" for c, k, s, e in failures[:5])
+            shown = "; ".join(f"{frame_label(c, k, s)}: {e}" for c, k, s, e in failures[:5])
             more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
             raise DeliveryError(f"{len(failures)} frame(s) not delivered to {self.topic}: {shown}{more}", failures)
         self._raise_if_fatal()

@@ -456,8 +456,7 @@ class ResultStore:
             if kept_success:
                 frame_id = conn.execute(select(Frame.id).where(*frame_key)).scalar_one()
                 detection_count = conn.execute(select(Frame.detection_count).where(Frame.id == frame_id)).scalar_one()
-                log.info("frame car=%s cam=%d shot=%d: keeping its stored result, not the later error %s",
-                         record.frame_id.car_id, record.frame_id.camera, record.frame_id.shot, error_kind)
+                log.info("frame %s: keeping its stored result, not the later error %s", record.label, error_kind)
             else:
                 detection_count = len(detection_rows)
                 # Unconditional: a concurrent redelivery may have written the row since `replaced` was read.

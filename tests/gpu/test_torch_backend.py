@@ -19,7 +19,8 @@ from inspection.config import DetectConfig, ModelConfig  # noqa: E402
 from inspection.detect import load_spec  # noqa: E402
 from inspection.detect.onnxruntime import OnnxRuntimeDetector  # noqa: E402
 from inspection.detect.postprocess import OutputDecoder, select_detections  # noqa: E402
-from inspection.detect.torch import TorchDetector, decode_jpegs_cuda, tile_on_gpu  # noqa: E402
+from inspection.detect.torch import TorchDetector  # noqa: E402
+from inspection.edge.gpu_frames import decode_jpegs_cuda, tile_on_gpu  # noqa: E402
 from inspection.detect.torch_graph import OnnxGraphModule  # noqa: E402
 from inspection.detect.torch_post import (  # noqa: E402
     TorchCandidates,

@@ -31,7 +31,8 @@ sys.path.insert(0, str(REPO))
 
 from inspection.config import DetectConfig, ModelConfig  # noqa: E402
 from inspection.detect import load_spec  # noqa: E402
-from inspection.detect.torch import TorchDetector, decode_jpegs_cuda, tile_on_gpu  # noqa: E402
+from inspection.detect.torch import TorchDetector  # noqa: E402
+from inspection.edge.gpu_frames import decode_jpegs_cuda, tile_on_gpu  # noqa: E402
 from inspection.detect.torch_post import torchvision_batched_nms  # noqa: E402
 from inspection.tiling import TileGrid  # noqa: E402
 from tests.gpu.detection_checks import coco_tiles  # noqa: E402
