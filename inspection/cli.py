@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .config import ConfigError, Settings, load_settings
+from .extras import require
 from .logs import configure_logging
 
 # typer >= 0.26 runs on its own copy of click: its context stack is not `click`'s, even where click
@@ -58,7 +59,7 @@ def _errors(command: F) -> F:
             if _debug():
                 raise
             usage = isinstance(exc, (UsageError, ConfigError))
-            known = usage or isinstance(exc, (OSError, ValueError, RuntimeError, LookupError))
+            known = usage or isinstance(exc, (OSError, ValueError, RuntimeError, LookupError, ImportError))
             text = str(exc) if known and str(exc) else f"{type(exc).__name__}: {exc}"
             err_console.print(f"[red]error:[/red] {escape(text)}", soft_wrap=True)
             err_console.print("(run `inspection --debug ...` for the traceback)", style="dim", soft_wrap=True)
@@ -561,6 +562,7 @@ def dashboard(
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Web dashboard and JSON API on the results database: line, cars, frame viewer, detections, problems."""
+    require("fastapi", "dashboard", "inspection dashboard")
     from .dashboard import BindRefusedError, DashboardConfig, check_bind, serve
 
     settings = _settings(config, **{"store.url": db, "store.image_dir": str(images) if images else None})

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from .config import Settings
+from .extras import require
 from .kafka import EmbeddedBroker, FrameProducer, check_reachable, ensure_topics
 from .edge import EdgePipeline, PipelineStats, create_detectors
 from .store import ResultStore
@@ -83,6 +84,7 @@ def dashboard_hint(settings: Settings) -> str:
 
 def start_demo_dashboard(settings: Settings, port: int = 8050) -> Any:  # port 0: any free one
     """The dashboard on 127.0.0.1 over the demo's database (schema created first), on a background thread."""
+    require("fastapi", "dashboard", "the demo's dashboard (--serve)")
     from .dashboard import DashboardConfig, DashboardServer
     from .store import upgrade_database
 

