@@ -138,6 +138,18 @@ def bare_model_ms(detector: Detector, grid: TileGrid, batch: np.ndarray, device:
     return statistics.median(time_calls(call, repeats, warmup=3)) * 1e3
 
 
+def wait_for_group(pipeline: EdgePipeline, at_most: int, timeout_s: float) -> None:
+    """Until this member holds between 1 and `at_most` partitions: the others joined and took theirs."""
+    limit = time.monotonic() + timeout_s
+    while not 0 < len(pipeline.assigned_partitions()) <= at_most:
+        if pipeline.failure is not None:
+            raise RuntimeError(f"pipeline failed: {pipeline.failure}") from pipeline.failure
+        if time.monotonic() > limit:
+            raise TimeoutError(f"the consumer group did not split its partitions within {timeout_s:g} s "
+                               f"(this member holds {len(pipeline.assigned_partitions())}; configs: kafka.join_timeout_s)")
+        time.sleep(0.05)
+
+
 def e2e_settings(settings: Settings, combo: Combo, device: str, deadline_s: float, db: str | None, out: Path) -> Settings:
     """The settings of an end-to-end run of `combo`: its model on `device` (CPU-only backends on the
     CPU), the database `db` (default: a fresh SQLite file in `out`, no images kept) and the line's
@@ -201,7 +213,6 @@ def run_e2e(
     wait_timeout_s: float = 120.0,
     consumers: int = 1,
     workdir: Path | None = None,
-    join_wait_s: float = 30.0,
 ) -> E2EResult:
     """Warm-up car + `cars` measured cars on `bootstrap` into `settings.store.url`.
 
@@ -277,8 +288,8 @@ def run_e2e(
             memory.__enter__()
         runner.start()
         if children:
-            say(f"waiting {join_wait_s:g} s for {consumers} consumers to join the group")
-            time.sleep(join_wait_s)
+            say(f"waiting for {consumers} consumers to join the group and split its partitions")
+            wait_for_group(pipeline, settings.kafka.partitions - (consumers - 1), settings.kafka.join_timeout_s)
         say("warm-up car (group join, CUDA graph capture)")
         send_car(settings, producers, f"warmup-{suffix}", jpegs, 3600.0)
         if children:

@@ -301,7 +301,7 @@ def produce(
         frames = frame_source(source, TileGrid.from_config(settings.grid), images, annotations)
     except SourceChoiceError as exc:
         raise _fail(str(exc), 2) from None
-    check_reachable(bootstrap, timeout=10)
+    check_reachable(bootstrap, timeout=settings.kafka.connect_timeout_s)
     ensure_topics(bootstrap, settings.kafka)
     with FrameProducer(bootstrap, settings.kafka) as producer:
         sim = LineSimulator(settings.line, frames, producer)
@@ -343,7 +343,7 @@ def edge(
         raise _fail("no Kafka cluster: pass --bootstrap HOST:PORT or set kafka.bootstrap_servers (INSPECTION__KAFKA__BOOTSTRAP_SERVERS)", 2)
     from .kafka import check_reachable
 
-    check_reachable(bootstrap, timeout=10)
+    check_reachable(bootstrap, timeout=settings.kafka.connect_timeout_s)
     store = ResultStore.open(settings.store)
     pipeline = EdgePipeline(settings, create_detectors(settings), store, bootstrap)
     server = HealthServer(pipeline.metrics.registry, pipeline.readiness)

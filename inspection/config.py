@@ -97,6 +97,8 @@ class KafkaConfig(_Section):
     message_max_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024, description="largest frame record; payloads up to this minus 16 KiB")
     session_timeout_ms: int = Field(6000, ge=1000)
     poll_timeout_s: float = Field(0.2, gt=0)
+    connect_timeout_s: float = Field(10.0, gt=0, description="how long a command waits for the cluster to answer at start")
+    join_timeout_s: float = Field(60.0, gt=0, description="how long a benchmark waits for its consumers to join the group")
 
     @model_validator(mode="after")
     def _check(self) -> "KafkaConfig":

@@ -100,7 +100,7 @@ def start_demo_dashboard(settings: Settings, port: int = 8050) -> Any:  # port 0
 def kafka_cluster(settings: Settings) -> Iterator[tuple[str, bool]]:
     """The configured cluster (checked reachable), or the embedded broker, stopped on exit."""
     if settings.kafka.bootstrap_servers:
-        check_reachable(settings.kafka.bootstrap_servers, timeout=10)
+        check_reachable(settings.kafka.bootstrap_servers, timeout=settings.kafka.connect_timeout_s)
         yield settings.kafka.bootstrap_servers, False
         return
     with EmbeddedBroker() as broker:

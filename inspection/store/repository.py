@@ -624,15 +624,6 @@ class ResultStore:
             raise CarNotFoundError(f"no car {car_id!r} in the results database")
         return self._summary(rows[0])
 
-    def car_summaries(self, *, completed_only: bool = False, limit: int | None = None) -> list[CarSummary]:
-        """All cars (or the completed ones), oldest first."""
-        statement = self._summary_select()
-        if completed_only:
-            statement = statement.where(Car.completed_at.is_not(None))
-        if limit is not None:
-            statement = statement.limit(limit)
-        return [self._summary(row) for row in self._read(statement)]
-
     def overdue_cars(self, now: datetime | None = None, *, marked_only: bool = False) -> list[CarSummary]:
         """Cars still incomplete after their deadline (frames lost or stuck), oldest first.
 

@@ -59,7 +59,7 @@ def test_model_list_names_both_models():
 
 @pytest.mark.parametrize("command", ["edge", "produce"])
 def test_unreachable_broker_is_one_error_line(command):
-    result = runner.invoke(app, [command, "--bootstrap", "127.0.0.1:1"])
+    result = runner.invoke(app, [command, "--bootstrap", "127.0.0.1:1"], env={"INSPECTION__KAFKA__CONNECT_TIMEOUT_S": "1"})
     assert result.exit_code == 1 and "Traceback" not in result.output
     (line,) = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert "no Kafka broker answered at 127.0.0.1:1" in line and "kafka.bootstrap_servers" in line

@@ -177,7 +177,10 @@ def test_two_consumers_share_a_car_and_it_completes_once(kafka_config, postgres_
     threads = [threading.Thread(target=p.run, kwargs={"stop_when": finished}) for p in pipelines]
     for t in threads:
         t.start()
-    time.sleep(8)  # both members join the group and split the partitions
+    joined = time.monotonic() + 60  # both members join the group and split the partitions
+    while time.monotonic() < joined and not all(p.assigned_partitions() for p in pipelines):
+        time.sleep(0.1)
+    assert all(p.assigned_partitions() for p in pipelines), "the two consumers never split the partitions"
     produced = produce_car(settings, photo_source)
     assert len(produced) == expected
     deadline = time.monotonic() + 200

@@ -174,9 +174,15 @@ def test_poison_records_are_parked_and_a_restarted_consumer_stays_up(kafka_confi
         checks = ready[1]["checks"]
         assert checks["database"] == "reachable" and checks["progress"] == "lag 0" and checks["assigned"]
         assert get(base + "/healthz")[0] == 200
-        time.sleep(3)  # a few statistics intervals: lag gauges for every assigned partition
-        metrics = get(base + "/metrics")[1].decode()
-        lags = [line for line in metrics.splitlines() if line.startswith("inspection_consumer_lag{")]
+        assigned = len(checks["assigned"]) if isinstance(checks["assigned"], list) else None
+        lags: list[str] = []
+        until = time.monotonic() + 30
+        while time.monotonic() < until:  # statistics every 0.5 s: until every assigned partition has its gauge
+            metrics = get(base + "/metrics")[1].decode()
+            lags = [line for line in metrics.splitlines() if line.startswith("inspection_consumer_lag{")]
+            if lags and (assigned is None or len(lags) >= assigned):
+                break
+            time.sleep(0.2)
         assert lags and all(line.endswith(" 0.0") for line in lags), lags
         assert "inspection_frames_received_total 0.0" in metrics  # nothing was redelivered
         assert 'inspection_queue_depth{stage="detect"} 0.0' in metrics
