@@ -89,7 +89,7 @@ def line_run(kafka_broker, yolox_onnx, tmp_path_factory: pytest.TempPathFactory)
         producer.send(FrameMessage(frame_id=FrameId("car-bad", 0, 0, frames_per_car), captured_at_ns=now,
                                    deadline_at_ns=now + 600 * 10**9, payload=jpeg[: len(jpeg) // 3] + b"\xff\xd9"))
         producer.flush(60)
-    key, value, headers = FrameMessage(frame_id=FrameId("nobody", 0, 0, 1), captured_at_ns=now,
+    key, value, headers = FrameMessage(frame_id=FrameId("nobody", 0, 0, frames_per_car), captured_at_ns=now,
                                        deadline_at_ns=now, payload=jpeg).encode()
     raw = Producer(producer_config(kafka.bootstrap_servers, kafka, dlq=True))
     raw.produce(kafka.topic, value=value, key=key, headers=[(k, v) for k, v in headers if k != "car_id"], partition=0)
