@@ -299,7 +299,7 @@ def comparison(rows: list[BenchRow]) -> list[dict[str, object]]:
             "row": name, "model": r.model, "backend": r.backend, "precision": r.precision, "device": r.device,
             "batch_size": r.batch_size, "frame_ms": round(r.frame_ms, 3), "peak_mem_mib": r.peak_mem_mib,
         }
-        for base_name, base in baselines:
+        for _, base in baselines:
             row["speedup_vs_" + ("cpu" if base.device == "cpu" else "gpu_eager")] = round(base.frame_ms / r.frame_ms, 1)
         table.append(row)
     return table

@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 COCO_MAX_DETS = (1, 10, 100)
 SCORE_FLOOR = 0.001
-SCORE_KEYS = ("mAP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")
 
 StitchFn = Callable[[Detections, TileGrid], Detections]
 

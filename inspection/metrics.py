@@ -22,7 +22,6 @@ from typing import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-QUEUE_STAGES = ("detect", "store", "uncommitted")
 
 
 class PipelineMetrics:

@@ -44,7 +44,6 @@ if TYPE_CHECKING:  # pandas is the analyst's dependency, not the package's
 DB_ENV = "INSPECTION_DB"
 DEFAULT_DB_URL = "sqlite:///inspection.db"
 
-VERDICTS = ("met", "missed", "overdue", "incomplete")
 
 # One definition of a car's verdict; `c` is the cars row, :now the time "overdue" is judged at.
 VERDICT_SQL = """CASE WHEN c.completed_at IS NOT NULL AND c.deadline_met THEN 'met'

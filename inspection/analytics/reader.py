@@ -403,11 +403,11 @@ def _latency_series(bins: TimeBins, rows: list[Any]) -> LatencySeries:
     counts = np.diff(bounds)
     filled = counts > 0
     quantiles = {}
-    for q in (0.5, 0.99):  # numpy's default (linear) quantile, for every bin at once
-        position = bounds[:-1] + q * np.maximum(counts - 1, 0)
+    for quantile in (0.5, 0.99):  # numpy's default (linear) quantile, for every bin at once
+        position = bounds[:-1] + quantile * np.maximum(counts - 1, 0)
         low = np.floor(position).astype(np.int64)
         high = np.minimum(low + 1, bounds[1:] - 1)
         low, high = np.minimum(low, len(latency) - 1), np.maximum(np.minimum(high, len(latency) - 1), 0)
         value = latency[low] + (latency[high] - latency[low]) * (position - np.floor(position))
-        quantiles[q] = [float(v) if ok else None for v, ok in zip(value, filled)]
+        quantiles[quantile] = [float(v) if ok else None for v, ok in zip(value, filled)]
     return LatencySeries(bins=bins, frames=counts.tolist(), p50_s=quantiles[0.5], p99_s=quantiles[0.99])

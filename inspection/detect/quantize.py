@@ -279,14 +279,6 @@ def quantize_model(spec: ModelSpec, grid: Any, images: Path | None = None, annot
     return quantize_onnx(spec, fp32, target, batches, QuantizeSettings(**{**asdict(settings), "source": source}), flavours, progress)
 
 
-def is_qdq(path: str | Path) -> bool:
-    """Whether an ONNX file holds explicit quantization (QuantizeLinear/DequantizeLinear nodes)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
-
-
 def int8_metadata(spec: ModelSpec) -> dict[str, Any] | None:
     """The sidecar of the model's INT8 graphs (calibration data and settings), None if never quantized."""
     path = model_cache_dir() / spec.name / SIDECAR_FILE

@@ -338,7 +338,7 @@ class TfToOnnx:
         if len(x.shape) != 4 or x.shape[1] is None or x.shape[2] is None:
             raise GraphFormatError(f"node {node.name}: input shape {x.shape} needs static height and width")
         x = self._layout(x, nchw=True)
-        _, h, wd, cin = x.shape
+        _, h, wd, _ = x.shape
         strides = list(node.attrs.get("strides", [1, 1, 1, 1]))[1:3]
         dilations = list(node.attrs.get("dilations", [1, 1, 1, 1]))[1:3]
         kh, kw = int(w.shape[0]), int(w.shape[1])

@@ -43,8 +43,6 @@ try:
 except Exception:  # noqa: BLE001 - a torchvision built for another torch fails with various errors
     torchvision = None
 
-NmsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
-
 # Boxes per torchvision NMS call: its kernel tests all n² pairs and builds an n×n bit mask, though
 # only pairs inside one tile can matter, so calls hold a few whole tiles each (0.001 floor only).
 NMS_BOXES_PER_CALL = 4096

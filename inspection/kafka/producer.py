@@ -177,7 +177,7 @@ class FrameProducer:
     def __enter__(self) -> "FrameProducer":
         return self
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+    def __exit__(self, exc_type: object, *_: object) -> None:
         if exc_type is None:
             self.close()
         else:

@@ -256,7 +256,7 @@ def test_line_simulator_cars_arrive_with_schedule(kafka_broker, kafka_config, jp
     got = {(f.car_id, f.camera, f.shot): f for f in received}
     assert set(got) == {(car_id(c), cam, s) for c in (7, 8) for cam in range(2) for s in range(3)}
     first = {car: min(f.captured_at_ns for (c, _, _), f in got.items() if c == car) for car in (car_id(7), car_id(8))}
-    for (car, cam, shot), frame in got.items():
+    for (car, cam, _shot), frame in got.items():
         # --no-realtime: stamped when sent (never in the future), deadline one takt after the car's first frame
         assert before_ns <= frame.captured_at_ns <= after_ns
         assert frame.deadline_at_ns == first[car] + takt_ns

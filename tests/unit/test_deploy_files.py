@@ -180,7 +180,7 @@ def _k8s_commands(tmp_dir: Path) -> list[CommandLine]:
                     env.update(secrets[source["secretRef"]["name"]]["stringData"])
             env.update({e["name"]: str(e["value"]) for e in container.get("env", []) if "value" in e})
             argv = [*container.get("command", []), *container.get("args", [])]
-            argv = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], str(a)) for a in argv]
+            argv = [re.sub(r"\$\((\w+)\)", lambda m, env=env: env[m.group(1)], str(a)) for a in argv]
             mounts = {}
             for mount in container.get("volumeMounts", []):
                 volume = volumes[mount["name"]]
@@ -333,7 +333,7 @@ def test_env_files_name_real_settings() -> None:
     env = _env_file(JETSON_ENV)
     assert any(k.startswith(ENV_PREFIX) for k in env)
     load_settings(JETSON_PROFILE, environ=env)
-    for name, config_map in _k8s_objects("ConfigMap").items():
+    for config_map in _k8s_objects("ConfigMap").values():
         data = {k: v for k, v in config_map["data"].items() if k.startswith(ENV_PREFIX)}
         load_settings(environ=data)
 

@@ -133,7 +133,7 @@ def test_conv_batchnorm_relu6_block_folds_into_one_conv_and_matches_tf(size, str
     dw = g.node("dw/depthwise", "DepthwiseConv2dNative", [relu, g.read("dw/weights", wd)], strides=[1, 2, 2, 1], padding="SAME",
                 data_format="NHWC")
     bias = RNG.normal(0, 0.1, 16).astype(np.float32)
-    out = g.node("dw/BiasAdd", "BiasAdd", [dw, g.read("dw/biases", bias)], data_format="NHWC")
+    g.node("dw/BiasAdd", "BiasAdd", [dw, g.read("dw/biases", bias)], data_format="NHWC")
 
     model = g.convert("input:0", [None, size, size, 3], ["dw/BiasAdd:0"])
     ops = [n.op_type for n in model.graph.node]
