@@ -1,6 +1,6 @@
 """What a frame must agree with beyond the contract: the line's geometry, the consumer's clock, its own bytes.
 
-`FrameMessage` (messages.py) bounds every header to what the store holds, whatever the site. This
+`FrameMessage` (messages/contract.py) bounds every header to what the store holds, whatever the site. This
 module checks what depends on the configuration and on the time a consumer reads the record:
 
 - camera in [0, line.cameras), shot in [0, line.shots_per_camera), and shots_per_car equal to
