@@ -159,10 +159,10 @@ class EdgePipeline:
         # interval it then waits behind the decode/persist threads for milliseconds per frame.
         previous_interval = sys.getswitchinterval()
         sys.setswitchinterval(settings.pipeline.switch_interval_s)
-        self.source.open()
-        runner.start()
-        overdue_thread.start()
         try:
+            self.source.open()
+            runner.start()
+            overdue_thread.start()
             while not self._stop.is_set():
                 job = self.source.poll()
                 if job is not None:
@@ -175,8 +175,9 @@ class EdgePipeline:
             self._stop.set()
             runner.close()
             runner.join()
-            overdue_thread.join()
-            if runner.failure is None:
+            if overdue_thread.is_alive():
+                overdue_thread.join()
+            if runner.failure is None and self.source.is_open:
                 self.source.commit()
             self.source.close()
             dlq.close()

@@ -63,7 +63,7 @@ class _StageState:
         self.inbox: queue.Queue[Any] = queue.Queue(maxsize=stage.queue_size)
         self.threads: list[threading.Thread] = []
         self.running = stage.workers
-        self.busy: dict[int, tuple[float, Any]] = {}  # worker index -> (monotonic start, item)
+        self.busy: dict[int, tuple[float, Any]] = {}  # worker thread ident -> (monotonic start, item)
 
 
 class StageRunner:
@@ -116,9 +116,18 @@ class StageRunner:
         self._put(0, _STOP, force=True)
 
     def join(self) -> None:
-        for state in self._states:
-            for thread in state.threads:
-                thread.join()
+        """Wait for every worker to end. The watchdog keeps running meanwhile; once it failed the
+        chain, a worker stuck on one item (a daemon thread) is left behind instead of waited for."""
+        while True:
+            alive = [t for s in self._states for t in s.threads if t.is_alive()]
+            if not alive:
+                return
+            self.check()
+            if isinstance(self._failure, StageTimeout):
+                stuck = {ident for s in self._states for ident in s.busy}
+                if all(t.ident in stuck for t in alive):
+                    return
+            alive[0].join(_POLL_S)
 
     def fail(self, exc: BaseException) -> None:
         """Stop the chain on `exc` (the first failure wins)."""
@@ -177,13 +186,14 @@ class StageRunner:
                 return
             if self._failed.is_set():
                 continue  # drain without processing: the chain stopped, only the stop marker matters
-            state.busy[worker] = (time.monotonic(), item)
+            me = threading.get_ident()
+            state.busy[me] = (time.monotonic(), item)
             try:
                 result = state.stage.processes[worker](item)
             except BaseException as exc:  # the stage cannot go on: stop the chain
                 self.fail(exc)
                 continue
             finally:
-                state.busy.pop(worker, None)
+                state.busy.pop(me, None)
             if not last_stage:
                 self._put(index + 1, result, force=False)

@@ -74,6 +74,10 @@ class KafkaSource:
             raise RuntimeError("KafkaSource.open() first")
         return self._consumer
 
+    @property
+    def is_open(self) -> bool:
+        return self._consumer is not None
+
     def open(self, on_assigned: Callable[[list[TP]], None] | None = None) -> None:
         conf = consumer_config(self.bootstrap, self.settings.kafka)
         # librdkafka statistics carry each partition's lag (high watermark - committed offset).

@@ -155,17 +155,30 @@ def test_a_failing_stage_stops_the_chain_and_is_reported_once() -> None:
 
 def test_the_watchdog_fails_a_stage_holding_one_item_too_long() -> None:
     release = threading.Event()
-    runner = StageRunner([Stage("prepare", (lambda item: release.wait(5),), timeout_s=0.05,
+    runner = StageRunner([Stage("prepare", (lambda item: release.wait(30),), timeout_s=0.05,
                                 describe=lambda item: f"frame {item}")])
     runner.start()
     runner.put("car=1 cam=0 shot=0")
     time.sleep(0.2)
     runner.check()
+    assert isinstance(runner.failure, StageTimeout)
+    assert "frame car=1 cam=0 shot=0 still in stage prepare after 0.05 s" in str(runner.failure)
     release.set()
     runner.close()
     runner.join()
-    assert isinstance(runner.failure, StageTimeout)
-    assert "frame car=1 cam=0 shot=0 still in stage prepare after 0.05 s" in str(runner.failure)
+
+
+def test_shutdown_does_not_wait_for_a_stuck_stage() -> None:
+    """A decoder hung on one frame: closing the runner returns once the watchdog fired, without it."""
+    release = threading.Event()
+    runner = StageRunner([Stage("prepare", (lambda item: release.wait(30),), timeout_s=0.2)])
+    runner.start()
+    runner.put("frame")
+    runner.close()
+    started = time.monotonic()
+    runner.join()
+    assert isinstance(runner.failure, StageTimeout) and time.monotonic() - started < 10
+    release.set()
 
 
 # ----------------------------------------------------------------------------- source
