@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, Callable
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 
@@ -65,7 +65,6 @@ class KafkaSource:
         self.max_payload = payload_limit(settings.kafka.message_max_bytes)
         self.assigned: set[TP] = set()
         self._consumer: Consumer | None = None
-        self._on_assigned: Callable[[list[TP]], None] | None = None
         self._last_commit = 0.0
 
     @property
@@ -78,13 +77,12 @@ class KafkaSource:
     def is_open(self) -> bool:
         return self._consumer is not None
 
-    def open(self, on_assigned: Callable[[list[TP]], None] | None = None) -> None:
+    def open(self) -> None:
         conf = consumer_config(self.bootstrap, self.settings.kafka)
         # librdkafka statistics carry each partition's lag (high watermark - committed offset).
         conf["statistics.interval.ms"] = max(100, int(self.settings.health.lag_interval_s * 1000))
         conf["stats_cb"] = self._on_stats
         conf.update(self.consumer_overrides)
-        self._on_assigned = on_assigned
         self._consumer = Consumer(conf)
         self._consumer.subscribe(
             [self.settings.kafka.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
@@ -141,8 +139,6 @@ class KafkaSource:
         self.assigned.update(tps)
         self.readiness.assigned(tps)
         log.info("assigned %s", tps)
-        if self._on_assigned is not None:
-            self._on_assigned(tps)
 
     def _on_stats(self, raw: str) -> None:
         """Each assigned partition's lag to the gauges and /readyz."""
