@@ -229,7 +229,7 @@ def run_e2e(
         children = spawn_consumers(settings, bootstrap, consumers - 1, workdir or Path(tempfile.mkdtemp()))
     stop = threading.Event()
     runner = threading.Thread(target=lambda: pipeline.run(stop_when=lambda s: stop.is_set()), name="edge")
-    producers = [FrameProducer(bootstrap, settings.kafka, client_id=f"camera-{cam}") for cam in range(settings.line.cameras)]
+    producers = [FrameProducer(bootstrap, settings.kafka, client_id=f"camera-{cam}", shots_per_camera=settings.line.shots_per_camera) for cam in range(settings.line.cameras)]
     timings: list[CarTiming] = []
 
     def wait_for(handled: int) -> None:

@@ -305,7 +305,7 @@ def produce(
         raise _fail(f"unknown --source {source!r} (allowed: photos, coco, dir)", 2)
     check_reachable(bootstrap, timeout=10)
     ensure_topics(bootstrap, settings.kafka)
-    with FrameProducer(bootstrap, settings.kafka) as producer:
+    with FrameProducer(bootstrap, settings.kafka, shots_per_camera=settings.line.shots_per_camera) as producer:
         sim = LineSimulator(settings.line, frames, producer)
         signal.signal(signal.SIGTERM, lambda *_: sim.stop())
         try:

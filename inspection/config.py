@@ -92,7 +92,7 @@ class KafkaConfig(_Section):
     topic: str = "frames"
     dlq_topic: str = "frames.dlq"
     group_id: str = "inspection-edge"
-    partitions: int = Field(5, gt=0)
+    partitions: int = Field(12, gt=0, description="frames topic partitions; 12 divides evenly among 1, 2, 3, 4 or 6 consumers (producers pick frame index mod P)")
     replication_factor: int = Field(-1, ge=-1, description="replicas of created topics; -1 = the broker's default")
     message_max_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024, description="largest frame record; payloads up to this minus 16 KiB")
     session_timeout_ms: int = Field(6000, ge=1000)
