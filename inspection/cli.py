@@ -325,20 +325,32 @@ def edge(
     metrics_port: int = typer.Option(0, help="serve Prometheus /metrics, /healthz and /readyz on this port (0: off)"),
     metrics_addr: str = typer.Option("127.0.0.1", help="address for /metrics (0.0.0.0 for a scraper outside the host/pod)"),
     max_frames: int = typer.Option(0, help="stop after handling this many frames (0: run until SIGTERM/Ctrl-C)"),
+    workers: Optional[str] = typer.Option(None, help="worker processes per GPU (or on the CPU), N or auto (default: config pipeline.workers)"),
+    gpus: Optional[str] = typer.Option(None, help="GPU indices the workers spread over, e.g. 0,1 (default: config pipeline.gpus)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     log_format: Optional[str] = LogFormatOpt,
 ) -> None:
     """Edge consumer: poll -> decode -> tile -> detect -> stitch -> store -> commit, in the consumer group.
 
     With --metrics-port, also serves /healthz (process up) and /readyz (assigned, making progress
-    while lagging, database reachable) for probes.
+    while lagging, database reachable) for probes. With --workers N (or auto) and/or --gpus, one
+    supervisor starts N worker processes per GPU in the same consumer group, forwards SIGTERM/SIGINT,
+    restarts a worker that dies, and serves worker k's metrics on --metrics-port + k.
     """
     from .health import HealthServer
     from .pipeline import EdgePipeline, PipelineError, create_detectors
     from .store import ResultStore
 
+    gpu_list = None
+    if gpus is not None:
+        try:
+            gpu_list = [int(g) for g in gpus.split(",") if g.strip()]
+        except ValueError:
+            raise _fail(f"--gpus {gpus!r}: expected GPU indices like 0,1", 2) from None
     settings = _settings(config, **{"kafka.bootstrap_servers": bootstrap, "store.url": db, "model.backend": backend,
-                                    "logging.format": log_format})
+                                    "logging.format": log_format,
+                                    "pipeline.workers": int(workers) if workers and workers.isdigit() else workers,
+                                    "pipeline.gpus": gpu_list})
     configure_logging(settings.logging.format, verbose=verbose)
     bootstrap = settings.kafka.bootstrap_servers
     if not bootstrap:
@@ -346,6 +358,11 @@ def edge(
     from .kafka import check_reachable
 
     check_reachable(bootstrap, timeout=10)
+    if settings.pipeline.workers != 1 or settings.pipeline.gpus is not None:
+        if max_frames:
+            raise _fail("--max-frames needs one in-process consumer (pipeline.workers 1, no --gpus)", 2)
+        _supervise(settings, bootstrap, metrics_port, metrics_addr, verbose)
+        return
     store = ResultStore.open(settings.store)
     pipeline = EdgePipeline(settings, create_detectors(settings), store, bootstrap)
     server = HealthServer(pipeline.metrics.registry, pipeline.readiness)
@@ -361,6 +378,21 @@ def edge(
         server.close()
         store.close()
     console.print(f"stopped cleanly: {stats.frames_stored} frames stored, {stats.frames_parked} parked, {stats.commits} commits")
+
+
+def _supervise(settings: Settings, bootstrap: str, metrics_port: int, metrics_addr: str, verbose: bool) -> None:
+    from .store import ResultStore
+    from .supervisor import EdgeSupervisor
+
+    ResultStore.open(settings.store).close()  # schema migrated once, before the workers race to it
+    supervisor = EdgeSupervisor(settings, bootstrap, metrics_port=metrics_port, metrics_addr=metrics_addr, verbose=verbose)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: supervisor.stop())
+    console.print(f"edge: {len(supervisor.slots)} worker process(es) in group {settings.kafka.group_id}")
+    result = supervisor.run()
+    if result.error:
+        raise _fail(result.error)
+    console.print(f"stopped cleanly: {len(supervisor.slots)} workers drained, {result.restarts} restart(s)")
 
 
 # --------------------------------------------------------------------------- accuracy and speed
