@@ -460,7 +460,8 @@ def bench(
     naive: bool = typer.Option(True, help="also time the one-tile-at-a-time baseline"),
     e2e: int = typer.Option(0, help="also run N whole cars end to end (broker -> database) on the first combo"),
     deadline: float = typer.Option(0.5, help="per-car deadline of the end-to-end cars, seconds"),
-    consumers: int = typer.Option(1, min=1, help="edge consumers sharing the end-to-end cars (this process + N-1 `inspection edge` processes)"),
+    consumers: int = typer.Option(1, min=1, help="edge consumers sharing the end-to-end cars: 1 in this process, more = `inspection edge --workers N` (N per GPU with --gpus)"),
+    gpus: Optional[str] = typer.Option(None, help="end to end on these GPUs, e.g. 0,1: `inspection edge --workers CONSUMERS --gpus ...`"),
     db: Optional[str] = typer.Option(None, help="database of the end-to-end run (default: a fresh SQLite file in --out)"),
     out: Path = typer.Option(Path("benchmarks/results"), help="folder for bench.json/csv/png and e2e.json"),
 ) -> None:
@@ -477,6 +478,7 @@ def bench(
         ["inspection", "bench", *(f"--combo={c}" for c in combo), f"--device={device}", f"--batch-sizes={batch_sizes}",
          f"--repeats={repeats}", "--naive" if naive else "--no-naive", f"--out={out}",
          *([f"--e2e={e2e}", f"--deadline={deadline}", f"--consumers={consumers}"] if e2e else []),
+         *([f"--gpus={gpus}"] if e2e and gpus else []),
          *([f"--config={config}"] if config else [])]
     )
     machine = machine_description()
@@ -497,7 +499,8 @@ def bench(
         for written in write_results(rows, out, command, machine):
             console.print(f"wrote {written}")
     if e2e:
-        _bench_e2e(settings, combos[0], device, e2e, deadline, db, out, command, machine, consumers)
+        gpu_list = [int(g) for g in gpus.split(",") if g.strip()] if gpus else None
+        _bench_e2e(settings, combos[0], device, e2e, deadline, db, out, command, machine, consumers, gpu_list)
 
 
 def bench_table(rows: list[Any]) -> Group:
@@ -518,7 +521,7 @@ def bench_table(rows: list[Any]) -> Group:
 
 
 def _bench_e2e(settings: Settings, combo: Any, device: str, cars: int, deadline: float, db: Optional[str], out: Path,
-               command: str, machine: dict[str, Any], consumers: int = 1) -> None:
+               command: str, machine: dict[str, Any], consumers: int = 1, gpus: list[int] | None = None) -> None:
     from .bench_e2e import run_e2e
     from .demo import kafka_cluster
 
@@ -531,9 +534,10 @@ def _bench_e2e(settings: Settings, combo: Any, device: str, cars: int, deadline:
                                            "line": settings.line.model_copy(update={"takt_s": deadline})})
     with console.status("end to end") as status, kafka_cluster(settings) as (bootstrap, _embedded):
         result = run_e2e(settings, bootstrap, cars, deadline, progress=lambda text: status.update(text),
-                         consumers=consumers, workdir=out)
+                         consumers=consumers, workdir=out, gpus=gpus)
     stages = list(result.cars[0].stage_ms_per_frame)
-    table = _table(f"end to end: {result.frames_per_car} frames per car, {consumers} consumer(s), {result.backend}/{result.precision} "
+    workers = f"{consumers} worker(s) per GPU on GPUs {gpus}" if gpus else f"{consumers} consumer(s)"
+    table = _table(f"end to end: {result.frames_per_car} frames per car, {workers}, {result.backend}/{result.precision} "
                    f"on {result.device}, decode {result.decode}, {result.db}",
                    ["car", "car latency s", "produce s", "first stored s", "frames/s", "met"], key_width=4,
                    fold=("car latency s", "produce s", "first stored s"))
@@ -543,7 +547,14 @@ def _bench_e2e(settings: Settings, combo: Any, device: str, cars: int, deadline:
                       str(c.deadline_met))
         per_stage.add_row(c.car_id[-4:], *(f"{v:.2f}" for v in c.stage_ms_per_frame.values()))
     console.print(table)
-    console.print(per_stage)
+    if stages:
+        console.print(per_stage)
+    if result.frame_latency_p50_ms is not None:
+        console.print(f"frame latency (received from Kafka -> stored): p50 {result.frame_latency_p50_ms:.1f} ms, "
+                      f"p99 {result.frame_latency_p99_ms:.1f} ms")
+    if result.peak_gpu_mem_mib_per_gpu:
+        console.print("peak GPU memory per GPU (NVML, all workers): "
+                      + ", ".join(f"GPU {g} {mib:.0f} MiB" for g, mib in result.peak_gpu_mem_mib_per_gpu.items()))
     if result.bare_model_ms:
         console.print(f"bare model {result.bare_model_ms:.2f} ms per 64-tile batch ({result.bare_model_fps:.0f} frames/s); "
                       f"pipeline/bare = {result.pipeline_to_bare_ratio:.2f}; peak GPU memory {result.peak_gpu_mem_mib} MiB")
