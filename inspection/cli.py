@@ -570,9 +570,10 @@ def plan_cmd(
     frames_per_car: int = typer.Option(95, help="cameras × shots"),
     results: list[Path] = typer.Option([Path("benchmarks")], help="bench/eval JSON files or folders"),
     top: int = typer.Option(10, help="rows to show"),
+    scaling: Path = typer.Option(Path("benchmarks/h100/scaling.json"), help="measured whole-car latency on 1, 2, 4 GPUs (benchmarks/h100/run_multi_gpu.py); missing: linear scaling assumed and said"),
 ) -> None:
     """Most accurate model/backend/precision/batch meeting the per-car deadline on measured hardware, and GPUs per line."""
-    from .plan import best, load_accuracy, load_rows, plan
+    from .plan import GpuScaling, best, load_accuracy, load_rows, plan
 
     missing = [p for p in results if not p.exists()]
     if missing:
@@ -581,7 +582,12 @@ def plan_cmd(
     rows = load_rows(results)
     if not rows:
         raise _fail(f"no bench results under {', '.join(map(str, results))} (run `inspection bench` first)")
-    ranked = plan(rows, load_accuracy(results), deadline, takt, frames_per_car)
+    try:
+        gpu_scaling = GpuScaling.load(scaling) if scaling.is_file() else GpuScaling.linear()
+    except (ValueError, KeyError) as exc:
+        raise _fail(f"--scaling {scaling}: {exc}", 2) from None
+    ranked = plan(rows, load_accuracy(results), deadline, takt, frames_per_car, scaling=gpu_scaling)
+    console.print(f"GPU scaling: {'measured on ' + gpu_scaling.machine + ' (' + gpu_scaling.source + ')' if gpu_scaling.measured else gpu_scaling.machine}")
     console.print(plan_table(ranked[:top], f"deadline {deadline:g} s per car ({frames_per_car} frames)" + (f", takt {takt:g} s" if takt else "")))
     choice = best(ranked)
     if choice is not None:
