@@ -464,6 +464,12 @@ def bench(
     gpus: Optional[str] = typer.Option(None, help="end to end on these GPUs, e.g. 0,1: `inspection edge --workers CONSUMERS --gpus ...`"),
     db: Optional[str] = typer.Option(None, help="database of the end-to-end run (default: a fresh SQLite file in --out)"),
     out: Path = typer.Option(Path("benchmarks/results"), help="folder for bench.json/csv/png and e2e.json"),
+    peers: list[str] = typer.Option([], help="peer methods around the same detector on the same frames: sahi (extra [sahi])"),
+    peer_images: Optional[Path] = typer.Option(None, help="--peers: COCO images directory the mosaic frames are composed from"),
+    peer_annotations: Optional[Path] = typer.Option(None, help="--peers: COCO instances JSON of --peer-images"),
+    peer_frames: int = typer.Option(2, min=1, help="--peers: mosaic frames timed and scored"),
+    peer_thresholds: str = typer.Option("0.3,0.001", help="--peers: score thresholds (operating, evaluation floor)"),
+    peer_batches: str = typer.Option("64,1", help="--peers: SAHI batch sizes"),
 ) -> None:
     """Time per frame and tiles/s per model × backend × precision × batch size, with peak memory; optionally whole cars end to end."""
     from .bench import Combo, comparison, machine_description, run_bench, write_results
@@ -479,6 +485,8 @@ def bench(
          f"--repeats={repeats}", "--naive" if naive else "--no-naive", f"--out={out}",
          *([f"--e2e={e2e}", f"--deadline={deadline}", f"--consumers={consumers}"] if e2e else []),
          *([f"--gpus={gpus}"] if e2e and gpus else []),
+         *(f"--peers={p}" for p in peers),
+         *([f"--peer-frames={peer_frames}", f"--peer-thresholds={peer_thresholds}", f"--peer-batches={peer_batches}"] if peers else []),
          *([f"--config={config}"] if config else [])]
     )
     machine = machine_description()
@@ -498,6 +506,10 @@ def bench(
         console.print(compare)
         for written in write_results(rows, out, command, machine):
             console.print(f"wrote {written}")
+    if peers:
+        _bench_peers(settings, combos[0], device, peers, peer_images, peer_annotations, peer_frames,
+                     tuple(float(t) for t in peer_thresholds.split(",")), tuple(int(b) for b in peer_batches.split(",")),
+                     out, command, machine)
     if e2e:
         gpu_list = [int(g) for g in gpus.split(",") if g.strip()] if gpus else None
         _bench_e2e(settings, combos[0], device, e2e, deadline, db, out, command, machine, consumers, gpu_list)
@@ -518,6 +530,49 @@ def bench_table(rows: list[Any]) -> Group:
                           str(r.extra.get("speedup_vs_naive", "")))
         tables.append(table)
     return Group(*tables)
+
+
+def _bench_peers(settings: Settings, combo: Any, device: str, peers: list[str], images: Optional[Path], annotations: Optional[Path],
+                 frames: int, thresholds: tuple[float, ...], batches: tuple[int, ...], out: Path, command: str,
+                 machine: dict[str, Any]) -> None:
+    from synthetic.coco import CocoDataset
+
+    from .detect import create_detector
+    from .peers import run_peers, sahi_missing
+    from .tiling import TileGrid
+
+    unknown = sorted(set(peers) - {"sahi"})
+    if unknown:
+        raise _fail(f"--peers {', '.join(unknown)}: unknown peer (known: sahi)", 2)
+    if images is None or annotations is None or not images.is_dir() or not annotations.is_file():
+        raise _fail("--peers needs --peer-images DIR and --peer-annotations JSON (a COCO set, e.g. val2017)", 2)
+    reason = sahi_missing()
+    if reason:
+        console.print(f"skipped: {reason}")
+    model = settings.model.model_copy(update={
+        "name": combo.model, "backend": combo.backend, "precision": combo.precision,
+        "device": "cpu" if combo.backend in ("opencv", "onnxruntime") else device})
+    try:
+        detector = create_detector(model, settings.detect)
+    except _model_errors() as exc:
+        raise _fail(str(exc)) from None
+    with console.status("peers") as status:
+        rows = run_peers(detector, CocoDataset.load(images, annotations), TileGrid.from_config(settings.grid), settings.stitch,
+                         thresholds=thresholds, sahi_batches=batches, frames=frames, nms_iou=settings.detect.nms_iou,
+                         progress=lambda text: status.update(text))
+    detector.close()
+    ours = {r.score_threshold: r.ms_per_frame for r in rows if r.method == "ours"}
+    table = _table(f"{combo.model} {combo.backend}/{combo.precision} on {device}: our frame path vs peers, same detector, same frames",
+                   ["method", "score", "ms/frame", "× ours", "frame mAP", "AP50", "dets/frame"], key_width=13)
+    for r in rows:
+        table.add_row(r.method, f"{r.score_threshold:g}", f"{r.ms_per_frame:.1f}", f"{r.ms_per_frame / ours[r.score_threshold]:.2f}",
+                      f"{r.frame_map:.4f}", f"{r.frame_ap50:.4f}", f"{r.detections_per_frame:.0f}")
+    console.print(table)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "peers.json"
+    path.write_text(json.dumps({"command": command, "machine": machine, "sahi_skipped": reason,
+                                "rows": [r.to_dict() for r in rows]}, indent=2))
+    console.print(f"wrote {path}")
 
 
 def _bench_e2e(settings: Settings, combo: Any, device: str, cars: int, deadline: float, db: Optional[str], out: Path,
