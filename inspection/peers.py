@@ -9,7 +9,7 @@ overlap), SAHI's merge is NMS/IoU at the detector's `nms_iou`, and the full-fram
 
 Both run on the same mosaic frames (synthetic.compose over a COCO set, ground truth known), at the
 operating threshold and at the evaluation floor, in one process; each row reports time per frame
-(median, after one warm-up frame) and frame-level mAP (pycocotools, frame caps as `evaluate`).
+(median over the frames, methods interleaved frame by frame, after one warm-up call each) and frame-level mAP (pycocotools, frame caps as `evaluate`).
 SAHI is an optional extra (`pip install 'inspection[sahi]'`): without it the peers are skipped
 with a one-line reason.
 """
@@ -95,7 +95,7 @@ def sahi_frame(model: Any, frame: np.ndarray, grid: TileGrid, batch_size: int, n
         frame, model, slice_height=grid.tile_size, slice_width=grid.tile_size,
         overlap_height_ratio=0.0, overlap_width_ratio=0.0, perform_standard_pred=False,
         postprocess_type="NMS", postprocess_match_metric="IOU", postprocess_match_threshold=nms_iou,
-        postprocess_class_agnostic=False, batch_size=batch_size, force_postprocess_type=True,
+        postprocess_class_agnostic=False, batch_size=batch_size, force_postprocess_type=True, verbose=0,
     )
     preds = result.object_prediction_list
     return Detections(
@@ -159,18 +159,23 @@ def run_peers(
         methods.append(("ours", threshold, ours(threshold)))
         if sahi_missing() is None:
             methods += [(f"sahi batch {b}", threshold, sahi(threshold, b)) for b in sahi_batches]
-    rows = []
-    for name, threshold, run in methods:
-        say(f"{name} at score {threshold:g}")
-        run(images[0])  # warm-up (graphs, caches)
-        times, found = [], {}
-        for image_id, frame in zip(ids, images):
+    for name, threshold, run in methods:  # warm-up (graphs, caches)
+        say(f"warm-up: {name} at score {threshold:g}")
+        run(images[0])
+    # Interleaved: every method on frame 1, then on frame 2, ...: drift of the machine hits all alike.
+    times: dict[int, list[float]] = {m: [] for m in range(len(methods))}
+    found: dict[int, dict[int, Detections]] = {m: {} for m in range(len(methods))}
+    for f, (image_id, frame) in enumerate(zip(ids, images)):
+        for m, (name, threshold, run) in enumerate(methods):
+            say(f"frame {f + 1}/{len(images)}: {name} at score {threshold:g}")
             start = time.perf_counter()
             dets = run(frame)
-            times.append(time.perf_counter() - start)
-            found[image_id] = to_dataset_classes(dets, mapping)
-        dets_array = np.concatenate([detections_to_coco_array(i, d) for i, d in found.items()])
+            times[m].append(time.perf_counter() - start)
+            found[m][image_id] = to_dataset_classes(dets, mapping)
+    rows = []
+    for m, (name, threshold, _) in enumerate(methods):
+        dets_array = np.concatenate([detections_to_coco_array(i, d) for i, d in found[m].items()])
         scores = coco_scores(mosaics.frame_gt, dets_array, max_dets=frame_max_dets(grid), score_floor=threshold)
-        rows.append(PeerRow(name, threshold, len(images), statistics.median(times) * 1e3, scores["mAP"], scores["AP50"],
+        rows.append(PeerRow(name, threshold, len(images), statistics.median(times[m]) * 1e3, scores["mAP"], scores["AP50"],
                             len(dets_array) / len(images)))
     return rows
