@@ -462,6 +462,7 @@ def bench(
     deadline: float = typer.Option(0.5, help="per-car deadline of the end-to-end cars, seconds"),
     consumers: int = typer.Option(1, min=1, help="edge consumers sharing the end-to-end cars: 1 in this process, more = `inspection edge --workers N` (N per GPU with --gpus)"),
     gpus: Optional[str] = typer.Option(None, help="end to end on these GPUs, e.g. 0,1: `inspection edge --workers CONSUMERS --gpus ...`"),
+    join_wait: float = typer.Option(30.0, help="end to end with worker processes: seconds they get to start and join the group before the warm-up car"),
     db: Optional[str] = typer.Option(None, help="database of the end-to-end run (default: a fresh SQLite file in --out)"),
     out: Path = typer.Option(Path("benchmarks/results"), help="folder for bench.json/csv/png and e2e.json"),
     peers: list[str] = typer.Option([], help="peer methods around the same detector on the same frames: sahi (extra [sahi])"),
@@ -485,6 +486,7 @@ def bench(
          f"--repeats={repeats}", "--naive" if naive else "--no-naive", f"--out={out}",
          *([f"--e2e={e2e}", f"--deadline={deadline}", f"--consumers={consumers}"] if e2e else []),
          *([f"--gpus={gpus}"] if e2e and gpus else []),
+         *([f"--join-wait={join_wait:g}"] if e2e and (gpus or consumers > 1) else []),
          *(f"--peers={p}" for p in peers),
          *([f"--peer-frames={peer_frames}", f"--peer-thresholds={peer_thresholds}", f"--peer-batches={peer_batches}"] if peers else []),
          *([f"--config={config}"] if config else [])]
@@ -512,7 +514,7 @@ def bench(
                      out, command, machine)
     if e2e:
         gpu_list = [int(g) for g in gpus.split(",") if g.strip()] if gpus else None
-        _bench_e2e(settings, combos[0], device, e2e, deadline, db, out, command, machine, consumers, gpu_list)
+        _bench_e2e(settings, combos[0], device, e2e, deadline, db, out, command, machine, consumers, gpu_list, join_wait)
 
 
 def bench_table(rows: list[Any]) -> Group:
@@ -576,7 +578,8 @@ def _bench_peers(settings: Settings, combo: Any, device: str, peers: list[str], 
 
 
 def _bench_e2e(settings: Settings, combo: Any, device: str, cars: int, deadline: float, db: Optional[str], out: Path,
-               command: str, machine: dict[str, Any], consumers: int = 1, gpus: list[int] | None = None) -> None:
+               command: str, machine: dict[str, Any], consumers: int = 1, gpus: list[int] | None = None,
+               join_wait: float = 30.0) -> None:
     from .bench_e2e import run_e2e
     from .demo import kafka_cluster
 
@@ -589,7 +592,7 @@ def _bench_e2e(settings: Settings, combo: Any, device: str, cars: int, deadline:
                                            "line": settings.line.model_copy(update={"takt_s": deadline})})
     with console.status("end to end") as status, kafka_cluster(settings) as (bootstrap, _embedded):
         result = run_e2e(settings, bootstrap, cars, deadline, progress=lambda text: status.update(text),
-                         consumers=consumers, workdir=out, gpus=gpus)
+                         consumers=consumers, workdir=out, gpus=gpus, join_wait_s=join_wait)
     stages = list(result.cars[0].stage_ms_per_frame)
     workers = f"{consumers} worker(s) per GPU on GPUs {gpus}" if gpus else f"{consumers} consumer(s)"
     table = _table(f"end to end: {result.frames_per_car} frames per car, {workers}, {result.backend}/{result.precision} "
