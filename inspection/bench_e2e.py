@@ -142,7 +142,9 @@ def bare_model_ms(detector: Any, grid: TileGrid, batch: np.ndarray, device: str,
             detector.forward(batch)
     else:
         return None
-    return statistics.median(time_calls(call, repeats, warmup=3)) * 1e3
+    first = time_calls(call, 1, warmup=2)[0]
+    repeats = max(3, min(repeats, int(10.0 / max(first, 1e-6))))  # about 10 s at most (a slow CPU)
+    return statistics.median(time_calls(call, repeats, warmup=0)) * 1e3
 
 
 def spawn_supervisor(settings: Settings, bootstrap: str, workers: int, gpus: list[int] | None, workdir: Path) -> subprocess.Popen:
