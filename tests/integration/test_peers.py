@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inspection.config import DetectConfig, GridConfig, StitchConfig
-from inspection.config import ModelConfig
+from inspection.config import DetectConfig, GridConfig, ModelConfig, StitchConfig
 from inspection.detect import create_detector
 from inspection.peers import run_peers, sahi_missing
 from inspection.tiling import TileGrid
