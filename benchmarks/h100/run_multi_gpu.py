@@ -54,7 +54,7 @@ def main() -> None:
             runs[g] = summary
     car_s = {str(g): r["car_latency_median_s"] for g, r in runs.items()}
     machine: dict[str, Any] = next(iter(runs.values()))["machine"] if runs else {}
-    gpu_name = machine.get("gpu", "CPU (script check, not a measurement)")
+    gpu_name = machine.get("gpu") or "CPU (script check, not a measurement)"
     result = {
         "machine": f"{max(runs) if runs else 0}x {gpu_name}, {machine.get('cpu_count', '?')} host cores"
                    + (f" ({args.workers} edge workers per GPU)" if runs else ""),
