@@ -297,6 +297,7 @@ def run_e2e(
             stages_before = dict(stats.stage_totals_s) if stats else {}
             handled_before = stats.frames_handled if stats else 0
             detections_before = stats.detections if stats else 0
+            parked_before = stats.frames_parked if stats else 0
             t0, t_acked = send_car(settings, producers, car, jpegs, deadline_s)
             if children:
                 wait_for_car(car)
@@ -306,6 +307,13 @@ def run_e2e(
                 first = first_received
             else:
                 wait_for(handled_before + frames_per_car)
+                # frames_handled counts a frame just before its on_stored callback runs: wait for the
+                # callbacks too, or the car's last stored time can be missed (car latency too short)
+                limit = time.monotonic() + 10
+                while len(stored_at.get(car, [])) < frames_per_car - (pipeline.stats.frames_parked - parked_before):
+                    if time.monotonic() > limit:
+                        raise TimeoutError(f"car {car}: stored callbacks missing after its frames were handled")
+                    time.sleep(0.0005)
                 with lock:
                     last, first = max(stored_at[car]), min(stored_at[car])
                     first_received = min(received_at[car])
