@@ -237,12 +237,18 @@ def merge_border_cuts(d: Detections, grid: TileGrid, config: StitchConfig) -> De
     if config.border_rule == "pairwise":
         i, j = _pairwise_pairs(d, grid, config)
         return fuse_matches(d, i, j, config.model_copy(update={"fusion_min_ratio": 0.0, "fusion_box": "union", "fusion_score": "max"}))
-    for axis, lines in ((0, grid.x_starts[1:]), (1, grid.y_starts[1:])):
-        for _ in range(len(lines)):  # a pass joins each piece to its neighbour; objects over k tiles need k-1
+    # A pass joins each piece to a neighbour; an object over k tiles needs up to k-1 passes, and a
+    # join across a row line can enable one across a column line: repeat until nothing joins.
+    axes = ((0, grid.x_starts[1:]), (1, grid.y_starts[1:]))
+    for _ in range(grid.cols + grid.rows):
+        joined = False
+        for axis, lines in axes:
             i, j = cut_pairs(d, lines, axis, config)
-            if not len(i):
-                break
-            d = fuse_matches(d, i, j, config)
+            if len(i):
+                d = fuse_matches(d, i, j, config)
+                joined = True
+        if not joined:
+            break
     return d
 
 
