@@ -90,14 +90,14 @@ class StitchConfig(_Section):
         "cut", description="cut: both pieces touch the same grid line from opposite sides, pieces of 3+ tiles joined too; "
         "pairwise: the earlier rule (one pass over pairs touching any border)"
     )
-    border_tolerance_px: float = Field(2.0, ge=0.0, description="how close to the shared border both halves must end")
+    border_tolerance_px: float = Field(6.0, ge=0.0, description="how close to the shared border both halves must end")
     border_min_overlap: float = Field(0.5, gt=0.0, le=1.0, description="1-D IoU of the halves' extents along the border")
     fusion_box: Literal["union", "weighted"] = Field("union", description="a fused box: the union of its members, or their score-weighted mean")
     fusion_score: Literal["max", "noisy_or"] = Field(
-        "max", description="a fused box's score: its best member's, or 1 - prod(1 - s) over the members (agreement raises it)"
+        "noisy_or", description="a fused box's score: its best member's, or 1 - prod(1 - s) over the members (agreement raises it)"
     )
     fusion_min_ratio: float = Field(
-        0.5, ge=0.0, le=1.0, description="a matched box scoring below this share of its keeper's score is suppressed, not fused "
+        0.25, ge=0.0, le=1.0, description="a matched box scoring below this share of its keeper's score is suppressed, not fused "
         "(low-score boxes do not widen good ones; 0 = fuse every match, as SAHI's NMM)"
     )
     global_min_size_px: float = Field(

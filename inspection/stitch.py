@@ -18,8 +18,9 @@
 Matching copies are fused score-aware (`fuse_matches`): greedy in score order, each box joins the
 best kept box matching it; members scoring below `fusion_min_ratio` × the keeper's score are only
 suppressed; the fused box is the members' union or score-weighted mean, its score the best
-member's or their noisy-or. Candidate pairs come from a sort-and-sweep over one coordinate
-(`interval_pairs`), so the cost follows the number of boxes that actually overlap, not N².
+member's or their noisy-or. Candidate pairs come from a spatial hash (tile-sized cells) and a
+sort-and-sweep along x inside each cell (`box_pairs`, `interval_pairs`), so the cost follows the
+number of boxes that actually overlap, not N².
 """
 
 from __future__ import annotations
@@ -84,6 +85,38 @@ def interval_pairs(lo: np.ndarray, hi: np.ndarray, group: np.ndarray) -> tuple[n
     return order[first], order[first + 1 + offset]
 
 
+def box_pairs(xyxy: np.ndarray, group: np.ndarray, cell: float) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i, j) of boxes of the same group that overlap (closed boxes; touching counts).
+
+    xyxy: (N, 4) float; group: (N,) int; cell: spatial hash cell size in pixels. Each box is
+    entered in every cell of a `cell`-pixel grid it covers; boxes sharing a (group, cell) are swept
+    along x (`interval_pairs`) and kept if their y extents meet; a pair is reported only by the
+    cell holding the top-left corner of its intersection, so each pair once. Cost: O(N·c log N + P),
+    c the cells a box covers, P the overlapping pairs within cells.
+    """
+    n = len(xyxy)
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    b = np.asarray(xyxy, np.float64)
+    c0 = np.floor(b[:, :2] / cell).astype(np.int64)  # (N, 2) first cell x, y
+    c1 = np.floor(b[:, 2:] / cell).astype(np.int64)
+    span = c1 - c0 + 1
+    count = span[:, 0] * span[:, 1]
+    box = np.repeat(np.arange(n), count)
+    k = np.arange(len(box)) - np.repeat(np.cumsum(count) - count, count)  # replica number within its box
+    cx = c0[box, 0] + k % span[box, 0]
+    cy = c0[box, 1] + k // span[box, 0]
+    cells_x = int(c1[:, 0].max()) + 2
+    key = (np.asarray(group, np.int64)[box] * (int(c1[:, 1].max()) + 2) + cy) * cells_x + cx
+    i, j = interval_pairs(b[box, 0], b[box, 2], key)
+    bi, bj = box[i], box[j]
+    meet = (b[bi, 1] <= b[bj, 3]) & (b[bj, 1] <= b[bi, 3])
+    corner_x = np.floor(np.maximum(b[bi, 0], b[bj, 0]) / cell).astype(np.int64)
+    corner_y = np.floor(np.maximum(b[bi, 1], b[bj, 1]) / cell).astype(np.int64)
+    own = meet & (corner_x == cx[i]) & (corner_y == cy[i])
+    return bi[own], bj[own]
+
+
 def fuse_matches(d: Detections, first: np.ndarray, second: np.ndarray, config: StitchConfig, *, fuse: bool = True) -> Detections:
     """Greedy score-ordered fusion of matching boxes (pairs of indices into `d`, unordered).
 
@@ -136,20 +169,20 @@ def fuse_matches(d: Detections, first: np.ndarray, second: np.ndarray, config: S
 # ----------------------------------------------------------------------------- overlapping grids
 
 
-def _cross_tile_matches(d: Detections, metric: str, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def _cross_tile_matches(d: Detections, metric: str, threshold: float, cell: float) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of same-class boxes from different tiles whose `metric` overlap exceeds `threshold`."""
-    i, j = interval_pairs(d.xyxy[:, 0], d.xyxy[:, 2], d.class_id)
+    i, j = box_pairs(d.xyxy, d.class_id, cell)
     other = d.tile_index[i] != d.tile_index[j]
     i, j = i[other], j[other]
     match = paired_overlap(d.xyxy[i], d.xyxy[j], metric) > threshold
     return i[match], j[match]
 
 
-def merge_overlaps(d: Detections, config: StitchConfig) -> Detections:
-    """Join copies of one object from overlapping tiles (class-wise, across tiles only)."""
+def merge_overlaps(d: Detections, config: StitchConfig, cell: float = 300.0) -> Detections:
+    """Join copies of one object from overlapping tiles (class-wise, across tiles only); `cell`: hash cell, px."""
     if config.merge == "none" or len(d) < 2:
         return d
-    i, j = _cross_tile_matches(d, config.match_metric, config.match_threshold)
+    i, j = _cross_tile_matches(d, config.match_metric, config.match_threshold, cell)
     return fuse_matches(d, i, j, config, fuse=config.merge == "nmm")
 
 
@@ -277,7 +310,7 @@ def fuse_global(tiles: Detections, glob: Detections, grid: TileGrid, config: Sti
         return tiles
     d = Detections.merge([tiles, glob])
     is_global = np.r_[np.zeros(len(tiles), bool), np.ones(len(glob), bool)]
-    i, j = interval_pairs(d.xyxy[:, 0], d.xyxy[:, 2], d.class_id)
+    i, j = box_pairs(d.xyxy, d.class_id, grid.tile_size)
     cross = is_global[i] != is_global[j]
     i, j = i[cross], j[cross]
     tile_box = np.where(is_global[i], j, i)
@@ -293,5 +326,5 @@ def stitch(detections: Detections, grid: TileGrid, config: StitchConfig) -> Dete
     frame = to_frame(detections, grid, config.global_min_size_px)
     is_global = frame.tile_index == grid.global_index if grid.global_view else np.zeros(len(frame), bool)
     tiles, glob = frame[~is_global], frame[is_global]
-    tiles = merge_overlaps(tiles, config) if grid.overlap else merge_border_cuts(tiles, grid, config)
+    tiles = merge_overlaps(tiles, config, grid.tile_size) if grid.overlap else merge_border_cuts(tiles, grid, config)
     return fuse_global(tiles, glob, grid, config).sorted_by_score()

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from inspection.config import StitchConfig
 from inspection.detections import Detections
-from inspection.stitch import interval_pairs, merge_border_cuts, merge_overlaps, stitch, to_frame
+from inspection.stitch import box_pairs, interval_pairs, merge_border_cuts, merge_overlaps, stitch, to_frame
 from inspection.tiling import TileGrid
 
 GRID = TileGrid()
@@ -46,9 +46,11 @@ def test_blank_tile_detections_are_dropped_and_boxes_clipped():
 
 def test_object_cut_by_a_vertical_border_is_joined():
     d = Detections([[250, 100, 300, 200], [0, 104, 45, 196], [100, 100, 120, 120]], [0.9, 0.6, 0.5], [3, 3, 3], [0, 1, 1])
-    out = stitch(d, GRID, StitchConfig())
+    out = stitch(d, GRID, StitchConfig(fusion_score="max"))
     assert len(out) == 2
     assert out.xyxy[0].tolist() == [250, 100, 345, 200] and out.score[0] == np.float32(0.9)
+    # the default noisy-or: two pieces that agree make a surer object than either
+    assert stitch(d, GRID, StitchConfig()).score[0] == pytest.approx(1 - 0.1 * 0.4)
 
 
 def test_object_cut_by_a_horizontal_border_is_joined_but_other_class_is_not():
@@ -220,3 +222,17 @@ def test_score_aware_fusion_does_not_widen_a_box_with_a_weak_match():
     assert widened.xyxy[0].tolist() == [240, 40, 300, 110]
     noisy = merge_overlaps(d, StitchConfig(merge="nmm", match_metric="ios", fusion_min_ratio=0.0, fusion_score="noisy_or"))
     assert noisy.score[0] == pytest.approx(1 - 0.1 * 0.95, abs=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 50), cell=st.sampled_from([7.0, 30.0, 300.0]))
+def test_box_pairs_equal_the_brute_force_pairs(seed, n, cell):
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 120, (n, 2)).round(0)
+    xyxy = np.c_[xy, xy + rng.uniform(0, 40, (n, 2)).round(0)]  # touching and degenerate boxes included
+    group = rng.integers(0, 2, n)
+    i, j = box_pairs(xyxy, group, cell)
+    got = [tuple(sorted(p)) for p in zip(i.tolist(), j.tolist())]
+    want = {(a, b) for a in range(n) for b in range(a + 1, n) if group[a] == group[b]
+            and xyxy[b, 0] <= xyxy[a, 2] and xyxy[a, 0] <= xyxy[b, 2] and xyxy[b, 1] <= xyxy[a, 3] and xyxy[a, 1] <= xyxy[b, 3]}
+    assert set(got) == want and len(got) == len(want)
