@@ -453,9 +453,9 @@ def _scene_table(detector: Any, dataset: Any, grid: Any, settings: Settings, sce
                    f"{crossing / max(objects, 1):.0%} crossing a tile border ({spread})",
                    ["configuration", "frame mAP", "AP small", "AP medium", "AP large", "border recall", "s/frame"], fold=("configuration",))
     for name, scores in report.summary().items():
-        table.add_row(name, *(f"{scores[k][0]:.3f} ± {scores[k][1]:.3f}" for k in ("mAP", "AP_small", "AP_medium", "AP_large", "border_recall")),
-                      f"{scores['s_per_frame'][0]:.2f} ± {scores['s_per_frame'][1]:.2f}")
-    console.print(table)
+        table.add_row(name, *(f"{scores[k][0]:.3f}±{scores[k][1]:.3f}" for k in ("mAP", "AP_small", "AP_medium", "AP_large", "border_recall")),
+                      f"{scores['s_per_frame'][0]:.2f}±{scores['s_per_frame'][1]:.2f}")
+    Console(width=max(console.width, 150)).print(table)  # 7 columns of figures: too wide to fold at 80
     for name, why in report.skipped.items():
         console.print(f"{name} row skipped: {why}")
     if json_path:

@@ -34,9 +34,10 @@ if TYPE_CHECKING:
 
 RECALL_SCORE = 0.3
 RECALL_IOU = 0.5
+ONE_SHOT = "one shot: whole frame downscaled to one tile"
 SAHI_ROWS = {  # name: force GREEDYNMM/IOS at the 0.001 floor (False: SAHI's own switch to NMS/IOU there)
-    "SAHI: 300 px slices, overlap 0.2, standard pred, GREEDYNMM/IOS 0.5 (forced)": True,
-    "SAHI: same, SAHI's default merge at floor 0.001 (it switches to NMS/IOU 0.5)": False,
+    "SAHI: 300 px slices, overlap 0.2 + full frame, GREEDYNMM/IOS 0.5 (forced)": True,
+    "SAHI: the same, SAHI's own merge at floor 0.001 (NMS/IOU 0.5)": False,
 }
 SCORE_KEYS = ("mAP", "AP50", "AP_small", "AP_medium", "AP_large", "border_recall", "s_per_frame")
 
@@ -101,17 +102,17 @@ def default_configurations(grid: TileGrid, stitch_config: StitchConfig, overlaps
     with_global = TileGrid(grid.frame_width, grid.frame_height, grid.tile_size, 0, grid.batch_size, True)
     rows = [
         TiledConfiguration("63+1 tiles, no joining", plain, stitch_config.model_copy(update={"border_merge": False})),
-        TiledConfiguration("63+1 tiles, pairwise joining (earlier default)", plain,
+        TiledConfiguration("63+1 tiles, pairwise joining (old default)", plain,
                            stitch_config.model_copy(update={"border_merge": True, "border_rule": "pairwise"})),
-        TiledConfiguration("63+1 tiles, cut joining, no global view", plain, stitch_config.model_copy(update={"border_rule": "cut"})),
+        TiledConfiguration("63+1 tiles, cut joining + fusion", plain, stitch_config.model_copy(update={"border_rule": "cut"})),
         TiledConfiguration("63 tiles + global view, cut joining + fusion (new default)", with_global,
                            stitch_config.model_copy(update={"border_rule": "cut"})),
     ]
     for overlap in overlaps:
         g = TileGrid(grid.frame_width, grid.frame_height, grid.tile_size, overlap, grid.batch_size, True)
         rows.append(TiledConfiguration(
-            f"overlap {overlap} px: {g.cols}×{g.rows}={g.num_tiles} tiles + global, {g.num_chunks} calls of {g.batch_size}, "
-            f"{stitch_config.merge.upper()}/{stitch_config.match_metric.upper()} {stitch_config.match_threshold:g}", g, stitch_config))
+            f"overlap {overlap} px: {g.num_tiles} tiles + global view, {g.num_chunks} calls of {g.batch_size}, "
+            f"{stitch_config.merge.upper()}/{stitch_config.match_metric.upper()} {stitch_config.match_threshold:g} + fusion", g, stitch_config))
     return rows
 
 
@@ -220,8 +221,8 @@ def evaluate_scenes(
             d = dataset_classes(detect(one))
             sx, sy = grid.global_scale
             d = Detections(d.xyxy * np.array([sx, sy, sx, sy], np.float32), d.score, d.class_id)
-            seconds["one shot: whole frame downscaled to one tile"] = seconds.get("one shot: whole frame downscaled to one tile", 0.0) + time.perf_counter() - start
-            results.setdefault("one shot: whole frame downscaled to one tile", {})[fid] = d
+            seconds[ONE_SHOT] = seconds.get(ONE_SHOT, 0.0) + time.perf_counter() - start
+            results.setdefault(ONE_SHOT, {})[fid] = d
             if sahi_model is not None:
                 for name, force in SAHI_ROWS.items():
                     start = time.perf_counter()
@@ -230,7 +231,7 @@ def evaluate_scenes(
                     results.setdefault(name, {})[fid] = d
         for name, dets in results.items():
             rows.append(_score(name, seed, scenes, dets, seconds[name], score_floor))
-    order = ["one shot: whole frame downscaled to one tile", *(c.name for c in configurations)]
+    order = [ONE_SHOT, *(c.name for c in configurations)]
     rows.sort(key=lambda r: (order.index(r.name) if r.name in order else len(order), r.seed))
     return SceneReport(rows, scene_info, getattr(spec, "name", type(detector).__name__), str(getattr(detector, "backend", "")),
                        str(getattr(detector, "precision", "")), score_floor, skipped)
