@@ -103,7 +103,7 @@ def default_configurations(grid: TileGrid, stitch_config: StitchConfig, overlaps
     rows = [
         TiledConfiguration("63+1 tiles, no joining", plain, stitch_config.model_copy(update={"border_merge": False})),
         TiledConfiguration("63+1 tiles, pairwise joining (old default)", plain,
-                           stitch_config.model_copy(update={"border_merge": True, "border_rule": "pairwise"})),
+                           stitch_config.model_copy(update={"border_merge": True, "border_rule": "pairwise", "border_tolerance_px": 2.0})),
         TiledConfiguration("63+1 tiles, cut joining + fusion", plain, stitch_config.model_copy(update={"border_rule": "cut"})),
         TiledConfiguration("63 tiles + global view, cut joining + fusion (new default)", with_global,
                            stitch_config.model_copy(update={"border_rule": "cut"})),

@@ -6,7 +6,7 @@ whole frame downscaled to T×T (a free look at objects larger than a tile; its b
 back by `stitch.to_frame`); other spare slots stay blank (zero). With `overlap > 0`
 neighbouring tiles share `overlap` pixels and the last row/column is aligned to the frame edge.
 A grid with more tiles than `batch_size` is run as several detector calls of `batch_size`
-(`chunks`); only the last chunk is padded.
+(`chunks`); only the last call is short (its blank slots are not sent).
 """
 
 from __future__ import annotations
@@ -185,8 +185,11 @@ class TileGrid:
         return batch
 
     def chunks(self) -> list[slice]:
-        """The detector calls of one frame batch: slices of `batch_size` slots."""
-        return [slice(s, s + self.batch_size) for s in range(0, self.num_slots, self.batch_size)]
+        """The detector calls of one frame batch: slices of `batch_size` slots over the used ones
+        (tiles + global view). The last call may be short: fixed-shape backends (CUDA graph,
+        TensorRT profile) pad it on their side, CPU backends skip the blank slots."""
+        used = self.num_tiles + int(self.global_view)
+        return [slice(s, min(s + self.batch_size, used)) for s in range(0, used, self.batch_size)]
 
     def untile(self, batch: np.ndarray) -> np.ndarray:
         """Inverse of `tiles` for a non-overlapping grid covering the frame: (B, T, T, 3) -> (H, W, 3)."""
