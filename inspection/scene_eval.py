@@ -206,8 +206,9 @@ def evaluate_scenes(
                 if key not in shared:
                     start = time.perf_counter()
                     full = TileGrid(c.grid.frame_width, c.grid.frame_height, c.grid.tile_size, c.grid.overlap, c.grid.batch_size, True)
-                    # one detector run serves the rows with and without the global view (the slot is there either way)
-                    shared[key] = (detect_in_chunks(detect, full.tiles(frame) if not c.grid.global_view else batch, c.grid),
+                    # one detector run on the slots with the global view serves the rows with and without it
+                    # (the 64-slot call costs the same whether the last slot is blank or not)
+                    shared[key] = (detect_in_chunks(detect, full.tiles(frame) if not c.grid.global_view else batch, full),
                                    time.perf_counter() - start)
                 tile_dets, detect_s = shared[key]
                 start = time.perf_counter()

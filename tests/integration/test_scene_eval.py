@@ -28,5 +28,8 @@ def test_one_scene_scores_every_configuration_and_tiling_beats_one_shot(dataset,
     by_name = {r.name: r.scores for r in report.rows}
     default = next(n for n in names if "new default" in n)
     assert by_name[default]["mAP"] > by_name[ONE_SHOT]["mAP"]
+    # the default row really has the global view's boxes: it differs from the same joining without them
+    count = {r.name: r.detections for r in report.rows}
+    assert count[default] != count[next(n for n in names if n.startswith("63+1 tiles, cut joining"))]
     data = report.to_dict()
     assert set(data["summary"][default]) >= {"mAP", "AP_small", "AP_medium", "AP_large", "border_recall", "s_per_frame"}
