@@ -81,12 +81,12 @@ def line_run(kafka_broker, yolox_onnx, tmp_path_factory: pytest.TempPathFactory)
         jpeg = encode_image(source(7, 2, 0), 85)
         now = time.time_ns()
         for car in HOSTILE:
-            producer.send(FrameMessage(car_id=car, camera=0, shot=0, shots_per_car=1, captured_at_ns=now,
+            producer.send(FrameMessage(car_id=car, camera=0, shot=0, shots_per_car=5, captured_at_ns=now,
                                        deadline_at_ns=now + 600 * 10**9, payload=jpeg))
-        producer.send(FrameMessage(car_id="car-bad", camera=0, shot=0, shots_per_car=1, captured_at_ns=now,
+        producer.send(FrameMessage(car_id="car-bad", camera=0, shot=0, shots_per_car=5, captured_at_ns=now,
                                    deadline_at_ns=now + 600 * 10**9, payload=jpeg[: len(jpeg) // 3] + b"\xff\xd9"))
         producer.flush(60)
-    key, value, headers = FrameMessage(car_id="nobody", camera=0, shot=0, shots_per_car=1, captured_at_ns=now,
+    key, value, headers = FrameMessage(car_id="nobody", camera=0, shot=0, shots_per_car=5, captured_at_ns=now,
                                        deadline_at_ns=now, payload=jpeg).encode()
     raw = Producer(producer_config(kafka.bootstrap_servers, kafka, dlq=True))
     raw.produce(kafka.topic, value=value, key=key, headers=[(k, v) for k, v in headers if k != "car_id"], partition=0)

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from inspection.config import GridConfig, KafkaConfig, LineConfig, Settings, ValidationConfig
@@ -138,6 +138,23 @@ def detections(draw) -> Detections:
     return Detections(boxes, scores, rng.integers(1, 90, n).astype(np.int32), rng.integers(0, 2, n).astype(np.int32))
 
 
+def _line_record(payload: bytes, drop: str | None = None) -> tuple[bytes, bytes, list[tuple[str, bytes | None]]]:
+    """A well-formed record of the line (camera 1, shot 0), optionally without one header."""
+    values = {
+        "schema": b"1", "car_id": b"car-1", "camera": b"1", "shot": b"0", "shots_per_car": str(LINE.frames_per_car).encode(),
+        "captured_at_ns": str(NOW_NS).encode(), "deadline_at_ns": str(NOW_NS + 60 * S).encode(), "content_type": b"image/jpeg",
+    }
+    return b"car-1:1", payload, [(name, value) for name, value in values.items() if name != drop]
+
+
+def _boxes(n: int, nan: bool = False) -> Detections:
+    xy = np.arange(2 * n, dtype=np.float32).reshape(n, 2) * 10
+    boxes = np.concatenate([xy, xy + 20], axis=1)
+    if nan and n:
+        boxes[0, 0] = np.nan
+    return Detections(boxes, np.full(n, 0.5, np.float32), np.ones(n, np.int32), np.zeros(n, np.int32))
+
+
 class RecordingDeadLetters:
     """The real dead-letter producer (to the session broker), noting what each example parked."""
 
@@ -178,6 +195,12 @@ def run_property(url: str, kafka_config: KafkaConfig) -> None:
 
     @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(record=records(), boxes=detections())
+    # Each outcome once for certain, whatever the random examples reach: stored, error row (a frame
+    # of the line whose image or boxes are refused), rejected (no car_id: no slot to put a row on).
+    @example(record=_line_record(IMAGES["jpeg"]), boxes=_boxes(3))
+    @example(record=_line_record(IMAGES["truncated"]), boxes=_boxes(0))
+    @example(record=_line_record(IMAGES["jpeg"]), boxes=_boxes(2, nan=True))
+    @example(record=_line_record(IMAGES["jpeg"], drop="car_id"), boxes=_boxes(1))
     def property_(record, boxes: Detections) -> None:
         key, value, headers = record
         dlq = RecordingDeadLetters(dead_letters)
