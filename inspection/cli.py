@@ -411,8 +411,15 @@ def eval_(
     seed: int = 0,
     letterbox: bool = False,
     json_path: Optional[Path] = typer.Option(None, "--json"),
+    scenes: int = typer.Option(0, min=0, help="instead of mosaics: N line-size scenes per seed (scaled, off-grid images), "
+                               "one table of tiling/stitching configurations and SAHI"),
+    seeds: str = typer.Option("0,1,2", help="--scenes: comma-separated scene seeds (mean and spread over them)"),
+    overlaps: str = typer.Option("60", help="--scenes: overlapping grids to compare, pixels, comma-separated ('' for none)"),
+    sahi: bool = typer.Option(True, help="--scenes: add the SAHI row (needs the [sahi] extra; skipped with its reason otherwise)"),
+    device: Optional[str] = typer.Option(None, help="model.device: cpu, cuda or auto"),
 ) -> None:
-    """pycocotools mAP at tile level and at stitched-frame level on mosaics of a COCO dataset, plus tiles/s."""
+    """pycocotools mAP at tile level and at stitched-frame level on mosaics of a COCO dataset, plus tiles/s
+    (with --scenes: the scene table of tiling and stitching configurations, see inspection.scene_eval)."""
     from synthetic.coco import CocoDataset
 
     from .detect import create_detector
@@ -420,7 +427,8 @@ def eval_(
     from .stitch import stitch
     from .tiling import TileGrid
 
-    settings = _settings(config, **{"model.name": model, "model.backend": backend, "model.precision": precision, "model.path": path})
+    settings = _settings(config, **{"model.name": model, "model.backend": backend, "model.precision": precision, "model.path": path,
+                                    "model.device": device})
     if not images.is_dir():
         raise _fail(f"--images {images}: no such directory (the COCO images, e.g. val2017/)", 2)
     if not annotations.is_file():
@@ -431,6 +439,9 @@ def eval_(
         raise _fail(str(exc)) from None
     dataset = CocoDataset.load(images, annotations)
     grid = TileGrid.from_config(settings.grid)
+    if scenes:
+        _scene_table(detector, dataset, grid, settings, scenes, seeds, overlaps, sahi, json_path)
+        return
     with Progress(TextColumn("frames"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("eval", total=None)
         report = evaluate(detector, dataset, grid, stitch_fn=functools.partial(stitch, config=settings.stitch),
@@ -445,6 +456,42 @@ def eval_(
         json_path.write_text(json.dumps({"tile": report.tile, "frame": report.frame, "tiles_per_s": report.tiles_per_s,
                                          "model": report.model, "backend": report.backend, "precision": report.precision,
                                          "images": report.images, "classes_scored": report.classes_scored}, indent=2))
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise _fail(f"{option} {text!r}: expected comma-separated integers, e.g. 0,1,2", 2) from None
+
+
+def _scene_table(detector: Any, dataset: Any, grid: Any, settings: Settings, scenes: int, seeds: str, overlaps: str,
+                 sahi: bool, json_path: Optional[Path]) -> None:
+    """`inspection eval --scenes N`: one table, mean ± spread over the seeds, JSON beside it."""
+    from .scene_eval import evaluate_scenes
+
+    seed_list = _int_list(seeds, "--seeds")
+    if not seed_list:
+        raise _fail("--seeds: give at least one seed, e.g. 0,1,2", 2)
+    with Progress(TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("scenes", total=None)
+        report = evaluate_scenes(detector, dataset, grid, settings.stitch, num_scenes=scenes, seeds=seed_list,
+                                 overlaps=_int_list(overlaps, "--overlaps"), sahi=sahi,
+                                 progress=lambda text: bar.update(task, description=text))
+    objects = sum(s["objects"] for s in report.scenes)
+    crossing = sum(s["crossing"] for s in report.scenes)
+    spread = "mean ± sd over seeds " + ",".join(str(s) for s in seed_list)
+    table = _table(f"{report.model} {report.backend}/{report.precision}: {scenes} scenes × {len(seed_list)} seeds, {objects} objects, "
+                   f"{crossing / max(objects, 1):.0%} crossing a tile border ({spread})",
+                   ["configuration", "frame mAP", "AP small", "AP medium", "AP large", "border recall", "s/frame"], fold=("configuration",))
+    for name, scores in report.summary().items():
+        table.add_row(name, *(f"{scores[k][0]:.3f}±{scores[k][1]:.3f}" for k in ("mAP", "AP_small", "AP_medium", "AP_large", "border_recall")),
+                      f"{scores['s_per_frame'][0]:.2f}±{scores['s_per_frame'][1]:.2f}")
+    Console(width=max(console.width, 150)).print(table)  # 7 columns of figures: too wide to fold at 80
+    for name, why in report.skipped.items():
+        console.print(f"{name} row skipped: {why}")
+    if json_path:
+        json_path.write_text(json.dumps(report.to_dict(), indent=2))
 
 
 @app.command()

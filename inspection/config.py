@@ -25,13 +25,15 @@ class _Section(BaseModel):
 
 
 class GridConfig(_Section):
-    """Frame geometry: a frame is cut into `rows × cols` tiles, padded with blank tiles to `batch_size`."""
+    """Frame geometry: a frame is cut into `rows × cols` tiles (+ the global view), run in detector calls of `batch_size`."""
 
     frame_width: int = Field(2700, gt=0)
     frame_height: int = Field(2100, gt=0)
     tile_size: int = Field(300, gt=0)
     overlap: int = Field(0, ge=0, description="pixels shared by neighbouring tiles (stride = tile - overlap)")
-    batch_size: int = Field(64, gt=0, description="tiles per detector call; blank tiles pad the grid up to it")
+    batch_size: int = Field(64, gt=0, description="tiles per detector call; a larger grid takes several calls, blank tiles pad the last")
+    global_view: bool = Field(True, description="the first spare slot of the batch holds the whole frame downscaled to one tile "
+                              "(objects larger than a tile); its boxes are fused with the tiles' (stitch.global_*)")
 
     @model_validator(mode="after")
     def _check(self) -> "GridConfig":
@@ -78,13 +80,30 @@ class DetectConfig(_Section):
 
 class StitchConfig(_Section):
     merge: Literal["none", "nms", "nmm"] = Field(
-        "nms", description="how duplicates of one object seen by overlapping tiles are merged (grid.overlap > 0)"
+        "nmm", description="how duplicates of one object seen by overlapping tiles are merged (grid.overlap > 0): "
+        "nms keeps the best copy, nmm fuses the copies (fusion_*)"
     )
-    match_metric: Literal["iou", "ios"] = "iou"
+    match_metric: Literal["iou", "ios"] = "ios"
     match_threshold: float = Field(0.5, gt=0.0, le=1.0)
     border_merge: bool = Field(True, description="join the halves of an object cut by a tile border (same class, touching the border)")
-    border_tolerance_px: float = Field(2.0, ge=0.0, description="how close to the shared border both halves must end")
+    border_rule: Literal["cut", "pairwise"] = Field(
+        "cut", description="cut: both pieces touch the same grid line from opposite sides, pieces of 3+ tiles joined too; "
+        "pairwise: the earlier rule (one pass over pairs touching any border)"
+    )
+    border_tolerance_px: float = Field(6.0, ge=0.0, description="how close to the shared border both halves must end")
     border_min_overlap: float = Field(0.5, gt=0.0, le=1.0, description="1-D IoU of the halves' extents along the border")
+    fusion_box: Literal["union", "weighted"] = Field("union", description="a fused box: the union of its members, or their score-weighted mean")
+    fusion_score: Literal["max", "noisy_or"] = Field(
+        "noisy_or", description="a fused box's score: its best member's, or 1 - prod(1 - s) over the members (agreement raises it)"
+    )
+    fusion_min_ratio: float = Field(
+        0.25, ge=0.0, le=1.0, description="a matched box scoring below this share of its keeper's score is suppressed, not fused "
+        "(low-score boxes do not widen good ones; 0 = fuse every match, as SAHI's NMM)"
+    )
+    global_min_size_px: float = Field(
+        150.0, ge=0.0, description="global-view boxes whose longer side (frame pixels) is shorter are dropped: the tiles see those objects better"
+    )
+    global_match_threshold: float = Field(0.5, gt=0.0, le=1.0, description="IoU of a global-view box and a tile box that makes them one object")
 
 
 class KafkaConfig(_Section):

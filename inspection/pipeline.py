@@ -48,7 +48,7 @@ from .persist import FrameWriter, Outcome
 from .prepare import FramePreparer, make_preparer
 from .stitch import stitch
 from .store import FrameRecord, RecordRefused, ResultStore, RetryPolicy, StoredFrame
-from .tiling import TileGrid
+from .tiling import TileGrid, detect_in_chunks
 from .validation import FrameValidator, read_frame
 
 log = logging.getLogger(__name__)
@@ -370,7 +370,7 @@ class EdgePipeline:
 
     def _detect(self, job: Job, batch: Any, detect: Callable[[Any], Detections]) -> Detections:
         start = time.perf_counter()
-        tile_detections = detect(batch)
+        tile_detections = detect_in_chunks(detect, batch, self.grid)  # one call for the 64-slot grid
         mid = time.perf_counter()
         frame_detections = stitch(tile_detections, self.grid, self.settings.stitch)
         job.stage_s["detect"] = mid - start
