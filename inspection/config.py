@@ -25,13 +25,15 @@ class _Section(BaseModel):
 
 
 class GridConfig(_Section):
-    """Frame geometry: a frame is cut into `rows × cols` tiles, padded with blank tiles to `batch_size`."""
+    """Frame geometry: a frame is cut into `rows × cols` tiles (+ the global view), run in detector calls of `batch_size`."""
 
     frame_width: int = Field(2700, gt=0)
     frame_height: int = Field(2100, gt=0)
     tile_size: int = Field(300, gt=0)
     overlap: int = Field(0, ge=0, description="pixels shared by neighbouring tiles (stride = tile - overlap)")
-    batch_size: int = Field(64, gt=0, description="tiles per detector call; blank tiles pad the grid up to it")
+    batch_size: int = Field(64, gt=0, description="tiles per detector call; a larger grid takes several calls, blank tiles pad the last")
+    global_view: bool = Field(True, description="the first spare slot of the batch holds the whole frame downscaled to one tile "
+                              "(objects larger than a tile); its boxes are fused with the tiles' (stitch.global_*)")
 
     @model_validator(mode="after")
     def _check(self) -> "GridConfig":
@@ -78,13 +80,30 @@ class DetectConfig(_Section):
 
 class StitchConfig(_Section):
     merge: Literal["none", "nms", "nmm"] = Field(
-        "nms", description="how duplicates of one object seen by overlapping tiles are merged (grid.overlap > 0)"
+        "nmm", description="how duplicates of one object seen by overlapping tiles are merged (grid.overlap > 0): "
+        "nms keeps the best copy, nmm fuses the copies (fusion_*)"
     )
-    match_metric: Literal["iou", "ios"] = "iou"
+    match_metric: Literal["iou", "ios"] = "ios"
     match_threshold: float = Field(0.5, gt=0.0, le=1.0)
     border_merge: bool = Field(True, description="join the halves of an object cut by a tile border (same class, touching the border)")
-    border_tolerance_px: float = Field(2.0, ge=0.0, description="how close to the shared border both halves must end")
+    border_rule: Literal["cut", "pairwise"] = Field(
+        "cut", description="cut: both pieces touch the same grid line from opposite sides, pieces of 3+ tiles joined too; "
+        "pairwise: the earlier rule (one pass over pairs touching any border)"
+    )
+    border_tolerance_px: float = Field(6.0, ge=0.0, description="how close to the shared border both halves must end")
     border_min_overlap: float = Field(0.5, gt=0.0, le=1.0, description="1-D IoU of the halves' extents along the border")
+    fusion_box: Literal["union", "weighted"] = Field("union", description="a fused box: the union of its members, or their score-weighted mean")
+    fusion_score: Literal["max", "noisy_or"] = Field(
+        "noisy_or", description="a fused box's score: its best member's, or 1 - prod(1 - s) over the members (agreement raises it)"
+    )
+    fusion_min_ratio: float = Field(
+        0.25, ge=0.0, le=1.0, description="a matched box scoring below this share of its keeper's score is suppressed, not fused "
+        "(low-score boxes do not widen good ones; 0 = fuse every match, as SAHI's NMM)"
+    )
+    global_min_size_px: float = Field(
+        150.0, ge=0.0, description="global-view boxes whose longer side (frame pixels) is shorter are dropped: the tiles see those objects better"
+    )
+    global_match_threshold: float = Field(0.5, gt=0.0, le=1.0, description="IoU of a global-view box and a tile box that makes them one object")
 
 
 class KafkaConfig(_Section):
@@ -92,7 +111,7 @@ class KafkaConfig(_Section):
     topic: str = "frames"
     dlq_topic: str = "frames.dlq"
     group_id: str = "inspection-edge"
-    partitions: int = Field(5, gt=0)
+    partitions: int = Field(12, gt=0, description="frames topic partitions; 12 divides evenly among 1, 2, 3, 4 or 6 consumers (producers pick frame index mod P)")
     replication_factor: int = Field(-1, ge=-1, description="replicas of created topics; -1 = the broker's default")
     message_max_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024, description="largest frame record; payloads up to this minus 16 KiB")
     session_timeout_ms: int = Field(6000, ge=1000)
@@ -137,6 +156,25 @@ class PipelineConfig(_Section):
     switch_interval_s: float = Field(0.0005, gt=0, description="CPython thread switch interval while the pipeline runs")
     queue_size: int = Field(4, gt=0, description="bound of each inter-stage queue (frames)")
     stage_timeout_s: float = Field(120.0, gt=0, description="a frame stuck this long in decoding stops the consumer (no commit)")
+    workers: int | Literal["auto"] = Field(
+        1, description="edge worker processes per GPU (or on the CPU), one consumer-group member each, under one "
+        "`inspection edge`; auto: 3 per GPU for torch/tensorrt on CUDA, 1 otherwise",
+    )
+    gpus: list[int] | None = Field(None, description="GPU indices the workers are spread over (CUDA_VISIBLE_DEVICES per worker); None: no pinning")
+
+    @field_validator("workers")
+    @classmethod
+    def _positive_workers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("pipeline.workers must be >= 1 or 'auto'")
+        return value
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpu_indices(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or min(value) < 0 or len(set(value)) != len(value)):
+            raise ValueError("pipeline.gpus must list distinct GPU indices >= 0 (or be null)")
+        return value
 
 
 class ValidationConfig(_Section):

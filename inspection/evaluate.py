@@ -28,7 +28,7 @@ import numpy as np
 from .boxes import top_k_per_group
 from .detections import Detections
 from .extras import require
-from .tiling import TileGrid
+from .tiling import TileGrid, detect_in_chunks
 
 if TYPE_CHECKING:
     from synthetic.coco import CocoDataset
@@ -238,7 +238,8 @@ def evaluate(
 
     Each frame goes the pipeline's way: `grid.tiles(frame)` (K real tiles + blank padding),
     one `detector.detect(batch, score_threshold=score_floor)`, detections on padding tiles
-    dropped, at most `max_per_tile` per tile, then `stitch_fn(detections, grid)` to frame pixels.
+    dropped, at most `max_per_tile` per tile, then `stitch_fn(detections, grid)` to frame pixels
+    (the global view's boxes, with `grid.global_view`, count at frame level only).
     `max_tiles` scores only the first `max_tiles` images of the seeded permutation (fast CI runs).
     `progress(done_frames, total_frames)` is called after each frame.
     """
@@ -258,12 +259,14 @@ def evaluate(
     for f, frame in enumerate(mosaics.frames):
         tiles = grid.tiles(frame, out=batch)
         start = time.perf_counter()
-        dets = detector.detect(tiles, score_threshold=score_floor)
+        dets = detect_in_chunks(lambda chunk: detector.detect(chunk, score_threshold=score_floor), tiles, grid)
         detect_s += time.perf_counter() - start
-        dets = dets[(dets.tile_index >= 0) & (dets.tile_index < k) & (dets.score >= score_floor)]
+        used = (dets.tile_index >= 0) & (dets.tile_index < k + int(grid.global_view)) & (dets.score >= score_floor)
+        dets = dets[used]
         dets = dets[np.sort(top_k_per_group(dets.score, dets.tile_index, max_per_tile))]
         dets = to_dataset_classes(dets, mapping)
-        tile_parts.append(detections_to_coco_array(mosaics.tile_image_ids[f][dets.tile_index], dets))
+        in_tile = dets[dets.tile_index < k]  # the global view is no tile image: frame level only
+        tile_parts.append(detections_to_coco_array(mosaics.tile_image_ids[f][in_tile.tile_index], in_tile))
         stitched = stitch_fn(dets, grid)
         frame_parts.append(detections_to_coco_array(int(mosaics.frame_ids[f]), stitched))
         if progress is not None:

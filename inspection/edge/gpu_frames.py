@@ -27,10 +27,12 @@ def decode_jpegs_cuda(jpegs: Sequence[bytes], device: str | torch.device = "cuda
 
 
 def tile_on_gpu(frame: torch.Tensor, grid: TileGrid, out: torch.Tensor | None = None) -> torch.Tensor:
-    """A frame on any device -> (batch_size, T, T, 3) uint8 tiles there, blank tiles zero.
+    """A frame on any device -> (num_slots, T, T, 3) uint8 tiles there, blank tiles zero.
 
     frame: (H, W, 3) or (3, H, W) (as `decode_jpegs_cuda` returns) uint8. One strided copy
-    (`unfold` views) for a regular grid, one gather otherwise; `out` is reused when given.
+    (`unfold` views) for a regular grid, one gather otherwise; `out` is reused when given. With
+    `grid.global_view` slot `grid.global_index` gets the whole frame area-averaged to T×T (as
+    `TileGrid.global_tile`'s cv2.INTER_AREA on the CPU).
     """
     if frame.ndim != 3 or 3 not in (frame.shape[0], frame.shape[2]):
         raise FrameSizeError(f"frame has shape {tuple(frame.shape)}, expected (H, W, 3) or (3, H, W)")
@@ -41,7 +43,7 @@ def tile_on_gpu(frame: torch.Tensor, grid: TileGrid, out: torch.Tensor | None = 
     if hwc.dtype != torch.uint8:
         raise FrameSizeError(f"frame has dtype {hwc.dtype}, expected uint8")
     t = grid.tile_size
-    shape = (grid.batch_size, t, t, 3)
+    shape = (grid.num_slots, t, t, 3)
     if out is None:
         out = torch.empty(shape, dtype=torch.uint8, device=hwc.device)
     elif tuple(out.shape) != shape:
@@ -56,5 +58,11 @@ def tile_on_gpu(frame: torch.Tensor, grid: TileGrid, out: torch.Tensor | None = 
         yy = origins[:, 1, None, None] + offsets[None, :, None]
         xx = origins[:, 0, None, None] + offsets[None, None, :]
         real.copy_(hwc[yy, xx])
-    out[grid.num_tiles:] = 0
+    rest = grid.num_tiles
+    if grid.global_view:
+        chw = hwc.permute(2, 0, 1)[None].float()
+        small = torch.nn.functional.interpolate(chw, size=(t, t), mode="area")
+        out[rest].copy_(small[0].permute(1, 2, 0).round_().clamp_(0, 255).to(torch.uint8))
+        rest += 1
+    out[rest:] = 0
     return out

@@ -14,7 +14,7 @@ from ..config import StitchConfig
 from ..detect import Detector
 from ..detections import Detections
 from ..stitch import stitch
-from ..tiling import TileGrid
+from ..tiling import TileGrid, detect_in_chunks
 from .job import FrameJob
 from .prepare import FramePreparer
 
@@ -39,7 +39,7 @@ class InferStage:
         if job.prepared_at is not None:
             job.stage_s["wait"] = start - job.prepared_at
         try:
-            tile_detections = self._detect(job.batch)
+            tile_detections = detect_in_chunks(self._detect, job.batch, self.grid)  # one call for the 64-slot grid
         finally:
             self.preparer.release(job.batch)
             job.batch = None

@@ -87,7 +87,7 @@ class CudaFramePreparer:
         # The CPU-side validation above it still runs in parallel across the prepare workers.
         self._gpu_lock = threading.Lock()
         self._pool: queue.Queue[Any] = queue.Queue()
-        shape = (grid.batch_size, grid.tile_size, grid.tile_size, 3)
+        shape = (grid.num_slots, grid.tile_size, grid.tile_size, 3)
         for _ in range(pool_size):
             self._pool.put(torch.zeros(shape, dtype=torch.uint8, device=self.device))
 

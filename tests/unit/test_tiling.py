@@ -3,7 +3,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inspection.tiling import FrameSizeError, TileGrid
+from inspection.detections import Detections
+from inspection.tiling import FrameSizeError, TileGrid, detect_in_chunks
 
 
 def test_default_grid_is_9x7_plus_one_blank():
@@ -72,6 +73,33 @@ def test_wrong_frame_size_is_a_clear_error():
         TileGrid().tiles(np.zeros((2100, 2700), np.uint8))
 
 
-def test_grid_larger_than_batch_is_rejected():
-    with pytest.raises(ValueError, match="does not fit a batch of 64"):
-        TileGrid(overlap=60)
+def test_grid_larger_than_batch_runs_in_chunks_padding_only_the_last():
+    grid = TileGrid(overlap=60, global_view=True)  # 11 × 9 = 99 tiles + the global view
+    assert (grid.num_tiles, grid.num_slots, grid.num_chunks, grid.global_index, grid.num_blank) == (99, 128, 2, 99, 28)
+    assert grid.chunks() == [slice(0, 64), slice(64, 100)]  # the last call skips the 28 blank slots
+    frame = np.random.default_rng(1).integers(0, 256, (2100, 2700, 3), dtype=np.uint8)
+    batch = grid.tiles(frame)
+    x0, y0 = grid.origins[98]
+    np.testing.assert_array_equal(batch[98], frame[y0 : y0 + 300, x0 : x0 + 300])
+    assert not batch[100:].any()
+    calls = []
+
+    def detect(chunk):
+        calls.append(len(chunk))
+        lit = np.flatnonzero(chunk.reshape(len(chunk), -1).any(axis=1))  # one box per non-blank slot
+        return Detections(np.tile([1, 1, 5, 5], (len(lit), 1)), np.full(len(lit), 0.5), np.ones(len(lit)), lit)
+
+    d = detect_in_chunks(detect, batch, grid)
+    assert calls == [64, 36]
+    assert sorted(d.tile_index.tolist()) == list(range(100))  # slots numbered across chunks
+
+
+def test_global_view_slot_holds_the_downscaled_frame():
+    grid = TileGrid(global_view=True)
+    frame = np.zeros((2100, 2700, 3), np.uint8)
+    frame[:, 1350:] = 200  # right half lit
+    batch = grid.tiles(frame)
+    assert grid.global_index == 63 and grid.num_slots == 64 and grid.num_blank == 0
+    view = batch[63, :, :, 0]
+    assert view[:, :149].max() == 0 and view[:, 151:].min() == 200
+    assert not TileGrid().tiles(frame)[63].any()  # without it the slot stays blank

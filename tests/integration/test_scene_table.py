@@ -1,0 +1,35 @@
+"""The scene table on a real detector and real COCO images (one scene: a fast check of the wiring)."""
+
+from __future__ import annotations
+
+import pytest
+
+from inspection.config import DetectConfig, ModelConfig, StitchConfig
+from inspection.detect import create_detector
+from inspection.scene_eval import ONE_SHOT, evaluate_scenes
+from inspection.tiling import TileGrid
+from synthetic.coco import CocoDataset
+
+
+@pytest.fixture(scope="module")
+def dataset(coco_tiny) -> CocoDataset:
+    return CocoDataset.load(coco_tiny / "val2017", coco_tiny / "annotations" / "instances_val2017.json")
+
+
+def test_one_scene_scores_every_configuration_and_tiling_beats_one_shot(dataset, ssd_onnx):
+    detector = create_detector(ModelConfig(backend="onnxruntime", path=ssd_onnx), DetectConfig())
+    report = evaluate_scenes(detector, dataset, TileGrid(global_view=True), StitchConfig(), num_scenes=1, seeds=(0,),
+                             overlaps=(), sahi=False)
+    names = report.names()
+    assert names[0] == ONE_SHOT and len(names) == 5
+    assert report.scenes[0]["objects"] > 0 and 0 < report.scenes[0]["crossing_share"] <= 1
+    for row in report.rows:
+        assert 0.0 <= row.scores["mAP"] <= 1.0 and 0.0 <= row.scores["border_recall"] <= 1.0 and row.detections > 0
+    by_name = {r.name: r.scores for r in report.rows}
+    default = next(n for n in names if "new default" in n)
+    assert by_name[default]["mAP"] > by_name[ONE_SHOT]["mAP"]
+    # the default row really has the global view's boxes: it differs from the same joining without them
+    count = {r.name: r.detections for r in report.rows}
+    assert count[default] != count[next(n for n in names if n.startswith("63+1 tiles, cut joining"))]
+    data = report.to_dict()
+    assert set(data["summary"][default]) >= {"mAP", "AP_small", "AP_medium", "AP_large", "border_recall", "s_per_frame"}
