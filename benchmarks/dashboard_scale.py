@@ -64,9 +64,9 @@ def fill(db: str, cars: int, images_dir: Path, workers: int, seed: int) -> dict[
     """Write `cars` cars of 5 × 19 frames ending now (one every TAKT_S), as the edge would."""
     if make_url(db).get_backend_name() == "postgresql":
         _admin_create(db)
-    from synthetic.photos import PhotoFrameSource
     from inspection.messages.images import encode_image
     from inspection.tiling import TileGrid
+    from synthetic.photos import PhotoFrameSource
 
     source = PhotoFrameSource(TileGrid())
     image_store = ImageStore(images_dir)

@@ -57,7 +57,7 @@ def main() -> None:
         tiles = grid.tiles(frame)
         outputs = detector.forward(tiles)
         for threshold in thresholds:
-            def post(threshold: float = threshold):
+            def post(threshold: float = threshold, outputs=outputs, tiles=tiles):
                 raw = detector.decoder.decode(outputs)
                 return select_detections(raw, detector.spec, settings.detect, tiles.shape[1:3], threshold)
 
@@ -66,7 +66,7 @@ def main() -> None:
                 "frame": f, "score_threshold": threshold, "tile_boxes": len(dets),
                 "frame_boxes": len(stitch(dets, grid, settings.stitch)),
                 "postprocess_ms": median_ms(post, args.repeats),
-                "stitch_ms": median_ms(lambda: stitch(dets, grid, settings.stitch), args.repeats),
+                "stitch_ms": median_ms(lambda dets=dets: stitch(dets, grid, settings.stitch), args.repeats),
             })
             print(rows[-1], flush=True)
     summary = {}

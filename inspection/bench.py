@@ -15,9 +15,9 @@ import platform
 import statistics
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -40,7 +40,7 @@ class Combo:
     eager: bool = False  # torch/tensorrt: no CUDA graph (the "baseline" of the paper-style table)
 
     @classmethod
-    def parse(cls, text: str) -> "Combo":
+    def parse(cls, text: str) -> Combo:
         parts = text.split(":")
         if len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] != "eager"):
             raise ValueError(f"combo {text!r} must be MODEL:BACKEND:PRECISION or MODEL:BACKEND:PRECISION:eager")
@@ -106,7 +106,7 @@ class MemorySampler:
             self.peak = max(self.peak, self._read())
             self._stop.wait(self.period_s)
 
-    def __enter__(self) -> "MemorySampler":
+    def __enter__(self) -> MemorySampler:
         self.peak = self._read()
         self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
         self._thread.start()

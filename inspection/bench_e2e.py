@@ -26,10 +26,11 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -37,16 +38,16 @@ import yaml
 
 from .bench import Combo, MemorySampler, device_sync, time_calls
 from .config import Settings
+from .detect import Detector
+from .edge import EdgePipeline, create_detectors
+from .edge.job import STAGES
+from .edge.supervisor import uses_gpu
 from .kafka import FrameProducer, ensure_topics
 from .messages.contract import FrameMessage
 from .messages.frame_id import FrameId
 from .messages.images import encode_image
-from .detect import Detector
-from .edge import EdgePipeline, create_detectors
-from .edge.job import STAGES
 from .store import ResultStore
 from .store.models import Frame
-from .edge.supervisor import uses_gpu
 from .tiling import TileGrid
 
 

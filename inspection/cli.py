@@ -12,9 +12,10 @@ import json
 import shlex
 import signal
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional, TypeVar
 
 import typer
 from rich import box
@@ -335,8 +336,8 @@ def edge(
     supervisor starts N worker processes per GPU in the same consumer group, forwards SIGTERM/SIGINT,
     restarts a worker that dies, and serves worker k's metrics on --metrics-port + k.
     """
-    from .health import HealthServer
     from .edge import EdgePipeline, PipelineError, create_detectors
+    from .health import HealthServer
     from .store import ResultStore
 
     gpu_list = None
@@ -379,8 +380,8 @@ def edge(
 
 
 def _supervise(settings: Settings, bootstrap: str, metrics_port: int, metrics_addr: str, verbose: bool) -> None:
-    from .store import ResultStore
     from .edge.supervisor import EdgeSupervisor
+    from .store import ResultStore
 
     ResultStore.open(settings.store).close()  # schema migrated once, before the workers race to it
     supervisor = EdgeSupervisor(settings, bootstrap, metrics_port=metrics_port, metrics_addr=metrics_addr, verbose=verbose)

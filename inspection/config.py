@@ -36,7 +36,7 @@ class GridConfig(_Section):
                               "(objects larger than a tile); its boxes are fused with the tiles' (stitch.global_*)")
 
     @model_validator(mode="after")
-    def _check(self) -> "GridConfig":
+    def _check(self) -> GridConfig:
         if self.overlap >= self.tile_size:
             raise ValueError(f"grid.overlap={self.overlap} must be smaller than grid.tile_size={self.tile_size}")
         if self.tile_size > min(self.frame_width, self.frame_height):
@@ -117,10 +117,9 @@ class KafkaConfig(_Section):
     session_timeout_ms: int = Field(6000, ge=1000)
     poll_timeout_s: float = Field(0.2, gt=0)
     connect_timeout_s: float = Field(10.0, gt=0, description="how long a command waits for the cluster to answer at start")
-    join_timeout_s: float = Field(60.0, gt=0, description="how long a benchmark waits for its consumers to join the group")
 
     @model_validator(mode="after")
-    def _check(self) -> "KafkaConfig":
+    def _check(self) -> KafkaConfig:
         if self.replication_factor == 0:
             raise ValueError("kafka.replication_factor must be >= 1, or -1 for the broker's default")
         if self.topic == self.dlq_topic:

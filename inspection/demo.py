@@ -11,13 +11,14 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from .config import Settings
+from .edge import EdgePipeline, PipelineStats, create_detectors
 from .extras import require
 from .kafka import EmbeddedBroker, FrameProducer, check_reachable, ensure_topics
-from .edge import EdgePipeline, PipelineStats, create_detectors
 from .store import ResultStore
 from .store.repository import CarSummary
 from .tiling import TileGrid

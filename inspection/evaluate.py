@@ -20,8 +20,9 @@ import contextlib
 import io
 import json
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -221,8 +222,8 @@ class EvalReport:
 
 
 def evaluate(
-    detector: "Detector",
-    dataset: "CocoDataset",
+    detector: Detector,
+    dataset: CocoDataset,
     grid: TileGrid,
     *,
     stitch_fn: StitchFn,

@@ -16,8 +16,8 @@ Counters and histograms of frames and cars, plus what watching the line needs:
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 import importlib.util
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ def sahi_missing() -> str | None:
     return None
 
 
-def make_sahi_model(detector: "Detector", score_threshold: float) -> Any:
+def make_sahi_model(detector: Detector, score_threshold: float) -> Any:
     """A `sahi.models.base.DetectionModel` whose inference is `detector.detect` on the stacked slices."""
     from sahi.models.base import DetectionModel
     from sahi.prediction import ObjectPrediction
@@ -121,8 +122,8 @@ class PeerRow:
 
 
 def run_peers(
-    detector: "Detector",
-    dataset: "CocoDataset",
+    detector: Detector,
+    dataset: CocoDataset,
     grid: TileGrid,
     stitch_config: StitchConfig,
     *,

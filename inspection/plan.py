@@ -15,9 +15,10 @@ frames × t_frame / S(g) ≤ deadline meets the deadline; ≤ takt keeps up with
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -31,11 +32,11 @@ class GpuScaling:
     source: str = ""
 
     @classmethod
-    def linear(cls) -> "GpuScaling":
+    def linear(cls) -> GpuScaling:
         return cls("assumed linear (no measured GPU scaling)", {1: 1.0})
 
     @classmethod
-    def load(cls, path: Path) -> "GpuScaling":
+    def load(cls, path: Path) -> GpuScaling:
         """{"machine": "...", "car_s": {"1": 0.9, "2": 0.5}} (benchmarks/h100/scaling.json)."""
         data = json.loads(path.read_text())
         car_s = {int(k): float(v) for k, v in data["car_s"].items()}

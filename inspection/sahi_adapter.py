@@ -77,7 +77,7 @@ def make_sahi_model(detector: Any, score_floor: float, tile_size: int, batch_siz
             self._original_predictions = self._run(images)
 
         def _create_object_prediction_list_from_original_predictions(
-            self, shift_amount_list: Any = [[0, 0]], full_shape_list: Any = None
+            self, shift_amount_list: Any = [[0, 0]], full_shape_list: Any = None  # noqa: B006 - SAHI's own signature
         ) -> None:
             shifts = fix_shift_amount_list(shift_amount_list)
             shapes = fix_full_shape_list(full_shape_list)

@@ -14,8 +14,9 @@ score floor is COCO's 0.001 for every row, SAHI's included.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -141,7 +142,7 @@ def border_recall(gt: Mapping[str, Any], detections: Mapping[int, Detections], s
     return found / total
 
 
-def _score(name: str, seed: int, scenes: "Scenes", dets: dict[int, Detections], seconds: float, floor: float) -> SceneRow:
+def _score(name: str, seed: int, scenes: Scenes, dets: dict[int, Detections], seconds: float, floor: float) -> SceneRow:
     scores = coco_scores(scenes.gt, dets, max_dets=frame_max_dets(TileGrid()), score_floor=floor)
     scores = {k: scores[k] for k in ("mAP", "AP50", "AP_small", "AP_medium", "AP_large")}
     scores["border_recall"] = border_recall(scenes.gt, dets)
@@ -150,8 +151,8 @@ def _score(name: str, seed: int, scenes: "Scenes", dets: dict[int, Detections], 
 
 
 def evaluate_scenes(
-    detector: "Detector",
-    dataset: "CocoDataset",
+    detector: Detector,
+    dataset: CocoDataset,
     grid: TileGrid,
     stitch_config: StitchConfig,
     *,

@@ -68,7 +68,7 @@ class FrameValidator:
     rules: ValidationConfig
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "FrameValidator":
+    def from_settings(cls, settings: Settings) -> FrameValidator:
         return cls(settings.line, settings.validation)
 
     def check_headers(self, frame: FrameMessage, ref: RecordRef, now_ns: int) -> None:

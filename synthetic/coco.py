@@ -8,9 +8,10 @@ is kept (bbox, category, crowd flag, area); segmentations are dropped.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import cv2
 import numpy as np
@@ -47,7 +48,7 @@ class ImageAnnotations:
         return len(self.bbox)
 
     @classmethod
-    def empty(cls) -> "ImageAnnotations":
+    def empty(cls) -> ImageAnnotations:
         return cls(
             np.zeros((0, 4), np.float32),
             np.zeros((0,), np.int32),
@@ -71,7 +72,7 @@ class CocoDataset:
         object.__setattr__(self, "_by_id", {im.id: im for im in self.images})
 
     @classmethod
-    def load(cls, images_dir: str | Path, annotations_json: str | Path) -> "CocoDataset":
+    def load(cls, images_dir: str | Path, annotations_json: str | Path) -> CocoDataset:
         """Read `annotations_json` (COCO instances format); images are looked up in `images_dir`."""
         images_dir = Path(images_dir)
         path = Path(annotations_json)
@@ -86,7 +87,7 @@ class CocoDataset:
         return cls.from_dict(data, images_dir, source=str(path))
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], images_dir: str | Path, source: str = "<dict>") -> "CocoDataset":
+    def from_dict(cls, data: Mapping[str, Any], images_dir: str | Path, source: str = "<dict>") -> CocoDataset:
         """Build from an already parsed COCO dict (`images`, `annotations`, `categories`)."""
         missing = [k for k in ("images", "annotations", "categories") if k not in data]
         if missing:

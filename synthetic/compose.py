@@ -28,9 +28,10 @@ import copy
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -194,7 +195,7 @@ def _annotation_dicts(ids: np.ndarray, image_ids: np.ndarray, xywh: np.ndarray, 
 class MosaicFrames(Sequence[np.ndarray]):
     """Lazily composed frames: `frames[i]` loads, fits and places frame i's images on demand."""
 
-    def __init__(self, mosaics: "Mosaics") -> None:
+    def __init__(self, mosaics: Mosaics) -> None:
         self._m = mosaics
 
     def __len__(self) -> int:

@@ -8,8 +8,8 @@ fitted to the tile with the same plain INTER_LINEAR resize the mosaic composer u
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np

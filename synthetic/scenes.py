@@ -22,8 +22,9 @@ Rules (also in the GT JSON's `info`):
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import cv2
 import numpy as np

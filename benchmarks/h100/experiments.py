@@ -36,8 +36,9 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -118,7 +119,7 @@ def kernel_table(fn: Callable[[], object], path: Path, reps: int = 5) -> str:
         try:
             table = averages.table(sort_by=key, row_limit=40, max_name_column_width=90)
             break
-        except Exception:  # noqa: BLE001 - the key's name changed across torch versions
+        except Exception:
             continue
     path.write_text(f"{reps} calls; times are totals over them\n{table}\n")
     return path.name
@@ -134,7 +135,7 @@ def load_tiles(batch: int = 64) -> tuple[np.ndarray, str]:
         from synthetic.photos import PhotoFrameSource
 
         return grid.tiles(PhotoFrameSource(grid)(0, 0, 0))[:batch], "photos (synthetic.photos, scikit-image)"
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     shared = os.environ.get("INSPECTION_SHARED")
     if shared and (Path(shared) / "data" / "coco_tiny").is_dir():
@@ -166,7 +167,7 @@ class Recorder:
     def measure(self, key: str, fn: Callable[[], Any]) -> Any:
         try:
             value = fn()
-        except Exception:  # noqa: BLE001 - one failure must not lose the other figures
+        except Exception:
             self.put(key, "error: " + traceback.format_exc(limit=4)[-1500:])
             return None
         self.put(key, value)
@@ -178,8 +179,7 @@ def run_variant(name: str, onnx: Path, out: Path, rec: Recorder, device: str = "
     import torch
 
     from inspection.config import DetectConfig, ModelConfig
-    from inspection.detect import load_spec
-    from inspection.detect import torch_post
+    from inspection.detect import load_spec, torch_post
     from inspection.detect.torch import TorchDetector
 
     spec = load_spec("ssd_mobilenet_v2_coco")
@@ -243,7 +243,7 @@ def run_variant(name: str, onnx: Path, out: Path, rec: Recorder, device: str = "
     elif name == "onnx2torch":
         try:
             from onnx2torch import convert
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             rec.put("status", f"skipped: onnx2torch not importable ({exc!r})")
             return
         from inspection.detect.preprocess import to_network_input

@@ -28,9 +28,10 @@ Use from a notebook or a shell:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Boolean, Connection, Engine, TextClause, bindparam, text
 
@@ -612,7 +613,7 @@ def run(conn: Connection, query: Query, **params: Any) -> list[Any]:
     return list(conn.execute(query.statement(conn.dialect.name), query.params(**params)).all())
 
 
-def read_df(engine: Engine, query: Query, **params: Any) -> "pd.DataFrame":
+def read_df(engine: Engine, query: Query, **params: Any) -> pd.DataFrame:
     """`query` as a DataFrame, time columns as UTC datetimes, boolean columns as pandas booleans."""
     pd = require("pandas", "analysis", "a DataFrame of the results")
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, Select, func, select, true
 
 from ..store.models import Detection, Frame
 from . import queries as q
-from .rollup import MINUTE, MinuteClassRollup, is_minute_aligned, minute_of
 from .models import (
     CarDetail,
     CarLatencySeries,
@@ -43,6 +43,7 @@ from .models import (
     Rejected,
     TimeBins,
 )
+from .rollup import MINUTE, MinuteClassRollup, is_minute_aligned, minute_of
 
 CSV_COLUMNS = ("detection_id", "frame_id", "car_id", "camera", "shot", "captured_at", "class_id", "class_name",
                "score", "x1", "y1", "x2", "y2")

@@ -34,7 +34,7 @@ class ThumbnailCache:
             raise ValueError(f"thumbnail width {width} not offered (allowed: {', '.join(map(str, THUMB_WIDTHS))})")
         return self.root / digest[:2] / f"{digest}-w{width}.jpg"
 
-    def get(self, digest: str, original: "callable[[], bytes]", width: int) -> bytes:  # type: ignore[valid-type]
+    def get(self, digest: str, original: callable[[], bytes], width: int) -> bytes:  # type: ignore[valid-type]
         path = self.path_for(digest, width)
         try:
             return path.read_bytes()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..config import DetectConfig, ModelConfig
 from .base import Detector, MissingBackendError, ModelNotFoundError, ModelSpec, resolve_model_file

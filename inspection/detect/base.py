@@ -54,7 +54,7 @@ class ModelSpec:
     source: str = "built-in"  # "built-in", or the metadata file of a user model
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], source: str = "built-in") -> "ModelSpec":
+    def from_json(cls, data: dict[str, Any], source: str = "built-in") -> ModelSpec:
         return cls(
             name=data["name"],
             family=data["family"],

@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .base import ModelNotFoundError, ModelSpec, model_cache_dir, resolve_model_file
 

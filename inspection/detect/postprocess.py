@@ -7,6 +7,7 @@ Everything is an array operation over the whole batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from ..boxes import batched_nms, top_k_per_group

@@ -13,8 +13,8 @@ import json
 import math
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .base import ModelNotFoundError, ModelSpec, model_cache_dir
 from .signature import A_FAMILY, ModelMismatchError, OnnxSignature, check_fits, guess_family

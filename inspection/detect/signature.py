@@ -38,12 +38,12 @@ class OnnxSignature:
     outputs: tuple[TensorSignature, ...]
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "OnnxSignature":
+    def from_file(cls, path: str | Path) -> OnnxSignature:
         import onnx
 
         try:
             model = onnx.load(str(path), load_external_data=False)
-        except Exception as exc:  # noqa: BLE001 - protobuf DecodeError and friends
+        except Exception as exc:
             raise ModelMismatchError(f"{path} is not an ONNX model ({type(exc).__name__}: {exc})") from None
         initializers = {t.name for t in model.graph.initializer}  # old exporters list weights as inputs
 
@@ -54,7 +54,7 @@ class OnnxSignature:
         return cls(tuple(sig(v) for v in model.graph.input if v.name not in initializers), tuple(sig(v) for v in model.graph.output))
 
     @classmethod
-    def from_session(cls, session: Any) -> "OnnxSignature":
+    def from_session(cls, session: Any) -> OnnxSignature:
         """From an onnxruntime InferenceSession (symbolic dimensions as None)."""
 
         def sig(arg: Any) -> TensorSignature:

@@ -226,7 +226,7 @@ class TfGraph:
             )
 
     @classmethod
-    def load(cls, path: str | Path) -> "TfGraph":
+    def load(cls, path: str | Path) -> TfGraph:
         return cls(read_graph_def(path))
 
     def __getitem__(self, name: str) -> TfNode:

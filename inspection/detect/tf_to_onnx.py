@@ -17,8 +17,9 @@ An operator outside the supported set stops the conversion with its name and nod
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 

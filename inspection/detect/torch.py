@@ -18,8 +18,8 @@ fight over static buffers. Without it, `max-autotune` brings inductor's own cuda
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch

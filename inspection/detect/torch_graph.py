@@ -21,9 +21,10 @@ NotImplementedError naming it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -408,7 +409,7 @@ class OnnxGraphModule(nn.Module):
     module's compute dtype (`dtype`); constants are buffers, so `.to(device)` moves them.
     """
 
-    def __init__(self, model: "onnx.ModelProto | str | Path", dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, model: onnx.ModelProto | str | Path, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
         graph = proto.graph

@@ -23,8 +23,8 @@ calls of whole tiles) is kept for comparison in tests/gpu/torch_timing.py. All t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ from .yolox import yolox_grid
 
 try:
     import torchvision
-except Exception:  # noqa: BLE001 - a torchvision built for another torch fails with various errors
+except Exception:
     torchvision = None
 
 # Boxes per torchvision NMS call: its kernel tests all n² pairs and builds an n×n bit mask, though

@@ -7,7 +7,7 @@ takes device batches (`Detector.takes_device_batches`).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -18,7 +18,7 @@ def decode_jpegs_cuda(jpegs: Sequence[bytes], device: str | torch.device = "cuda
     """JPEG bytes -> (3, H, W) uint8 RGB tensors on the GPU, one batched nvJPEG call (torchvision)."""
     try:
         from torchvision.io import ImageReadMode, decode_jpeg
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise RuntimeError("GPU JPEG decoding needs torchvision (pip install 'inspection[torch]')") from exc
     data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in jpegs]
     if not data:

@@ -8,7 +8,7 @@ frame's forward pass. The tile batch goes back to the preparer's pool whatever h
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ..config import StitchConfig
 from ..detect import Detector

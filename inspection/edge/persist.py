@@ -23,8 +23,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Protocol, Sequence, TypeVar
+from typing import Protocol, TypeVar
 
 from ..detections import Detections
 from ..health import Readiness

@@ -21,7 +21,8 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..config import Settings
 from ..detect import Detector, create_detector

@@ -19,8 +19,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Sequence, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -48,7 +49,7 @@ class Stage(Generic[T]):
     describe: Callable[[Any], str] = repr
 
     @classmethod
-    def threads(cls, name: str, process: Callable[[Any], Any], workers: int = 1, **options: Any) -> "Stage[T]":
+    def threads(cls, name: str, process: Callable[[Any], Any], workers: int = 1, **options: Any) -> Stage[T]:
         """`workers` threads sharing one (thread-safe) `process`."""
         return cls(name, (process,) * workers, **options)
 

@@ -83,8 +83,8 @@ def run_worker(spec: WorkerSpec) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(spec.gpu)
     from ..health import HealthServer
     from ..logs import configure_logging
-    from .pipeline import EdgePipeline, PipelineError, create_detectors
     from ..store import ResultStore
+    from .pipeline import EdgePipeline, PipelineError, create_detectors
 
     configure_logging(spec.settings.logging.format, verbose=spec.verbose)
     name = f"worker {spec.index}" + (f" (gpu {spec.gpu})" if spec.gpu is not None else "")

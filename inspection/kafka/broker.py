@@ -27,8 +27,8 @@ import sys
 import tempfile
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .admin import BrokerUnreachableError, check_reachable
 
@@ -182,7 +182,7 @@ class EmbeddedBroker:
         path = self.log_path
         return _tail(path, max_bytes) if path is not None else ""
 
-    def start(self) -> "EmbeddedBroker":
+    def start(self) -> EmbeddedBroker:
         """Start the broker and wait until it answers Kafka metadata requests; raises BrokerStartError."""
         if self.running:
             return self
@@ -225,7 +225,7 @@ class EmbeddedBroker:
             # Resolve prctl before forking: the child should do as little as possible.
             preexec = functools.partial(_die_with_parent, ctypes.CDLL(None, use_errno=True).prctl, os.getpid())
 
-        log_file = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+        log_file = open(self.log_path, "ab")
         try:
             self._proc = subprocess.Popen(
                 cmd,
@@ -282,7 +282,7 @@ class EmbeddedBroker:
             self._tmp_log.unlink(missing_ok=True)
             self._tmp_log = None
 
-    def __enter__(self) -> "EmbeddedBroker":
+    def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
     def __exit__(self, *_: object) -> None:

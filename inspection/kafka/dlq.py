@@ -81,7 +81,7 @@ class DeadLetterProducer:
         if remaining:
             log.error("%d dead letter(s) undelivered to %s at shutdown", remaining, self.topic)
 
-    def __enter__(self) -> "DeadLetterProducer":
+    def __enter__(self) -> DeadLetterProducer:
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -18,8 +18,8 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ..config import KafkaConfig
 from ..messages.contract import FrameMessage, payload_limit
-from ..messages.text import frame_label
 from ..messages.errors import PayloadTooLargeError, RecordRef
+from ..messages.text import frame_label
 from .admin import producer_config
 from .partitioning import FramePartitioner
 
@@ -207,7 +207,7 @@ class FrameProducer:
         """Flush; raises like `flush` so undelivered frames are never dropped quietly."""
         self.flush(timeout)
 
-    def __enter__(self) -> "FrameProducer":
+    def __enter__(self) -> FrameProducer:
         return self
 
     def __exit__(self, exc_type: object, *_: object) -> None:

@@ -20,10 +20,11 @@ image by `images.py`. A refused record goes to the dead-letter topic (`dead_lett
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol, Sequence
 
 from .errors import MessageError, PayloadTooLargeError, RecordRef
 from .frame_id import FrameId, FrameIdError
@@ -146,7 +147,7 @@ class FrameMessage:
         topic: str | None = None,
         partition: int | None = None,
         offset: int | None = None,
-    ) -> "FrameMessage":
+    ) -> FrameMessage:
         """Parse and validate a record; raises MessageError naming the field and the record.
 
         `max_payload_bytes` (usually `payload_limit(kafka.message_max_bytes)`) rejects larger
@@ -210,7 +211,7 @@ class FrameMessage:
         return frame
 
     @classmethod
-    def from_kafka(cls, msg: "KafkaRecord", *, max_payload_bytes: int | None = None) -> "FrameMessage":
+    def from_kafka(cls, msg: KafkaRecord, *, max_payload_bytes: int | None = None) -> FrameMessage:
         """`decode` a confluent_kafka.Message (error-free), with its topic/partition/offset for errors."""
         return cls.decode(
             msg.key(),
@@ -235,7 +236,7 @@ class SourceRecord:
     offset: int | None = None
 
     @classmethod
-    def from_kafka(cls, msg: "KafkaRecord") -> "SourceRecord":
+    def from_kafka(cls, msg: KafkaRecord) -> SourceRecord:
         key = msg.key()
         return cls(
             key=key.encode("utf-8") if isinstance(key, str) else key,
@@ -250,7 +251,7 @@ class SourceRecord:
     def ref(self) -> RecordRef:
         return RecordRef(self.topic, self.partition, self.offset)
 
-    def decode(self, max_payload_bytes: int | None = None) -> "FrameMessage":
+    def decode(self, max_payload_bytes: int | None = None) -> FrameMessage:
         """`FrameMessage.decode` of this record, errors naming its topic/partition/offset."""
         return FrameMessage.decode(
             self.key, self.value, self.headers, max_payload_bytes=max_payload_bytes,

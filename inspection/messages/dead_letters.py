@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .contract import INT_RE, Headers, KafkaRecord, SourceRecord, as_bytes_headers, EncodedRecord
+from .contract import INT_RE, EncodedRecord, Headers, KafkaRecord, SourceRecord, as_bytes_headers
 from .errors import MessageError, error_kind
 
 # A dead letter adds `error` & co. to the original record; its topic allows this much more.
@@ -47,7 +47,7 @@ class DeadLetter:
         partition: int | None = None,
         offset: int | None = None,
         kind: str | None = None,
-    ) -> "DeadLetter":
+    ) -> DeadLetter:
         """Build the dead letter of a failed record; `kind` defaults to `error_kind(exc)`."""
         if isinstance(exc, BaseException):
             text, default_kind = str(exc) or type(exc).__name__, error_kind(exc)
@@ -65,7 +65,7 @@ class DeadLetter:
         )
 
     @classmethod
-    def from_kafka(cls, msg: KafkaRecord, exc: BaseException | str, *, kind: str | None = None) -> "DeadLetter":
+    def from_kafka(cls, msg: KafkaRecord, exc: BaseException | str, *, kind: str | None = None) -> DeadLetter:
         """The dead letter of a consumed confluent_kafka.Message that failed with `exc`."""
         return cls.from_error(
             exc, msg.key(), msg.value(), msg.headers(),
@@ -92,7 +92,7 @@ class DeadLetter:
         return EncodedRecord(self.key, self.value, original + self.dlq_headers())
 
     @classmethod
-    def decode(cls, key: bytes | None, value: bytes | None, headers: Headers | None) -> "DeadLetter":
+    def decode(cls, key: bytes | None, value: bytes | None, headers: Headers | None) -> DeadLetter:
         """Split a dead-letter record back into the original record and the error description."""
         pairs = as_bytes_headers(headers)
         meta = {n: v.decode("utf-8", "replace") for n, v in pairs if n in DLQ_HEADER_NAMES and v is not None}

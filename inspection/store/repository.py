@@ -30,9 +30,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, Engine, and_, case, delete, func, insert, not_, or_, select, update
@@ -244,7 +245,7 @@ class ResultStore:
         self._insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
 
     @classmethod
-    def open(cls, config: StoreConfig, *, migrate: bool = True) -> "ResultStore":
+    def open(cls, config: StoreConfig, *, migrate: bool = True) -> ResultStore:
         """Engine for `config.url`, wait until it answers, bring the schema to head, attach the image store."""
         engine = create_engine_for(
             config.url, connect_timeout_s=config.connect_timeout_s, busy_timeout_s=config.sqlite_busy_timeout_s
@@ -274,7 +275,7 @@ class ResultStore:
         if self._owns_engine:
             self.engine.dispose()
 
-    def __enter__(self) -> "ResultStore":
+    def __enter__(self) -> ResultStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

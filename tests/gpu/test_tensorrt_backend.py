@@ -16,14 +16,14 @@ import pytest
 if importlib.util.find_spec("tensorrt") is None or importlib.util.find_spec("pycuda") is None:
     pytest.skip("TensorRT/pycuda not installed", allow_module_level=True)
 
-from inspection.config import DetectConfig, ModelConfig  # noqa: E402
-from inspection.detect import load_spec  # noqa: E402
-from inspection.detect.engine import EngineBuildError, build_engine, cuda_primary_context  # noqa: E402
-from inspection.detect.onnxruntime import OnnxRuntimeDetector  # noqa: E402
-from inspection.detect.quantize import QuantizeSettings, quantize_model  # noqa: E402
-from inspection.detect.tensorrt import TensorRTDetector  # noqa: E402
-from inspection.tiling import TileGrid  # noqa: E402
-from tests.gpu.detection_checks import assert_detections_agree, coco_tiles, tile_level_map  # noqa: E402
+from inspection.config import DetectConfig, ModelConfig
+from inspection.detect import load_spec
+from inspection.detect.engine import EngineBuildError, build_engine, cuda_primary_context
+from inspection.detect.onnxruntime import OnnxRuntimeDetector
+from inspection.detect.quantize import QuantizeSettings, quantize_model
+from inspection.detect.tensorrt import TensorRTDetector
+from inspection.tiling import TileGrid
+from tests.gpu.detection_checks import assert_detections_agree, coco_tiles, tile_level_map
 
 pytestmark = pytest.mark.gpu
 

@@ -20,7 +20,6 @@ from inspection.detect import load_spec  # noqa: E402
 from inspection.detect.onnxruntime import OnnxRuntimeDetector  # noqa: E402
 from inspection.detect.postprocess import OutputDecoder, select_detections  # noqa: E402
 from inspection.detect.torch import TorchDetector  # noqa: E402
-from inspection.edge.gpu_frames import decode_jpegs_cuda, tile_on_gpu  # noqa: E402
 from inspection.detect.torch_graph import OnnxGraphModule  # noqa: E402
 from inspection.detect.torch_post import (  # noqa: E402
     TorchCandidates,
@@ -31,6 +30,7 @@ from inspection.detect.torch_post import (  # noqa: E402
     top_k_per_group_torch,
     torchvision_batched_nms,
 )
+from inspection.edge.gpu_frames import decode_jpegs_cuda, tile_on_gpu  # noqa: E402
 from inspection.tiling import FrameSizeError, TileGrid  # noqa: E402
 from tests.conftest import SSD_DIR  # noqa: E402
 from tests.gpu.detection_checks import assert_detections_agree, coco_tiles, fp32_copy, tile_level_map  # noqa: E402

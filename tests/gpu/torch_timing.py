@@ -32,8 +32,8 @@ sys.path.insert(0, str(REPO))
 from inspection.config import DetectConfig, ModelConfig  # noqa: E402
 from inspection.detect import load_spec  # noqa: E402
 from inspection.detect.torch import TorchDetector  # noqa: E402
-from inspection.edge.gpu_frames import decode_jpegs_cuda, tile_on_gpu  # noqa: E402
 from inspection.detect.torch_post import torchvision_batched_nms  # noqa: E402
+from inspection.edge.gpu_frames import decode_jpegs_cuda, tile_on_gpu  # noqa: E402
 from inspection.tiling import TileGrid  # noqa: E402
 from tests.gpu.detection_checks import coco_tiles  # noqa: E402
 
@@ -96,7 +96,7 @@ def main() -> None:
             value = fn()
             results[name] = round(value, 3) if isinstance(value, float) else value
             print(f"{name:58s} {results[name]}", flush=True)
-        except Exception:  # noqa: BLE001 - a timing script reports every part it can
+        except Exception:
             results[name] = "error: " + traceback.format_exc(limit=3)
             print(f"{name}: FAILED\n{traceback.format_exc()}", flush=True)
 

@@ -20,8 +20,8 @@ import numpy as np
 
 from inspection.config import StoreConfig
 from inspection.detections import Detections
-from inspection.messages.images import encode_image
 from inspection.messages.frame_id import FrameId
+from inspection.messages.images import encode_image
 from inspection.store import FrameRecord, ResultStore
 from inspection.tiling import TileGrid
 

@@ -6,7 +6,6 @@ import json
 import re
 
 import pytest
-
 from typer.testing import CliRunner
 
 from inspection.cli import app

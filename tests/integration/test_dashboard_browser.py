@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from confluent_kafka import Producer
@@ -24,12 +24,12 @@ from sqlalchemy import text
 from inspection.config import KafkaConfig, LineConfig, ModelConfig, PipelineConfig, Settings, StoreConfig
 from inspection.dashboard import BindRefusedError, DashboardConfig, DashboardServer
 from inspection.detect import create_detector
+from inspection.edge import EdgePipeline
 from inspection.kafka import FrameProducer, ensure_topics
 from inspection.kafka.admin import producer_config
 from inspection.messages.contract import FrameMessage
 from inspection.messages.frame_id import FrameId
 from inspection.messages.images import encode_image
-from inspection.edge import EdgePipeline
 from inspection.store import FrameRecord, ResultStore
 from inspection.tiling import TileGrid
 from synthetic.line import LineSimulator

@@ -28,9 +28,9 @@ from inspection.kafka import (
 )
 from inspection.kafka.broker import free_port, process_alive
 from inspection.messages.contract import FrameMessage, payload_limit
-from inspection.messages.frame_id import FrameId
 from inspection.messages.dead_letters import DeadLetter
 from inspection.messages.errors import MessageError, PayloadTooLargeError
+from inspection.messages.frame_id import FrameId
 from inspection.messages.images import decode_image, encode_image
 from synthetic.line import LineSimulator, car_id
 

@@ -20,6 +20,7 @@ from prometheus_client import generate_latest
 from inspection.config import LineConfig, ModelConfig, OverdueConfig
 from inspection.detect import create_detector
 from inspection.detections import Detections
+from inspection.edge import EdgePipeline
 from inspection.kafka import ensure_topics
 from inspection.kafka.admin import producer_config
 from inspection.messages.contract import FrameMessage
@@ -27,7 +28,6 @@ from inspection.messages.frame_id import FrameId
 from inspection.messages.images import encode_image
 from inspection.metrics import PipelineMetrics
 from inspection.overdue import OverdueWatcher
-from inspection.edge import EdgePipeline
 from inspection.store import FrameRecord, ResultStore, upgrade_database
 from inspection.store.repository import describe_missing
 from inspection.tiling import TileGrid

@@ -20,13 +20,13 @@ from sqlalchemy import text
 
 from inspection.config import LineConfig, ModelConfig, PipelineConfig, Settings, StoreConfig
 from inspection.detect import create_detector
+from inspection.edge import EdgePipeline
 from inspection.kafka import FrameProducer, ensure_topics
 from inspection.kafka.admin import consumer_config, producer_config
 from inspection.messages.contract import FrameMessage
-from inspection.messages.frame_id import FrameId
 from inspection.messages.dead_letters import DeadLetter
+from inspection.messages.frame_id import FrameId
 from inspection.messages.images import encode_image
-from inspection.edge import EdgePipeline
 from inspection.store import ResultStore
 from inspection.tiling import TileGrid
 from synthetic.line import LineSimulator

@@ -23,13 +23,13 @@ from hypothesis import strategies as st
 
 from inspection.config import GridConfig, KafkaConfig, LineConfig, Settings, ValidationConfig
 from inspection.detections import Detections
+from inspection.edge.persist import FrameWriter
 from inspection.kafka import DeadLetterProducer, ensure_topics
 from inspection.messages.contract import HEADER_NAMES, SourceRecord
 from inspection.messages.dead_letters import DeadLetter
 from inspection.messages.errors import MessageError
-from inspection.messages.images import decode_image, encode_image
-from inspection.edge.persist import FrameWriter
 from inspection.messages.frame_id import FrameId
+from inspection.messages.images import decode_image, encode_image
 from inspection.store import FrameRecord, ResultStore, RetryPolicy, upgrade_database
 from inspection.validation import FrameValidator, read_frame
 from tests.integration.test_pipeline import _dlq_records

@@ -27,12 +27,12 @@ from sqlalchemy import text
 
 from inspection.config import ModelConfig
 from inspection.detect import create_detector
+from inspection.edge import EdgePipeline
 from inspection.kafka import ensure_topics
 from inspection.kafka.admin import producer_config
 from inspection.messages.contract import FrameMessage
 from inspection.messages.frame_id import FrameId
 from inspection.messages.images import encode_image
-from inspection.edge import EdgePipeline
 from inspection.store import ResultStore
 from inspection.tiling import TileGrid
 from synthetic.photos import PhotoFrameSource

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from inspection.cli import app
 from inspection.detections import Detections
-from inspection.retention import parse_duration
 from inspection.messages.frame_id import FrameId
+from inspection.retention import parse_duration
 from inspection.store import FrameRecord, ImageStore, ResultStore, upgrade_database
 
 S = 1_000_000_000

@@ -21,9 +21,9 @@ from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import text
 
 from inspection.config import GridConfig, LineConfig, ModelConfig, PipelineConfig, Settings, StoreConfig
+from inspection.edge.supervisor import EdgeSupervisor, RestartPolicy, resolve_workers, worker_gpus
 from inspection.kafka import FrameProducer, consumer_config, ensure_topics
 from inspection.store import ResultStore
-from inspection.edge.supervisor import EdgeSupervisor, RestartPolicy, resolve_workers, worker_gpus
 from inspection.tiling import TileGrid
 from synthetic.line import LineSimulator
 from synthetic.photos import PhotoFrameSource

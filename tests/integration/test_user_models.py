@@ -276,8 +276,8 @@ def test_user_model_through_the_edge_on_the_real_broker(plant_yolox, shared_coco
     from sqlalchemy import text
 
     from inspection.config import LineConfig, PipelineConfig, Settings, StoreConfig
-    from inspection.kafka import FrameProducer, ensure_topics
     from inspection.edge import EdgePipeline, create_detectors
+    from inspection.kafka import FrameProducer, ensure_topics
     from inspection.store import ResultStore
     from inspection.tiling import TileGrid
     from synthetic.line import LineSimulator

@@ -26,9 +26,9 @@ from inspection.edge.stats import PipelineStats
 from inspection.health import Readiness
 from inspection.kafka.offsets import OffsetTracker
 from inspection.messages.contract import FrameMessage, SourceRecord, payload_limit
-from inspection.messages.frame_id import FrameId
 from inspection.messages.dead_letters import DeadLetter
 from inspection.messages.errors import ImageError, MessageError
+from inspection.messages.frame_id import FrameId
 from inspection.messages.images import encode_image
 from inspection.metrics import PipelineMetrics
 from inspection.store import ResultStore, RetryPolicy

@@ -24,8 +24,8 @@ from inspection.detect.engine import (
     timing_cache_path,
     write_atomic,
 )
-from inspection.detect.quantize import TileCalibrationReader
 from inspection.detect.preprocess import to_network_input
+from inspection.detect.quantize import TileCalibrationReader
 from inspection.detect.tensorrt import write_network_input
 from inspection.tiling import TileGrid
 

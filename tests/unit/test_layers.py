@@ -6,11 +6,11 @@ import ast
 import json
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 from typer.testing import CliRunner
 
 from inspection.cli import app

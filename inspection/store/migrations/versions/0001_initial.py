@@ -7,7 +7,8 @@ Create Date: 2026-11-25
 Hand-written to match inspection/store/models.py (tests compare the two after upgrade).
 """
 
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import sqlalchemy as sa
 from alembic import op

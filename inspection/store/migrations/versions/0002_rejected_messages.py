@@ -7,7 +7,8 @@ Create Date: 2026-11-26
 Hand-written to match RejectedMessageRow in inspection/store/models.py (tests compare the two).
 """
 
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import sqlalchemy as sa
 from alembic import op

@@ -10,7 +10,8 @@ Only indexes: nothing is rewritten, so the upgrade is quick on a small database;
 PostgreSQL one each CREATE INDEX holds a write lock on its table while it builds.
 """
 
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import sqlalchemy as sa
 from alembic import op
