@@ -92,8 +92,13 @@ def start_demo_dashboard(settings: Settings, port: int = 8050) -> Any:  # port 0
     upgrade_database(settings.store.url)
     if settings.store.image_dir is not None:
         settings.store.image_dir.mkdir(parents=True, exist_ok=True)
-    config = DashboardConfig(db_url=settings.store.url, images_dir=settings.store.image_dir, port=port,
-                             cameras=settings.line.cameras, grid=settings.grid)
+    config = DashboardConfig(
+        db_url=settings.store.url,
+        images_dir=settings.store.image_dir,
+        port=port,
+        cameras=settings.line.cameras,
+        grid=settings.grid,
+    )
     return DashboardServer(config).start()
 
 
@@ -141,8 +146,12 @@ def run_demo(
                 try:
                     with FrameProducer(bootstrap, settings.kafka, shots_per_camera=settings.line.shots_per_camera) as producer:
                         sim = LineSimulator(settings.line, PhotoFrameSource(grid), producer)
-                        sim.run(cars, start_car=start_car, realtime=realtime,
-                                on_frame=lambda f: produced_at.setdefault(f.car_id, f.produced_at_ns))
+                        sim.run(
+                            cars,
+                            start_car=start_car,
+                            realtime=realtime,
+                            on_frame=lambda f: produced_at.setdefault(f.car_id, f.produced_at_ns),
+                        )
                 except BaseException as exc:  # surfaced after the pipeline stops
                     failure.append(exc)
                     pipeline.stop()

@@ -67,7 +67,9 @@ def detections_to_coco_array(image_ids: np.ndarray | int, detections: Detections
 def _as_array(detections: Mapping[int, Detections] | np.ndarray) -> np.ndarray:
     if isinstance(detections, np.ndarray):
         if detections.ndim != 2 or detections.shape[1] != 7:
-            raise ValueError(f"detections array has shape {detections.shape}, expected (N, 7) [image_id, x, y, w, h, score, class]")
+            raise ValueError(
+                f"detections array has shape {detections.shape}, expected (N, 7) [image_id, x, y, w, h, score, class]"
+            )
         return detections.astype(np.float64, copy=False)
     parts = [detections_to_coco_array(image_id, d) for image_id, d in detections.items() if len(d)]
     return np.concatenate(parts) if parts else np.zeros((0, 7), np.float64)
@@ -249,8 +251,10 @@ def evaluate(
     spec = detector.spec
     mapping = category_map(spec.class_names, dataset.categories)
     if not mapping:
-        raise ValueError(f"model {spec.name}'s classes ({', '.join(list(spec.class_names.values())[:5])}, ...) share no name with "
-                         f"the dataset's categories ({', '.join(c['name'] for c in dataset.categories[:5])}, ...): nothing to score")
+        raise ValueError(
+            f"model {spec.name}'s classes ({', '.join(list(spec.class_names.values())[:5])}, ...) share no name with "
+            f"the dataset's categories ({', '.join(c['name'] for c in dataset.categories[:5])}, ...): nothing to score"
+        )
     mosaics = compose_mosaics(dataset, grid, seed=seed, letterbox=letterbox, limit=max_tiles)
     k = grid.num_tiles
     batch = grid.new_batch()

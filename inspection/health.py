@@ -92,7 +92,9 @@ class Readiness:
         checks["assigned"] = [f"{t}[{p}]" for t, p in assigned] or "no partitions assigned yet"
         ok &= bool(assigned)
         if lag > 0 and since is not None and now - since > self.config.stall_s:
-            checks["progress"] = f"lag {lag} and no frame handled for {now - since:.0f} s (health.stall_s={self.config.stall_s:g})"
+            checks["progress"] = (
+                f"lag {lag} and no frame handled for {now - since:.0f} s (health.stall_s={self.config.stall_s:g})"
+            )
             ok = False
         else:
             checks["progress"] = f"lag {lag}"

@@ -78,11 +78,19 @@ def make_sahi_model(detector: Detector, score_threshold: float) -> Any:
             if shapes and shapes[0] is not None and not isinstance(shapes[0], (list, tuple)):
                 shapes = [shapes]
             per_image: list[list[Any]] = [[] for _ in range(n)]
-            for box, score, cls, tile in zip(found.xyxy.tolist(), found.score.tolist(), found.class_id.tolist(), found.tile_index.tolist()):
-                per_image[tile].append(ObjectPrediction(
-                    bbox=box, category_id=int(cls), category_name=names.get(int(cls), str(cls)), score=score,
-                    shift_amount=list(shifts[tile]), full_shape=None if shapes[tile] is None else list(shapes[tile]),
-                ))
+            for box, score, cls, tile in zip(
+                found.xyxy.tolist(), found.score.tolist(), found.class_id.tolist(), found.tile_index.tolist()
+            ):
+                per_image[tile].append(
+                    ObjectPrediction(
+                        bbox=box,
+                        category_id=int(cls),
+                        category_name=names.get(int(cls), str(cls)),
+                        score=score,
+                        shift_amount=list(shifts[tile]),
+                        full_shape=None if shapes[tile] is None else list(shapes[tile]),
+                    )
+                )
             self._object_prediction_list_per_image = per_image
 
     return InspectionDetectionModel(model=detector, confidence_threshold=score_threshold, load_at_init=True)
@@ -93,10 +101,20 @@ def sahi_frame(model: Any, frame: np.ndarray, grid: TileGrid, batch_size: int, n
     from sahi.predict import get_sliced_prediction
 
     result = get_sliced_prediction(
-        frame, model, slice_height=grid.tile_size, slice_width=grid.tile_size,
-        overlap_height_ratio=0.0, overlap_width_ratio=0.0, perform_standard_pred=False,
-        postprocess_type="NMS", postprocess_match_metric="IOU", postprocess_match_threshold=nms_iou,
-        postprocess_class_agnostic=False, batch_size=batch_size, force_postprocess_type=True, verbose=0,
+        frame,
+        model,
+        slice_height=grid.tile_size,
+        slice_width=grid.tile_size,
+        overlap_height_ratio=0.0,
+        overlap_width_ratio=0.0,
+        perform_standard_pred=False,
+        postprocess_type="NMS",
+        postprocess_match_metric="IOU",
+        postprocess_match_threshold=nms_iou,
+        postprocess_class_agnostic=False,
+        batch_size=batch_size,
+        force_postprocess_type=True,
+        verbose=0,
     )
     preds = result.object_prediction_list
     return Detections(
@@ -149,6 +167,7 @@ def run_peers(
         def run(frame: np.ndarray) -> Detections:
             dets = detector.detect(grid.tiles(frame, out=batch), score_threshold=threshold)
             return stitch(dets[(dets.tile_index >= 0) & (dets.tile_index < k)], grid, stitch_config)
+
         return run
 
     def sahi(threshold: float, size: int) -> Callable[[np.ndarray], Detections]:
@@ -177,6 +196,15 @@ def run_peers(
     for m, (name, threshold, _) in enumerate(methods):
         dets_array = np.concatenate([detections_to_coco_array(i, d) for i, d in found[m].items()])
         scores = coco_scores(mosaics.frame_gt, dets_array, max_dets=frame_max_dets(grid), score_floor=threshold)
-        rows.append(PeerRow(name, threshold, len(images), statistics.median(times[m]) * 1e3, scores["mAP"], scores["AP50"],
-                            len(dets_array) / len(images)))
+        rows.append(
+            PeerRow(
+                name,
+                threshold,
+                len(images),
+                statistics.median(times[m]) * 1e3,
+                scores["mAP"],
+                scores["AP50"],
+                len(dets_array) / len(images),
+            )
+        )
     return rows

@@ -105,11 +105,18 @@ def load_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
             if data.get("cars"):
                 latency = sorted(c["car_latency_s"] for c in data["cars"])[len(data["cars"]) // 2]
                 consumers = data.get("extra", {}).get("consumers", 1)
-                rows.append({
-                    "model": data["model"], "backend": data["backend"], "precision": data["precision"],
-                    "device": f"{data['device']} ×{consumers} consumer(s)", "mode": "pipeline", "batch_size": 64,
-                    "frame_ms": latency / data["frames_per_car"] * 1e3, "source": str(f),
-                })
+                rows.append(
+                    {
+                        "model": data["model"],
+                        "backend": data["backend"],
+                        "precision": data["precision"],
+                        "device": f"{data['device']} ×{consumers} consumer(s)",
+                        "mode": "pipeline",
+                        "batch_size": 64,
+                        "frame_ms": latency / data["frames_per_car"] * 1e3,
+                        "source": str(f),
+                    }
+                )
     return rows
 
 
@@ -160,8 +167,13 @@ def plan(
         car_s = frames_per_car * frame_s
         candidates.append(
             Candidate(
-                model=r["model"], backend=r["backend"], precision=r["precision"], device=r.get("device", "?"),
-                batch_size=int(r["batch_size"]), mode=r["mode"], frame_ms=r["frame_ms"],
+                model=r["model"],
+                backend=r["backend"],
+                precision=r["precision"],
+                device=r.get("device", "?"),
+                batch_size=int(r["batch_size"]),
+                mode=r["mode"],
+                frame_ms=r["frame_ms"],
                 map=accuracy_for(accuracy, r["model"], r["backend"], r["precision"]),
                 car_s_one_gpu=car_s,
                 gpus_for_deadline=scaling.gpus_needed(car_s, deadline_s),

@@ -90,34 +90,54 @@ class SceneReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model, "backend": self.backend, "precision": self.precision, "score_floor": self.score_floor,
-            "scenes": self.scenes, "rows": [asdict(r) for r in self.rows], "skipped": self.skipped,
+            "model": self.model,
+            "backend": self.backend,
+            "precision": self.precision,
+            "score_floor": self.score_floor,
+            "scenes": self.scenes,
+            "rows": [asdict(r) for r in self.rows],
+            "skipped": self.skipped,
             "summary": {n: {k: {"mean": m, "sd": s} for k, (m, s) in v.items()} for n, v in self.summary().items()},
         }
 
 
-def default_configurations(grid: TileGrid, stitch_config: StitchConfig, overlaps: Sequence[int] = (60,)) -> list[TiledConfiguration]:
+def default_configurations(
+    grid: TileGrid, stitch_config: StitchConfig, overlaps: Sequence[int] = (60,)
+) -> list[TiledConfiguration]:
     """The table's tiled rows: 63+1 tiles without joining, the earlier pairwise joining, the
     configured default (global view + cut joining + fusion), then overlapping grids."""
     plain = TileGrid(grid.frame_width, grid.frame_height, grid.tile_size, 0, grid.batch_size, False)
     with_global = TileGrid(grid.frame_width, grid.frame_height, grid.tile_size, 0, grid.batch_size, True)
     rows = [
         TiledConfiguration("63+1 tiles, no joining", plain, stitch_config.model_copy(update={"border_merge": False})),
-        TiledConfiguration("63+1 tiles, pairwise joining (old default)", plain,
-                           stitch_config.model_copy(update={"border_merge": True, "border_rule": "pairwise", "border_tolerance_px": 2.0})),
+        TiledConfiguration(
+            "63+1 tiles, pairwise joining (old default)",
+            plain,
+            stitch_config.model_copy(update={"border_merge": True, "border_rule": "pairwise", "border_tolerance_px": 2.0}),
+        ),
         TiledConfiguration("63+1 tiles, cut joining + fusion", plain, stitch_config.model_copy(update={"border_rule": "cut"})),
-        TiledConfiguration("63 tiles + global view, cut joining + fusion (new default)", with_global,
-                           stitch_config.model_copy(update={"border_rule": "cut"})),
+        TiledConfiguration(
+            "63 tiles + global view, cut joining + fusion (new default)",
+            with_global,
+            stitch_config.model_copy(update={"border_rule": "cut"}),
+        ),
     ]
     for overlap in overlaps:
         g = TileGrid(grid.frame_width, grid.frame_height, grid.tile_size, overlap, grid.batch_size, True)
-        rows.append(TiledConfiguration(
-            f"overlap {overlap} px: {g.num_tiles} tiles + global view, {g.num_chunks} calls of {g.batch_size}, "
-            f"{stitch_config.merge.upper()}/{stitch_config.match_metric.upper()} {stitch_config.match_threshold:g} + fusion", g, stitch_config))
+        rows.append(
+            TiledConfiguration(
+                f"overlap {overlap} px: {g.num_tiles} tiles + global view, {g.num_chunks} calls of {g.batch_size}, "
+                f"{stitch_config.merge.upper()}/{stitch_config.match_metric.upper()} {stitch_config.match_threshold:g} + fusion",
+                g,
+                stitch_config,
+            )
+        )
     return rows
 
 
-def border_recall(gt: Mapping[str, Any], detections: Mapping[int, Detections], score: float = RECALL_SCORE, iou: float = RECALL_IOU) -> float:
+def border_recall(
+    gt: Mapping[str, Any], detections: Mapping[int, Detections], score: float = RECALL_SCORE, iou: float = RECALL_IOU
+) -> float:
     """Share of non-crowd GT boxes flagged `crosses_border` matched by a same-class detection
     (score >= `score`, IoU >= `iou`). -1.0 when no object crosses a border."""
     by_image: dict[int, list[dict[str, Any]]] = {}
@@ -206,11 +226,15 @@ def evaluate_scenes(
                 key = (c.grid.overlap, c.grid.num_slots)
                 if key not in shared:
                     start = time.perf_counter()
-                    full = TileGrid(c.grid.frame_width, c.grid.frame_height, c.grid.tile_size, c.grid.overlap, c.grid.batch_size, True)
+                    full = TileGrid(
+                        c.grid.frame_width, c.grid.frame_height, c.grid.tile_size, c.grid.overlap, c.grid.batch_size, True
+                    )
                     # one detector run on the slots with the global view serves the rows with and without it
                     # (the 64-slot call costs the same whether the last slot is blank or not)
-                    shared[key] = (detect_in_chunks(detect, full.tiles(frame) if not c.grid.global_view else batch, full),
-                                   time.perf_counter() - start)
+                    shared[key] = (
+                        detect_in_chunks(detect, full.tiles(frame) if not c.grid.global_view else batch, full),
+                        time.perf_counter() - start,
+                    )
                 tile_dets, detect_s = shared[key]
                 start = time.perf_counter()
                 frame_dets = stitch(dataset_classes(tile_dets), c.grid, c.stitch)
@@ -228,7 +252,9 @@ def evaluate_scenes(
             if sahi_model is not None:
                 for name, force in SAHI_ROWS.items():
                     start = time.perf_counter()
-                    d = dataset_classes(sahi_detections(sahi_model, frame, slice_size=grid.tile_size, batch_size=grid.batch_size, force=force))
+                    d = dataset_classes(
+                        sahi_detections(sahi_model, frame, slice_size=grid.tile_size, batch_size=grid.batch_size, force=force)
+                    )
                     seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
                     results.setdefault(name, {})[fid] = d
         for name, dets in results.items():

@@ -82,8 +82,7 @@ class FrameValidator:
             refuse(f"camera {frame.camera} outside the line's {line.cameras} cameras (configs: line.cameras)", "camera")
         if frame.shot >= line.shots_per_camera:
             refuse(
-                f"shot {frame.shot} outside the line's {line.shots_per_camera} shots per camera "
-                "(configs: line.shots_per_camera)",
+                f"shot {frame.shot} outside the line's {line.shots_per_camera} shots per camera (configs: line.shots_per_camera)",
                 "shot",
             )
         if frame.shots_per_car != line.frames_per_car:

@@ -95,7 +95,10 @@ class CocoDataset:
         try:
             images = tuple(
                 sorted(
-                    (ImageInfo(int(im["id"]), str(im["file_name"]), int(im["width"]), int(im["height"])) for im in data["images"]),
+                    (
+                        ImageInfo(int(im["id"]), str(im["file_name"]), int(im["width"]), int(im["height"]))
+                        for im in data["images"]
+                    ),
                     key=lambda im: im.id,
                 )
             )
@@ -151,7 +154,9 @@ def _group_annotations(anns: list[dict[str, Any]], image_ids: set[int], source: 
         area = np.fromiter((a["area"] if "area" in a else a["bbox"][2] * a["bbox"][3] for a in anns), np.float32, len(anns))
         ann_id = np.fromiter((a["id"] for a in anns), np.int64, len(anns))
     except (KeyError, ValueError, TypeError) as exc:
-        raise DatasetError(f"{source}: malformed annotation ({exc}); COCO annotations need id, image_id, bbox [x,y,w,h], category_id") from None
+        raise DatasetError(
+            f"{source}: malformed annotation ({exc}); COCO annotations need id, image_id, bbox [x,y,w,h], category_id"
+        ) from None
     unknown = np.setdiff1d(img, np.fromiter(image_ids, np.int64, len(image_ids)))
     if unknown.size:
         raise DatasetError(f"{source}: annotations refer to image ids missing from `images`, e.g. {unknown[:5].tolist()}")

@@ -161,9 +161,7 @@ def _place_annotations(dataset: CocoDataset, slot_image_ids: np.ndarray, tile_si
     y2 = np.clip((xywh[:, 1] + xywh[:, 3]) * sy + oy, oy, oy + fit.new_h[k])
     boxes = np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)
     keep = (boxes[:, 2] >= MIN_BOX_SIDE_PX) & (boxes[:, 3] >= MIN_BOX_SIDE_PX)
-    return _PlacedBoxes(
-        slot[keep], boxes[keep], cat[keep], crowd[keep], (area * sx * sy)[keep], ann_id[keep], int((~keep).sum())
-    )
+    return _PlacedBoxes(slot[keep], boxes[keep], cat[keep], crowd[keep], (area * sx * sy)[keep], ann_id[keep], int((~keep).sum()))
 
 
 def _annotation_dicts(ids: np.ndarray, image_ids: np.ndarray, xywh: np.ndarray, boxes: _PlacedBoxes) -> list[dict[str, Any]]:

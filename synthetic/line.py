@@ -35,7 +35,6 @@ from .sources import FrameSource
 log = logging.getLogger(__name__)
 
 
-
 class FrameSink(Protocol):
     """Where frames go: `inspection.kafka.FrameProducer` (anything with send/flush)."""
 
@@ -153,8 +152,10 @@ class LineSimulator:
                 if self._stop.is_set():
                     break
                 # Render and encode before the shot's time so sending keeps the schedule.
-                payloads = [self._payload(self.frame_source(index, cam, shot), f"car {index} cam {cam} shot {shot}")
-                            for cam in range(line.cameras)]
+                payloads = [
+                    self._payload(self.frame_source(index, cam, shot), f"car {index} cam {cam} shot {shot}")
+                    for cam in range(line.cameras)
+                ]
                 scheduled = car_start + int(offsets[shot])
                 if realtime:
                     self._wait_until(scheduled)
@@ -182,7 +183,8 @@ class LineSimulator:
             if late_ns > takt_ns // (2 * line.shots_per_camera):
                 log.warning(
                     "%s: shots sent up to %.2f s behind schedule (frame source or producer slower than the line)",
-                    car, late_ns / 1e9,
+                    car,
+                    late_ns / 1e9,
                 )
             k += 1
         return records

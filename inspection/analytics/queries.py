@@ -60,7 +60,8 @@ def _binned(template: str, column: str) -> dict[str, str]:
     ~50 µs of a bin edge) and its CAST to INTEGER truncates, which is the floor for times after 1970."""
     return {
         "postgresql": template.format(
-            bin=f"CAST(FLOOR((CAST(EXTRACT(EPOCH FROM {column}) AS DOUBLE PRECISION) - :start_s) / :width_s) AS INTEGER)"),
+            bin=f"CAST(FLOOR((CAST(EXTRACT(EPOCH FROM {column}) AS DOUBLE PRECISION) - :start_s) / :width_s) AS INTEGER)"
+        ),
         "sqlite": template.format(bin=f"CAST((CAST(strftime('%s', {column}) AS INTEGER) - :start_s) / :width_s AS INTEGER)"),
     }
 
@@ -230,8 +231,7 @@ CAR_COUNT = Query("car_count", "How many cars the database holds.", "SELECT COUN
 
 CARS_SINCE = Query(
     "cars_since",
-    "Cars whose first frame was captured at or after :since, by verdict at :now (the line page's "
-    "'today' figures).",
+    "Cars whose first frame was captured at or after :since, by verdict at :now (the line page's 'today' figures).",
     f"""
     SELECT {VERDICT_SQL} AS status, COUNT(*) AS cars
     FROM cars AS c
@@ -251,8 +251,7 @@ FRAMES_PROCESSED_SINCE = Query(
 
 PARKED_SINCE = Query(
     "parked_since",
-    "Parked records at or after :since: error frames (by processing time) and rejected messages "
-    "(by receiving time).",
+    "Parked records at or after :since: error frames (by processing time) and rejected messages (by receiving time).",
     """
     SELECT (SELECT COUNT(*) FROM frames WHERE error IS NOT NULL AND processed_at >= :since) AS error_frames,
            (SELECT COUNT(*) FROM rejected_messages WHERE received_at >= :since)           AS rejected
@@ -361,11 +360,14 @@ FRAME_LATENCY_BINNED = Query(
     "(bin k = [:start_s + k·:width_s, … + :width_s) in Unix seconds); percentiles are taken in Python "
     "(SQLite has none).",
     "",
-    variants=_binned("""
+    variants=_binned(
+        """
     SELECT {bin} AS bin, latency_s
     FROM frames
     WHERE captured_at >= :since AND captured_at <= :until AND error IS NULL
-    """, "captured_at"),
+    """,
+        "captured_at",
+    ),
     time_params=("since", "until"),
 )
 
@@ -376,18 +378,24 @@ CLASS_COUNTS_BINNED = Query(
     "OFFSET 0 keeps unflattened: an index lookup per frame of the window, never a scan of all boxes.",
     "",
     variants={
-        "postgresql": _binned("""
+        "postgresql": _binned(
+            """
     SELECT f.bin, d.class_id, d.class_name, COUNT(*) AS boxes
     FROM (SELECT id, {bin} AS bin FROM frames WHERE captured_at >= :since AND captured_at <= :until) AS f
     CROSS JOIN LATERAL (SELECT class_id, class_name FROM detections WHERE frame_id = f.id OFFSET 0) AS d
     GROUP BY f.bin, d.class_id, d.class_name
-    """, "captured_at")["postgresql"],
-        "sqlite": _binned("""
+    """,
+            "captured_at",
+        )["postgresql"],
+        "sqlite": _binned(
+            """
     SELECT f.bin, d.class_id, d.class_name, COUNT(*) AS boxes
     FROM (SELECT id, {bin} AS bin FROM frames WHERE captured_at >= :since AND captured_at <= :until) AS f
     JOIN detections AS d ON d.frame_id = f.id
     GROUP BY f.bin, d.class_id, d.class_name
-    """, "captured_at")["sqlite"],
+    """,
+            "captured_at",
+        )["sqlite"],
     },
     time_params=("since", "until"),
 )
@@ -409,11 +417,14 @@ DIRTY_MINUTES = Query(
     "Capture minutes (as in MINUTE_CLASS_COUNTS) of the frames stored or replaced since :since "
     "(processing time): the rollup's minutes to count again.",
     "",
-    variants=_binned("""
+    variants=_binned(
+        """
     SELECT DISTINCT {bin} AS minute
     FROM frames
     WHERE processed_at >= :since
-    """, "captured_at"),
+    """,
+        "captured_at",
+    ),
     time_params=("since",),
 )
 
@@ -445,8 +456,7 @@ DETECTIONS_PER_CLASS = Query(
 
 CAMERA_SHOT_COUNTS = Query(
     "camera_shot_counts",
-    "Per camera × shot over all cars: frames, boxes, mean boxes per frame, error frames "
-    "(pivot for a heatmap).",
+    "Per camera × shot over all cars: frames, boxes, mean boxes per frame, error frames (pivot for a heatmap).",
     """
     SELECT camera,
            shot,
@@ -508,8 +518,7 @@ LATEST_ERROR_FRAMES = Query(
 
 REJECTED_MESSAGES = Query(
     "rejected_messages",
-    "Kafka records too broken to name a frame (no usable car/camera/shot headers), newest first "
-    "(:limit rows from :offset).",
+    "Kafka records too broken to name a frame (no usable car/camera/shot headers), newest first (:limit rows from :offset).",
     """
     SELECT received_at,
            kafka_topic,

@@ -14,8 +14,11 @@ from .config import DashboardConfig, check_bind
 
 def _server(config: DashboardConfig) -> uvicorn.Server:
     check_bind(config.host, config.token)
-    return uvicorn.Server(uvicorn.Config(create_app(config), host=config.host, port=config.port,
-                                         log_level="warning", access_log=False, lifespan="on"))
+    return uvicorn.Server(
+        uvicorn.Config(
+            create_app(config), host=config.host, port=config.port, log_level="warning", access_log=False, lifespan="on"
+        )
+    )
 
 
 def serve(config: DashboardConfig) -> None:

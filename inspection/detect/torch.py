@@ -49,7 +49,9 @@ def compile_mode(choice: str, device: torch.device, own_cuda_graph: bool) -> str
 
 def _device(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("model.device=cuda but torch sees no CUDA device (torch.cuda.is_available() is False); use model.device=cpu")
+        raise RuntimeError(
+            "model.device=cuda but torch sees no CUDA device (torch.cuda.is_available() is False); use model.device=cpu"
+        )
     if choice == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda", torch.cuda.current_device())  # with its index: tensors report cuda:N
@@ -62,7 +64,9 @@ def normalisation(spec: ModelSpec, device: torch.device) -> tuple[torch.Tensor, 
     return mean, 1.0 / torch.tensor(spec.std, dtype=torch.float32, device=device)
 
 
-def preprocess_tiles(tiles: torch.Tensor, spec: ModelSpec, dtype: torch.dtype, norm: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+def preprocess_tiles(
+    tiles: torch.Tensor, spec: ModelSpec, dtype: torch.dtype, norm: tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
     """(N, T, T, 3) uint8 RGB on any device -> the network input (model layout, channel order,
     (x - mean) / std with `norm` from `normalisation`, fit to the input size), in `dtype`.
     NCHW comes out as a channels-last view."""
@@ -129,8 +133,10 @@ class TorchDetector(Detector):
         self.config = detect
         self.device = _device(model.device)
         if model.precision not in DTYPES:
-            raise ValueError(f"model.precision={model.precision} is not supported by backend torch (allowed: {', '.join(DTYPES)}); INT8 runs on "
-                             "backend onnxruntime (CPU) or tensorrt, from `inspection model quantize`")
+            raise ValueError(
+                f"model.precision={model.precision} is not supported by backend torch (allowed: {', '.join(DTYPES)}); INT8 runs on "
+                "backend onnxruntime (CPU) or tensorrt, from `inspection model quantize`"
+            )
         if model.precision == "fp16" and self.device.type != "cuda":
             raise ValueError("model.precision=fp16 needs CUDA with backend torch; on CPU use model.precision=fp32 (or bf16)")
         self.precision = model.precision
@@ -147,7 +153,9 @@ class TorchDetector(Detector):
         self.output_names = list(spec.decoder["outputs"].values())
         missing = set(self.output_names) - set(net.output_names)
         if missing:
-            raise ValueError(f"model {spec.name}: ONNX file {self.path} has no output(s) {sorted(missing)}; it has {net.output_names}")
+            raise ValueError(
+                f"model {spec.name}: ONNX file {self.path} has no output(s) {sorted(missing)}; it has {net.output_names}"
+            )
         self._norm = normalisation(spec, self.device)
         self.class_ids = torch.as_tensor(spec.output_class_ids, dtype=torch.int64, device=self.device)
         self.use_cuda_graph = self.device.type == "cuda" and model.cuda_graph
@@ -183,7 +191,9 @@ class TorchDetector(Detector):
         if key not in self._fixed:
             fn = self._detect_part(tile_hw) if kind == "detect" else self._network
             if self.compile != "none":
-                options = {"mode": self._compile_mode} if self.compile_backend == "inductor" else {"backend": self.compile_backend}
+                options = (
+                    {"mode": self._compile_mode} if self.compile_backend == "inductor" else {"backend": self.compile_backend}
+                )
                 fn = torch.compile(fn, fullgraph=True, dynamic=False, **options)
             self._fixed[key] = fn
         return self._fixed[key]
@@ -235,7 +245,7 @@ class TorchDetector(Detector):
         self._check(tiles)
         parts = []
         for start in range(0, len(tiles), self.batch_size):
-            chunk = tiles[start:start + self.batch_size]
+            chunk = tiles[start : start + self.batch_size]
             parts.append(self._detect_chunk(self._stage(chunk), score_threshold, start))
         return Detections.merge(parts)
 
@@ -244,7 +254,10 @@ class TorchDetector(Detector):
         self._check(tiles)
         if tiles.device != self.device:
             raise ValueError(f"tiles are on {tiles.device}, the detector runs on {self.device}")
-        parts = [self._detect_chunk(tiles[s:s + self.batch_size], score_threshold, s) for s in range(0, tiles.shape[0], self.batch_size)]
+        parts = [
+            self._detect_chunk(tiles[s : s + self.batch_size], score_threshold, s)
+            for s in range(0, tiles.shape[0], self.batch_size)
+        ]
         return Detections.merge(parts)
 
     def _detect_chunk(self, tiles: torch.Tensor, score_threshold: float | None, offset: int) -> Detections:
@@ -270,7 +283,7 @@ class TorchDetector(Detector):
         self._check(tiles)
         parts: list[dict[str, np.ndarray]] = []
         for start in range(0, len(tiles), self.batch_size):
-            chunk = tiles[start:start + self.batch_size]
+            chunk = tiles[start : start + self.batch_size]
             out = self._run("forward", self._stage(chunk))
             parts.append({k: v[: len(chunk)].float().cpu().numpy() for k, v in out.items()})
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}

@@ -39,7 +39,9 @@ def tile_on_gpu(frame: torch.Tensor, grid: TileGrid, out: torch.Tensor | None = 
     hwc = frame.permute(1, 2, 0) if frame.shape[2] != 3 else frame
     h, w = int(hwc.shape[0]), int(hwc.shape[1])
     if (w, h) != (grid.frame_width, grid.frame_height):
-        raise FrameSizeError(f"frame is {w}×{h}, grid expects {grid.frame_width}×{grid.frame_height} (configs: grid.frame_width / grid.frame_height)")
+        raise FrameSizeError(
+            f"frame is {w}×{h}, grid expects {grid.frame_width}×{grid.frame_height} (configs: grid.frame_width / grid.frame_height)"
+        )
     if hwc.dtype != torch.uint8:
         raise FrameSizeError(f"frame has dtype {hwc.dtype}, expected uint8")
     t = grid.tile_size

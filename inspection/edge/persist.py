@@ -116,9 +116,14 @@ class FrameWriter:
         try:
             self._write(
                 lambda: self.store.store_rejected(
-                    source.topic or "", source.partition if source.partition is not None else -1,
-                    source.offset if source.offset is not None else -1, source.key, kind, text,
-                    received_at_ns, run_id=self.run_id,
+                    source.topic or "",
+                    source.partition if source.partition is not None else -1,
+                    source.offset if source.offset is not None else -1,
+                    source.key,
+                    kind,
+                    text,
+                    received_at_ns,
+                    run_id=self.run_id,
                 ),
                 where,
             )

@@ -79,8 +79,9 @@ class EdgePipeline:
         self.on_stored = on_stored
         self.stats = PipelineStats()
         self.offsets = OffsetTracker()
-        self.source = KafkaSource(settings, bootstrap, self.offsets, self.stats, self.metrics, self.readiness,
-                                  consumer_overrides=consumer_overrides)
+        self.source = KafkaSource(
+            settings, bootstrap, self.offsets, self.stats, self.metrics, self.readiness, consumer_overrides=consumer_overrides
+        )
         self.run_id: int | None = None
         self._stop = threading.Event()
         self._runner: StageRunner | None = None
@@ -118,8 +119,9 @@ class EdgePipeline:
 
         return StageRunner(
             [
-                Stage.threads("prepare", prepare, p.decode_workers, queue_size=p.queue_size,
-                              timeout_s=p.stage_timeout_s, describe=describe),
+                Stage.threads(
+                    "prepare", prepare, p.decode_workers, queue_size=p.queue_size, timeout_s=p.stage_timeout_s, describe=describe
+                ),
                 Stage("infer", infers, queue_size=p.queue_size),  # one thread per detector
                 Stage("persist", (persist,), queue_size=p.queue_size),
             ],
@@ -144,14 +146,17 @@ class EdgePipeline:
         first = self.detectors[0]
         self.run_id = self.store.start_run(first.spec.name, first.backend, first.precision, settings.digest())
         dlq = DeadLetterProducer(self.bootstrap, settings.kafka)
-        writer = FrameWriter(self.store, dlq, RetryPolicy.from_config(settings.store), run_id=self.run_id,
-                             class_names=first.spec.class_names)
+        writer = FrameWriter(
+            self.store, dlq, RetryPolicy.from_config(settings.store), run_id=self.run_id, class_names=first.spec.class_names
+        )
         runner = self._runner = self._build(preparer, writer)
-        self.metrics.watch_queues({
-            "detect": lambda: runner.depth("prepare") + runner.depth("infer"),
-            "store": lambda: runner.depth("persist"),
-            "uncommitted": self.offsets.pending,
-        })
+        self.metrics.watch_queues(
+            {
+                "detect": lambda: runner.depth("prepare") + runner.depth("infer"),
+                "store": lambda: runner.depth("persist"),
+                "uncommitted": self.offsets.pending,
+            }
+        )
         if self.store.image_store is not None:
             self.metrics.watch_disk(self.store.image_store.root)
         overdue = OverdueWatcher(self.store, settings.line, settings.overdue, self.metrics)

@@ -108,8 +108,13 @@ class CudaFramePreparer:
         check_frame_size(message.payload, expected, what)
         if self.validate:
             try:
-                simplejpeg.decode_jpeg(message.payload, colorspace="RGB", strict=True,
-                                       min_width=expected[0] // _VALIDATE_SCALE, min_height=expected[1] // _VALIDATE_SCALE)
+                simplejpeg.decode_jpeg(
+                    message.payload,
+                    colorspace="RGB",
+                    strict=True,
+                    min_width=expected[0] // _VALIDATE_SCALE,
+                    min_height=expected[1] // _VALIDATE_SCALE,
+                )
             except ValueError as exc:
                 raise ImageError(f"{what}: corrupt JPEG of {len(message.payload)} bytes ({exc})", field="payload") from None
         batch = self._pool.get()

@@ -149,9 +149,7 @@ class StageRunner:
                 continue
             for started, item in list(state.busy.values()):
                 if now - started > limit:
-                    self.fail(StageTimeout(
-                        f"{state.stage.describe(item)} still in stage {state.stage.name} after {limit:g} s"
-                    ))
+                    self.fail(StageTimeout(f"{state.stage.describe(item)} still in stage {state.stage.name} after {limit:g} s"))
                     return
 
     # ------------------------------------------------------------------ workers

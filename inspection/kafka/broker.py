@@ -211,10 +211,14 @@ class EmbeddedBroker:
     def _spawn(self, binary: Path) -> None:
         url = f"tcp://{self.host}:{self.port}"
         cmd = [
-            str(binary), "broker",
-            "--listener-url", url,
-            "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/",
+            str(binary),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
         ]
         if self._log_path is None and self._tmp_log is None:
             fd, name = tempfile.mkstemp(prefix="inspection-tansu-", suffix=".log")

@@ -136,8 +136,9 @@ class FrameProducer:
         partition = self._partition(frame)
         while True:
             try:
-                self._producer.produce(self.topic, value=value, key=key, headers=headers, on_delivery=on_delivery,
-                                       partition=partition)
+                self._producer.produce(
+                    self.topic, value=value, key=key, headers=headers, on_delivery=on_delivery, partition=partition
+                )
                 break
             except BufferError:
                 if time.monotonic() > deadline:

@@ -161,8 +161,7 @@ class FrameMessage:
             if name not in texts:
                 present = ", ".join(sorted(texts)) or "none"
                 raise MessageError(
-                    f"header {name!r} is missing (schema {SCHEMA_VERSION} needs {', '.join(HEADER_NAMES)}; "
-                    f"present: {present})",
+                    f"header {name!r} is missing (schema {SCHEMA_VERSION} needs {', '.join(HEADER_NAMES)}; present: {present})",
                     field=name,
                     ref=ref,
                 )
@@ -197,7 +196,7 @@ class FrameMessage:
         key_text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
         if key_text != frame.key:
             raise MessageError(
-                f"key {key_text!r} does not match the headers; expected {frame.key!r} (\"car_id:camera\")",
+                f'key {key_text!r} does not match the headers; expected {frame.key!r} ("car_id:camera")',
                 field="key",
                 ref=ref,
             )
@@ -254,10 +253,14 @@ class SourceRecord:
     def decode(self, max_payload_bytes: int | None = None) -> FrameMessage:
         """`FrameMessage.decode` of this record, errors naming its topic/partition/offset."""
         return FrameMessage.decode(
-            self.key, self.value, self.headers, max_payload_bytes=max_payload_bytes,
-            topic=self.topic, partition=self.partition, offset=self.offset,
+            self.key,
+            self.value,
+            self.headers,
+            max_payload_bytes=max_payload_bytes,
+            topic=self.topic,
+            partition=self.partition,
+            offset=self.offset,
         )
-
 
 
 class KafkaRecord(Protocol):
@@ -330,7 +333,9 @@ def _validate(msg: FrameMessage, ref: RecordRef) -> None:
         if value < 0:
             raise MessageError(f"{name}={value} is negative; expected a value >= 0", field=name, ref=ref)
         if value > TIME_NS_MAX:
-            raise MessageError(f"{name}={short_text(value)} is out of range; at most 2^63-1 ns (the year 2262)", field=name, ref=ref)
+            raise MessageError(
+                f"{name}={short_text(value)} is out of range; at most 2^63-1 ns (the year 2262)", field=name, ref=ref
+            )
     if msg.content_type not in CONTENT_TYPES:
         raise MessageError(
             f"content_type {short_text(msg.content_type)} is not supported; expected one of {', '.join(CONTENT_TYPES)}",
@@ -345,6 +350,5 @@ def _validate(msg: FrameMessage, ref: RecordRef) -> None:
 
 def as_bytes_headers(headers: Headers | None) -> list[tuple[str, bytes | None]]:
     return [
-        (name, raw if raw is None else raw.encode("utf-8") if isinstance(raw, str) else bytes(raw))
-        for name, raw in headers or ()
+        (name, raw if raw is None else raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)) for name, raw in headers or ()
     ]

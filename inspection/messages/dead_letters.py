@@ -68,8 +68,14 @@ class DeadLetter:
     def from_kafka(cls, msg: KafkaRecord, exc: BaseException | str, *, kind: str | None = None) -> DeadLetter:
         """The dead letter of a consumed confluent_kafka.Message that failed with `exc`."""
         return cls.from_error(
-            exc, msg.key(), msg.value(), msg.headers(),
-            topic=msg.topic(), partition=msg.partition(), offset=msg.offset(), kind=kind,
+            exc,
+            msg.key(),
+            msg.value(),
+            msg.headers(),
+            topic=msg.topic(),
+            partition=msg.partition(),
+            offset=msg.offset(),
+            kind=kind,
         )
 
     def dlq_headers(self) -> list[tuple[str, bytes]]:
@@ -118,6 +124,12 @@ class DeadLetter:
 def dead_letter_of(source: SourceRecord, exc: BaseException | str, *, kind: str | None = None) -> DeadLetter:
     """The dead letter of a polled record that failed with `exc`."""
     return DeadLetter.from_error(
-        exc, source.key, source.value, source.headers,
-        topic=source.topic, partition=source.partition, offset=source.offset, kind=kind,
+        exc,
+        source.key,
+        source.value,
+        source.headers,
+        topic=source.topic,
+        partition=source.partition,
+        offset=source.offset,
+        kind=kind,
     )

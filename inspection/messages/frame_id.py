@@ -70,7 +70,7 @@ class FrameId:
 
     @property
     def label(self) -> str:
-        """"car=… cam=… shot=…", for log lines and error messages."""
+        """ "car=… cam=… shot=…", for log lines and error messages."""
         return frame_label(self.car_id, self.camera, self.shot)
 
     def __str__(self) -> str:

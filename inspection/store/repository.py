@@ -395,9 +395,7 @@ class ResultStore:
             **latest,
         )
         upsert = upsert.on_conflict_do_update(
-            index_elements=[
-                RejectedMessageRow.kafka_topic, RejectedMessageRow.kafka_partition, RejectedMessageRow.kafka_offset
-            ],
+            index_elements=[RejectedMessageRow.kafka_topic, RejectedMessageRow.kafka_partition, RejectedMessageRow.kafka_offset],
             set_={**latest, "run_id": func.coalesce(upsert.excluded.run_id, RejectedMessageRow.run_id)},
         )
         with store_errors(f"storing {where}"), self._writer.begin() as conn:
@@ -413,7 +411,11 @@ class ResultStore:
         error: str | None,
     ) -> StoredFrame:
         captured_at = datetime_from_ns(record.captured_at_ns)
-        frame_key = (Frame.car_id == record.frame_id.car_id, Frame.camera == record.frame_id.camera, Frame.shot == record.frame_id.shot)
+        frame_key = (
+            Frame.car_id == record.frame_id.car_id,
+            Frame.camera == record.frame_id.camera,
+            Frame.shot == record.frame_id.shot,
+        )
         frame_values = {
             "width": record.width,
             "height": record.height,
@@ -492,9 +494,7 @@ class ResultStore:
             [dict(zip(DETECTION_COLUMNS, row), frame_id=frame_id) for row in rows],
         )
 
-    def _update_car(
-        self, conn: Connection, record: FrameRecord, captured_at: datetime
-    ) -> tuple[int, int, CarDeadline | None]:
+    def _update_car(self, conn: Connection, record: FrameRecord, captured_at: datetime) -> tuple[int, int, CarDeadline | None]:
         car = conn.execute(
             select(Car.frames_expected, Car.first_captured_at, Car.deadline_at, Car.completed_at)
             .where(Car.car_id == record.frame_id.car_id)
@@ -548,16 +548,22 @@ class ResultStore:
             ).scalar_one()
             cleared = conn.execute(select(func.count(Frame.id)).where(image_gone, not_(frame_gone))).scalar_one()
             candidates = set(
-                conn.execute(select(Run.image_dir, Frame.image_uri).join(Run, Run.id == Frame.run_id).where(image_gone).distinct()).all()
-            )
-            kept = set(
                 conn.execute(
-                    select(Run.image_dir, Frame.image_uri)
-                    .join(Run, Run.id == Frame.run_id)
-                    .where(Frame.image_uri.in_([uri for _, uri in candidates]), not_(image_gone))
-                    .distinct()
+                    select(Run.image_dir, Frame.image_uri).join(Run, Run.id == Frame.run_id).where(image_gone).distinct()
                 ).all()
-            ) if candidates else set()
+            )
+            kept = (
+                set(
+                    conn.execute(
+                        select(Run.image_dir, Frame.image_uri)
+                        .join(Run, Run.id == Frame.run_id)
+                        .where(Frame.image_uri.in_([uri for _, uri in candidates]), not_(image_gone))
+                        .distinct()
+                    ).all()
+                )
+                if candidates
+                else set()
+            )
             files = tuple(sorted(((d, u) for d, u in candidates - kept), key=lambda item: (item[0] or "", item[1])))
             if not dry_run:
                 conn.execute(update(Frame).where(image_gone, not_(frame_gone)).values(image_uri=None))
@@ -586,8 +592,15 @@ class ResultStore:
             .subquery()
         )
         return (
-            select(Car, per_frame.c.frames, per_frame.c.errors, per_frame.c.detections,
-                   per_frame.c.mean_latency, per_frame.c.max_latency, per_frame.c.last_processed)
+            select(
+                Car,
+                per_frame.c.frames,
+                per_frame.c.errors,
+                per_frame.c.detections,
+                per_frame.c.mean_latency,
+                per_frame.c.max_latency,
+                per_frame.c.last_processed,
+            )
             .outerjoin(per_frame, per_frame.c.car_id == Car.car_id)
             .order_by(Car.first_captured_at, Car.car_id)
         )
@@ -683,7 +696,9 @@ class ResultStore:
                 )
                 text = describe_missing(missing, shots_per_camera)
                 conn.execute(update(Car).where(Car.car_id == row.car_id).values(missing_frames=text))
-                out.append(OverdueCar(row.car_id, row.deadline_at, now, int(row.frames_done), int(row.frames_expected), missing, text))
+                out.append(
+                    OverdueCar(row.car_id, row.deadline_at, now, int(row.frames_done), int(row.frames_expected), missing, text)
+                )
         return out
 
     def car_states(self) -> CarStates:
@@ -701,8 +716,9 @@ class ResultStore:
         """The car's deadline verdict, None while it is incomplete."""
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(Car.car_id, Car.completed_at, Car.deadline_at, Car.deadline_met, Car.lateness_s, Car.first_captured_at)
-                .where(Car.car_id == car_id)
+                select(
+                    Car.car_id, Car.completed_at, Car.deadline_at, Car.deadline_met, Car.lateness_s, Car.first_captured_at
+                ).where(Car.car_id == car_id)
             ).first()
         if row is None:
             raise CarNotFoundError(f"no car {car_id!r} in the results database")
@@ -717,8 +733,15 @@ class ResultStore:
             if frame_id is None:
                 raise FrameNotFoundError(f"no frame car={car_id!r} cam={camera} shot={shot} in the results database")
             rows = conn.execute(
-                select(Detection.x1, Detection.y1, Detection.x2, Detection.y2,
-                       Detection.score, Detection.class_id, Detection.tile_index)
+                select(
+                    Detection.x1,
+                    Detection.y1,
+                    Detection.x2,
+                    Detection.y2,
+                    Detection.score,
+                    Detection.class_id,
+                    Detection.tile_index,
+                )
                 .where(Detection.frame_id == frame_id)
                 .order_by(Detection.score.desc(), Detection.id)
             ).all()
@@ -729,9 +752,7 @@ class ResultStore:
 
     def rejected_messages(self, limit: int | None = None) -> list[RejectedMessage]:
         """Rejected (frameless, dead-lettered) messages, most recently received first."""
-        statement = select(RejectedMessageRow).order_by(
-            RejectedMessageRow.received_at.desc(), RejectedMessageRow.id.desc()
-        )
+        statement = select(RejectedMessageRow).order_by(RejectedMessageRow.received_at.desc(), RejectedMessageRow.id.desc())
         if limit is not None:
             statement = statement.limit(limit)
         return [
@@ -842,7 +863,10 @@ def _detection_rows(detections: Detections, class_names: Mapping[int, str] | Seq
             ids,
             [names_of[c] for c in ids],
             detections.score.astype(np.float64).tolist(),
-            x1, y1, x2, y2,
+            x1,
+            y1,
+            x2,
+            y2,
             detections.tile_index.tolist(),
         )
     )

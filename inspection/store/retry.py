@@ -62,7 +62,11 @@ class RetryPolicy:
             exc = state.outcome.exception() if state.outcome else None
             log.warning(
                 "%s failed (attempt %d/%d), retrying in %.2f s: %s",
-                what, state.attempt_number, self.attempts, state.upcoming_sleep, exc,
+                what,
+                state.attempt_number,
+                self.attempts,
+                state.upcoming_sleep,
+                exc,
             )
 
         retrying = Retrying(

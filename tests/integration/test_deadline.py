@@ -42,8 +42,12 @@ def test_late_cars_are_logged_as_warnings_with_how_late(caplog: pytest.LogCaptur
 
 def _frame(car_id: str, camera: int, run_id: int, processed_s: float, deadline_s: float) -> FrameRecord:
     return FrameRecord(
-        frame_id=FrameId(car_id, camera, 0, 2), captured_at_ns=T0, deadline_at_ns=T0 + int(deadline_s * S),
-        received_at_ns=T0, processed_at_ns=T0 + int(processed_s * S), run_id=run_id,
+        frame_id=FrameId(car_id, camera, 0, 2),
+        captured_at_ns=T0,
+        deadline_at_ns=T0 + int(deadline_s * S),
+        received_at_ns=T0,
+        processed_at_ns=T0 + int(processed_s * S),
+        run_id=run_id,
     )
 
 

@@ -121,8 +121,7 @@ def test_unreachable_broker_named_in_error() -> None:
 def test_undeliverable_frame_raises_at_flush_naming_it(jpegs) -> None:
     address = f"127.0.0.1:{free_port()}"
     producer = FrameProducer(address, KafkaConfig(topic="frames-nowhere"), extra_config={"message.timeout.ms": 1000})
-    frame = FrameMessage(frame_id=FrameId("car-000001", 4, 18, 95),
-                         captured_at_ns=1, deadline_at_ns=2, payload=jpegs[0])
+    frame = FrameMessage(frame_id=FrameId("car-000001", 4, 18, 95), captured_at_ns=1, deadline_at_ns=2, payload=jpegs[0])
     producer.send(frame)
     with pytest.raises(DeliveryError, match="car=car-000001 cam=4 shot=18") as info:
         producer.flush(10)
@@ -153,9 +152,14 @@ def test_frames_round_trip_with_headers_through_consumer_group(kafka_broker, kaf
     bootstrap = kafka_broker.bootstrap_servers
     ensure_topics(bootstrap, kafka_config)
     sent = [
-        FrameMessage(frame_id=FrameId("car-000042", cam, shot, 6),
-                     captured_at_ns=1_000 + shot, deadline_at_ns=9_000, payload=jpegs[(cam + shot) % 2])
-        for shot in range(3) for cam in range(2)
+        FrameMessage(
+            frame_id=FrameId("car-000042", cam, shot, 6),
+            captured_at_ns=1_000 + shot,
+            deadline_at_ns=9_000,
+            payload=jpegs[(cam + shot) % 2],
+        )
+        for shot in range(3)
+        for cam in range(2)
     ]
     with FrameProducer(bootstrap, kafka_config) as producer:
         for frame in sent:
@@ -191,8 +195,7 @@ def test_oversized_payload_refused_before_sending(kafka_broker) -> None:
     cfg = KafkaConfig(topic="frames-oversize", message_max_bytes=256 * 1024)
     noise = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
     payload = encode_image(noise, 90)
-    frame = FrameMessage(frame_id=FrameId("car-000003", 1, 2, 95),
-                         captured_at_ns=1, deadline_at_ns=2, payload=payload)
+    frame = FrameMessage(frame_id=FrameId("car-000003", 1, 2, 95), captured_at_ns=1, deadline_at_ns=2, payload=payload)
     producer = FrameProducer(kafka_broker.bootstrap_servers, cfg)
     with pytest.raises(PayloadTooLargeError) as info:
         producer.send(frame)

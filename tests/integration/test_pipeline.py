@@ -108,7 +108,9 @@ def test_small_car_end_to_end(kafka_config, store_db_url, yolox_model, photo_sou
 
 
 @pytest.mark.slow
-def test_consumer_killed_mid_car_then_restarted_stores_every_frame_once(kafka_config, sqlite_url, yolox_model, photo_source, tmp_path):
+def test_consumer_killed_mid_car_then_restarted_stores_every_frame_once(
+    kafka_config, sqlite_url, yolox_model, photo_source, tmp_path
+):
     """SIGKILL a consumer process while it works on a car; a new consumer finishes it, no duplicates."""
     settings = make_settings(kafka_config, sqlite_url, yolox_model, shots=3, cameras=2)
     produced = produce_car(settings, photo_source)
@@ -128,9 +130,21 @@ def test_consumer_killed_mid_car_then_restarted_stores_every_frame_once(kafka_co
         "INSPECTION__LINE__SHOTS_PER_CAMERA": str(settings.line.shots_per_camera),
     }
     victim = subprocess.Popen(
-        [sys.executable, "-m", "inspection.cli", "edge", "--bootstrap", kafka_config.bootstrap_servers,
-         "--db", sqlite_url, "--backend", "onnxruntime"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "inspection.cli",
+            "edge",
+            "--bootstrap",
+            kafka_config.bootstrap_servers,
+            "--db",
+            sqlite_url,
+            "--backend",
+            "onnxruntime",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     store = ResultStore.open(settings.store)
     try:
@@ -223,8 +237,9 @@ def test_each_kind_of_bad_message_is_parked_and_offsets_move_on(kafka_config, st
     now = time.time_ns()
 
     def message(shot: int, payload: bytes, **overrides) -> tuple[bytes, bytes, list]:
-        frame = FrameMessage(frame_id=FrameId("car-bad", 0, shot, 8), captured_at_ns=now,
-                             deadline_at_ns=now + 10**12, payload=payload)
+        frame = FrameMessage(
+            frame_id=FrameId("car-bad", 0, shot, 8), captured_at_ns=now, deadline_at_ns=now + 10**12, payload=payload
+        )
         key, value, headers = frame.encode()
         headers = [(k, overrides.get(k, v)) for k, v in headers if overrides.get(k, v) is not None]
         return key, value, headers
@@ -271,8 +286,12 @@ def test_demo_json_agrees_with_database(kafka_broker, tmp_path):
 
     db = f"sqlite:///{tmp_path / 'demo.db'}"
     settings = Settings(
-        kafka={"bootstrap_servers": kafka_broker.bootstrap_servers, "topic": f"demo-{uuid.uuid4().hex[:6]}",
-               "dlq_topic": f"demo-{uuid.uuid4().hex[:6]}.dlq", "group_id": f"demo-{uuid.uuid4().hex[:6]}"},
+        kafka={
+            "bootstrap_servers": kafka_broker.bootstrap_servers,
+            "topic": f"demo-{uuid.uuid4().hex[:6]}",
+            "dlq_topic": f"demo-{uuid.uuid4().hex[:6]}.dlq",
+            "group_id": f"demo-{uuid.uuid4().hex[:6]}",
+        },
         store={"url": db, "image_dir": str(tmp_path / "images")},
         line={"cameras": 2, "shots_per_camera": 1, "takt_s": 600.0},  # a deadline a loaded 2-core machine meets
     )
@@ -291,7 +310,9 @@ def test_demo_json_agrees_with_database(kafka_broker, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_database_lost_mid_run_stops_without_committing_unstored_frames(kafka_config, postgres_url, postgres_server_url, yolox_model, photo_source):
+def test_database_lost_mid_run_stops_without_committing_unstored_frames(
+    kafka_config, postgres_url, postgres_server_url, yolox_model, photo_source
+):
     """The results database disappears under a running consumer: it retries with backoff, then
     stops with an error naming the database; offsets never pass a frame that was not stored."""
     import psycopg
@@ -300,7 +321,9 @@ def test_database_lost_mid_run_stops_without_committing_unstored_frames(kafka_co
     from inspection.edge import PipelineError
 
     settings = make_settings(kafka_config, postgres_url, yolox_model, shots=3, cameras=2)
-    settings = settings.model_copy(update={"store": settings.store.model_copy(update={"connect_retries": 2, "connect_backoff_s": 0.05})})
+    settings = settings.model_copy(
+        update={"store": settings.store.model_copy(update={"connect_retries": 2, "connect_backoff_s": 0.05})}
+    )
     produced = produce_car(settings, photo_source)
     store = ResultStore.open(settings.store)
     pipeline = EdgePipeline(settings, create_detector(settings.model, settings.detect), store, kafka_config.bootstrap_servers)

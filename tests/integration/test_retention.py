@@ -22,9 +22,15 @@ runner = CliRunner()
 
 
 def record(car: str, camera: int, run_id: int, captured_ns: int, image: bytes) -> FrameRecord:
-    return FrameRecord(frame_id=FrameId(car, camera, 0, 2), captured_at_ns=captured_ns,
-                       deadline_at_ns=captured_ns + 60 * S, received_at_ns=captured_ns, processed_at_ns=captured_ns + S,
-                       run_id=run_id, image=image)
+    return FrameRecord(
+        frame_id=FrameId(car, camera, 0, 2),
+        captured_at_ns=captured_ns,
+        deadline_at_ns=captured_ns + 60 * S,
+        received_at_ns=captured_ns,
+        processed_at_ns=captured_ns + S,
+        run_id=run_id,
+        image=image,
+    )
 
 
 def boxes(n: int) -> Detections:

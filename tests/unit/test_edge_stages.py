@@ -76,8 +76,7 @@ def jpeg() -> bytes:
 
 def frame_record(payload: bytes, shot: int = 0, offset: int = 0, **header_overrides) -> Record:
     now = time.time_ns()
-    frame = FrameMessage(frame_id=FrameId("car-1", 0, shot, 2), captured_at_ns=now,
-                         deadline_at_ns=now + 10**10, payload=payload)
+    frame = FrameMessage(frame_id=FrameId("car-1", 0, shot, 2), captured_at_ns=now, deadline_at_ns=now + 10**10, payload=payload)
     key, value, headers = frame.encode()
     headers = [(n, header_overrides.get(n, v)) for n, v in headers]
     return Record(key, value, headers, offset)
@@ -99,10 +98,16 @@ def test_runner_passes_every_item_through_every_stage_before_it_stops() -> None:
             with lock:
                 seen.append((name, item))
             return item + 1
+
         return process
 
-    runner = StageRunner([Stage.threads("a", step("a"), 2, queue_size=1), Stage("b", (step("b"),), queue_size=1),
-                          Stage("c", (step("c"),), queue_size=1)])
+    runner = StageRunner(
+        [
+            Stage.threads("a", step("a"), 2, queue_size=1),
+            Stage("b", (step("b"),), queue_size=1),
+            Stage("c", (step("c"),), queue_size=1),
+        ]
+    )
     runner.start()
     for i in range(20):
         assert runner.put(i * 10)
@@ -122,6 +127,7 @@ def test_runner_gives_each_worker_its_own_process() -> None:
             threads[index].add(threading.current_thread().name)
             time.sleep(0.001)
             return item
+
         return process
 
     runner = StageRunner([Stage("infer", (worker(0), worker(1)), queue_size=2)])
@@ -142,8 +148,9 @@ def test_a_failing_stage_stops_the_chain_and_is_reported_once() -> None:
             raise ConnectionError("database gone")
         return item
 
-    runner = StageRunner([Stage("work", (flaky,), queue_size=1), Stage("store", (stored.append,), queue_size=1)],
-                         on_failure=told.append)
+    runner = StageRunner(
+        [Stage("work", (flaky,), queue_size=1), Stage("store", (stored.append,), queue_size=1)], on_failure=told.append
+    )
     runner.start()
     accepted = [runner.put(i) for i in range(50)]
     runner.close()
@@ -155,8 +162,9 @@ def test_a_failing_stage_stops_the_chain_and_is_reported_once() -> None:
 
 def test_the_watchdog_fails_a_stage_holding_one_item_too_long() -> None:
     release = threading.Event()
-    runner = StageRunner([Stage("prepare", (lambda item: release.wait(30),), timeout_s=0.05,
-                                describe=lambda item: f"frame {item}")])
+    runner = StageRunner(
+        [Stage("prepare", (lambda item: release.wait(30),), timeout_s=0.05, describe=lambda item: f"frame {item}")]
+    )
     runner.start()
     runner.put("car=1 cam=0 shot=0")
     time.sleep(0.2)
@@ -271,8 +279,11 @@ def test_detector_defaults_name_the_backend_that_lacks_a_capability() -> None:
     detector = OneBoxPerTile()
     assert not detector.takes_device_batches and not detector.has_forward
     detector.warmup((300, 300))  # nothing to prepare: no error
-    for call in (lambda: detector.detect_tensor(None), lambda: detector.forward_only(None),
-                 lambda: detector.forward(np.zeros((1, 300, 300, 3), np.uint8))):
+    for call in (
+        lambda: detector.detect_tensor(None),
+        lambda: detector.forward_only(None),
+        lambda: detector.forward(np.zeros((1, 300, 300, 3), np.uint8)),
+    ):
         with pytest.raises(UnsupportedCapability, match="backend fixed"):
             call()
     with pytest.raises(TypeError):
@@ -299,10 +310,22 @@ def persist(tmp_path):
     offsets = OffsetTracker()
     stats = PipelineStats()
     stored: list = []
-    writer = FrameWriter(store, sink, RetryPolicy.from_config(config), run_id=store.start_run("m", "b", "fp32", "digest"),
-                         class_names={1: "person", 3: "car"})
-    stage = PersistStage(writer, offsets, GRID, stats, PipelineMetrics(), Readiness(HealthConfig(), store.ping),
-                         on_stored=lambda frame, job: stored.append(frame))
+    writer = FrameWriter(
+        store,
+        sink,
+        RetryPolicy.from_config(config),
+        run_id=store.start_run("m", "b", "fp32", "digest"),
+        class_names={1: "person", 3: "car"},
+    )
+    stage = PersistStage(
+        writer,
+        offsets,
+        GRID,
+        stats,
+        PipelineMetrics(),
+        Readiness(HealthConfig(), store.ping),
+        on_stored=lambda frame, job: stored.append(frame),
+    )
     yield stage, store, sink, offsets, stats, stored
     store.close()
 

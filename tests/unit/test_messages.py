@@ -41,7 +41,8 @@ def replace_header(headers, name, value):
 # Printable text: the contract refuses control, format, separator and unassigned characters in car_id.
 car_ids = st.text(
     st.characters(min_codepoint=33, max_codepoint=0x2FFF, exclude_categories=("Cs", "Cc", "Cf", "Co", "Cn", "Zl", "Zp", "Zs")),
-    min_size=1, max_size=CAR_ID_MAX_CHARS,
+    min_size=1,
+    max_size=CAR_ID_MAX_CHARS,
 )
 
 
@@ -293,7 +294,7 @@ def test_dead_letter_round_trip_keeps_original_record() -> None:
     out_key, out_value, out_headers = letter.encode()
     assert out_key == key and out_value == value
     assert out_headers[: len(headers)] == headers
-    assert [n for n, _ in out_headers[len(headers):]] == list(DLQ_HEADER_NAMES)
+    assert [n for n, _ in out_headers[len(headers) :]] == list(DLQ_HEADER_NAMES)
     back = DeadLetter.decode(out_key, out_value, out_headers)
     assert back == letter
     assert back.error_kind == "bad_message"

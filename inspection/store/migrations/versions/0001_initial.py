@@ -85,9 +85,7 @@ def upgrade() -> None:
         sa.Column("y2", sa.Float(), nullable=False),
         sa.Column("tile_index", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_detections"),
-        sa.ForeignKeyConstraint(
-            ["frame_id"], ["frames.id"], name="fk_detections_frame_id_frames", ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["frame_id"], ["frames.id"], name="fk_detections_frame_id_frames", ondelete="CASCADE"),
     )
     op.create_index("ix_detections_frame_id", "detections", ["frame_id"])
     op.create_index("ix_detections_class_id_score", "detections", ["class_id", "score"])

@@ -34,7 +34,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_rejected_messages"),
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_rejected_messages_run_id_runs"),
         sa.UniqueConstraint(
-            "kafka_topic", "kafka_partition", "kafka_offset",
+            "kafka_topic",
+            "kafka_partition",
+            "kafka_offset",
             name="uq_rejected_messages_kafka_topic_kafka_partition_kafka_offset",
         ),
     )
