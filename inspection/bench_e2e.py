@@ -222,6 +222,12 @@ def car_times_from_db(store: ResultStore, car_id: str) -> tuple[int, int, int] |
     return int(row[0]), _ns(row[1]), _ns(row[2])
 
 
+def runs_storing_car(store: ResultStore, car_id: str) -> int:
+    """How many edge workers (one run row each) stored frames of `car_id`."""
+    with store.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count(sa.distinct(Frame.run_id))).where(Frame.car_id == car_id)).scalar_one())
+
+
 def frame_latencies_ms(store: ResultStore, car_ids: list[str]) -> np.ndarray:
     """processed_at - received_at of every frame row of `car_ids`, in ms (any consumer's rows)."""
     with store.engine.connect() as conn:
@@ -247,6 +253,7 @@ def run_e2e(
     workdir: Path | None = None,
     join_wait_s: float = 30.0,
     gpus: list[int] | None = None,
+    max_warmup_cars: int = 5,
 ) -> E2EResult:
     """Warm-up car + `cars` measured cars on `bootstrap` into `settings.store.url`.
 
@@ -339,10 +346,23 @@ def run_e2e(
             say(f"waiting {join_wait_s:g} s for the workers to join the group")
             time.sleep(join_wait_s)
         say("warm-up car (group join, CUDA graph capture)")
-        send_car(settings, producers, f"warmup-{suffix}", jpegs, 3600.0)
         if children:
-            wait_for_car(f"warmup-{suffix}")
+            # A worker that joins late rebalances the group in the middle of a measured car (seen on two
+            # GPUs: one car took 10.7 s). Warm up until one car's frames came from every worker: then
+            # all are assigned and each has run its first batch (CUDA graph capture, compilation).
+            workers = consumers * max(len(gpus or []), 1)
+            for k in range(max_warmup_cars):
+                warmup = f"warmup-{suffix}-{k}"
+                send_car(settings, producers, warmup, jpegs, 3600.0)
+                wait_for_car(warmup)
+                seen = runs_storing_car(store, warmup)
+                if seen >= workers:
+                    break
+                say(f"warm-up car {k + 1}: {seen} of {workers} workers stored frames of it; another")
+            else:  # a small car may leave a worker without a partition that gets frames: measure anyway
+                say(f"after {max_warmup_cars} warm-up cars not every one of the {workers} workers stored frames of one; measuring anyway")
         else:
+            send_car(settings, producers, f"warmup-{suffix}", jpegs, 3600.0)
             wait_for(frames_per_car)
         for k in range(cars):
             car = f"bench-{suffix}-{k:02d}"
