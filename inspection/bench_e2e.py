@@ -360,7 +360,9 @@ def run_e2e(
                     break
                 say(f"warm-up car {k + 1}: {seen} of {workers} workers stored frames of it; another")
             else:  # a small car may leave a worker without a partition that gets frames: measure anyway
-                say(f"after {max_warmup_cars} warm-up cars not every one of the {workers} workers stored frames of one; measuring anyway")
+                say(
+                    f"after {max_warmup_cars} warm-up cars not every one of the {workers} workers stored frames of one; measuring anyway"
+                )
         else:
             send_car(settings, producers, f"warmup-{suffix}", jpegs, 3600.0)
             wait_for(frames_per_car)
