@@ -5,9 +5,15 @@ pre-encoded JPEG frames at once; one edge consumer (EdgePipeline) decodes, tiles
 stitches and stores them. A warm-up car first lets the consumer join its group and the backend
 capture its CUDA graphs, so the measured cars see steady state.
 
-Car latency = first frame handed to a producer -> last frame's transaction committed. The bare
-model (forward only on a device-resident 64-tile batch) is timed in the same process, so the
-pipeline's throughput can be set against it.
+Car latency = first frame handed to a producer -> last frame's transaction committed. Frame
+latency (p50, p99) = received from Kafka -> its row written in the database (the frame row's
+received_at and processed_at, whichever process stored it). The bare model (forward only on a
+device-resident 64-tile batch) is timed in the same run, after the cars, so the pipeline's
+throughput can be set against it.
+
+With `consumers` > 1 or `gpus`, the cars are consumed by one `inspection edge --workers N
+[--gpus ...]` command (the supervisor: N worker processes per GPU in one consumer group), and this
+process only produces, watches the database and samples each GPU's memory (NVML, whole device).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from .messages import FrameMessage, encode_image
 from .pipeline import STAGES, EdgePipeline, create_detectors
 from .store import ResultStore
 from .store.models import Frame
+from .supervisor import uses_gpu
 from .tiling import TileGrid
 
 
@@ -67,6 +74,9 @@ class E2EResult:
     bare_model_fps: float | None
     pipeline_to_bare_ratio: float | None
     peak_gpu_mem_mib: float | None
+    frame_latency_p50_ms: float | None = None  # received from Kafka -> stored, measured cars
+    frame_latency_p99_ms: float | None = None
+    peak_gpu_mem_mib_per_gpu: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,21 +142,21 @@ def bare_model_ms(detector: Any, grid: TileGrid, batch: np.ndarray, device: str,
             detector.forward(batch)
     else:
         return None
-    return statistics.median(time_calls(call, repeats, warmup=3)) * 1e3
+    first = time_calls(call, 1, warmup=2)[0]
+    repeats = max(3, min(repeats, int(10.0 / max(first, 1e-6))))  # about 10 s at most (a slow CPU)
+    return statistics.median(time_calls(call, repeats, warmup=0)) * 1e3
 
 
-def spawn_consumers(settings: Settings, bootstrap: str, count: int, workdir: Path) -> list[subprocess.Popen]:
-    """`count` extra `inspection edge` processes in the same consumer group, with the same settings."""
+def spawn_supervisor(settings: Settings, bootstrap: str, workers: int, gpus: list[int] | None, workdir: Path) -> subprocess.Popen:
+    """One `inspection edge --workers N [--gpus ...]` command (its log in workdir/edge.log)."""
     config = workdir / "e2e-consumer.yaml"
     config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
-    command = [sys.executable, "-m", "inspection.cli", "edge", "--bootstrap", bootstrap, "--config", str(config)]
-    return [
-        subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(workdir / f"consumer-{i}.log", "wb"))
-        for i in range(count)
-    ]
+    command = [sys.executable, "-m", "inspection.cli", "edge", "--bootstrap", bootstrap, "--config", str(config),
+               "--workers", str(workers), *(["--gpus", ",".join(map(str, gpus))] if gpus else [])]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(workdir / "edge.log", "wb"))
 
 
-def stop_consumers(processes: list[subprocess.Popen], timeout_s: float = 60.0) -> None:
+def stop_consumers(processes: list[subprocess.Popen], timeout_s: float = 120.0) -> None:
     """SIGTERM: each drains, commits and exits; killed only if it does not within the timeout."""
     for proc in processes:
         if proc.poll() is None:
@@ -170,6 +180,13 @@ def car_times_from_db(store: ResultStore, car_id: str) -> tuple[int, int, int] |
     return int(row[0]), _ns(row[1]), _ns(row[2])
 
 
+def frame_latencies_ms(store: ResultStore, car_ids: list[str]) -> np.ndarray:
+    """processed_at - received_at of every frame row of `car_ids`, in ms (any consumer's rows)."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(Frame.received_at, Frame.processed_at).where(Frame.car_id.in_(car_ids))).all()
+    return np.asarray([(_ns(done) - _ns(received)) / 1e6 for received, done in rows], dtype=np.float64)
+
+
 def _ns(value: datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
@@ -187,13 +204,14 @@ def run_e2e(
     consumers: int = 1,
     workdir: Path | None = None,
     join_wait_s: float = 30.0,
+    gpus: list[int] | None = None,
 ) -> E2EResult:
     """Warm-up car + `cars` measured cars on `bootstrap` into `settings.store.url`.
 
-    With `consumers` > 1, that many edge consumers share the cars: this process and
-    `consumers - 1` `inspection edge` processes in one consumer group (the way several GPUs, or
-    several processes on one GPU, scale past one Python process). Car timings then come from
-    the frame rows in the database, which every consumer writes.
+    With `consumers` > 1 or `gpus`, the cars go to one `inspection edge --workers consumers
+    [--gpus ...]` (consumers worker processes per GPU, one consumer group) and car timings come
+    from the frame rows in the database, which every worker writes; otherwise one in-process
+    EdgePipeline consumes them.
     """
     from synthetic.photos import PhotoFrameSource
 
@@ -207,12 +225,11 @@ def run_e2e(
     frames_per_car = settings.line.frames_per_car
     say("encoding a car of JPEG frames")
     jpegs = encode_car(settings, source or PhotoFrameSource(grid))
-    device = "cuda" if settings.model.device == "cuda" or (settings.model.device == "auto" and settings.model.backend in ("torch", "tensorrt")) else "cpu"
-    gpu = 0 if device == "cuda" else None
-    memory = MemorySampler(gpu) if gpu is not None else None
+    device = "cuda" if uses_gpu(settings.model) else "cpu"
+    supervised = consumers > 1 or bool(gpus)
+    samplers = {g: MemorySampler(g) for g in (gpus or [0])} if device == "cuda" else {}
     store = ResultStore.open(settings.store)
-    detectors = create_detectors(settings)
-    detector = detectors[0]
+    detectors = [] if supervised else create_detectors(settings)
     stored_at: dict[str, list[int]] = {}
     received_at: dict[str, list[int]] = {}
     lock = threading.Lock()
@@ -222,17 +239,15 @@ def run_e2e(
             stored_at.setdefault(stored.car_id, []).append(time.time_ns())
             received_at.setdefault(stored.car_id, []).append(job.received_at_ns)
 
-    pipeline = EdgePipeline(settings, detectors, store, bootstrap, on_stored=on_stored)
+    pipeline = None if supervised else EdgePipeline(settings, detectors, store, bootstrap, on_stored=on_stored)
     children: list[subprocess.Popen] = []
-    if consumers > 1:
-        say(f"starting {consumers - 1} more edge consumer process(es)")
-        children = spawn_consumers(settings, bootstrap, consumers - 1, workdir or Path(tempfile.mkdtemp()))
     stop = threading.Event()
-    runner = threading.Thread(target=lambda: pipeline.run(stop_when=lambda s: stop.is_set()), name="edge")
-    producers = [FrameProducer(bootstrap, settings.kafka, client_id=f"camera-{cam}") for cam in range(settings.line.cameras)]
+    runner = threading.Thread(target=lambda: pipeline.run(stop_when=lambda s: stop.is_set()), name="edge") if pipeline else None
+    producers = [FrameProducer(bootstrap, settings.kafka, client_id=f"camera-{cam}", shots_per_camera=settings.line.shots_per_camera) for cam in range(settings.line.cameras)]
     timings: list[CarTiming] = []
 
     def wait_for(handled: int) -> None:
+        assert pipeline is not None
         limit = time.monotonic() + wait_timeout_s
         while pipeline.stats.frames_handled < handled:
             if pipeline.failure is not None:
@@ -258,11 +273,16 @@ def run_e2e(
             time.sleep(0.01)
 
     try:
-        if memory is not None:
-            memory.__enter__()
-        runner.start()
+        for sampler in samplers.values():
+            sampler.__enter__()
+        if supervised:
+            say(f"starting `inspection edge --workers {consumers}" + (f" --gpus {gpus}`" if gpus else "`"))
+            children = [spawn_supervisor(settings, bootstrap, consumers, gpus, workdir or Path(tempfile.mkdtemp()))]
+        else:
+            assert runner is not None
+            runner.start()
         if children:
-            say(f"waiting {join_wait_s:g} s for {consumers} consumers to join the group")
+            say(f"waiting {join_wait_s:g} s for the workers to join the group")
             time.sleep(join_wait_s)
         say("warm-up car (group join, CUDA graph capture)")
         send_car(settings, producers, f"warmup-{suffix}", jpegs, 3600.0)
@@ -273,42 +293,57 @@ def run_e2e(
         for k in range(cars):
             car = f"bench-{suffix}-{k:02d}"
             say(f"measured car {k + 1}/{cars}")
-            stages_before = dict(pipeline.stats.stage_totals_s)
-            handled_before = pipeline.stats.frames_handled
-            detections_before = pipeline.stats.detections
+            stats = pipeline.stats if pipeline else None
+            stages_before = dict(stats.stage_totals_s) if stats else {}
+            handled_before = stats.frames_handled if stats else 0
+            detections_before = stats.detections if stats else 0
+            parked_before = stats.frames_parked if stats else 0
             t0, t_acked = send_car(settings, producers, car, jpegs, deadline_s)
             if children:
                 wait_for_car(car)
                 times = car_times_from_db(store, car)
                 assert times is not None and times[0] == frames_per_car
                 _, first_received, last = times
-                with lock:
-                    first = min(stored_at.get(car, [last]))
+                first = first_received
             else:
                 wait_for(handled_before + frames_per_car)
+                # frames_handled counts a frame just before its on_stored callback runs: wait for the
+                # callbacks too, or the car's last stored time can be missed (car latency too short)
+                limit = time.monotonic() + 10
+                while len(stored_at.get(car, [])) < frames_per_car - (pipeline.stats.frames_parked - parked_before):
+                    if time.monotonic() > limit:
+                        raise TimeoutError(f"car {car}: stored callbacks missing after its frames were handled")
+                    time.sleep(0.0005)
                 with lock:
                     last, first = max(stored_at[car]), min(stored_at[car])
                     first_received = min(received_at[car])
-            mine = max(pipeline.stats.frames_handled - handled_before, 1)  # this process's share of the car
-            stage_ms = {s: (pipeline.stats.stage_totals_s[s] - stages_before[s]) / mine * 1e3 for s in STAGES}
             summary = store.car_summary(car)
+            if stats is not None:
+                mine = max(stats.frames_handled - handled_before, 1)
+                stage_ms = {s: (stats.stage_totals_s[s] - stages_before[s]) / mine * 1e3 for s in STAGES}
+                detections = stats.detections - detections_before
+            else:  # the workers' stage timings are on their /metrics, not here
+                stage_ms, detections = {}, summary.detections
             timings.append(CarTiming(
                 car_id=car, frames=frames_per_car, car_latency_s=(last - t0) / 1e9, produce_s=(t_acked - t0) / 1e9,
                 first_stored_s=(first - t0) / 1e9, pipeline_fps=frames_per_car / max((last - first_received) / 1e9, 1e-9),
-                stage_ms_per_frame=stage_ms, detections=pipeline.stats.detections - detections_before,
+                stage_ms_per_frame=stage_ms, detections=detections,
                 deadline_met=summary.deadline_met,
             ))
     finally:
         stop.set()
-        if runner.is_alive():
+        if runner is not None and runner.is_alive():
             runner.join()
         stop_consumers(children)
         for producer in producers:
             producer.close()
-        if memory is not None:
-            memory.__exit__(None, None, None)
+        for sampler in samplers.values():
+            sampler.__exit__(None, None, None)
+    latencies = frame_latencies_ms(store, [t.car_id for t in timings])
     say("bare model")
-    bare = bare_model_ms(detector, grid, grid.tiles(PhotoFrameSource(grid)(0, 0, 0)), device)
+    if supervised:  # the workers are gone: the bare model gets the (default) GPU to itself
+        detectors = create_detectors(settings.model_copy(update={"pipeline": settings.pipeline.model_copy(update={"infer_workers": 1})}))
+    bare = bare_model_ms(detectors[0], grid, grid.tiles(PhotoFrameSource(grid)(0, 0, 0)), device)
     for each in detectors:
         each.close()
     store.close()
@@ -320,8 +355,12 @@ def run_e2e(
         frames_per_car=frames_per_car, jpeg_bytes_mean=int(np.mean([len(j) for j in jpegs.values()])),
         cars=timings, bare_model_ms=bare, bare_model_fps=bare_fps,
         pipeline_to_bare_ratio=(median_fps / bare_fps) if bare_fps else None,
-        peak_gpu_mem_mib=round(memory.peak_mib, 1) if memory is not None else None,
+        peak_gpu_mem_mib=round(max(m.peak_mib for m in samplers.values()), 1) if samplers else None,
+        frame_latency_p50_ms=float(np.percentile(latencies, 50)) if latencies.size else None,
+        frame_latency_p99_ms=float(np.percentile(latencies, 99)) if latencies.size else None,
+        peak_gpu_mem_mib_per_gpu={str(g): round(m.peak_mib, 1) for g, m in samplers.items()},
         extra={"infer_workers": settings.pipeline.infer_workers, "decode_workers": settings.pipeline.decode_workers,
                "queue_size": settings.pipeline.queue_size, "jpeg_quality": settings.line.jpeg_quality,
-               "consumers": consumers, "timing_source": "database frame rows" if consumers > 1 else "in-process callbacks"},
+               "consumers": consumers, "gpus": gpus, "workers_total": consumers * len(gpus or [0]) if supervised else 1,
+               "timing_source": "database frame rows (inspection edge --workers)" if supervised else "in-process callbacks"},
     )

@@ -39,13 +39,17 @@ def box_ios(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, smaller, out=np.zeros(inter.shape, np.float64), where=smaller > 0)
 
 
-def paired_overlap(a: np.ndarray, b: np.ndarray, metric: str = "iou") -> np.ndarray:
-    """Row-wise overlap of (K, 4) and (K, 4) boxes -> (K,): IoU, or IoS (over the smaller area)."""
+def paired_overlap(
+    a: np.ndarray, b: np.ndarray, metric: str = "iou", area_a: np.ndarray | None = None, area_b: np.ndarray | None = None
+) -> np.ndarray:
+    """Row-wise overlap of (K, 4) and (K, 4) boxes -> (K,): IoU, or IoS (over the smaller area).
+    `area_a`, `area_b` (K,): the boxes' areas where the caller has them already."""
     lt = np.maximum(a[:, :2], b[:, :2])
     rb = np.minimum(a[:, 2:], b[:, 2:])
     wh = np.clip(rb - lt, 0, None)
     inter = wh[:, 0] * wh[:, 1]
-    area_a, area_b = box_area(a), box_area(b)
+    area_a = box_area(a) if area_a is None else area_a
+    area_b = box_area(b) if area_b is None else area_b
     denom = area_a + area_b - inter if metric == "iou" else np.minimum(area_a, area_b)
     return np.divide(inter, denom, out=np.zeros(inter.shape, np.float64), where=denom > 0)
 
@@ -99,7 +103,8 @@ def batched_nms(
     order = np.lexsort((-scores, groups))  # group-major, best score first inside a group
     boxes = np.asarray(xyxy, np.float64)[order]
     first, second = group_pairs(groups[order])
-    overlapping = paired_overlap(boxes[first], boxes[second], metric) > iou_threshold
+    area = box_area(boxes)  # once per box, not once per pair
+    overlapping = paired_overlap(boxes[first], boxes[second], metric, area[first], area[second]) > iou_threshold
     keep = greedy_suppression(n, first[overlapping], second[overlapping])
     kept = order[keep]
     return kept[np.argsort(-scores[kept], kind="stable")]

@@ -305,7 +305,7 @@ def produce(
         raise _fail(f"unknown --source {source!r} (allowed: photos, coco, dir)", 2)
     check_reachable(bootstrap, timeout=10)
     ensure_topics(bootstrap, settings.kafka)
-    with FrameProducer(bootstrap, settings.kafka) as producer:
+    with FrameProducer(bootstrap, settings.kafka, shots_per_camera=settings.line.shots_per_camera) as producer:
         sim = LineSimulator(settings.line, frames, producer)
         signal.signal(signal.SIGTERM, lambda *_: sim.stop())
         try:
@@ -325,20 +325,32 @@ def edge(
     metrics_port: int = typer.Option(0, help="serve Prometheus /metrics, /healthz and /readyz on this port (0: off)"),
     metrics_addr: str = typer.Option("127.0.0.1", help="address for /metrics (0.0.0.0 for a scraper outside the host/pod)"),
     max_frames: int = typer.Option(0, help="stop after handling this many frames (0: run until SIGTERM/Ctrl-C)"),
+    workers: Optional[str] = typer.Option(None, help="worker processes per GPU (or on the CPU), N or auto (default: config pipeline.workers)"),
+    gpus: Optional[str] = typer.Option(None, help="GPU indices the workers spread over, e.g. 0,1 (default: config pipeline.gpus)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     log_format: Optional[str] = LogFormatOpt,
 ) -> None:
     """Edge consumer: poll -> decode -> tile -> detect -> stitch -> store -> commit, in the consumer group.
 
     With --metrics-port, also serves /healthz (process up) and /readyz (assigned, making progress
-    while lagging, database reachable) for probes.
+    while lagging, database reachable) for probes. With --workers N (or auto) and/or --gpus, one
+    supervisor starts N worker processes per GPU in the same consumer group, forwards SIGTERM/SIGINT,
+    restarts a worker that dies, and serves worker k's metrics on --metrics-port + k.
     """
     from .health import HealthServer
     from .pipeline import EdgePipeline, PipelineError, create_detectors
     from .store import ResultStore
 
+    gpu_list = None
+    if gpus is not None:
+        try:
+            gpu_list = [int(g) for g in gpus.split(",") if g.strip()]
+        except ValueError:
+            raise _fail(f"--gpus {gpus!r}: expected GPU indices like 0,1", 2) from None
     settings = _settings(config, **{"kafka.bootstrap_servers": bootstrap, "store.url": db, "model.backend": backend,
-                                    "logging.format": log_format})
+                                    "logging.format": log_format,
+                                    "pipeline.workers": int(workers) if workers and workers.isdigit() else workers,
+                                    "pipeline.gpus": gpu_list})
     configure_logging(settings.logging.format, verbose=verbose)
     bootstrap = settings.kafka.bootstrap_servers
     if not bootstrap:
@@ -346,6 +358,11 @@ def edge(
     from .kafka import check_reachable
 
     check_reachable(bootstrap, timeout=10)
+    if settings.pipeline.workers != 1 or settings.pipeline.gpus is not None:
+        if max_frames:
+            raise _fail("--max-frames needs one in-process consumer (pipeline.workers 1, no --gpus)", 2)
+        _supervise(settings, bootstrap, metrics_port, metrics_addr, verbose)
+        return
     store = ResultStore.open(settings.store)
     pipeline = EdgePipeline(settings, create_detectors(settings), store, bootstrap)
     server = HealthServer(pipeline.metrics.registry, pipeline.readiness)
@@ -361,6 +378,21 @@ def edge(
         server.close()
         store.close()
     console.print(f"stopped cleanly: {stats.frames_stored} frames stored, {stats.frames_parked} parked, {stats.commits} commits")
+
+
+def _supervise(settings: Settings, bootstrap: str, metrics_port: int, metrics_addr: str, verbose: bool) -> None:
+    from .store import ResultStore
+    from .supervisor import EdgeSupervisor
+
+    ResultStore.open(settings.store).close()  # schema migrated once, before the workers race to it
+    supervisor = EdgeSupervisor(settings, bootstrap, metrics_port=metrics_port, metrics_addr=metrics_addr, verbose=verbose)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: supervisor.stop())
+    console.print(f"edge: {len(supervisor.slots)} worker process(es) in group {settings.kafka.group_id}")
+    result = supervisor.run()
+    if result.error:
+        raise _fail(result.error)
+    console.print(f"stopped cleanly: {len(supervisor.slots)} workers drained, {result.restarts} restart(s)")
 
 
 # --------------------------------------------------------------------------- accuracy and speed
@@ -475,9 +507,17 @@ def bench(
     naive: bool = typer.Option(True, help="also time the one-tile-at-a-time baseline"),
     e2e: int = typer.Option(0, help="also run N whole cars end to end (broker -> database) on the first combo"),
     deadline: float = typer.Option(0.5, help="per-car deadline of the end-to-end cars, seconds"),
-    consumers: int = typer.Option(1, min=1, help="edge consumers sharing the end-to-end cars (this process + N-1 `inspection edge` processes)"),
+    consumers: int = typer.Option(1, min=1, help="edge consumers sharing the end-to-end cars: 1 in this process, more = `inspection edge --workers N` (N per GPU with --gpus)"),
+    gpus: Optional[str] = typer.Option(None, help="end to end on these GPUs, e.g. 0,1: `inspection edge --workers CONSUMERS --gpus ...`"),
+    join_wait: float = typer.Option(30.0, help="end to end with worker processes: seconds they get to start and join the group before the warm-up car"),
     db: Optional[str] = typer.Option(None, help="database of the end-to-end run (default: a fresh SQLite file in --out)"),
     out: Path = typer.Option(Path("benchmarks/results"), help="folder for bench.json/csv/png and e2e.json"),
+    peers: list[str] = typer.Option([], help="peer methods around the same detector on the same frames: sahi (extra [sahi])"),
+    peer_images: Optional[Path] = typer.Option(None, help="--peers: COCO images directory the mosaic frames are composed from"),
+    peer_annotations: Optional[Path] = typer.Option(None, help="--peers: COCO instances JSON of --peer-images"),
+    peer_frames: int = typer.Option(2, min=1, help="--peers: mosaic frames timed and scored"),
+    peer_thresholds: str = typer.Option("0.3,0.001", help="--peers: score thresholds (operating, evaluation floor)"),
+    peer_batches: str = typer.Option("64,1", help="--peers: SAHI batch sizes"),
 ) -> None:
     """Time per frame and tiles/s per model × backend × precision × batch size, with peak memory; optionally whole cars end to end."""
     from .bench import Combo, comparison, machine_description, run_bench, write_results
@@ -492,6 +532,10 @@ def bench(
         ["inspection", "bench", *(f"--combo={c}" for c in combo), f"--device={device}", f"--batch-sizes={batch_sizes}",
          f"--repeats={repeats}", "--naive" if naive else "--no-naive", f"--out={out}",
          *([f"--e2e={e2e}", f"--deadline={deadline}", f"--consumers={consumers}"] if e2e else []),
+         *([f"--gpus={gpus}"] if e2e and gpus else []),
+         *([f"--join-wait={join_wait:g}"] if e2e and (gpus or consumers > 1) else []),
+         *(f"--peers={p}" for p in peers),
+         *([f"--peer-frames={peer_frames}", f"--peer-thresholds={peer_thresholds}", f"--peer-batches={peer_batches}"] if peers else []),
          *([f"--config={config}"] if config else [])]
     )
     machine = machine_description()
@@ -511,8 +555,13 @@ def bench(
         console.print(compare)
         for written in write_results(rows, out, command, machine):
             console.print(f"wrote {written}")
+    if peers:
+        _bench_peers(settings, combos[0], device, peers, peer_images, peer_annotations, peer_frames,
+                     tuple(float(t) for t in peer_thresholds.split(",")), tuple(int(b) for b in peer_batches.split(",")),
+                     out, command, machine)
     if e2e:
-        _bench_e2e(settings, combos[0], device, e2e, deadline, db, out, command, machine, consumers)
+        gpu_list = [int(g) for g in gpus.split(",") if g.strip()] if gpus else None
+        _bench_e2e(settings, combos[0], device, e2e, deadline, db, out, command, machine, consumers, gpu_list, join_wait)
 
 
 def bench_table(rows: list[Any]) -> Group:
@@ -532,8 +581,52 @@ def bench_table(rows: list[Any]) -> Group:
     return Group(*tables)
 
 
+def _bench_peers(settings: Settings, combo: Any, device: str, peers: list[str], images: Optional[Path], annotations: Optional[Path],
+                 frames: int, thresholds: tuple[float, ...], batches: tuple[int, ...], out: Path, command: str,
+                 machine: dict[str, Any]) -> None:
+    from synthetic.coco import CocoDataset
+
+    from .detect import create_detector
+    from .peers import run_peers, sahi_missing
+    from .tiling import TileGrid
+
+    unknown = sorted(set(peers) - {"sahi"})
+    if unknown:
+        raise _fail(f"--peers {', '.join(unknown)}: unknown peer (known: sahi)", 2)
+    if images is None or annotations is None or not images.is_dir() or not annotations.is_file():
+        raise _fail("--peers needs --peer-images DIR and --peer-annotations JSON (a COCO set, e.g. val2017)", 2)
+    reason = sahi_missing()
+    if reason:
+        console.print(f"skipped: {reason}")
+    model = settings.model.model_copy(update={
+        "name": combo.model, "backend": combo.backend, "precision": combo.precision,
+        "device": "cpu" if combo.backend in ("opencv", "onnxruntime") else device})
+    try:
+        detector = create_detector(model, settings.detect)
+    except _model_errors() as exc:
+        raise _fail(str(exc)) from None
+    with console.status("peers") as status:
+        rows = run_peers(detector, CocoDataset.load(images, annotations), TileGrid.from_config(settings.grid), settings.stitch,
+                         thresholds=thresholds, sahi_batches=batches, frames=frames, nms_iou=settings.detect.nms_iou,
+                         progress=lambda text: status.update(text))
+    detector.close()
+    ours = {r.score_threshold: r.ms_per_frame for r in rows if r.method == "ours"}
+    table = _table(f"{combo.model} {combo.backend}/{combo.precision} on {device}: our frame path vs peers, same detector, same frames",
+                   ["method", "score", "ms/frame", "× ours", "frame mAP", "AP50", "dets/frame"], key_width=13)
+    for r in rows:
+        table.add_row(r.method, f"{r.score_threshold:g}", f"{r.ms_per_frame:.1f}", f"{r.ms_per_frame / ours[r.score_threshold]:.2f}",
+                      f"{r.frame_map:.4f}", f"{r.frame_ap50:.4f}", f"{r.detections_per_frame:.0f}")
+    console.print(table)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "peers.json"
+    path.write_text(json.dumps({"command": command, "machine": machine, "sahi_skipped": reason,
+                                "rows": [r.to_dict() for r in rows]}, indent=2))
+    console.print(f"wrote {path}")
+
+
 def _bench_e2e(settings: Settings, combo: Any, device: str, cars: int, deadline: float, db: Optional[str], out: Path,
-               command: str, machine: dict[str, Any], consumers: int = 1) -> None:
+               command: str, machine: dict[str, Any], consumers: int = 1, gpus: list[int] | None = None,
+               join_wait: float = 30.0) -> None:
     from .bench_e2e import run_e2e
     from .demo import kafka_cluster
 
@@ -546,9 +639,10 @@ def _bench_e2e(settings: Settings, combo: Any, device: str, cars: int, deadline:
                                            "line": settings.line.model_copy(update={"takt_s": deadline})})
     with console.status("end to end") as status, kafka_cluster(settings) as (bootstrap, _embedded):
         result = run_e2e(settings, bootstrap, cars, deadline, progress=lambda text: status.update(text),
-                         consumers=consumers, workdir=out)
+                         consumers=consumers, workdir=out, gpus=gpus, join_wait_s=join_wait)
     stages = list(result.cars[0].stage_ms_per_frame)
-    table = _table(f"end to end: {result.frames_per_car} frames per car, {consumers} consumer(s), {result.backend}/{result.precision} "
+    workers = f"{consumers} worker(s) per GPU on GPUs {gpus}" if gpus else f"{consumers} consumer(s)"
+    table = _table(f"end to end: {result.frames_per_car} frames per car, {workers}, {result.backend}/{result.precision} "
                    f"on {result.device}, decode {result.decode}, {result.db}",
                    ["car", "car latency s", "produce s", "first stored s", "frames/s", "met"], key_width=4,
                    fold=("car latency s", "produce s", "first stored s"))
@@ -558,7 +652,14 @@ def _bench_e2e(settings: Settings, combo: Any, device: str, cars: int, deadline:
                       str(c.deadline_met))
         per_stage.add_row(c.car_id[-4:], *(f"{v:.2f}" for v in c.stage_ms_per_frame.values()))
     console.print(table)
-    console.print(per_stage)
+    if stages:
+        console.print(per_stage)
+    if result.frame_latency_p50_ms is not None:
+        console.print(f"frame latency (received from Kafka -> stored): p50 {result.frame_latency_p50_ms:.1f} ms, "
+                      f"p99 {result.frame_latency_p99_ms:.1f} ms")
+    if result.peak_gpu_mem_mib_per_gpu:
+        console.print("peak GPU memory per GPU (NVML, all workers): "
+                      + ", ".join(f"GPU {g} {mib:.0f} MiB" for g, mib in result.peak_gpu_mem_mib_per_gpu.items()))
     if result.bare_model_ms:
         console.print(f"bare model {result.bare_model_ms:.2f} ms per 64-tile batch ({result.bare_model_fps:.0f} frames/s); "
                       f"pipeline/bare = {result.pipeline_to_bare_ratio:.2f}; peak GPU memory {result.peak_gpu_mem_mib} MiB")
@@ -574,9 +675,10 @@ def plan_cmd(
     frames_per_car: int = typer.Option(95, help="cameras × shots"),
     results: list[Path] = typer.Option([Path("benchmarks")], help="bench/eval JSON files or folders"),
     top: int = typer.Option(10, help="rows to show"),
+    scaling: Path = typer.Option(Path("benchmarks/h100/scaling.json"), help="measured whole-car latency on 1, 2, 4 GPUs (benchmarks/h100/run_multi_gpu.py); missing: linear scaling assumed and said"),
 ) -> None:
     """Most accurate model/backend/precision/batch meeting the per-car deadline on measured hardware, and GPUs per line."""
-    from .plan import best, load_accuracy, load_rows, plan
+    from .plan import GpuScaling, best, load_accuracy, load_rows, plan
 
     missing = [p for p in results if not p.exists()]
     if missing:
@@ -585,7 +687,12 @@ def plan_cmd(
     rows = load_rows(results)
     if not rows:
         raise _fail(f"no bench results under {', '.join(map(str, results))} (run `inspection bench` first)")
-    ranked = plan(rows, load_accuracy(results), deadline, takt, frames_per_car)
+    try:
+        gpu_scaling = GpuScaling.load(scaling) if scaling.is_file() else GpuScaling.linear()
+    except (ValueError, KeyError) as exc:
+        raise _fail(f"--scaling {scaling}: {exc}", 2) from None
+    ranked = plan(rows, load_accuracy(results), deadline, takt, frames_per_car, scaling=gpu_scaling)
+    console.print(f"GPU scaling: {'measured on ' + gpu_scaling.machine + ' (' + gpu_scaling.source + ')' if gpu_scaling.measured else gpu_scaling.machine}")
     console.print(plan_table(ranked[:top], f"deadline {deadline:g} s per car ({frames_per_car} frames)" + (f", takt {takt:g} s" if takt else "")))
     choice = best(ranked)
     if choice is not None:

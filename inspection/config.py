@@ -111,7 +111,7 @@ class KafkaConfig(_Section):
     topic: str = "frames"
     dlq_topic: str = "frames.dlq"
     group_id: str = "inspection-edge"
-    partitions: int = Field(5, gt=0)
+    partitions: int = Field(12, gt=0, description="frames topic partitions; 12 divides evenly among 1, 2, 3, 4 or 6 consumers (producers pick frame index mod P)")
     replication_factor: int = Field(-1, ge=-1, description="replicas of created topics; -1 = the broker's default")
     message_max_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024, description="largest frame record; payloads up to this minus 16 KiB")
     session_timeout_ms: int = Field(6000, ge=1000)
@@ -154,6 +154,25 @@ class PipelineConfig(_Section):
     switch_interval_s: float = Field(0.0005, gt=0, description="CPython thread switch interval while the pipeline runs")
     queue_size: int = Field(4, gt=0, description="bound of each inter-stage queue (frames)")
     stage_timeout_s: float = Field(120.0, gt=0, description="a frame stuck this long in decoding stops the consumer (no commit)")
+    workers: int | Literal["auto"] = Field(
+        1, description="edge worker processes per GPU (or on the CPU), one consumer-group member each, under one "
+        "`inspection edge`; auto: 3 per GPU for torch/tensorrt on CUDA, 1 otherwise",
+    )
+    gpus: list[int] | None = Field(None, description="GPU indices the workers are spread over (CUDA_VISIBLE_DEVICES per worker); None: no pinning")
+
+    @field_validator("workers")
+    @classmethod
+    def _positive_workers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("pipeline.workers must be >= 1 or 'auto'")
+        return value
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpu_indices(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or min(value) < 0 or len(set(value)) != len(value)):
+            raise ValueError("pipeline.gpus must list distinct GPU indices >= 0 (or be null)")
+        return value
 
 
 class ValidationConfig(_Section):

@@ -136,7 +136,7 @@ def run_demo(
 
             def produce() -> None:
                 try:
-                    with FrameProducer(bootstrap, settings.kafka) as producer:
+                    with FrameProducer(bootstrap, settings.kafka, shots_per_camera=settings.line.shots_per_camera) as producer:
                         sim = LineSimulator(settings.line, PhotoFrameSource(grid), producer)
                         sim.run(cars, start_car=start_car, realtime=realtime,
                                 on_frame=lambda f: produced_at.setdefault(f.car_id, f.produced_at_ns))

@@ -4,18 +4,67 @@ From measured bench rows (time per frame per model/backend/precision/batch on so
 eval results (mAP per model/backend/precision), choose the most accurate configuration whose car
 fits the per-car deadline, and size the line: how many GPUs (edge consumers) keep up with a takt.
 
-A car is `frames_per_car` frames; with g consumers sharing it, its work takes about
-frames × t_frame / g (the consumer group spreads a car's cameras over partitions). So
-g ≥ frames × t_frame / deadline to meet the deadline, and g ≥ frames × t_frame / takt to keep up.
+A car is `frames_per_car` frames; with g GPUs sharing it, its work takes frames × t_frame / S(g),
+S(g) the speed-up of g GPUs measured end to end (`GpuScaling`, a JSON written by
+benchmarks/h100/run_multi_gpu.py: whole-car latency on 1, 2 (4) GPUs and the machine). Between
+measured counts S is interpolated; beyond the largest, that count's efficiency S(g)/g is kept.
+Without a measurement S(g) = g, and the plan says that it assumed it. The fewest g with
+frames × t_frame / S(g) ≤ deadline meets the deadline; ≤ takt keeps up with the line.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GpuScaling:
+    """Whole-car latency measured on 1..n GPUs (`car_s`: GPUs -> seconds) and where it was measured."""
+
+    machine: str
+    car_s: dict[int, float]
+    source: str = ""
+
+    @classmethod
+    def linear(cls) -> "GpuScaling":
+        return cls("assumed linear (no measured GPU scaling)", {1: 1.0})
+
+    @classmethod
+    def load(cls, path: Path) -> "GpuScaling":
+        """{"machine": "...", "car_s": {"1": 0.9, "2": 0.5}} (benchmarks/h100/scaling.json)."""
+        data = json.loads(path.read_text())
+        car_s = {int(k): float(v) for k, v in data["car_s"].items()}
+        if 1 not in car_s or any(v <= 0 for v in car_s.values()):
+            raise ValueError(f"{path}: car_s needs a positive time for 1 GPU and each count measured, got {data['car_s']}")
+        return cls(str(data["machine"]), car_s, str(path))
+
+    @property
+    def measured(self) -> bool:
+        return len(self.car_s) > 1
+
+    def speedup(self, gpus: int) -> float:
+        """S(g) = car time on 1 GPU / car time on g GPUs (interpolated, efficiency held beyond the data)."""
+        counts = sorted(self.car_s)
+        speed = {g: self.car_s[1] / self.car_s[g] for g in counts}
+        if len(counts) == 1:
+            return float(gpus)
+        if gpus in speed:
+            return speed[gpus]
+        if gpus > counts[-1]:
+            return gpus * speed[counts[-1]] / counts[-1]
+        return float(np.interp(gpus, counts, [speed[g] for g in counts]))
+
+    def gpus_needed(self, car_s_one_gpu: float, budget_s: float, limit: int = 4096) -> int:
+        """The fewest GPUs whose car time fits `budget_s` (`limit` if none up to it does)."""
+        for gpus in range(1, limit + 1):
+            if car_s_one_gpu / self.speedup(gpus) <= budget_s + 1e-9:
+                return gpus
+        return limit
 
 
 @dataclass(frozen=True)
@@ -32,6 +81,7 @@ class Candidate:
     gpus_for_deadline: int
     gpus_for_takt: int
     source: str
+    scaling: str = "assumed linear (no measured GPU scaling)"
 
     @property
     def gpus(self) -> int:
@@ -90,12 +140,14 @@ def plan(
     takt_s: float | None = None,
     frames_per_car: int = 95,
     modes: tuple[str, ...] = ("pipeline", "batched"),
+    scaling: GpuScaling | None = None,
 ) -> list[Candidate]:
     """Every measured configuration, ranked: fits one GPU's deadline first, then mAP, then speed.
 
     Where a configuration was measured end to end ("pipeline": broker, decoding and database
     included), its detector-only rows are left out: the whole-car measurement is the honest one.
     """
+    scaling = scaling or GpuScaling.linear()
     measured_whole = {(r["model"], r["backend"], r["precision"]) for r in rows if r.get("mode") == "pipeline"}
     candidates = []
     for r in rows:
@@ -111,9 +163,10 @@ def plan(
                 batch_size=int(r["batch_size"]), mode=r["mode"], frame_ms=r["frame_ms"],
                 map=accuracy_for(accuracy, r["model"], r["backend"], r["precision"]),
                 car_s_one_gpu=car_s,
-                gpus_for_deadline=max(1, math.ceil(car_s / deadline_s - 1e-9)),
-                gpus_for_takt=max(1, math.ceil(car_s / takt_s - 1e-9)) if takt_s else 1,
+                gpus_for_deadline=scaling.gpus_needed(car_s, deadline_s),
+                gpus_for_takt=scaling.gpus_needed(car_s, takt_s) if takt_s else 1,
                 source=r.get("source", ""),
+                scaling=scaling.machine,
             )
         )
     return sorted(candidates, key=lambda c: (c.gpus_for_deadline > 1, -(c.map if c.map is not None else -1), c.frame_ms))

@@ -23,6 +23,8 @@ DECODERS = ("ssd_box_coder", "yolox", "yolov8")
 # Per tile, candidates beyond this many (the best (box, class) pairs) are never needed: a box only
 # suppresses lower-scoring ones, so the kept set is exact whenever max_per_tile boxes survive among them.
 CANDIDATES_PER_TILE_FACTOR = 20
+# First NMS round: each tile's best PREFIX_FACTOR * max_per_tile candidates (see `nms_within_reach`).
+PREFIX_FACTOR = 3
 
 
 @dataclass(frozen=True)
@@ -62,19 +64,60 @@ class OutputDecoder:
         return RawOutput(*decode_yolox(raw, self.spec.input_size, self.spec.decoder["strides"]))
 
 
-def _candidates(scores: np.ndarray, floor: float, per_tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(tile, anchor, column) of the (box, class) pairs scoring above `floor`, at most `per_tile` per tile."""
+def _candidates(scores: np.ndarray, floor: float, per_tile: int, background: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tile, anchor, column) of the (box, class) pairs scoring above `floor`, never a `background`
+    column; where a tile has more than `per_tile`, its best `per_tile` (a few more may pass: the
+    selection also spends up to one slot per anchor on background columns it then drops).
+    Reads `scores` in place, never copies it."""
     n, a, c = scores.shape
     above = scores > floor
+    if background:
+        above[:, :, list(background)] = False
     if above.sum(axis=(1, 2)).max(initial=0) <= per_tile:
         return np.nonzero(above)
+    # argpartition on the raw scores: masking first (-inf below the floor) would hand introselect
+    # millions of equal keys, several times slower than the real values.
+    reach = min(a * c, per_tile + a * len(background))
     flat = scores.reshape(n, a * c)
-    best = np.argpartition(flat, a * c - per_tile, axis=1)[:, a * c - per_tile:]  # (n, per_tile)
-    tile = np.repeat(np.arange(n), per_tile)
+    best = np.argpartition(flat, a * c - reach, axis=1)[:, a * c - reach:]  # (n, reach)
+    tile = np.repeat(np.arange(n), reach)
     index = best.ravel()
-    keep = flat[tile, index] > floor
+    keep = above.reshape(n, a * c)[tile, index]
     tile, index = tile[keep], index[keep]
     return tile, index // c, index % c
+
+
+def nms_within_reach(
+    boxes: np.ndarray, score: np.ndarray, groups: np.ndarray, tile: np.ndarray, iou: float, max_per_tile: int, first_prefix: int
+) -> np.ndarray:
+    """Class-wise NMS of every box that can be among its tile's best `max_per_tile` kept boxes.
+
+    boxes (N, 4), score (N,), groups (N,) (never spanning tiles), tile (N,) int -> (K,) int64 indices
+    of kept boxes. Each round runs `batched_nms` on every open tile's best `prefix` boxes; a tile is
+    done once it keeps `max_per_tile` of them or its prefix holds all its boxes, else the prefix
+    doubles. Exact: greedy NMS decides a box from higher-scoring boxes of its group only, so the
+    decisions inside a prefix are final, and kept boxes beyond it score lower than all within.
+    (The numpy twin of `torch_post.nms_within_reach`.)
+    """
+    if len(score) == 0:
+        return np.zeros((0,), np.int64)
+    order = np.lexsort((-score, tile))  # tile-major, best first; ties keep input order
+    tile_sorted = tile[order]
+    starts = np.searchsorted(tile_sorted, tile_sorted, side="left")
+    rank = np.arange(len(order)) - starts
+    count = np.bincount(tile_sorted)
+    open_tiles = np.ones(len(count), bool)
+    kept_parts = []
+    prefix = first_prefix
+    while True:
+        chosen = order[open_tiles[tile_sorted] & (rank < prefix)]
+        kept = chosen[batched_nms(boxes[chosen], score[chosen], groups[chosen], iou)]
+        done = open_tiles & ((np.bincount(tile[kept], minlength=len(count)) >= max_per_tile) | (count <= prefix))
+        kept_parts.append(kept[done[tile[kept]]])
+        open_tiles &= ~done
+        if not open_tiles.any():
+            return np.concatenate(kept_parts)
+        prefix *= 2
 
 
 def select_detections(raw: RawOutput, spec: ModelSpec, config: DetectConfig, tile_hw: tuple[int, int], score_threshold: float | None = None) -> Detections:
@@ -82,20 +125,15 @@ def select_detections(raw: RawOutput, spec: ModelSpec, config: DetectConfig, til
     floor = config.score_threshold if score_threshold is None else score_threshold
     scores = raw.scores
     columns = np.asarray(spec.output_class_ids)
-    if spec.background_columns:
-        keep_cols = np.setdiff1d(np.arange(scores.shape[2]), spec.background_columns)
-        scores = scores[:, :, keep_cols]
-        columns = columns[keep_cols]
-    tile, anchor, column = _candidates(scores, floor, CANDIDATES_PER_TILE_FACTOR * config.max_per_tile)
+    tile, anchor, column = _candidates(scores, floor, CANDIDATES_PER_TILE_FACTOR * config.max_per_tile, spec.background_columns)
     score = scores[tile, anchor, column]
     groups = tile.astype(np.int64) * scores.shape[2] + column
     pick = top_k_per_group(score, groups, config.pre_nms_top_k)
     tile, anchor, column, score, groups = tile[pick], anchor[pick], column[pick], score[pick], groups[pick]
     boxes = raw.boxes[tile, anchor] * tile_scale(spec, tile_hw)
-    kept = batched_nms(boxes, score, groups, config.nms_iou)
+    kept = nms_within_reach(boxes, score, groups, tile, config.nms_iou, config.max_per_tile, PREFIX_FACTOR * config.max_per_tile)
     kept = kept[top_k_per_group(score[kept], tile[kept], config.max_per_tile)]
     kept = kept[np.lexsort((-score[kept], tile[kept]))]
     th, tw = tile_hw
     xyxy = np.clip(boxes[kept], 0, np.array([tw, th, tw, th], np.float32))
     return Detections(xyxy, score[kept], columns[column[kept]], tile[kept])
-

@@ -19,6 +19,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from ..config import KafkaConfig
 from ..messages import FrameMessage, PayloadTooLargeError, RecordRef, payload_limit
 from .admin import producer_config
+from .partitioning import FramePartitioner
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,11 @@ class FrameProducer:
 
     `queue_full_timeout_s` bounds how long `send` waits for room when librdkafka's local queue is
     full (the broker not keeping up) before raising DeliveryError.
+
+    With `shots_per_camera` (the line's), each frame goes to partition
+    (camera * shots_per_camera + shot) mod P (`FramePartitioner`), P read from the topic's
+    metadata at the first send: every car spreads evenly over the partitions. Without it, or
+    when the topic's metadata is not available, librdkafka hashes the key as before.
     """
 
     def __init__(
@@ -61,8 +67,14 @@ class FrameProducer:
         client_id: str = "inspection-producer",
         queue_full_timeout_s: float = 60.0,
         extra_config: dict[str, Any] | None = None,
+        shots_per_camera: int | None = None,
+        metadata_timeout_s: float = 10.0,
     ) -> None:
         self.bootstrap = bootstrap
+        self.shots_per_camera = shots_per_camera
+        self.metadata_timeout_s = metadata_timeout_s
+        self._partitioner: FramePartitioner | None = None
+        self._partitioner_checked = False
         self.topic = cfg.topic
         self.max_payload_bytes = payload_limit(cfg.message_max_bytes)
         self.queue_full_timeout_s = queue_full_timeout_s
@@ -121,9 +133,11 @@ class FrameProducer:
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
             self._on_delivery(ident, err, msg)
 
+        partition = self._partition(frame)
         while True:
             try:
-                self._producer.produce(self.topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+                self._producer.produce(self.topic, value=value, key=key, headers=headers, on_delivery=on_delivery,
+                                       partition=partition)
                 break
             except BufferError:
                 if time.monotonic() > deadline:
@@ -141,6 +155,25 @@ class FrameProducer:
         with self._lock:
             self._sent += 1
         self._producer.poll(0)
+
+    def _partition(self, frame: FrameMessage) -> int:
+        """The frame's partition, or -1 (librdkafka's "unassigned": hash the key)."""
+        if self.shots_per_camera is None:
+            return -1
+        if not self._partitioner_checked:
+            self._partitioner_checked = True
+            try:
+                topic = self._producer.list_topics(self.topic, timeout=self.metadata_timeout_s).topics.get(self.topic)
+            except KafkaException as exc:
+                topic = None
+                log.warning("no metadata for topic %s (%s): frames partitioned by key hash", self.topic, exc)
+            if topic is not None and topic.error is None and topic.partitions:
+                self._partitioner = FramePartitioner(self.shots_per_camera, len(topic.partitions))
+            else:
+                log.warning("topic %s has no partitions yet: frames partitioned by key hash", self.topic)
+        if self._partitioner is None:
+            return -1
+        return int(self._partitioner.partition(frame.camera, frame.shot))
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery callbacks (send does this too)."""

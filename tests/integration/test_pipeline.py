@@ -55,7 +55,7 @@ def photo_source():
 def produce_car(settings: Settings, source, car_index: int = 1) -> list:
     bootstrap = settings.kafka.bootstrap_servers
     ensure_topics(bootstrap, settings.kafka)
-    with FrameProducer(bootstrap, settings.kafka) as producer:
+    with FrameProducer(bootstrap, settings.kafka, shots_per_camera=settings.line.shots_per_camera) as producer:
         return LineSimulator(settings.line, source, producer).run(1, start_car=car_index, realtime=False)
 
 

@@ -1,6 +1,8 @@
 import json
 
-from inspection.plan import best, load_accuracy, load_rows, plan
+import pytest
+
+from inspection.plan import GpuScaling, best, load_accuracy, load_rows, plan
 
 
 def rows():
@@ -63,3 +65,26 @@ def test_whole_car_measurement_replaces_detector_only_rows():
     ranked = plan([*rows(), whole], ACC, deadline_s=60, frames_per_car=95)
     torch_fp16 = [c for c in ranked if (c.model, c.backend, c.precision) == ("big", "torch", "fp16")]
     assert [c.mode for c in torch_fp16] == ["pipeline"] and torch_fp16[0].frame_ms == 20.0
+
+
+def test_measured_gpu_scaling_replaces_the_linear_assumption(tmp_path):
+    path = tmp_path / "scaling.json"
+    # 2 GPUs: 1.6x, 4 GPUs: 2.4x (efficiency 0.6), measured somewhere named
+    path.write_text(json.dumps({"machine": "2x H100 80GB (test)", "car_s": {"1": 1.2, "2": 0.75, "4": 0.5}}))
+    scaling = GpuScaling.load(path)
+    assert scaling.measured and scaling.speedup(2) == pytest.approx(1.6) and scaling.speedup(3) == pytest.approx(2.0)
+    assert scaling.speedup(8) == pytest.approx(4.8)  # beyond the data: the 4-GPU efficiency kept
+    big = [r for r in rows() if r["backend"] == "torch" and r["mode"] == "batched" and r["model"] == "big"]
+    # 10 ms/frame -> 0.95 s per car on one GPU; a 0.5 s deadline: linear says 2 GPUs, measured says 3
+    (linear,) = plan(big, ACC, deadline_s=0.5, frames_per_car=95)
+    (measured,) = plan(big, ACC, deadline_s=0.5, frames_per_car=95, scaling=scaling)
+    assert linear.gpus_for_deadline == 2 and "assumed linear" in linear.scaling
+    assert measured.gpus_for_deadline == 3 and measured.scaling == "2x H100 80GB (test)"
+    assert GpuScaling.linear().speedup(5) == 5.0
+
+
+def test_scaling_file_without_one_gpu_is_refused(tmp_path):
+    path = tmp_path / "scaling.json"
+    path.write_text(json.dumps({"machine": "x", "car_s": {"2": 0.5}}))
+    with pytest.raises(ValueError, match="1 GPU"):
+        GpuScaling.load(path)

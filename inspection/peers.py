@@ -1,0 +1,181 @@
+"""`inspection bench --peers sahi`: our frame path against SAHI's sliced prediction, same detector.
+
+SAHI (`sahi.predict.get_sliced_prediction`) slices a frame, runs a `DetectionModel` on the slices
+(`batch_size` at a time), shifts each `ObjectPrediction` to frame pixels and merges them. Here its
+model is an adapter of ours (`make_sahi_model`) that calls the SAME detector object our path calls,
+so only slicing, batching and post-processing differ. Slices are the grid's tiles (300×300, no
+overlap), SAHI's merge is NMS/IoU at the detector's `nms_iou`, and the full-frame pass
+(`perform_standard_pred`) is off: what our path does, the SAHI way.
+
+Both run on the same mosaic frames (synthetic.compose over a COCO set, ground truth known), at the
+operating threshold and at the evaluation floor, in one process; each row reports time per frame
+(median over the frames, methods interleaved frame by frame, after one warm-up call each) and frame-level mAP (pycocotools, frame caps as `evaluate`).
+SAHI is an optional extra (`pip install 'inspection[sahi]'`): without it the peers are skipped
+with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from .config import StitchConfig
+from .detections import Detections
+from .evaluate import category_map, coco_scores, detections_to_coco_array, frame_max_dets, to_dataset_classes
+from .stitch import stitch
+from .tiling import TileGrid
+
+if TYPE_CHECKING:
+    from synthetic.coco import CocoDataset
+
+    from .detect.base import Detector
+
+
+def sahi_missing() -> str | None:
+    """Why the SAHI peer cannot run here, or None."""
+    if importlib.util.find_spec("sahi") is None:
+        return "sahi is not installed (pip install 'inspection[sahi]'): SAHI peer skipped"
+    return None
+
+
+def make_sahi_model(detector: "Detector", score_threshold: float) -> Any:
+    """A `sahi.models.base.DetectionModel` whose inference is `detector.detect` on the stacked slices."""
+    from sahi.models.base import DetectionModel
+    from sahi.prediction import ObjectPrediction
+
+    names = detector.spec.class_names
+
+    class InspectionDetectionModel(DetectionModel):  # SAHI's adapter pattern: one subclass per framework
+        def load_model(self) -> None:
+            raise ValueError("InspectionDetectionModel wraps a loaded inspection detector: pass model=")
+
+        def set_model(self, model: Any, **kwargs: Any) -> None:
+            self.model = model
+            self.category_mapping = {str(k): v for k, v in names.items()}
+
+        def perform_inference(self, image: np.ndarray) -> None:
+            self.perform_batch_inference([image])
+
+        def perform_batch_inference(self, images: list[np.ndarray]) -> None:
+            batch = np.stack(images)
+            self._original_predictions = (self.model.detect(batch, score_threshold=self.confidence_threshold), len(images))
+            self._batch_images = None
+
+        def _create_object_prediction_list_from_original_predictions(
+            self, shift_amount_list: Any = None, full_shape_list: Any = None
+        ) -> None:
+            found, n = self._original_predictions
+            shifts = shift_amount_list or [[0, 0]] * n
+            if shifts and not isinstance(shifts[0], (list, tuple)):
+                shifts = [shifts]
+            shapes = full_shape_list or [None] * n
+            if shapes and shapes[0] is not None and not isinstance(shapes[0], (list, tuple)):
+                shapes = [shapes]
+            per_image: list[list[Any]] = [[] for _ in range(n)]
+            for box, score, cls, tile in zip(found.xyxy.tolist(), found.score.tolist(), found.class_id.tolist(), found.tile_index.tolist()):
+                per_image[tile].append(ObjectPrediction(
+                    bbox=box, category_id=int(cls), category_name=names.get(int(cls), str(cls)), score=score,
+                    shift_amount=list(shifts[tile]), full_shape=None if shapes[tile] is None else list(shapes[tile]),
+                ))
+            self._object_prediction_list_per_image = per_image
+
+    return InspectionDetectionModel(model=detector, confidence_threshold=score_threshold, load_at_init=True)
+
+
+def sahi_frame(model: Any, frame: np.ndarray, grid: TileGrid, batch_size: int, nms_iou: float) -> Detections:
+    """SAHI sliced prediction of one frame (grid-sized slices, no overlap) -> frame Detections."""
+    from sahi.predict import get_sliced_prediction
+
+    result = get_sliced_prediction(
+        frame, model, slice_height=grid.tile_size, slice_width=grid.tile_size,
+        overlap_height_ratio=0.0, overlap_width_ratio=0.0, perform_standard_pred=False,
+        postprocess_type="NMS", postprocess_match_metric="IOU", postprocess_match_threshold=nms_iou,
+        postprocess_class_agnostic=False, batch_size=batch_size, force_postprocess_type=True, verbose=0,
+    )
+    preds = result.object_prediction_list
+    return Detections(
+        np.asarray([p.bbox.to_xyxy() for p in preds], np.float32).reshape(-1, 4),
+        np.asarray([p.score.value for p in preds], np.float32),
+        np.asarray([p.category.id for p in preds], np.int32),
+        np.zeros(len(preds), np.int32),
+    )
+
+
+@dataclass(frozen=True)
+class PeerRow:
+    method: str  # "ours", "sahi batch 64", "sahi batch 1"
+    score_threshold: float
+    frames: int
+    ms_per_frame: float  # median over the frames after one warm-up
+    frame_map: float
+    frame_ap50: float
+    detections_per_frame: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_peers(
+    detector: "Detector",
+    dataset: "CocoDataset",
+    grid: TileGrid,
+    stitch_config: StitchConfig,
+    *,
+    thresholds: tuple[float, ...] = (0.3, 0.001),
+    sahi_batches: tuple[int, ...] = (64, 1),
+    frames: int = 2,
+    nms_iou: float = 0.6,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> list[PeerRow]:
+    """Our path (tile, detect, stitch) and SAHI at each batch size, at each threshold, on the same frames."""
+    from synthetic.compose import compose_mosaics
+
+    say = progress or (lambda text: None)
+    mosaics = compose_mosaics(dataset, grid, seed=seed, limit=frames * grid.num_tiles)
+    images = [np.ascontiguousarray(f) for f in mosaics.frames]
+    ids = [int(i) for i in mosaics.frame_ids]
+    mapping = category_map(detector.spec.class_names, dataset.categories)
+    batch = grid.new_batch()
+    k = grid.num_tiles
+
+    def ours(threshold: float) -> Callable[[np.ndarray], Detections]:
+        def run(frame: np.ndarray) -> Detections:
+            dets = detector.detect(grid.tiles(frame, out=batch), score_threshold=threshold)
+            return stitch(dets[(dets.tile_index >= 0) & (dets.tile_index < k)], grid, stitch_config)
+        return run
+
+    def sahi(threshold: float, size: int) -> Callable[[np.ndarray], Detections]:
+        model = make_sahi_model(detector, threshold)
+        return lambda frame: sahi_frame(model, frame, grid, size, nms_iou)
+
+    methods: list[tuple[str, float, Callable[[np.ndarray], Detections]]] = []
+    for threshold in thresholds:
+        methods.append(("ours", threshold, ours(threshold)))
+        if sahi_missing() is None:
+            methods += [(f"sahi batch {b}", threshold, sahi(threshold, b)) for b in sahi_batches]
+    for name, threshold, run in methods:  # warm-up (graphs, caches)
+        say(f"warm-up: {name} at score {threshold:g}")
+        run(images[0])
+    # Interleaved: every method on frame 1, then on frame 2, ...: drift of the machine hits all alike.
+    times: dict[int, list[float]] = {m: [] for m in range(len(methods))}
+    found: dict[int, dict[int, Detections]] = {m: {} for m in range(len(methods))}
+    for f, (image_id, frame) in enumerate(zip(ids, images)):
+        for m, (name, threshold, run) in enumerate(methods):
+            say(f"frame {f + 1}/{len(images)}: {name} at score {threshold:g}")
+            start = time.perf_counter()
+            dets = run(frame)
+            times[m].append(time.perf_counter() - start)
+            found[m][image_id] = to_dataset_classes(dets, mapping)
+    rows = []
+    for m, (name, threshold, _) in enumerate(methods):
+        dets_array = np.concatenate([detections_to_coco_array(i, d) for i, d in found[m].items()])
+        scores = coco_scores(mosaics.frame_gt, dets_array, max_dets=frame_max_dets(grid), score_floor=threshold)
+        rows.append(PeerRow(name, threshold, len(images), statistics.median(times[m]) * 1e3, scores["mAP"], scores["AP50"],
+                            len(dets_array) / len(images)))
+    return rows

@@ -1,0 +1,232 @@
+"""`inspection edge --workers N [--gpus 0,1]`: several edge worker processes under one command.
+
+One Python process cannot keep an H100 busy (decode, stitch and the store share one GIL with the
+infer thread); three processes on one GPU could, but users should not start them by hand. The
+supervisor starts N worker processes per GPU (multiprocessing spawn: no CUDA or Kafka state is
+inherited), each a member of the same consumer group running the existing `EdgePipeline`, pinned
+to its GPU with CUDA_VISIBLE_DEVICES. Delivery guarantees are the pipeline's own: a worker commits
+only what it stored, drains and commits on revocation and on SIGTERM; a worker that dies is
+replaced, and the group redelivers what it had not committed (frames upsert: no duplicates).
+
+- SIGTERM / SIGINT to the supervisor: forwarded to every worker as SIGTERM; each drains, commits
+  and exits; then the supervisor exits 0.
+- A worker that exits while the supervisor is not stopping is restarted after a backoff that
+  doubles (`RestartPolicy`); more than `max_restarts` deaths of one slot within `window_s` stop
+  every worker and the supervisor exits non-zero with one `error:` line.
+- Metrics: worker k serves /metrics, /healthz and /readyz on `metrics_port + k` (listed at start).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+
+from .config import ModelConfig, PipelineConfig, Settings
+
+log = logging.getLogger(__name__)
+
+GPU_BACKENDS = ("torch", "tensorrt")
+AUTO_WORKERS_PER_GPU = 3  # measured on an H100: 3 processes 1.17 s per car, 1 process 1.89 s (issue 13)
+
+
+def uses_gpu(model: ModelConfig) -> bool:
+    return model.device == "cuda" or (model.device == "auto" and model.backend in GPU_BACKENDS)
+
+
+def resolve_workers(pipeline: PipelineConfig, model: ModelConfig) -> int:
+    """Worker processes per GPU (or in all, on the CPU): `pipeline.workers`, or for `auto` 3 per GPU
+    for a GPU backend and 1 on the CPU."""
+    if pipeline.workers == "auto":
+        return AUTO_WORKERS_PER_GPU if uses_gpu(model) else 1
+    return int(pipeline.workers)
+
+
+def worker_gpus(pipeline: PipelineConfig, model: ModelConfig) -> list[int | None]:
+    """The GPU of each worker slot (None: not pinned), GPU-major: [0, 0, 0, 1, 1, 1] for 3 per GPU on 2."""
+    per_gpu = resolve_workers(pipeline, model)
+    if pipeline.gpus is None:
+        return [None] * per_gpu
+    return [gpu for gpu in pipeline.gpus for _ in range(per_gpu)]
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    backoff_s: float = 1.0
+    max_backoff_s: float = 30.0
+    max_restarts: int = 5
+    window_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a spawned worker needs (pickled to the child)."""
+
+    index: int
+    gpu: int | None
+    settings: Settings
+    bootstrap: str
+    metrics_port: int = 0
+    metrics_addr: str = "127.0.0.1"
+    verbose: bool = False
+
+
+def run_worker(spec: WorkerSpec) -> None:
+    """Worker process body: one EdgePipeline until SIGTERM/SIGINT; exit status 1 on a pipeline failure."""
+    if spec.gpu is not None:  # before anything initialises CUDA in this process
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(spec.gpu)
+    from .health import HealthServer
+    from .logs import configure_logging
+    from .pipeline import EdgePipeline, PipelineError, create_detectors
+    from .store import ResultStore
+
+    configure_logging(spec.settings.logging.format, verbose=spec.verbose)
+    name = f"worker {spec.index}" + (f" (gpu {spec.gpu})" if spec.gpu is not None else "")
+    stop = threading.Event()
+    pipeline: EdgePipeline | None = None
+
+    def on_signal(*_: object) -> None:
+        stop.set()
+        if pipeline is not None:
+            pipeline.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    store = ResultStore.open(spec.settings.store)
+    server: HealthServer | None = None
+    try:
+        pipeline = EdgePipeline(spec.settings, create_detectors(spec.settings), store, spec.bootstrap)
+        if stop.is_set():
+            return
+        if spec.metrics_port:
+            server = HealthServer(pipeline.metrics.registry, pipeline.readiness)
+            server.start(spec.metrics_port + spec.index, spec.metrics_addr)
+        stats = pipeline.run()
+        log.info("%s stopped cleanly: %d frames stored, %d parked", name, stats.frames_stored, stats.frames_parked)
+    except PipelineError as exc:
+        log.error("%s failed: %s", name, exc)
+        sys.exit(1)
+    finally:
+        if server is not None:
+            server.close()
+        store.close()
+
+
+@dataclass
+class WorkerSlot:
+    spec: WorkerSpec
+    process: BaseProcess | None = None
+    restart_at: float | None = None
+    deaths: list[float] = field(default_factory=list)
+    last_exit: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"worker {self.spec.index}" + (f" (gpu {self.spec.gpu})" if self.spec.gpu is not None else "")
+
+
+@dataclass(frozen=True)
+class SupervisorResult:
+    exit_code: int
+    restarts: int
+    error: str | None = None
+
+
+class EdgeSupervisor:
+    """Start, watch, restart and stop the worker processes of one `inspection edge` command."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        *,
+        metrics_port: int = 0,
+        metrics_addr: str = "127.0.0.1",
+        verbose: bool = False,
+        restart: RestartPolicy = RestartPolicy(),
+        drain_timeout_s: float = 120.0,
+        poll_s: float = 0.2,
+    ) -> None:
+        self.restart = restart
+        self.drain_timeout_s = drain_timeout_s
+        self.poll_s = poll_s
+        gpus = worker_gpus(settings.pipeline, settings.model)
+        self.slots = [
+            WorkerSlot(WorkerSpec(k, gpu, settings, bootstrap, metrics_port, metrics_addr, verbose))
+            for k, gpu in enumerate(gpus)
+        ]
+        self._ctx = mp.get_context("spawn")
+        self._stop = threading.Event()
+        self.restarts = 0
+
+    def stop(self) -> None:
+        """Ask every worker to drain and commit, then return from `run` (signal-handler safe)."""
+        self._stop.set()
+
+    def worker_pids(self) -> list[int | None]:
+        return [s.process.pid if s.process is not None and s.process.is_alive() else None for s in self.slots]
+
+    def _start(self, slot: WorkerSlot) -> None:
+        slot.process = self._ctx.Process(target=run_worker, args=(slot.spec,), name=f"edge-worker-{slot.spec.index}")
+        slot.process.start()
+        slot.restart_at = None
+        log.info("started %s, pid %s", slot.name, slot.process.pid)
+
+    def run(self) -> SupervisorResult:
+        for slot in self.slots:
+            self._start(slot)
+        if self.slots[0].spec.metrics_port:
+            base = self.slots[0].spec.metrics_port
+            log.info("metrics: %s", ", ".join(f"{s.name} :{base + s.spec.index}/metrics" for s in self.slots))
+        error: str | None = None
+        while not self._stop.is_set() and error is None:
+            now = time.monotonic()
+            for slot in self.slots:
+                error = error or self._watch(slot, now)
+            self._stop.wait(self.poll_s)
+        failed = [s for s in self._drain() if s.last_exit != 0]
+        if error is None and failed:
+            error = "; ".join(f"{s.name} exited with status {s.last_exit} while draining" for s in failed)
+        return SupervisorResult(1 if error else 0, self.restarts, error)
+
+    def _watch(self, slot: WorkerSlot, now: float) -> str | None:
+        """Restart a dead worker when its backoff ends; an error text when it keeps dying."""
+        if slot.restart_at is not None:
+            if now >= slot.restart_at:
+                self.restarts += 1
+                self._start(slot)
+            return None
+        if slot.process is None or slot.process.is_alive():
+            return None
+        slot.last_exit = slot.process.exitcode
+        slot.deaths = [t for t in slot.deaths if now - t <= self.restart.window_s] + [now]
+        if len(slot.deaths) > self.restart.max_restarts:
+            return (f"{slot.name} died {len(slot.deaths)} times within {self.restart.window_s:g} s "
+                    f"(last exit status {slot.last_exit}); see its log lines above")
+        wait = min(self.restart.backoff_s * 2 ** (len(slot.deaths) - 1), self.restart.max_backoff_s)
+        log.warning("%s exited with status %s; restarting in %.1f s", slot.name, slot.last_exit, wait)
+        slot.restart_at = now + wait
+        return None
+
+    def _drain(self) -> list[WorkerSlot]:
+        """SIGTERM to every live worker (each drains and commits), then wait; kill after the timeout.
+        Returns the slots that were drained."""
+        live = [s for s in self.slots if s.process is not None and s.process.is_alive()]
+        for slot in live:
+            os.kill(slot.process.pid, signal.SIGTERM)  # type: ignore[union-attr]
+        deadline = time.monotonic() + self.drain_timeout_s
+        for slot in live:
+            assert slot.process is not None
+            slot.process.join(max(0.0, deadline - time.monotonic()))
+            if slot.process.is_alive():
+                log.error("%s did not drain within %g s: killed (its uncommitted frames are redelivered)", slot.name, self.drain_timeout_s)
+                slot.process.kill()
+                slot.process.join()
+            slot.last_exit = slot.process.exitcode
+        return live
