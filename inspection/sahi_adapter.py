@@ -112,7 +112,11 @@ def sahi_detections(
         postprocess_match_metric="IOS", postprocess_match_threshold=0.5, verbose=0, batch_size=batch_size,
         force_postprocess_type=force,
     )
-    preds = result.object_prediction_list
+    return predictions_to_detections(result.object_prediction_list)
+
+
+def predictions_to_detections(preds: list[Any]) -> Detections:
+    """SAHI's merged `ObjectPrediction` list (frame pixels) -> (N,) Detections."""
     if not preds:
         return Detections.empty()
     xyxy = np.asarray([p.bbox.to_xyxy() for p in preds], np.float32)
