@@ -19,8 +19,8 @@ _.get_next; _.intra_op_num_threads
 _root; _not_found; docs
 down_revision; branch_labels; depends_on; downgrade
 _._positive_workers; _._gpu_indices
-# SAHI calls these on its DetectionModel subclasses (peers.py, sahi_adapter.py)
-_.load_model; _.set_model; _.set_device; _.perform_inference; _._batch_images
+# SAHI calls these on its DetectionModel subclass (sahi_adapter.py)
+_.load_model; _.set_model; _.set_device; _.perform_inference; _.perform_batch_inference; _._batch_images
 _._create_object_prediction_list_from_original_predictions; _._object_prediction_list_per_image
 
 # Kept alive by reference (TensorRT runtime outlives its engine); protobuf descriptor fields read by name.

@@ -2,7 +2,7 @@
 
 SAHI (`sahi.predict.get_sliced_prediction`) slices a frame, runs a `DetectionModel` on the slices
 (`batch_size` at a time), shifts each `ObjectPrediction` to frame pixels and merges them. Here its
-model is an adapter of ours (`make_sahi_model`) that calls the SAME detector object our path calls,
+model is our adapter (`sahi_adapter.make_sahi_model`, also the scene table's) that calls the SAME detector object our path calls,
 so only slicing, batching and post-processing differ. Slices are the grid's tiles (300×300, no
 overlap), SAHI's merge is NMS/IoU at the detector's `nms_iou`, and the full-frame pass
 (`perform_standard_pred`) is off: what our path does, the SAHI way.
@@ -28,6 +28,7 @@ import numpy as np
 from .config import StitchConfig
 from .detections import Detections
 from .evaluate import category_map, coco_scores, detections_to_coco_array, frame_max_dets, to_dataset_classes
+from .sahi_adapter import make_sahi_model, predictions_to_detections
 from .stitch import stitch
 from .tiling import TileGrid
 
@@ -42,58 +43,6 @@ def sahi_missing() -> str | None:
     if importlib.util.find_spec("sahi") is None:
         return "sahi is not installed (pip install 'inspection[sahi]'): SAHI peer skipped"
     return None
-
-
-def make_sahi_model(detector: Detector, score_threshold: float) -> Any:
-    """A `sahi.models.base.DetectionModel` whose inference is `detector.detect` on the stacked slices."""
-    from sahi.models.base import DetectionModel
-    from sahi.prediction import ObjectPrediction
-
-    names = detector.spec.class_names
-
-    class InspectionDetectionModel(DetectionModel):  # SAHI's adapter pattern: one subclass per framework
-        def load_model(self) -> None:
-            raise ValueError("InspectionDetectionModel wraps a loaded inspection detector: pass model=")
-
-        def set_model(self, model: Any, **kwargs: Any) -> None:
-            self.model = model
-            self.category_mapping = {str(k): v for k, v in names.items()}
-
-        def perform_inference(self, image: np.ndarray) -> None:
-            self.perform_batch_inference([image])
-
-        def perform_batch_inference(self, images: list[np.ndarray]) -> None:
-            batch = np.stack(images)
-            self._original_predictions = (self.model.detect(batch, score_threshold=self.confidence_threshold), len(images))
-            self._batch_images = None
-
-        def _create_object_prediction_list_from_original_predictions(
-            self, shift_amount_list: Any = None, full_shape_list: Any = None
-        ) -> None:
-            found, n = self._original_predictions
-            shifts = shift_amount_list or [[0, 0]] * n
-            if shifts and not isinstance(shifts[0], (list, tuple)):
-                shifts = [shifts]
-            shapes = full_shape_list or [None] * n
-            if shapes and shapes[0] is not None and not isinstance(shapes[0], (list, tuple)):
-                shapes = [shapes]
-            per_image: list[list[Any]] = [[] for _ in range(n)]
-            for box, score, cls, tile in zip(
-                found.xyxy.tolist(), found.score.tolist(), found.class_id.tolist(), found.tile_index.tolist()
-            ):
-                per_image[tile].append(
-                    ObjectPrediction(
-                        bbox=box,
-                        category_id=int(cls),
-                        category_name=names.get(int(cls), str(cls)),
-                        score=score,
-                        shift_amount=list(shifts[tile]),
-                        full_shape=None if shapes[tile] is None else list(shapes[tile]),
-                    )
-                )
-            self._object_prediction_list_per_image = per_image
-
-    return InspectionDetectionModel(model=detector, confidence_threshold=score_threshold, load_at_init=True)
 
 
 def sahi_frame(model: Any, frame: np.ndarray, grid: TileGrid, batch_size: int, nms_iou: float) -> Detections:
@@ -116,13 +65,7 @@ def sahi_frame(model: Any, frame: np.ndarray, grid: TileGrid, batch_size: int, n
         force_postprocess_type=True,
         verbose=0,
     )
-    preds = result.object_prediction_list
-    return Detections(
-        np.asarray([p.bbox.to_xyxy() for p in preds], np.float32).reshape(-1, 4),
-        np.asarray([p.score.value for p in preds], np.float32),
-        np.asarray([p.category.id for p in preds], np.int32),
-        np.zeros(len(preds), np.int32),
-    )
+    return predictions_to_detections(result.object_prediction_list)
 
 
 @dataclass(frozen=True)
@@ -171,7 +114,7 @@ def run_peers(
         return run
 
     def sahi(threshold: float, size: int) -> Callable[[np.ndarray], Detections]:
-        model = make_sahi_model(detector, threshold)
+        model = make_sahi_model(detector, threshold, grid.tile_size, grid.batch_size)
         return lambda frame: sahi_frame(model, frame, grid, size, nms_iou)
 
     methods: list[tuple[str, float, Callable[[np.ndarray], Detections]]] = []

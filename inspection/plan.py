@@ -102,6 +102,8 @@ def load_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
             data = json.loads(f.read_text())
             for row in data.get("rows", []):
                 rows.append({**row, "source": str(f)})
+            if len(data.get("extra", {}).get("gpus") or []) > 1:
+                continue  # a car spread over several GPUs: what scaling.json summarises, not one device's speed
             if data.get("cars"):
                 latency = sorted(c["car_latency_s"] for c in data["cars"])[len(data["cars"]) // 2]
                 consumers = data.get("extra", {}).get("consumers", 1)

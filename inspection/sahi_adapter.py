@@ -131,7 +131,11 @@ def sahi_detections(
         batch_size=batch_size,
         force_postprocess_type=force,
     )
-    preds = result.object_prediction_list
+    return predictions_to_detections(result.object_prediction_list)
+
+
+def predictions_to_detections(preds: list[Any]) -> Detections:
+    """SAHI's merged `ObjectPrediction` list (frame pixels) -> (N,) Detections."""
     if not preds:
         return Detections.empty()
     xyxy = np.asarray([p.bbox.to_xyxy() for p in preds], np.float32)

@@ -185,9 +185,14 @@ class TileGrid:
         return batch
 
     def chunks(self) -> list[slice]:
-        """The detector calls of one frame batch: slices of `batch_size` slots over the used ones
-        (tiles + global view). The last call may be short: fixed-shape backends (CUDA graph,
-        TensorRT profile) pad it on their side, CPU backends skip the blank slots."""
+        """The detector calls of one frame batch: slices of `batch_size` slots.
+
+        A grid of one call sends the whole batch (the fixed 64-tile call, blank slot included). A
+        grid of several calls sends the last one short, over the used slots only (tiles + global
+        view): fixed-shape backends (CUDA graph, TensorRT profile) pad it on their side, CPU
+        backends skip the blank slots."""
+        if self.num_chunks == 1:
+            return [slice(0, self.batch_size)]
         used = self.num_tiles + int(self.global_view)
         return [slice(s, min(s + self.batch_size, used)) for s in range(0, used, self.batch_size)]
 

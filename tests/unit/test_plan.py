@@ -103,6 +103,24 @@ def test_end_to_end_results_become_pipeline_rows(tmp_path):
     assert best(ranked).gpus_for_deadline == 1 and best(ranked).map == 0.32
 
 
+def test_cars_spread_over_several_gpus_are_no_single_device_row(tmp_path):
+    """A 2-GPU end-to-end run is a scaling measurement (scaling.json), not one device's speed."""
+    car = {
+        "model": "big",
+        "backend": "torch",
+        "precision": "fp16",
+        "device": "cuda",
+        "frames_per_car": 95,
+        "cars": [{"car_latency_s": 0.9}],
+    }
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    (tmp_path / "one" / "e2e.json").write_text(json.dumps({**car, "extra": {"consumers": 4, "gpus": [0]}}))
+    (tmp_path / "two" / "e2e.json").write_text(json.dumps({**car, "extra": {"consumers": 4, "gpus": [0, 1]}}))
+    (row,) = load_rows([tmp_path])
+    assert row["source"].endswith("one/e2e.json")
+
+
 def test_whole_car_measurement_replaces_detector_only_rows():
     whole = {
         "model": "big",
