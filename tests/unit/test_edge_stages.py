@@ -259,7 +259,7 @@ def test_infer_detects_stitches_into_frame_pixels_and_releases_the_batch(jpeg: b
     detector = OneBoxPerTile()
     job = PrepareStage(preparer)(job_of(frame_record(jpeg)))
     job = InferStage(detector, preparer, GRID, StitchConfig(border_merge=False))(job)
-    assert detector.batches == [(GRID.num_tiles, GRID.tile_size, GRID.tile_size, 3)]  # the used slots, one call
+    assert detector.batches == [(GRID.batch_size, GRID.tile_size, GRID.tile_size, 3)]  # the fixed 64-tile call
     assert job.batch is None and preparer._pool.qsize() == 1
     origin = GRID.origins[9]
     expected = np.array([[10, 20, 30, 40], [10 + origin[0], 20 + origin[1], 30 + origin[0], 40 + origin[1]]], np.float32)

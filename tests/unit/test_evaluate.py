@@ -162,7 +162,7 @@ class OracleDetector(Detector):
         self.thresholds: list[float | None] = []
 
     def detect(self, tiles: np.ndarray, score_threshold: float | None = None) -> Detections:
-        assert tiles.shape == (GRID.num_tiles, 300, 300, 3) and tiles.dtype == np.uint8  # the used slots, one call
+        assert tiles.shape == (64, 300, 300, 3) and tiles.dtype == np.uint8
         self.thresholds.append(score_threshold)
         ids = self.mosaics.tile_image_ids[self.calls]
         self.calls += 1
