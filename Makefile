@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine (Python >= 3.10 with venv):
-#   make demo   – installs into .venv and runs `inspection demo` on the embedded defaults
-#   make test   – installs into .venv (with the dev extra) and runs the test suite
+#   make demo   – installs into .venv (with the demo extra) and runs `inspection demo` on the embedded defaults
+#   make test   – installs into .venv (with the dev extra: demo + analysis + test tools) and runs the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin

@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +45,24 @@ from inspection.store import FrameRecord, ImageStore, ResultStore
 CAMERAS, SHOTS = 5, 19
 TAKT_S = 60.0
 BOXES_PER_FRAME = 32  # mean; Poisson
-CLASSES = ["person", "car", "truck", "bicycle", "chair", "bottle", "cup", "handbag", "backpack", "bench",
-           "potted plant", "book", "clock", "tv", "laptop", "cell phone"]
+CLASSES = [
+    "person",
+    "car",
+    "truck",
+    "bicycle",
+    "chair",
+    "bottle",
+    "cup",
+    "handbag",
+    "backpack",
+    "bench",
+    "potted plant",
+    "book",
+    "clock",
+    "tv",
+    "laptop",
+    "cell phone",
+]
 CLASS_WEIGHTS = np.array([0.30, 0.18, 0.08, 0.06, 0.06, 0.05, 0.05, 0.04, 0.04, 0.03, 0.03, 0.02, 0.02, 0.02, 0.01, 0.01])
 S_NS = 10**9
 
@@ -64,9 +80,9 @@ def fill(db: str, cars: int, images_dir: Path, workers: int, seed: int) -> dict[
     """Write `cars` cars of 5 × 19 frames ending now (one every TAKT_S), as the edge would."""
     if make_url(db).get_backend_name() == "postgresql":
         _admin_create(db)
-    from synthetic.photos import PhotoFrameSource
-    from inspection.messages import encode_image
+    from inspection.messages.images import encode_image
     from inspection.tiling import TileGrid
+    from synthetic.photos import PhotoFrameSource
 
     source = PhotoFrameSource(TileGrid())
     image_store = ImageStore(images_dir)
@@ -92,9 +108,23 @@ def fill(db: str, cars: int, images_dir: Path, workers: int, seed: int) -> dict[
                 processed = captured + int(rng.uniform(0.3, 2.5) * S_NS)
                 if late and shot == SHOTS - 1:
                     processed = deadline + int(rng.uniform(1, 20) * S_NS)
-                record = FrameRecord(car, cam, shot, CAMERAS * SHOTS, captured, deadline, captured + 50_000_000,
-                                     processed, run_id, width=2700, height=2100, image_uri=uris[cam],
-                                     kafka_topic="frames", kafka_partition=cam, kafka_offset=index * SHOTS + shot)
+                record = FrameRecord(
+                    car,
+                    cam,
+                    shot,
+                    CAMERAS * SHOTS,
+                    captured,
+                    deadline,
+                    captured + 50_000_000,
+                    processed,
+                    run_id,
+                    width=2700,
+                    height=2100,
+                    image_uri=uris[cam],
+                    kafka_topic="frames",
+                    kafka_partition=cam,
+                    kafka_offset=index * SHOTS + shot,
+                )
                 if rng.random() < 0.002:
                     store.store_error(record, "decode", f"frame car={car} cam={cam} shot={shot}: not a JPEG (bench)")
                     continue
@@ -116,17 +146,25 @@ def fill(db: str, cars: int, images_dir: Path, workers: int, seed: int) -> dict[
     with ThreadPoolExecutor(workers) as pool:
         boxes = sum(pool.map(write_car, range(cars)))
     for k in range(100):
-        store.store_rejected("frames", k % 5, 10_000_000 + k, b"\xff\xfe", "headers", "no car_id header (bench)",
-                             now_ns - k * S_NS, run_id)
+        store.store_rejected(
+            "frames", k % 5, 10_000_000 + k, b"\xff\xfe", "headers", "no car_id header (bench)", now_ns - k * S_NS, run_id
+        )
     counts = store.counts()
     store.close()
     if make_url(db).get_backend_name() == "postgresql":
         # what autovacuum does a little later on a running line: statistics and visibility map of the new rows
-        with psycopg.connect(make_url(db).set(drivername="postgresql").render_as_string(hide_password=False),
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            make_url(db).set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True
+        ) as conn:
             conn.execute("VACUUM (ANALYZE)")
-    return {"cars": counts.cars, "frames": counts.frames, "detections": counts.detections, "boxes_written": boxes,
-            "fill_s": round(time.perf_counter() - started, 1), "workers": workers}
+    return {
+        "cars": counts.cars,
+        "frames": counts.frames,
+        "detections": counts.detections,
+        "boxes_written": boxes,
+        "fill_s": round(time.perf_counter() - started, 1),
+        "workers": workers,
+    }
 
 
 def _free_port() -> int:
@@ -163,8 +201,22 @@ def time_endpoints(db: str, images_dir: Path, out: Path, repeats: int, csv_rows:
     port = _free_port()
     thumbs = Path(tempfile.mkdtemp(prefix="dashboard-thumbs-"))
     server = subprocess.Popen(
-        [sys.executable, "-m", "inspection.cli", "dashboard", "--db", db, "--images", str(images_dir), "--port", str(port),
-         "--thumbs", str(thumbs)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "inspection.cli",
+            "dashboard",
+            "--db",
+            db,
+            "--images",
+            str(images_dir),
+            "--port",
+            str(port),
+            "--thumbs",
+            str(thumbs),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
     results: dict[str, Any] = {}
@@ -202,11 +254,17 @@ def time_endpoints(db: str, images_dir: Path, out: Path, repeats: int, csv_rows:
         stop.set()
         sampler.join()
         results["csv_export"] = {
-            "rows": rows, "bytes": size, "seconds": round(csv_s, 2), "rows_per_s": round(rows / csv_s),
-            "server_rss_before_mib": round(rss_start, 1), "server_peak_rss_mib": round(max(peak[0], _rss_mib(server.pid, "VmHWM")), 1),
+            "rows": rows,
+            "bytes": size,
+            "seconds": round(csv_s, 2),
+            "rows_per_s": round(rows / csv_s),
+            "server_rss_before_mib": round(rss_start, 1),
+            "server_peak_rss_mib": round(max(peak[0], _rss_mib(server.pid, "VmHWM")), 1),
             "params": params,
         }
-        print(f"csv: {rows} rows in {csv_s:.1f} s, server peak RSS {results['csv_export']['server_peak_rss_mib']} MiB", flush=True)
+        print(
+            f"csv: {rows} rows in {csv_s:.1f} s, server peak RSS {results['csv_export']['server_peak_rss_mib']} MiB", flush=True
+        )
 
         rng = random.Random(1)
         car_ids = [c["car_id"] for c in cars["items"]]
@@ -247,19 +305,29 @@ def time_endpoints(db: str, images_dir: Path, out: Path, repeats: int, csv_rows:
                 wall_ms.append((time.perf_counter() - t0) * 1000)
                 response.raise_for_status()
                 server_ms.append(_server_ms(response))
-            row = {"endpoint": name, "requests": n,
-                   "p50_ms": round(float(np.percentile(server_ms, 50)), 1), "p95_ms": round(float(np.percentile(server_ms, 95)), 1),
-                   "max_ms": round(max(server_ms), 1), "client_p50_ms": round(float(np.percentile(wall_ms, 50)), 1),
-                   "bytes": len(response.content), "meets_150ms_p95": bool(np.percentile(server_ms, 95) <= 150)}
+            row = {
+                "endpoint": name,
+                "requests": n,
+                "p50_ms": round(float(np.percentile(server_ms, 50)), 1),
+                "p95_ms": round(float(np.percentile(server_ms, 95)), 1),
+                "max_ms": round(max(server_ms), 1),
+                "client_p50_ms": round(float(np.percentile(wall_ms, 50)), 1),
+                "bytes": len(response.content),
+                "meets_150ms_p95": bool(np.percentile(server_ms, 95) <= 150),
+            }
             table.append(row)
             print(f"{name:48s} p50 {row['p50_ms']:8.1f} ms  p95 {row['p95_ms']:8.1f} ms  {row['bytes']} B", flush=True)
         results["endpoints"] = table
         page = client.get(f"/cars/{car_ids[0]}")
         thumb_bytes = sum(len(client.get(f"/frames/{f}/thumb.jpg").content) for f in frame_ids)
         static = sum(len(client.get(p).content) for p in ("/static/style.css", "/static/app.js"))
-        results["car_page_transfer"] = {"html_bytes": len(page.content), "thumbnails": len(frame_ids),
-                                        "thumbnail_bytes": thumb_bytes, "static_bytes": static,
-                                        "total_mib": round((len(page.content) + thumb_bytes + static) / 2**20, 3)}
+        results["car_page_transfer"] = {
+            "html_bytes": len(page.content),
+            "thumbnails": len(frame_ids),
+            "thumbnail_bytes": thumb_bytes,
+            "static_bytes": static,
+            "total_mib": round((len(page.content) + thumb_bytes + static) / 2**20, 3),
+        }
     finally:
         server.terminate()
         server.wait(30)
@@ -267,11 +335,22 @@ def time_endpoints(db: str, images_dir: Path, out: Path, repeats: int, csv_rows:
 
 
 def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()],
-            "note": "shared development machine: other jobs ran beside the benchmark (see the load average)"}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()],
+        "note": "shared development machine: other jobs ran beside the benchmark (see the load average)",
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -293,14 +372,38 @@ def main(argv: list[str] | None = None) -> None:
     if args.step in ("fill", "all"):
         print(f"filling {args.db} with {args.cars} cars", flush=True)
         report["fill"] = fill(args.db, args.cars, args.images, args.workers, args.seed)
-        report["fill_command"] = shlex.join(["python", "-m", "benchmarks.dashboard_scale", "fill", "--db", args.db,
-                                             "--cars", str(args.cars), "--workers", str(args.workers)])
+        report["fill_command"] = shlex.join(
+            [
+                "python",
+                "-m",
+                "benchmarks.dashboard_scale",
+                "fill",
+                "--db",
+                args.db,
+                "--cars",
+                str(args.cars),
+                "--workers",
+                str(args.workers),
+            ]
+        )
         print(json.dumps(report["fill"]), flush=True)
     if args.step in ("time", "all"):
         report["time"] = time_endpoints(args.db, args.images, args.out, args.repeats, args.csv_rows)
         report["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
-        report["time_command"] = shlex.join(["python", "-m", "benchmarks.dashboard_scale", "time", "--db", args.db,
-                                             "--repeats", str(args.repeats), "--csv-rows", str(args.csv_rows)])
+        report["time_command"] = shlex.join(
+            [
+                "python",
+                "-m",
+                "benchmarks.dashboard_scale",
+                "time",
+                "--db",
+                args.db,
+                "--repeats",
+                str(args.repeats),
+                "--csv-rows",
+                str(args.csv_rows),
+            ]
+        )
     report_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"wrote {report_path}")
 

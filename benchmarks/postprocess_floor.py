@@ -57,17 +57,22 @@ def main() -> None:
         tiles = grid.tiles(frame)
         outputs = detector.forward(tiles)
         for threshold in thresholds:
-            def post(threshold: float = threshold):
+
+            def post(threshold: float = threshold, outputs=outputs, tiles=tiles):
                 raw = detector.decoder.decode(outputs)
                 return select_detections(raw, detector.spec, settings.detect, tiles.shape[1:3], threshold)
 
             dets = post()
-            rows.append({
-                "frame": f, "score_threshold": threshold, "tile_boxes": len(dets),
-                "frame_boxes": len(stitch(dets, grid, settings.stitch)),
-                "postprocess_ms": median_ms(post, args.repeats),
-                "stitch_ms": median_ms(lambda: stitch(dets, grid, settings.stitch), args.repeats),
-            })
+            rows.append(
+                {
+                    "frame": f,
+                    "score_threshold": threshold,
+                    "tile_boxes": len(dets),
+                    "frame_boxes": len(stitch(dets, grid, settings.stitch)),
+                    "postprocess_ms": median_ms(post, args.repeats),
+                    "stitch_ms": median_ms(lambda dets=dets: stitch(dets, grid, settings.stitch), args.repeats),
+                }
+            )
             print(rows[-1], flush=True)
     summary = {}
     for threshold in thresholds:
@@ -78,10 +83,13 @@ def main() -> None:
         summary[str(threshold)]["total_ms"] = summary[str(threshold)]["postprocess_ms"] + summary[str(threshold)]["stitch_ms"]
     operating, floor = (summary[str(t)]["total_ms"] for t in thresholds[:2])
     result = {
-        "command": "python -m benchmarks.postprocess_floor " + " ".join(
-            f"--{k} {v}" for k, v in vars(args).items()),
-        "machine": machine_description(), "model": settings.model.name, "backend": detector.backend,
-        "rows": rows, "median_per_frame": summary, "floor_over_operating": floor / operating,
+        "command": "python -m benchmarks.postprocess_floor " + " ".join(f"--{k} {v}" for k, v in vars(args).items()),
+        "machine": machine_description(),
+        "model": settings.model.name,
+        "backend": detector.backend,
+        "rows": rows,
+        "median_per_frame": summary,
+        "floor_over_operating": floor / operating,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))

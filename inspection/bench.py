@@ -15,9 +15,9 @@ import platform
 import statistics
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -40,7 +40,7 @@ class Combo:
     eager: bool = False  # torch/tensorrt: no CUDA graph (the "baseline" of the paper-style table)
 
     @classmethod
-    def parse(cls, text: str) -> "Combo":
+    def parse(cls, text: str) -> Combo:
         parts = text.split(":")
         if len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] != "eager"):
             raise ValueError(f"combo {text!r} must be MODEL:BACKEND:PRECISION or MODEL:BACKEND:PRECISION:eager")
@@ -106,7 +106,7 @@ class MemorySampler:
             self.peak = max(self.peak, self._read())
             self._stop.wait(self.period_s)
 
-    def __enter__(self) -> "MemorySampler":
+    def __enter__(self) -> MemorySampler:
         self.peak = self._read()
         self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
         self._thread.start()
@@ -203,9 +203,18 @@ def bench_detector(
         median = statistics.median(times)
         rows.append(
             BenchRow(
-                detector.spec.name, detector.backend, precision, device, mode, size,
-                frame_ms=median * 1e3, frame_ms_min=min(times) * 1e3, tiles_per_s=grid.num_tiles / median,
-                peak_mem_mib=round(memory.peak_mib, 1), mem_kind=memory.kind, repeats=n_repeats,
+                detector.spec.name,
+                detector.backend,
+                precision,
+                device,
+                mode,
+                size,
+                frame_ms=median * 1e3,
+                frame_ms_min=min(times) * 1e3,
+                tiles_per_s=grid.num_tiles / median,
+                peak_mem_mib=round(memory.peak_mib, 1),
+                mem_kind=memory.kind,
+                repeats=n_repeats,
                 detections=int(found) if isinstance(found, (int, np.integer)) else 0,
             )
         )
@@ -214,16 +223,15 @@ def bench_detector(
         record("batched", size, frame_in_batches(detector, batch, size), repeats)
     if naive:
         record("naive", 1, naive_frame(detector, frame, grid), max(1, repeats // 2))
-    forward_only = getattr(detector, "forward_only", None)
     if not forward:
         pass
-    elif forward_only is not None and device == "cuda":
+    elif detector.takes_device_batches and device == "cuda":
         import torch
 
-        on_device = torch.from_numpy(batch).to(detector.device)  # type: ignore[attr-defined]
-        record("forward", grid.batch_size, lambda: forward_only(on_device), max(repeats, 20))
-    elif getattr(detector, "forward", None) is not None:
-        record("forward", grid.batch_size, lambda: detector.forward(batch), repeats)  # type: ignore[attr-defined]
+        on_device = torch.from_numpy(batch).to(detector.device)
+        record("forward", grid.batch_size, lambda: detector.forward_only(on_device), max(repeats, 20))
+    elif detector.has_forward:
+        record("forward", grid.batch_size, lambda: detector.forward(batch), repeats)
     return rows
 
 
@@ -290,27 +298,42 @@ def comparison(rows: list[BenchRow]) -> list[dict[str, object]]:
     baselines = list(picks)
     if batched:
         largest = max(r.batch_size for r in batched)
-        picks.append(("optimised (fastest at the largest batch)", min((r for r in batched if r.batch_size == largest), key=lambda r: r.frame_ms)))
+        picks.append(
+            (
+                "optimised (fastest at the largest batch)",
+                min((r for r in batched if r.batch_size == largest), key=lambda r: r.frame_ms),
+            )
+        )
     forward = [r for r in rows if r.mode == "forward" and r.device == "cuda"]
     if forward:
         picks.append(("bare model (forward only, batch 64)", min(forward, key=lambda r: r.frame_ms)))
     table = []
     for name, r in picks:
         row: dict[str, object] = {
-            "row": name, "model": r.model, "backend": r.backend, "precision": r.precision, "device": r.device,
-            "batch_size": r.batch_size, "frame_ms": round(r.frame_ms, 3), "peak_mem_mib": r.peak_mem_mib,
+            "row": name,
+            "model": r.model,
+            "backend": r.backend,
+            "precision": r.precision,
+            "device": r.device,
+            "batch_size": r.batch_size,
+            "frame_ms": round(r.frame_ms, 3),
+            "peak_mem_mib": r.peak_mem_mib,
         }
-        for base_name, base in baselines:
+        for _, base in baselines:
             row["speedup_vs_" + ("cpu" if base.device == "cpu" else "gpu_eager")] = round(base.frame_ms / r.frame_ms, 1)
         table.append(row)
     return table
 
 
-def write_results(rows: list[BenchRow], out_dir: Path, command: str, machine: dict[str, object], stem: str = "bench") -> list[Path]:
+def write_results(
+    rows: list[BenchRow], out_dir: Path, command: str, machine: dict[str, object], stem: str = "bench"
+) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     data = [asdict(r) for r in rows]
     json_path = out_dir / f"{stem}.json"
-    json_path.write_text(json.dumps({"command": command, "machine": machine, "rows": data, "comparison": comparison(rows)}, indent=2))
+    json_path.write_text(
+        json.dumps({"command": command, "machine": machine, "rows": data, "comparison": comparison(rows)}, indent=2)
+    )
     csv_path = out_dir / f"{stem}.csv"
     with csv_path.open("w", newline="") as f:
         fields = [k for k in data[0] if k != "extra"] + ["speedup_vs_naive"]
@@ -384,10 +407,15 @@ def run_bench(
     rows: list[BenchRow] = []
     for combo in combos:
         combo_device = "cpu" if combo.backend in CPU_BACKENDS else device  # CPU backends run beside the GPU ones
-        model = settings.model.model_copy(update={
-            "name": combo.model, "backend": combo.backend, "precision": combo.precision, "device": combo_device,
-            "cuda_graph": settings.model.cuda_graph and not combo.eager,
-        })
+        model = settings.model.model_copy(
+            update={
+                "name": combo.model,
+                "backend": combo.backend,
+                "precision": combo.precision,
+                "device": combo_device,
+                "cuda_graph": settings.model.cuda_graph and not combo.eager,
+            }
+        )
         label = f"{combo.precision}-eager" if combo.eager else None
         combo_gpu = gpu_index if combo_device == "cuda" else None
         memory_baseline = baseline if combo_gpu is not None else None
@@ -397,16 +425,29 @@ def run_bench(
             for size in batch_sizes:
                 detector = create_detector(model, settings.detect, batch_size=size)
                 try:
-                    rows += bench_detector(detector, frame, grid, [size], repeats, naive and size == 1, combo_device, combo_gpu,
-                                           progress, memory_baseline, label, forward=size == grid.batch_size)
+                    rows += bench_detector(
+                        detector,
+                        frame,
+                        grid,
+                        [size],
+                        repeats,
+                        naive and size == 1,
+                        combo_device,
+                        combo_gpu,
+                        progress,
+                        memory_baseline,
+                        label,
+                        forward=size == grid.batch_size,
+                    )
                 finally:
                     detector.close()
                     _free_device_memory(combo_device)
             continue
         detector = create_detector(model, settings.detect)
         try:
-            rows += bench_detector(detector, frame, grid, batch_sizes, repeats, naive, combo_device, combo_gpu, progress,
-                                   memory_baseline, label)
+            rows += bench_detector(
+                detector, frame, grid, batch_sizes, repeats, naive, combo_device, combo_gpu, progress, memory_baseline, label
+            )
         finally:
             detector.close()
             _free_device_memory(combo_device)

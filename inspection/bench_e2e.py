@@ -26,23 +26,28 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 import yaml
 
-from .bench import MemorySampler, device_sync, time_calls
+from .bench import Combo, MemorySampler, device_sync, time_calls
 from .config import Settings
+from .detect import Detector
+from .edge import EdgePipeline, create_detectors
+from .edge.job import STAGES
+from .edge.supervisor import uses_gpu
 from .kafka import FrameProducer, ensure_topics
-from .messages import FrameMessage, encode_image
-from .pipeline import STAGES, EdgePipeline, create_detectors
+from .messages.contract import FrameMessage
+from .messages.frame_id import FrameId
+from .messages.images import encode_image
 from .store import ResultStore
 from .store.models import Frame
-from .supervisor import uses_gpu
 from .tiling import TileGrid
 
 
@@ -97,7 +102,9 @@ def encode_car(settings: Settings, source: Callable[[int, int, int], np.ndarray]
     }
 
 
-def send_car(settings: Settings, producers: list[FrameProducer], car_id: str, jpegs: dict[tuple[int, int], bytes], deadline_s: float) -> tuple[int, int]:
+def send_car(
+    settings: Settings, producers: list[FrameProducer], car_id: str, jpegs: dict[tuple[int, int], bytes], deadline_s: float
+) -> tuple[int, int]:
     """All cameras fire at once, each from its own thread and producer. Returns (t0, t_acked) ns."""
     line = settings.line
     t0 = time.time_ns()
@@ -108,10 +115,14 @@ def send_car(settings: Settings, producers: list[FrameProducer], car_id: str, jp
         try:
             producer = producers[cam]
             for shot in range(line.shots_per_camera):
-                producer.send(FrameMessage(
-                    car_id=car_id, camera=cam, shot=shot, shots_per_car=line.frames_per_car,
-                    captured_at_ns=time.time_ns(), deadline_at_ns=deadline_ns, payload=jpegs[(cam, shot)],
-                ))
+                producer.send(
+                    FrameMessage(
+                        frame_id=FrameId(car_id, cam, shot, line.frames_per_car),
+                        captured_at_ns=time.time_ns(),
+                        deadline_at_ns=deadline_ns,
+                        payload=jpegs[(cam, shot)],
+                    )
+                )
             producer.flush(60)
         except BaseException as exc:  # re-raised on the calling thread
             errors.append(exc)
@@ -126,18 +137,18 @@ def send_car(settings: Settings, producers: list[FrameProducer], car_id: str, jp
     return t0, time.time_ns()
 
 
-def bare_model_ms(detector: Any, grid: TileGrid, batch: np.ndarray, device: str, repeats: int = 50) -> float | None:
-    forward_only = getattr(detector, "forward_only", None)
+def bare_model_ms(detector: Detector, grid: TileGrid, batch: np.ndarray, device: str, repeats: int = 50) -> float | None:
     sync = device_sync(device)
-    if forward_only is not None and device == "cuda":
+    if detector.takes_device_batches and device == "cuda":
         import torch
 
         on_device = torch.from_numpy(batch).to(detector.device)
 
         def call() -> None:
-            forward_only(on_device)
+            detector.forward_only(on_device)
             sync()
-    elif getattr(detector, "forward", None) is not None:
+    elif detector.has_forward:
+
         def call() -> None:
             detector.forward(batch)
     else:
@@ -147,12 +158,41 @@ def bare_model_ms(detector: Any, grid: TileGrid, batch: np.ndarray, device: str,
     return statistics.median(time_calls(call, repeats, warmup=0)) * 1e3
 
 
+def e2e_settings(settings: Settings, combo: Combo, device: str, deadline_s: float, db: str | None, out: Path) -> Settings:
+    """The settings of an end-to-end run of `combo`: its model on `device` (CPU-only backends on the
+    CPU), the database `db` (default: a fresh SQLite file in `out`, no images kept) and the line's
+    takt, hence each car's deadline, set to `deadline_s`."""
+    model = settings.model.model_copy(
+        update={
+            "name": combo.model,
+            "backend": combo.backend,
+            "precision": combo.precision,
+            "device": "cpu" if combo.backend in ("opencv", "onnxruntime") else device,
+        }
+    )
+    store = settings.store.model_copy(update={"url": db or f"sqlite:///{(out / 'e2e.db').resolve()}", "image_dir": None})
+    return settings.model_copy(
+        update={"model": model, "store": store, "line": settings.line.model_copy(update={"takt_s": deadline_s})}
+    )
+
+
 def spawn_supervisor(settings: Settings, bootstrap: str, workers: int, gpus: list[int] | None, workdir: Path) -> subprocess.Popen:
     """One `inspection edge --workers N [--gpus ...]` command (its log in workdir/edge.log)."""
     config = workdir / "e2e-consumer.yaml"
     config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
-    command = [sys.executable, "-m", "inspection.cli", "edge", "--bootstrap", bootstrap, "--config", str(config),
-               "--workers", str(workers), *(["--gpus", ",".join(map(str, gpus))] if gpus else [])]
+    command = [
+        sys.executable,
+        "-m",
+        "inspection.cli",
+        "edge",
+        "--bootstrap",
+        bootstrap,
+        "--config",
+        str(config),
+        "--workers",
+        str(workers),
+        *(["--gpus", ",".join(map(str, gpus))] if gpus else []),
+    ]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(workdir / "edge.log", "wb"))
 
 
@@ -173,7 +213,9 @@ def car_times_from_db(store: ResultStore, car_id: str) -> tuple[int, int, int] |
     """(frames, first received ns, last processed ns) of a car's frame rows, whichever consumer stored them."""
     with store.engine.connect() as conn:
         row = conn.execute(
-            sa.select(sa.func.count(), sa.func.min(Frame.received_at), sa.func.max(Frame.processed_at)).where(Frame.car_id == car_id)
+            sa.select(sa.func.count(), sa.func.min(Frame.received_at), sa.func.max(Frame.processed_at)).where(
+                Frame.car_id == car_id
+            )
         ).one()
     if not row[0]:
         return None
@@ -225,9 +267,18 @@ def run_e2e(
     say = progress or (lambda text: None)
     grid = TileGrid.from_config(settings.grid)
     suffix = uuid.uuid4().hex[:8]
-    settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={
-        "topic": f"bench-{suffix}", "dlq_topic": f"bench-{suffix}.dlq", "group_id": f"bench-{suffix}",
-        "partitions": max(settings.kafka.partitions, settings.line.cameras)})})
+    settings = settings.model_copy(
+        update={
+            "kafka": settings.kafka.model_copy(
+                update={
+                    "topic": f"bench-{suffix}",
+                    "dlq_topic": f"bench-{suffix}.dlq",
+                    "group_id": f"bench-{suffix}",
+                    "partitions": max(settings.kafka.partitions, settings.line.cameras),
+                }
+            )
+        }
+    )
     ensure_topics(bootstrap, settings.kafka)
     frames_per_car = settings.line.frames_per_car
     say("encoding a car of JPEG frames")
@@ -243,14 +294,17 @@ def run_e2e(
 
     def on_stored(stored: Any, job: Any) -> None:
         with lock:
-            stored_at.setdefault(stored.car_id, []).append(time.time_ns())
-            received_at.setdefault(stored.car_id, []).append(job.received_at_ns)
+            stored_at.setdefault(stored.frame.car_id, []).append(time.time_ns())
+            received_at.setdefault(stored.frame.car_id, []).append(job.received_at_ns)
 
     pipeline = None if supervised else EdgePipeline(settings, detectors, store, bootstrap, on_stored=on_stored)
     children: list[subprocess.Popen] = []
     stop = threading.Event()
     runner = threading.Thread(target=lambda: pipeline.run(stop_when=lambda s: stop.is_set()), name="edge") if pipeline else None
-    producers = [FrameProducer(bootstrap, settings.kafka, client_id=f"camera-{cam}", shots_per_camera=settings.line.shots_per_camera) for cam in range(settings.line.cameras)]
+    producers = [
+        FrameProducer(bootstrap, settings.kafka, client_id=f"camera-{cam}", shots_per_camera=settings.line.shots_per_camera)
+        for cam in range(settings.line.cameras)
+    ]
     timings: list[CarTiming] = []
 
     def wait_for(handled: int) -> None:
@@ -306,7 +360,9 @@ def run_e2e(
                     break
                 say(f"warm-up car {k + 1}: {seen} of {workers} workers stored frames of it; another")
             else:  # a small car may leave a worker without a partition that gets frames: measure anyway
-                say(f"after {max_warmup_cars} warm-up cars not every one of the {workers} workers stored frames of one; measuring anyway")
+                say(
+                    f"after {max_warmup_cars} warm-up cars not every one of the {workers} workers stored frames of one; measuring anyway"
+                )
         else:
             send_car(settings, producers, f"warmup-{suffix}", jpegs, 3600.0)
             wait_for(frames_per_car)
@@ -344,12 +400,19 @@ def run_e2e(
                 detections = stats.detections - detections_before
             else:  # the workers' stage timings are on their /metrics, not here
                 stage_ms, detections = {}, summary.detections
-            timings.append(CarTiming(
-                car_id=car, frames=frames_per_car, car_latency_s=(last - t0) / 1e9, produce_s=(t_acked - t0) / 1e9,
-                first_stored_s=(first - t0) / 1e9, pipeline_fps=frames_per_car / max((last - first_received) / 1e9, 1e-9),
-                stage_ms_per_frame=stage_ms, detections=detections,
-                deadline_met=summary.deadline_met,
-            ))
+            timings.append(
+                CarTiming(
+                    car_id=car,
+                    frames=frames_per_car,
+                    car_latency_s=(last - t0) / 1e9,
+                    produce_s=(t_acked - t0) / 1e9,
+                    first_stored_s=(first - t0) / 1e9,
+                    pipeline_fps=frames_per_car / max((last - first_received) / 1e9, 1e-9),
+                    stage_ms_per_frame=stage_ms,
+                    detections=detections,
+                    deadline_met=summary.deadline_met,
+                )
+            )
     finally:
         stop.set()
         if runner is not None and runner.is_alive():
@@ -362,7 +425,9 @@ def run_e2e(
     latencies = frame_latencies_ms(store, [t.car_id for t in timings])
     say("bare model")
     if supervised:  # the workers are gone: the bare model gets the (default) GPU to itself
-        detectors = create_detectors(settings.model_copy(update={"pipeline": settings.pipeline.model_copy(update={"infer_workers": 1})}))
+        detectors = create_detectors(
+            settings.model_copy(update={"pipeline": settings.pipeline.model_copy(update={"infer_workers": 1})})
+        )
     bare = bare_model_ms(detectors[0], grid, grid.tiles(PhotoFrameSource(grid)(0, 0, 0)), device)
     for each in detectors:
         each.close()
@@ -370,17 +435,30 @@ def run_e2e(
     median_fps = statistics.median(t.pipeline_fps for t in timings)
     bare_fps = 1e3 / bare if bare else None
     return E2EResult(
-        model=settings.model.name, backend=settings.model.backend, precision=settings.model.precision, device=device,
-        decode=settings.pipeline.decode, db=store.engine.url.render_as_string(hide_password=True),
-        frames_per_car=frames_per_car, jpeg_bytes_mean=int(np.mean([len(j) for j in jpegs.values()])),
-        cars=timings, bare_model_ms=bare, bare_model_fps=bare_fps,
+        model=settings.model.name,
+        backend=settings.model.backend,
+        precision=settings.model.precision,
+        device=device,
+        decode=settings.pipeline.decode,
+        db=store.engine.url.render_as_string(hide_password=True),
+        frames_per_car=frames_per_car,
+        jpeg_bytes_mean=int(np.mean([len(j) for j in jpegs.values()])),
+        cars=timings,
+        bare_model_ms=bare,
+        bare_model_fps=bare_fps,
         pipeline_to_bare_ratio=(median_fps / bare_fps) if bare_fps else None,
         peak_gpu_mem_mib=round(max(m.peak_mib for m in samplers.values()), 1) if samplers else None,
         frame_latency_p50_ms=float(np.percentile(latencies, 50)) if latencies.size else None,
         frame_latency_p99_ms=float(np.percentile(latencies, 99)) if latencies.size else None,
         peak_gpu_mem_mib_per_gpu={str(g): round(m.peak_mib, 1) for g, m in samplers.items()},
-        extra={"infer_workers": settings.pipeline.infer_workers, "decode_workers": settings.pipeline.decode_workers,
-               "queue_size": settings.pipeline.queue_size, "jpeg_quality": settings.line.jpeg_quality,
-               "consumers": consumers, "gpus": gpus, "workers_total": consumers * len(gpus or [0]) if supervised else 1,
-               "timing_source": "database frame rows (inspection edge --workers)" if supervised else "in-process callbacks"},
+        extra={
+            "infer_workers": settings.pipeline.infer_workers,
+            "decode_workers": settings.pipeline.decode_workers,
+            "queue_size": settings.pipeline.queue_size,
+            "jpeg_quality": settings.line.jpeg_quality,
+            "consumers": consumers,
+            "gpus": gpus,
+            "workers_total": consumers * len(gpus or [0]) if supervised else 1,
+            "timing_source": "database frame rows (inspection edge --workers)" if supervised else "in-process callbacks",
+        },
     )

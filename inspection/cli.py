@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import shlex
 import signal
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional, TypeVar
 
 import typer
 from rich import box
@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .config import ConfigError, Settings, load_settings
+from .extras import require
 from .logs import configure_logging
 
 # typer >= 0.26 runs on its own copy of click: its context stack is not `click`'s, even where click
@@ -59,7 +60,7 @@ def _errors(command: F) -> F:
             if _debug():
                 raise
             usage = isinstance(exc, (UsageError, ConfigError))
-            known = usage or isinstance(exc, (OSError, ValueError, RuntimeError, LookupError))
+            known = usage or isinstance(exc, (OSError, ValueError, RuntimeError, LookupError, ImportError))
             text = str(exc) if known and str(exc) else f"{type(exc).__name__}: {exc}"
             err_console.print(f"[red]error:[/red] {escape(text)}", soft_wrap=True)
             err_console.print("(run `inspection --debug ...` for the traceback)", style="dim", soft_wrap=True)
@@ -82,7 +83,9 @@ class _Typer(typer.Typer):
 
 
 app = _Typer(help="Streaming edge inspection: Kafka camera frames -> tiled batch detection -> SQL.", no_args_is_help=True)
-model_app = _Typer(help="Models: list, add your own, convert to ONNX, quantize to INT8, build TensorRT engines.", no_args_is_help=True)
+model_app = _Typer(
+    help="Models: list, add your own, convert to ONNX, quantize to INT8, build TensorRT engines.", no_args_is_help=True
+)
 db_app = _Typer(help="Results database: migrations, retention.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(db_app, name="db")
@@ -92,7 +95,9 @@ err_console = Console(stderr=True)
 
 @app.callback()
 def _root(
-    debug: bool = typer.Option(False, "--debug", envvar="INSPECTION_DEBUG", help="show the traceback of a failure instead of one error line"),
+    debug: bool = typer.Option(
+        False, "--debug", envvar="INSPECTION_DEBUG", help="show the traceback of a failure instead of one error line"
+    ),
 ) -> None:
     """Streaming edge inspection: Kafka camera frames -> tiled batch detection -> SQL."""
 
@@ -135,6 +140,24 @@ def _model_errors() -> tuple[type[BaseException], ...]:
     return (MissingBackendError, ModelMismatchError, ModelNotFoundError, UnknownModelError)
 
 
+def _command_line() -> str:
+    """The running command as a user would type it, every option given (defaults too) and nothing
+    left out: written beside results so a run can be repeated exactly."""
+    ctx = get_current_context()
+    words = ["inspection", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if value is None or not param.opts:
+            continue
+        if getattr(param, "is_flag", False) and isinstance(value, bool):
+            names = param.opts if value else getattr(param, "secondary_opts", [])
+            words.extend(names[:1])
+            continue
+        for each in value if isinstance(value, (list, tuple)) else [value]:
+            words.append(f"{max(param.opts, key=len)}={each}")
+    return shlex.join(words)
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)  # messages name extras like inspection[gpu]
     return typer.Exit(code)
@@ -155,7 +178,9 @@ def demo(
     takt: Optional[float] = typer.Option(None, help="seconds between cars (sets each car's deadline)"),
     realtime: bool = typer.Option(True, help="fire the shots on the line's schedule (--no-realtime: all at once)"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the per-car results as JSON"),
-    serve: bool = typer.Option(False, "--serve", help="keep the dashboard up on 127.0.0.1:8050 during and after the run (Ctrl-C ends)"),
+    serve: bool = typer.Option(
+        False, "--serve", help="keep the dashboard up on 127.0.0.1:8050 during and after the run (Ctrl-C ends)"
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     log_format: Optional[str] = LogFormatOpt,
 ) -> None:
@@ -163,8 +188,14 @@ def demo(
     from .demo import dashboard_hint, run_demo, start_demo_dashboard
 
     settings = _settings(
-        config, **{"model.backend": backend, "store.url": db, "kafka.bootstrap_servers": bootstrap, "line.takt_s": takt,
-                   "logging.format": log_format}
+        config,
+        **{
+            "model.backend": backend,
+            "store.url": db,
+            "kafka.bootstrap_servers": bootstrap,
+            "line.takt_s": takt,
+            "logging.format": log_format,
+        },
     )
     configure_logging(settings.logging.format, verbose=verbose)
     if not full:
@@ -193,7 +224,12 @@ def demo(
             if verbose:
                 raise
             raise _fail(f"{type(exc).__name__}: {exc}") from None
-    console.print(demo_table(result.to_dict()["cars"], f"cars ({result.backend}, {result.stats.frames_handled / result.wall_s:.2f} frames/s overall)"))
+    console.print(
+        demo_table(
+            result.to_dict()["cars"],
+            f"cars ({result.backend}, {result.stats.frames_handled / result.wall_s:.2f} frames/s overall)",
+        )
+    )
     if json_path:
         json_path.write_text(json.dumps(result.to_dict(), indent=2, default=str))
         console.print(f"wrote {json_path}")
@@ -214,8 +250,12 @@ def demo(
 def demo_table(cars: list[dict[str, Any]], title: str | None = None) -> Table:
     """The demo's per-car table (rows of `DemoResult.to_dict()["cars"]`); fits 80 columns."""
     # latencies: mean and max per frame (capture -> stored), the car's (first capture -> last stored)
-    table = _table(title, ["car", "frames", "err", "boxes", "mean s", "max s", "car s", "deadline", "met"],
-                   key_width=max((len(c["car_id"]) for c in cars), default=3), fold=("met",))
+    table = _table(
+        title,
+        ["car", "frames", "err", "boxes", "mean s", "max s", "car s", "deadline", "met"],
+        key_width=max((len(c["car_id"]) for c in cars), default=3),
+        fold=("met",),
+    )
 
     def seconds(value: float | None, digits: int = 2) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
@@ -231,7 +271,8 @@ def demo_table(cars: list[dict[str, Any]], title: str | None = None) -> Table:
             seconds(car["max_frame_latency_s"]),
             seconds(car["car_latency_s"]),
             f"{car['deadline_s']:.1f} s",
-            ("[yellow]overdue[/yellow]" if car.get("state") == "overdue" else "-") if met is None
+            ("[yellow]overdue[/yellow]" if car.get("state") == "overdue" else "-")
+            if met is None
             else ("[green]met[/green]" if met else f"[red]late {car['lateness_s']:.1f} s[/red]"),
         )
     return table
@@ -257,18 +298,23 @@ def broker(port: int = typer.Option(0, help="port on 127.0.0.1 (0: a free one)")
 
 @app.command()
 def produce(
-    bootstrap: Optional[str] = typer.Option(None, help="HOST:PORT of the Kafka cluster (default: config kafka.bootstrap_servers)"),
+    bootstrap: Optional[str] = typer.Option(
+        None, help="HOST:PORT of the Kafka cluster (default: config kafka.bootstrap_servers)"
+    ),
     config: Optional[Path] = ConfigOpt,
     cars: int = typer.Option(1, min=0, help="cars to produce (0: until Ctrl-C)"),
     start_car: int = typer.Option(1, min=0),
     source: str = typer.Option("photos", help="photos (built-in), coco (needs --images/--annotations) or dir (needs --images)"),
     images: Optional[Path] = typer.Option(None, help="image directory (coco or dir source)"),
     annotations: Optional[Path] = typer.Option(None, help="COCO instances JSON (coco source)"),
-    realtime: bool = typer.Option(True, help="keep the line's takt schedule (--no-realtime: as fast as possible, stamped when sent)"),
+    realtime: bool = typer.Option(
+        True, help="keep the line's takt schedule (--no-realtime: as fast as possible, stamped when sent)"
+    ),
     log_format: Optional[str] = LogFormatOpt,
 ) -> None:
     """Camera producers: push cars of frames (JPEG + headers) into Kafka on the simulated line."""
     from synthetic.line import LineSimulator
+    from synthetic.sources import SourceChoiceError, frame_source
 
     from .kafka import FrameProducer, check_reachable, ensure_topics
     from .tiling import TileGrid
@@ -278,32 +324,11 @@ def produce(
     bootstrap = settings.kafka.bootstrap_servers
     if not bootstrap:
         raise _fail("no Kafka cluster: pass --bootstrap HOST:PORT or set kafka.bootstrap_servers", 2)
-    if images is not None and not images.is_dir():
-        raise _fail(f"--images {images}: no such directory", 2)
-    if annotations is not None and not annotations.is_file():
-        raise _fail(f"--annotations {annotations}: no such file (a COCO instances JSON)", 2)
-    grid = TileGrid.from_config(settings.grid)
-    if source == "photos":
-        from synthetic.photos import PhotoFrameSource
-
-        frames: Any = PhotoFrameSource(grid)
-    elif source == "coco":
-        from synthetic.coco import CocoDataset
-        from synthetic.compose import MosaicFrameSource
-
-        if not images or not annotations:
-            raise _fail("--source coco needs --images DIR and --annotations instances.json", 2)
-        frames = MosaicFrameSource(CocoDataset.load(images, annotations), grid)
-    elif source == "dir":
-        if not images or not images.is_dir():
-            raise _fail("--source dir needs --images DIR of JPEG frames", 2)
-        files = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
-        if not files:
-            raise _fail(f"no .jpg files in {images}", 2)
-        frames = lambda car, cam, shot: files[(car * 1000 + cam * 100 + shot) % len(files)].read_bytes()  # noqa: E731
-    else:
-        raise _fail(f"unknown --source {source!r} (allowed: photos, coco, dir)", 2)
-    check_reachable(bootstrap, timeout=10)
+    try:
+        frames = frame_source(source, TileGrid.from_config(settings.grid), images, annotations)
+    except SourceChoiceError as exc:
+        raise _fail(str(exc), 2) from None
+    check_reachable(bootstrap, timeout=settings.kafka.connect_timeout_s)
     ensure_topics(bootstrap, settings.kafka)
     with FrameProducer(bootstrap, settings.kafka, shots_per_camera=settings.line.shots_per_camera) as producer:
         sim = LineSimulator(settings.line, frames, producer)
@@ -318,15 +343,21 @@ def produce(
 
 @app.command()
 def edge(
-    bootstrap: Optional[str] = typer.Option(None, help="HOST:PORT of the Kafka cluster (default: config kafka.bootstrap_servers)"),
+    bootstrap: Optional[str] = typer.Option(
+        None, help="HOST:PORT of the Kafka cluster (default: config kafka.bootstrap_servers)"
+    ),
     config: Optional[Path] = ConfigOpt,
     db: Optional[str] = typer.Option(None, help="database URL (default: config store.url)"),
     backend: Optional[str] = typer.Option(None),
     metrics_port: int = typer.Option(0, help="serve Prometheus /metrics, /healthz and /readyz on this port (0: off)"),
     metrics_addr: str = typer.Option("127.0.0.1", help="address for /metrics (0.0.0.0 for a scraper outside the host/pod)"),
     max_frames: int = typer.Option(0, help="stop after handling this many frames (0: run until SIGTERM/Ctrl-C)"),
-    workers: Optional[str] = typer.Option(None, help="worker processes per GPU (or on the CPU), N or auto (default: config pipeline.workers)"),
-    gpus: Optional[str] = typer.Option(None, help="GPU indices the workers spread over, e.g. 0,1 (default: config pipeline.gpus)"),
+    workers: Optional[str] = typer.Option(
+        None, help="worker processes per GPU (or on the CPU), N or auto (default: config pipeline.workers)"
+    ),
+    gpus: Optional[str] = typer.Option(
+        None, help="GPU indices the workers spread over, e.g. 0,1 (default: config pipeline.gpus)"
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     log_format: Optional[str] = LogFormatOpt,
 ) -> None:
@@ -337,8 +368,8 @@ def edge(
     supervisor starts N worker processes per GPU in the same consumer group, forwards SIGTERM/SIGINT,
     restarts a worker that dies, and serves worker k's metrics on --metrics-port + k.
     """
+    from .edge import EdgePipeline, PipelineError, create_detectors
     from .health import HealthServer
-    from .pipeline import EdgePipeline, PipelineError, create_detectors
     from .store import ResultStore
 
     gpu_list = None
@@ -347,17 +378,27 @@ def edge(
             gpu_list = [int(g) for g in gpus.split(",") if g.strip()]
         except ValueError:
             raise _fail(f"--gpus {gpus!r}: expected GPU indices like 0,1", 2) from None
-    settings = _settings(config, **{"kafka.bootstrap_servers": bootstrap, "store.url": db, "model.backend": backend,
-                                    "logging.format": log_format,
-                                    "pipeline.workers": int(workers) if workers and workers.isdigit() else workers,
-                                    "pipeline.gpus": gpu_list})
+    settings = _settings(
+        config,
+        **{
+            "kafka.bootstrap_servers": bootstrap,
+            "store.url": db,
+            "model.backend": backend,
+            "logging.format": log_format,
+            "pipeline.workers": int(workers) if workers and workers.isdigit() else workers,
+            "pipeline.gpus": gpu_list,
+        },
+    )
     configure_logging(settings.logging.format, verbose=verbose)
     bootstrap = settings.kafka.bootstrap_servers
     if not bootstrap:
-        raise _fail("no Kafka cluster: pass --bootstrap HOST:PORT or set kafka.bootstrap_servers (INSPECTION__KAFKA__BOOTSTRAP_SERVERS)", 2)
+        raise _fail(
+            "no Kafka cluster: pass --bootstrap HOST:PORT or set kafka.bootstrap_servers (INSPECTION__KAFKA__BOOTSTRAP_SERVERS)",
+            2,
+        )
     from .kafka import check_reachable
 
-    check_reachable(bootstrap, timeout=10)
+    check_reachable(bootstrap, timeout=settings.kafka.connect_timeout_s)
     if settings.pipeline.workers != 1 or settings.pipeline.gpus is not None:
         if max_frames:
             raise _fail("--max-frames needs one in-process consumer (pipeline.workers 1, no --gpus)", 2)
@@ -381,8 +422,8 @@ def edge(
 
 
 def _supervise(settings: Settings, bootstrap: str, metrics_port: int, metrics_addr: str, verbose: bool) -> None:
+    from .edge.supervisor import EdgeSupervisor
     from .store import ResultStore
-    from .supervisor import EdgeSupervisor
 
     ResultStore.open(settings.store).close()  # schema migrated once, before the workers race to it
     supervisor = EdgeSupervisor(settings, bootstrap, metrics_port=metrics_port, metrics_addr=metrics_addr, verbose=verbose)
@@ -411,11 +452,17 @@ def eval_(
     seed: int = 0,
     letterbox: bool = False,
     json_path: Optional[Path] = typer.Option(None, "--json"),
-    scenes: int = typer.Option(0, min=0, help="instead of mosaics: N line-size scenes per seed (scaled, off-grid images), "
-                               "one table of tiling/stitching configurations and SAHI"),
+    scenes: int = typer.Option(
+        0,
+        min=0,
+        help="instead of mosaics: N line-size scenes per seed (scaled, off-grid images), "
+        "one table of tiling/stitching configurations and SAHI",
+    ),
     seeds: str = typer.Option("0,1,2", help="--scenes: comma-separated scene seeds (mean and spread over them)"),
     overlaps: str = typer.Option("60", help="--scenes: overlapping grids to compare, pixels, comma-separated ('' for none)"),
-    sahi: bool = typer.Option(True, help="--scenes: add the SAHI row (needs the [sahi] extra; skipped with its reason otherwise)"),
+    sahi: bool = typer.Option(
+        True, help="--scenes: add the SAHI row (needs the [sahi] extra; skipped with its reason otherwise)"
+    ),
     device: Optional[str] = typer.Option(None, help="model.device: cpu, cuda or auto"),
 ) -> None:
     """pycocotools mAP at tile level and at stitched-frame level on mosaics of a COCO dataset, plus tiles/s
@@ -427,8 +474,16 @@ def eval_(
     from .stitch import stitch
     from .tiling import TileGrid
 
-    settings = _settings(config, **{"model.name": model, "model.backend": backend, "model.precision": precision, "model.path": path,
-                                    "model.device": device})
+    settings = _settings(
+        config,
+        **{
+            "model.name": model,
+            "model.backend": backend,
+            "model.precision": precision,
+            "model.path": path,
+            "model.device": device,
+        },
+    )
     if not images.is_dir():
         raise _fail(f"--images {images}: no such directory (the COCO images, e.g. val2017/)", 2)
     if not annotations.is_file():
@@ -444,18 +499,39 @@ def eval_(
         return
     with Progress(TextColumn("frames"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("eval", total=None)
-        report = evaluate(detector, dataset, grid, stitch_fn=functools.partial(stitch, config=settings.stitch),
-                          max_tiles=max_tiles, seed=seed, letterbox=letterbox,
-                          progress=lambda done, total: bar.update(task, completed=done, total=total))
-    table = _table(f"{report.model} {report.backend}/{report.precision}: {report.images} images, {report.tiles_per_s:.1f} tiles/s",
-                   ["level", *report.tile])
+        report = evaluate(
+            detector,
+            dataset,
+            grid,
+            stitch_fn=functools.partial(stitch, config=settings.stitch),
+            max_tiles=max_tiles,
+            seed=seed,
+            letterbox=letterbox,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    table = _table(
+        f"{report.model} {report.backend}/{report.precision}: {report.images} images, {report.tiles_per_s:.1f} tiles/s",
+        ["level", *report.tile],
+    )
     for level, scores in (("tile", report.tile), ("frame (stitched)", report.frame)):
         table.add_row(level, *(f"{v:.4f}" for v in scores.values()))
     console.print(table)
     if json_path:
-        json_path.write_text(json.dumps({"tile": report.tile, "frame": report.frame, "tiles_per_s": report.tiles_per_s,
-                                         "model": report.model, "backend": report.backend, "precision": report.precision,
-                                         "images": report.images, "classes_scored": report.classes_scored}, indent=2))
+        json_path.write_text(
+            json.dumps(
+                {
+                    "tile": report.tile,
+                    "frame": report.frame,
+                    "tiles_per_s": report.tiles_per_s,
+                    "model": report.model,
+                    "backend": report.backend,
+                    "precision": report.precision,
+                    "images": report.images,
+                    "classes_scored": report.classes_scored,
+                },
+                indent=2,
+            )
+        )
 
 
 def _int_list(text: str, option: str) -> list[int]:
@@ -465,8 +541,17 @@ def _int_list(text: str, option: str) -> list[int]:
         raise _fail(f"{option} {text!r}: expected comma-separated integers, e.g. 0,1,2", 2) from None
 
 
-def _scene_table(detector: Any, dataset: Any, grid: Any, settings: Settings, scenes: int, seeds: str, overlaps: str,
-                 sahi: bool, json_path: Optional[Path]) -> None:
+def _scene_table(
+    detector: Any,
+    dataset: Any,
+    grid: Any,
+    settings: Settings,
+    scenes: int,
+    seeds: str,
+    overlaps: str,
+    sahi: bool,
+    json_path: Optional[Path],
+) -> None:
     """`inspection eval --scenes N`: one table, mean ± spread over the seeds, JSON beside it."""
     from .scene_eval import evaluate_scenes
 
@@ -475,18 +560,32 @@ def _scene_table(detector: Any, dataset: Any, grid: Any, settings: Settings, sce
         raise _fail("--seeds: give at least one seed, e.g. 0,1,2", 2)
     with Progress(TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("scenes", total=None)
-        report = evaluate_scenes(detector, dataset, grid, settings.stitch, num_scenes=scenes, seeds=seed_list,
-                                 overlaps=_int_list(overlaps, "--overlaps"), sahi=sahi,
-                                 progress=lambda text: bar.update(task, description=text))
+        report = evaluate_scenes(
+            detector,
+            dataset,
+            grid,
+            settings.stitch,
+            num_scenes=scenes,
+            seeds=seed_list,
+            overlaps=_int_list(overlaps, "--overlaps"),
+            sahi=sahi,
+            progress=lambda text: bar.update(task, description=text),
+        )
     objects = sum(s["objects"] for s in report.scenes)
     crossing = sum(s["crossing"] for s in report.scenes)
     spread = "mean ± sd over seeds " + ",".join(str(s) for s in seed_list)
-    table = _table(f"{report.model} {report.backend}/{report.precision}: {scenes} scenes × {len(seed_list)} seeds, {objects} objects, "
-                   f"{crossing / max(objects, 1):.0%} crossing a tile border ({spread})",
-                   ["configuration", "frame mAP", "AP small", "AP medium", "AP large", "border recall", "s/frame"], fold=("configuration",))
+    table = _table(
+        f"{report.model} {report.backend}/{report.precision}: {scenes} scenes × {len(seed_list)} seeds, {objects} objects, "
+        f"{crossing / max(objects, 1):.0%} crossing a tile border ({spread})",
+        ["configuration", "frame mAP", "AP small", "AP medium", "AP large", "border recall", "s/frame"],
+        fold=("configuration",),
+    )
     for name, scores in report.summary().items():
-        table.add_row(name, *(f"{scores[k][0]:.3f}±{scores[k][1]:.3f}" for k in ("mAP", "AP_small", "AP_medium", "AP_large", "border_recall")),
-                      f"{scores['s_per_frame'][0]:.2f}±{scores['s_per_frame'][1]:.2f}")
+        table.add_row(
+            name,
+            *(f"{scores[k][0]:.3f}±{scores[k][1]:.3f}" for k in ("mAP", "AP_small", "AP_medium", "AP_large", "border_recall")),
+            f"{scores['s_per_frame'][0]:.2f}±{scores['s_per_frame'][1]:.2f}",
+        )
     Console(width=max(console.width, 150)).print(table)  # 7 columns of figures: too wide to fold at 80
     for name, why in report.skipped.items():
         console.print(f"{name} row skipped: {why}")
@@ -507,9 +606,17 @@ def bench(
     naive: bool = typer.Option(True, help="also time the one-tile-at-a-time baseline"),
     e2e: int = typer.Option(0, help="also run N whole cars end to end (broker -> database) on the first combo"),
     deadline: float = typer.Option(0.5, help="per-car deadline of the end-to-end cars, seconds"),
-    consumers: int = typer.Option(1, min=1, help="edge consumers sharing the end-to-end cars: 1 in this process, more = `inspection edge --workers N` (N per GPU with --gpus)"),
-    gpus: Optional[str] = typer.Option(None, help="end to end on these GPUs, e.g. 0,1: `inspection edge --workers CONSUMERS --gpus ...`"),
-    join_wait: float = typer.Option(30.0, help="end to end with worker processes: seconds they get to start and join the group before the warm-up car"),
+    consumers: int = typer.Option(
+        1,
+        min=1,
+        help="edge consumers sharing the end-to-end cars: 1 in this process, more = `inspection edge --workers N` (N per GPU with --gpus)",
+    ),
+    gpus: Optional[str] = typer.Option(
+        None, help="end to end on these GPUs, e.g. 0,1: `inspection edge --workers CONSUMERS --gpus ...`"
+    ),
+    join_wait: float = typer.Option(
+        30.0, help="end to end with worker processes: seconds they get to start and join the group before the warm-up car"
+    ),
     db: Optional[str] = typer.Option(None, help="database of the end-to-end run (default: a fresh SQLite file in --out)"),
     out: Path = typer.Option(Path("benchmarks/results"), help="folder for bench.json/csv/png and e2e.json"),
     peers: list[str] = typer.Option([], help="peer methods around the same detector on the same frames: sahi (extra [sahi])"),
@@ -528,16 +635,7 @@ def bench(
     except ValueError as exc:
         raise _fail(str(exc), 2) from None
     sizes = [int(s) for s in batch_sizes.split(",")]
-    command = shlex.join(
-        ["inspection", "bench", *(f"--combo={c}" for c in combo), f"--device={device}", f"--batch-sizes={batch_sizes}",
-         f"--repeats={repeats}", "--naive" if naive else "--no-naive", f"--out={out}",
-         *([f"--e2e={e2e}", f"--deadline={deadline}", f"--consumers={consumers}"] if e2e else []),
-         *([f"--gpus={gpus}"] if e2e and gpus else []),
-         *([f"--join-wait={join_wait:g}"] if e2e and (gpus or consumers > 1) else []),
-         *(f"--peers={p}" for p in peers),
-         *([f"--peer-frames={peer_frames}", f"--peer-thresholds={peer_thresholds}", f"--peer-batches={peer_batches}"] if peers else []),
-         *([f"--config={config}"] if config else [])]
-    )
+    command = _command_line()
     machine = machine_description()
     rows = []
     if sizes and sizes != [0]:
@@ -548,17 +646,32 @@ def bench(
                 raise _fail(str(exc)) from None
         console.print(bench_table(rows))
         compared = comparison(rows)
-        compare = _table("baselines vs optimised (same run)", list(compared[0]) if compared else [], right=False,
-                     fold=tuple(compared[0]) if compared else ())
+        compare = _table(
+            "baselines vs optimised (same run)",
+            list(compared[0]) if compared else [],
+            right=False,
+            fold=tuple(compared[0]) if compared else (),
+        )
         for item in compared:
             compare.add_row(*(str(v) for v in item.values()))
         console.print(compare)
         for written in write_results(rows, out, command, machine):
             console.print(f"wrote {written}")
     if peers:
-        _bench_peers(settings, combos[0], device, peers, peer_images, peer_annotations, peer_frames,
-                     tuple(float(t) for t in peer_thresholds.split(",")), tuple(int(b) for b in peer_batches.split(",")),
-                     out, command, machine)
+        _bench_peers(
+            settings,
+            combos[0],
+            device,
+            peers,
+            peer_images,
+            peer_annotations,
+            peer_frames,
+            tuple(float(t) for t in peer_thresholds.split(",")),
+            tuple(int(b) for b in peer_batches.split(",")),
+            out,
+            command,
+            machine,
+        )
     if e2e:
         gpu_list = [int(g) for g in gpus.split(",") if g.strip()] if gpus else None
         _bench_e2e(settings, combos[0], device, e2e, deadline, db, out, command, machine, consumers, gpu_list, join_wait)
@@ -571,19 +684,39 @@ def bench_table(rows: list[Any]) -> Group:
         combos.setdefault((r.model, r.backend, r.precision, r.device), []).append(r)
     tables = []
     for (model, backend, precision, device), group in combos.items():
-        table = _table(f"{model} {backend}/{precision} on {device} (time per frame = the grid's tiles + blank padding)",
-                       ["mode", "batch", "ms/frame", "tiles/s", "peak MiB", "memory", "× naive"], key_width=7)
+        table = _table(
+            f"{model} {backend}/{precision} on {device} (time per frame = the grid's tiles + blank padding)",
+            ["mode", "batch", "ms/frame", "tiles/s", "peak MiB", "memory", "× naive"],
+            key_width=7,
+        )
         for r in group:
-            table.add_row(r.mode, str(r.batch_size), f"{r.frame_ms:.1f}", f"{r.tiles_per_s:.1f}",
-                          "-" if r.peak_mem_mib is None else f"{r.peak_mem_mib:.0f}", r.mem_kind,
-                          str(r.extra.get("speedup_vs_naive", "")))
+            table.add_row(
+                r.mode,
+                str(r.batch_size),
+                f"{r.frame_ms:.1f}",
+                f"{r.tiles_per_s:.1f}",
+                "-" if r.peak_mem_mib is None else f"{r.peak_mem_mib:.0f}",
+                r.mem_kind,
+                str(r.extra.get("speedup_vs_naive", "")),
+            )
         tables.append(table)
     return Group(*tables)
 
 
-def _bench_peers(settings: Settings, combo: Any, device: str, peers: list[str], images: Optional[Path], annotations: Optional[Path],
-                 frames: int, thresholds: tuple[float, ...], batches: tuple[int, ...], out: Path, command: str,
-                 machine: dict[str, Any]) -> None:
+def _bench_peers(
+    settings: Settings,
+    combo: Any,
+    device: str,
+    peers: list[str],
+    images: Optional[Path],
+    annotations: Optional[Path],
+    frames: int,
+    thresholds: tuple[float, ...],
+    batches: tuple[int, ...],
+    out: Path,
+    command: str,
+    machine: dict[str, Any],
+) -> None:
     from synthetic.coco import CocoDataset
 
     from .detect import create_detector
@@ -598,71 +731,127 @@ def _bench_peers(settings: Settings, combo: Any, device: str, peers: list[str], 
     reason = sahi_missing()
     if reason:
         console.print(f"skipped: {reason}")
-    model = settings.model.model_copy(update={
-        "name": combo.model, "backend": combo.backend, "precision": combo.precision,
-        "device": "cpu" if combo.backend in ("opencv", "onnxruntime") else device})
+    model = settings.model.model_copy(
+        update={
+            "name": combo.model,
+            "backend": combo.backend,
+            "precision": combo.precision,
+            "device": "cpu" if combo.backend in ("opencv", "onnxruntime") else device,
+        }
+    )
     try:
         detector = create_detector(model, settings.detect)
     except _model_errors() as exc:
         raise _fail(str(exc)) from None
     with console.status("peers") as status:
-        rows = run_peers(detector, CocoDataset.load(images, annotations), TileGrid.from_config(settings.grid), settings.stitch,
-                         thresholds=thresholds, sahi_batches=batches, frames=frames, nms_iou=settings.detect.nms_iou,
-                         progress=lambda text: status.update(text))
+        rows = run_peers(
+            detector,
+            CocoDataset.load(images, annotations),
+            TileGrid.from_config(settings.grid),
+            settings.stitch,
+            thresholds=thresholds,
+            sahi_batches=batches,
+            frames=frames,
+            nms_iou=settings.detect.nms_iou,
+            progress=lambda text: status.update(text),
+        )
     detector.close()
     ours = {r.score_threshold: r.ms_per_frame for r in rows if r.method == "ours"}
-    table = _table(f"{combo.model} {combo.backend}/{combo.precision} on {device}: our frame path vs peers, same detector, same frames",
-                   ["method", "score", "ms/frame", "× ours", "frame mAP", "AP50", "dets/frame"], key_width=13)
+    table = _table(
+        f"{combo.model} {combo.backend}/{combo.precision} on {device}: our frame path vs peers, same detector, same frames",
+        ["method", "score", "ms/frame", "× ours", "frame mAP", "AP50", "dets/frame"],
+        key_width=13,
+    )
     for r in rows:
-        table.add_row(r.method, f"{r.score_threshold:g}", f"{r.ms_per_frame:.1f}", f"{r.ms_per_frame / ours[r.score_threshold]:.2f}",
-                      f"{r.frame_map:.4f}", f"{r.frame_ap50:.4f}", f"{r.detections_per_frame:.0f}")
+        table.add_row(
+            r.method,
+            f"{r.score_threshold:g}",
+            f"{r.ms_per_frame:.1f}",
+            f"{r.ms_per_frame / ours[r.score_threshold]:.2f}",
+            f"{r.frame_map:.4f}",
+            f"{r.frame_ap50:.4f}",
+            f"{r.detections_per_frame:.0f}",
+        )
     console.print(table)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "peers.json"
-    path.write_text(json.dumps({"command": command, "machine": machine, "sahi_skipped": reason,
-                                "rows": [r.to_dict() for r in rows]}, indent=2))
+    path.write_text(
+        json.dumps(
+            {"command": command, "machine": machine, "sahi_skipped": reason, "rows": [r.to_dict() for r in rows]}, indent=2
+        )
+    )
     console.print(f"wrote {path}")
 
 
-def _bench_e2e(settings: Settings, combo: Any, device: str, cars: int, deadline: float, db: Optional[str], out: Path,
-               command: str, machine: dict[str, Any], consumers: int = 1, gpus: list[int] | None = None,
-               join_wait: float = 30.0) -> None:
-    from .bench_e2e import run_e2e
+def _bench_e2e(
+    settings: Settings,
+    combo: Any,
+    device: str,
+    cars: int,
+    deadline: float,
+    db: Optional[str],
+    out: Path,
+    command: str,
+    machine: dict[str, Any],
+    consumers: int = 1,
+    gpus: list[int] | None = None,
+    join_wait: float = 30.0,
+) -> None:
+    from .bench_e2e import e2e_settings, run_e2e
     from .demo import kafka_cluster
 
     out.mkdir(parents=True, exist_ok=True)
-    model = settings.model.model_copy(update={
-        "name": combo.model, "backend": combo.backend, "precision": combo.precision,
-        "device": "cpu" if combo.backend in ("opencv", "onnxruntime") else device})
-    store = settings.store.model_copy(update={"url": db or f"sqlite:///{(out / 'e2e.db').resolve()}", "image_dir": None})
-    settings = settings.model_copy(update={"model": model, "store": store,
-                                           "line": settings.line.model_copy(update={"takt_s": deadline})})
+    settings = e2e_settings(settings, combo, device, deadline, db, out)
     with console.status("end to end") as status, kafka_cluster(settings) as (bootstrap, _embedded):
-        result = run_e2e(settings, bootstrap, cars, deadline, progress=lambda text: status.update(text),
-                         consumers=consumers, workdir=out, gpus=gpus, join_wait_s=join_wait)
+        result = run_e2e(
+            settings,
+            bootstrap,
+            cars,
+            deadline,
+            progress=lambda text: status.update(text),
+            consumers=consumers,
+            workdir=out,
+            gpus=gpus,
+            join_wait_s=join_wait,
+        )
     stages = list(result.cars[0].stage_ms_per_frame)
     workers = f"{consumers} worker(s) per GPU on GPUs {gpus}" if gpus else f"{consumers} consumer(s)"
-    table = _table(f"end to end: {result.frames_per_car} frames per car, {workers}, {result.backend}/{result.precision} "
-                   f"on {result.device}, decode {result.decode}, {result.db}",
-                   ["car", "car latency s", "produce s", "first stored s", "frames/s", "met"], key_width=4,
-                   fold=("car latency s", "produce s", "first stored s"))
+    table = _table(
+        f"end to end: {result.frames_per_car} frames per car, {workers}, {result.backend}/{result.precision} "
+        f"on {result.device}, decode {result.decode}, {result.db}",
+        ["car", "car latency s", "produce s", "first stored s", "frames/s", "met"],
+        key_width=4,
+        fold=("car latency s", "produce s", "first stored s"),
+    )
     per_stage = _table("time per frame in each stage, ms", ["car", *stages], key_width=4)
     for c in result.cars:
-        table.add_row(c.car_id[-4:], f"{c.car_latency_s:.3f}", f"{c.produce_s:.3f}", f"{c.first_stored_s:.3f}", f"{c.pipeline_fps:.1f}",
-                      str(c.deadline_met))
+        table.add_row(
+            c.car_id[-4:],
+            f"{c.car_latency_s:.3f}",
+            f"{c.produce_s:.3f}",
+            f"{c.first_stored_s:.3f}",
+            f"{c.pipeline_fps:.1f}",
+            str(c.deadline_met),
+        )
         per_stage.add_row(c.car_id[-4:], *(f"{v:.2f}" for v in c.stage_ms_per_frame.values()))
     console.print(table)
     if stages:
         console.print(per_stage)
     if result.frame_latency_p50_ms is not None:
-        console.print(f"frame latency (received from Kafka -> stored): p50 {result.frame_latency_p50_ms:.1f} ms, "
-                      f"p99 {result.frame_latency_p99_ms:.1f} ms")
+        console.print(
+            f"frame latency (received from Kafka -> stored): p50 {result.frame_latency_p50_ms:.1f} ms, "
+            f"p99 {result.frame_latency_p99_ms:.1f} ms"
+        )
     if result.peak_gpu_mem_mib_per_gpu:
-        console.print("peak GPU memory per GPU (NVML, all workers): "
-                      + ", ".join(f"GPU {g} {mib:.0f} MiB" for g, mib in result.peak_gpu_mem_mib_per_gpu.items()))
+        console.print(
+            "peak GPU memory per GPU (NVML, all workers): "
+            + ", ".join(f"GPU {g} {mib:.0f} MiB" for g, mib in result.peak_gpu_mem_mib_per_gpu.items())
+        )
     if result.bare_model_ms:
-        console.print(f"bare model {result.bare_model_ms:.2f} ms per 64-tile batch ({result.bare_model_fps:.0f} frames/s); "
-                      f"pipeline/bare = {result.pipeline_to_bare_ratio:.2f}; peak GPU memory {result.peak_gpu_mem_mib} MiB")
+        console.print(
+            f"bare model {result.bare_model_ms:.2f} ms per 64-tile batch ({result.bare_model_fps:.0f} frames/s); "
+            f"pipeline/bare = {result.pipeline_to_bare_ratio:.2f}; peak GPU memory {result.peak_gpu_mem_mib} MiB"
+        )
     path = out / "e2e.json"
     path.write_text(json.dumps({"command": command, "machine": machine, "deadline_s": deadline, **result.to_dict()}, indent=2))
     console.print(f"wrote {path}")
@@ -675,15 +864,21 @@ def plan_cmd(
     frames_per_car: int = typer.Option(95, help="cameras × shots"),
     results: list[Path] = typer.Option([Path("benchmarks")], help="bench/eval JSON files or folders"),
     top: int = typer.Option(10, help="rows to show"),
-    scaling: Path = typer.Option(Path("benchmarks/h100/scaling.json"), help="measured whole-car latency on 1, 2, 4 GPUs (benchmarks/h100/run_multi_gpu.py); missing: linear scaling assumed and said"),
+    scaling: Path = typer.Option(
+        Path("benchmarks/h100/scaling.json"),
+        help="measured whole-car latency on 1, 2, 4 GPUs (benchmarks/h100/run_multi_gpu.py); missing: linear scaling assumed and said",
+    ),
 ) -> None:
     """Most accurate model/backend/precision/batch meeting the per-car deadline on measured hardware, and GPUs per line."""
     from .plan import GpuScaling, best, load_accuracy, load_rows, plan
 
     missing = [p for p in results if not p.exists()]
     if missing:
-        raise _fail(f"--results {', '.join(map(str, missing))}: no such file or folder (run `inspection bench --out DIR` "
-                    "first, or run from the repository, whose benchmarks/ holds measured results)", 2)
+        raise _fail(
+            f"--results {', '.join(map(str, missing))}: no such file or folder (run `inspection bench --out DIR` "
+            "first, or run from the repository, whose benchmarks/ holds measured results)",
+            2,
+        )
     rows = load_rows(results)
     if not rows:
         raise _fail(f"no bench results under {', '.join(map(str, results))} (run `inspection bench` first)")
@@ -692,11 +887,21 @@ def plan_cmd(
     except (ValueError, KeyError) as exc:
         raise _fail(f"--scaling {scaling}: {exc}", 2) from None
     ranked = plan(rows, load_accuracy(results), deadline, takt, frames_per_car, scaling=gpu_scaling)
-    console.print(f"GPU scaling: {'measured on ' + gpu_scaling.machine + ' (' + gpu_scaling.source + ')' if gpu_scaling.measured else gpu_scaling.machine}")
-    console.print(plan_table(ranked[:top], f"deadline {deadline:g} s per car ({frames_per_car} frames)" + (f", takt {takt:g} s" if takt else "")))
+    console.print(
+        f"GPU scaling: {'measured on ' + gpu_scaling.machine + ' (' + gpu_scaling.source + ')' if gpu_scaling.measured else gpu_scaling.machine}"
+    )
+    console.print(
+        plan_table(
+            ranked[:top], f"deadline {deadline:g} s per car ({frames_per_car} frames)" + (f", takt {takt:g} s" if takt else "")
+        )
+    )
     choice = best(ranked)
     if choice is not None:
-        fits = "meets the deadline on one GPU" if choice.gpus_for_deadline == 1 else f"needs {choice.gpus_for_deadline} GPUs for the deadline"
+        fits = (
+            "meets the deadline on one GPU"
+            if choice.gpus_for_deadline == 1
+            else f"needs {choice.gpus_for_deadline} GPUs for the deadline"
+        )
         console.print(
             f"choose {choice.model} / {choice.backend} / {choice.precision}, batch {choice.batch_size} on {choice.device}: "
             f"{choice.car_s_one_gpu:.2f} s per car on one device, {fits}; a line at this takt needs {choice.gpus} device(s)"
@@ -705,11 +910,22 @@ def plan_cmd(
 
 def plan_table(candidates: list[Any], title: str | None = None) -> Table:
     """`inspection plan` candidates as a table that fits 80 columns."""
-    table = _table(title, ["model", "runs on", "ms/frame", "car s (1 GPU)", "mAP", "GPUs"],
-                   key_width=max((len(c.model) for c in candidates), default=5), right=True, fold=("runs on", "car s (1 GPU)"))
+    table = _table(
+        title,
+        ["model", "runs on", "ms/frame", "car s (1 GPU)", "mAP", "GPUs"],
+        key_width=max((len(c.model) for c in candidates), default=5),
+        right=True,
+        fold=("runs on", "car s (1 GPU)"),
+    )
     for c in candidates:
-        table.add_row(c.model, f"{c.backend} {c.precision} {c.device} {c.mode} batch {c.batch_size}", f"{c.frame_ms:.1f}",
-                      f"{c.car_s_one_gpu:.2f}", "?" if c.map is None else f"{c.map:.3f}", str(c.gpus))
+        table.add_row(
+            c.model,
+            f"{c.backend} {c.precision} {c.device} {c.mode} batch {c.batch_size}",
+            f"{c.frame_ms:.1f}",
+            f"{c.car_s_one_gpu:.2f}",
+            "?" if c.map is None else f"{c.map:.3f}",
+            str(c.gpus),
+        )
     return table
 
 
@@ -722,12 +938,14 @@ def dashboard(
     images: Optional[Path] = typer.Option(None, help="the edge's image store (default: config store.image_dir)"),
     host: str = typer.Option("127.0.0.1", help="address to bind; anything but loopback needs --token"),
     port: int = typer.Option(8050, min=0, max=65535),
-    token: Optional[str] = typer.Option(None, envvar="INSPECTION_DASHBOARD_TOKEN",
-                                        help="required on every request (header, or ?token= once in the browser)"),
+    token: Optional[str] = typer.Option(
+        None, envvar="INSPECTION_DASHBOARD_TOKEN", help="required on every request (header, or ?token= once in the browser)"
+    ),
     thumbs: Optional[Path] = typer.Option(None, help="thumbnail cache folder (default: the user cache directory)"),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Web dashboard and JSON API on the results database: line, cars, frame viewer, detections, problems."""
+    require("fastapi", "dashboard", "inspection dashboard")
     from .dashboard import BindRefusedError, DashboardConfig, check_bind, serve
 
     settings = _settings(config, **{"store.url": db, "store.image_dir": str(images) if images else None})
@@ -735,8 +953,15 @@ def dashboard(
         check_bind(host, token)
     except BindRefusedError as exc:
         raise _fail(str(exc), 2) from None
-    options: dict[str, Any] = {"db_url": settings.store.url, "images_dir": settings.store.image_dir, "host": host,
-                               "port": port, "token": token, "cameras": settings.line.cameras, "grid": settings.grid}
+    options: dict[str, Any] = {
+        "db_url": settings.store.url,
+        "images_dir": settings.store.image_dir,
+        "host": host,
+        "port": port,
+        "token": token,
+        "cameras": settings.line.cameras,
+        "grid": settings.grid,
+    }
     if thumbs is not None:
         options["thumbs_dir"] = thumbs
     dashboard_config = DashboardConfig(**options)
@@ -747,8 +972,10 @@ def dashboard(
     except (DatabaseMissingError, ValueError) as exc:
         raise _fail(str(exc), 2) from None
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    console.print(f"dashboard on http://{shown}:{port}/ (db {escape(settings.store.url)}, read-only)"
-                  + (" — open it once as /?token=<token>" if token else ""))
+    console.print(
+        f"dashboard on http://{shown}:{port}/ (db {escape(settings.store.url)}, read-only)"
+        + (" — open it once as /?token=<token>" if token else "")
+    )
     serve(dashboard_config)
 
 
@@ -778,8 +1005,10 @@ def model_list(
         names = list(spec.class_names.values())
         source = "built-in" if spec.source == "built-in" else f"user model, {spec.source}"
         console.print(f"[bold]{name}[/bold]  ({escape(source)})")
-        console.print(f"  family {spec.family}, input {spec.input_size[0]}×{spec.input_size[1]} {spec.layout} {spec.channel_order}, "
-                      f"tiles {spec.fit}; {len(names)} classes: {escape(', '.join(names[:6]))}{', …' if len(names) > 6 else ''}")
+        console.print(
+            f"  family {spec.family}, input {spec.input_size[0]}×{spec.input_size[1]} {spec.layout} {spec.channel_order}, "
+            f"tiles {spec.fit}; {len(names)} classes: {escape(', '.join(names[:6]))}{', …' if len(names) > 6 else ''}"
+        )
         for f in status.files:
             where = escape(str(f.path)) if f.path else f"[yellow]missing[/yellow]: {escape(f.how)}"
             console.print(f"  {f.kind:<20} {where}")
@@ -805,9 +1034,13 @@ def model_convert(name: str = typer.Argument("ssd_mobilenet_v2_coco"), out: Opti
 def model_add(
     name: str = typer.Argument(..., help="the name model.name will use (lower case, digits, _ - .)"),
     onnx: Path = typer.Option(..., "--onnx", help="the exported ONNX file (copied into the model directory)"),
-    family: str = typer.Option(..., help="output layout: ssd (TF OD API box encodings + scores), yolox, yolov8 (Ultralytics YOLOv8/YOLO11)"),
+    family: str = typer.Option(
+        ..., help="output layout: ssd (TF OD API box encodings + scores), yolox, yolov8 (Ultralytics YOLOv8/YOLO11)"
+    ),
     classes: Path = typer.Option(..., help="class names, one per line, in the model's score-column order"),
-    input_size: Optional[int] = typer.Option(None, help="network input side for a file with a dynamic input (default: the file's, else 320)"),
+    input_size: Optional[int] = typer.Option(
+        None, help="network input side for a file with a dynamic input (default: the file's, else 320)"
+    ),
     fit: Optional[str] = typer.Option(None, help="how a tile becomes the input: pad (YOLO default) or resize (SSD default)"),
     force: bool = typer.Option(False, help="replace a user model of the same name"),
 ) -> None:
@@ -820,8 +1053,10 @@ def model_add(
         spec = register_model(name, onnx, family, classes, input_size, fit, force)
     except (*_model_errors(), ValueError, FileNotFoundError, FileExistsError) as exc:
         raise _fail(str(exc)) from None
-    console.print(f"registered {spec.name} ({spec.family}, input {spec.input_size[0]}×{spec.input_size[1]}, {len(spec.class_names)} classes, "
-                  f"tiles {spec.fit}): {spec.source}")
+    console.print(
+        f"registered {spec.name} ({spec.family}, input {spec.input_size[0]}×{spec.input_size[1]}, {len(spec.class_names)} classes, "
+        f"tiles {spec.fit}): {spec.source}"
+    )
     console.print(f"use it with model.name={spec.name}, e.g. INSPECTION__MODEL__NAME={spec.name} inspection demo")
 
 
@@ -840,11 +1075,17 @@ def model_remove(name: str = typer.Argument(...)) -> None:
 @model_app.command("quantize")
 def model_quantize(
     name: str = typer.Argument("ssd_mobilenet_v2_coco"),
-    images: Optional[Path] = typer.Option(None, help="calibration images: real line frames (cut by the grid) or any photos (default: the demo's photo frames)"),
-    annotations: Optional[Path] = typer.Option(None, help="with --images: a COCO instances JSON, to calibrate on the composer's mosaics"),
+    images: Optional[Path] = typer.Option(
+        None, help="calibration images: real line frames (cut by the grid) or any photos (default: the demo's photo frames)"
+    ),
+    annotations: Optional[Path] = typer.Option(
+        None, help="with --images: a COCO instances JSON, to calibrate on the composer's mosaics"
+    ),
     tiles: int = typer.Option(256, min=1, help="calibration tiles"),
     method: str = typer.Option("minmax", help="activation range calibration: minmax, percentile or entropy"),
-    for_: str = typer.Option("onnxruntime,tensorrt", "--for", help="which QDQ graphs to write: onnxruntime (CPU), tensorrt, or both"),
+    for_: str = typer.Option(
+        "onnxruntime,tensorrt", "--for", help="which QDQ graphs to write: onnxruntime (CPU), tensorrt, or both"
+    ),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """INT8 by explicit quantization: the raw ONNX graph -> QDQ graphs (per-channel INT8 weights, activations calibrated on real tiles)."""
@@ -859,21 +1100,31 @@ def model_quantize(
     settings = _settings(config)
     try:
         spec = load_spec(name)
-        written = quantize_model(spec, TileGrid.from_config(settings.grid), images, annotations,
-                                 QuantizeSettings(method=method, tiles=tiles), flavours=flavours,
-                                 progress=lambda text: console.print(escape(text)))
+        written = quantize_model(
+            spec,
+            TileGrid.from_config(settings.grid),
+            images,
+            annotations,
+            QuantizeSettings(method=method, tiles=tiles),
+            flavours=flavours,
+            progress=lambda text: console.print(escape(text)),
+        )
     except (*_model_errors(), ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
     for flavour, path in written.items():
         console.print(f"{flavour}: {path}")
-    console.print(f"run it with model.precision=int8 (onnxruntime), or: inspection model build-engine {name} --precision int8 (TensorRT)")
+    console.print(
+        f"run it with model.precision=int8 (onnxruntime), or: inspection model build-engine {name} --precision int8 (TensorRT)"
+    )
 
 
 @model_app.command("build-engine")
 def model_build_engine(
     name: str = typer.Argument("ssd_mobilenet_v2_coco"),
     precision: str = typer.Option("fp16", help="fp32, fp16 or int8 (int8: from the QDQ graph of `inspection model quantize`)"),
-    calibration_images: Optional[Path] = typer.Option(None, help="int8 without a QDQ graph yet: quantize first, calibrating on these real line frames"),
+    calibration_images: Optional[Path] = typer.Option(
+        None, help="int8 without a QDQ graph yet: quantize first, calibrating on these real line frames"
+    ),
     onnx: Optional[Path] = typer.Option(None, help="the ONNX graph (default: the model cache; for int8 its TensorRT QDQ graph)"),
     cache_dir: Optional[Path] = typer.Option(None, help="engine and timing caches (default: <model cache>/engines)"),
     contexts: int = typer.Option(2, min=1, max=8, help="optimisation profiles = execution contexts in flight"),
@@ -891,8 +1142,10 @@ def model_build_engine(
         raise _fail(f"--precision {precision!r}: allowed fp32, fp16, int8", 2)
     missing = [m for m in ("tensorrt", "pycuda") if importlib.util.find_spec(m) is None]
     if missing:
-        raise _fail(f"building an engine needs {' and '.join(missing)}: on a Jetson JetPack 6 ships TensorRT 10 (python3-libnvinfer) "
-                    "and pycuda installs with pip; on an x86 GPU node: pip install 'inspection[gpu]' (see deploy/jetson/README.md)")
+        raise _fail(
+            f"building an engine needs {' and '.join(missing)}: on a Jetson JetPack 6 ships TensorRT 10 (python3-libnvinfer) "
+            "and pycuda installs with pip; on an x86 GPU node: pip install 'inspection[gpu]' (see deploy/jetson/README.md)"
+        )
     from .detect.engine import build_engine, cuda_primary_context, default_engine_dir
 
     settings = _settings(config)
@@ -902,10 +1155,20 @@ def model_build_engine(
             onnx_path = int8_path(spec, flavour="tensorrt")
             if not onnx_path.is_file():
                 if calibration_images is None:
-                    raise _fail(f"no INT8 QDQ graph for TensorRT at {onnx_path}: run `inspection model quantize {name}` "
-                                "(any machine; copy the model directory here), or pass --calibration-images DIR to quantize now", 2)
-                quantize_model(spec, TileGrid.from_config(settings.grid), calibration_images, None, QuantizeSettings(),
-                               flavours=["tensorrt"], progress=lambda text: console.print(escape(text)))
+                    raise _fail(
+                        f"no INT8 QDQ graph for TensorRT at {onnx_path}: run `inspection model quantize {name}` "
+                        "(any machine; copy the model directory here), or pass --calibration-images DIR to quantize now",
+                        2,
+                    )
+                quantize_model(
+                    spec,
+                    TileGrid.from_config(settings.grid),
+                    calibration_images,
+                    None,
+                    QuantizeSettings(),
+                    flavours=["tensorrt"],
+                    progress=lambda text: console.print(escape(text)),
+                )
         else:
             onnx_path = resolve_model_file(spec, "onnx", onnx)
     except (*_model_errors(), ValueError, FileNotFoundError) as exc:
@@ -917,7 +1180,9 @@ def model_build_engine(
 
 
 @db_app.command("upgrade")
-def db_upgrade(db: Optional[str] = typer.Option(None, help="database URL (default: config store.url)"), config: Optional[Path] = ConfigOpt) -> None:
+def db_upgrade(
+    db: Optional[str] = typer.Option(None, help="database URL (default: config store.url)"), config: Optional[Path] = ConfigOpt
+) -> None:
     """Bring the results database schema to the newest Alembic revision."""
     from .store import upgrade_database
 
@@ -931,7 +1196,9 @@ def db_upgrade(db: Optional[str] = typer.Option(None, help="database URL (defaul
 
 @db_app.command("prune")
 def db_prune(
-    older_than: Optional[str] = typer.Option(None, help="delete results and images older than this (30d, 12h, 2w); default: config retention"),
+    older_than: Optional[str] = typer.Option(
+        None, help="delete results and images older than this (30d, 12h, 2w); default: config retention"
+    ),
     images_older_than: Optional[str] = typer.Option(None, help="delete only frame images older than this (rows stay)"),
     yes: bool = typer.Option(False, "--yes", help="really delete (without it: a dry run that reports what would go)"),
     db: Optional[str] = typer.Option(None, help="database URL (default: config store.url)"),
@@ -952,16 +1219,33 @@ def db_prune(
         rows_age = timedelta(days=retention.rows_days) if retention.rows_days else None
         images_age = timedelta(days=retention.images_days) if retention.images_days else None
     if rows_age is None and images_age is None:
-        raise _fail("nothing to prune: pass --older-than 30d (or --images-older-than 7d), or set retention.rows_days / retention.images_days", 2)
+        raise _fail(
+            "nothing to prune: pass --older-than 30d (or --images-older-than 7d), or set retention.rows_days / retention.images_days",
+            2,
+        )
     with ResultStore.open(settings.store, migrate=False) as store:
-        report = prune(store, rows_older_than=rows_age, images_older_than=images_age,
-                       default_image_dir=settings.store.image_dir, dry_run=not yes)
+        report = prune(
+            store,
+            rows_older_than=rows_age,
+            images_older_than=images_age,
+            default_image_dir=settings.store.image_dir,
+            dry_run=not yes,
+        )
     when = ", ".join(
-        f"{what} before {at:%Y-%m-%d %H:%M} UTC" for what, at in (("rows", report.rows_before), ("images", report.images_before)) if at
+        f"{what} before {at:%Y-%m-%d %H:%M} UTC"
+        for what, at in (("rows", report.rows_before), ("images", report.images_before))
+        if at
     )
-    table = _table(f"{'would delete (dry run)' if report.dry_run else 'deleted'}: {when}", ["what", "count", "bytes"], key_width=14)
-    for what, count in (("cars", report.cars), ("frames", report.frames), ("detections", report.detections),
-                        ("rejected", report.rejected), ("image uri cleared", report.images_cleared)):
+    table = _table(
+        f"{'would delete (dry run)' if report.dry_run else 'deleted'}: {when}", ["what", "count", "bytes"], key_width=14
+    )
+    for what, count in (
+        ("cars", report.cars),
+        ("frames", report.frames),
+        ("detections", report.detections),
+        ("rejected", report.rejected),
+        ("image uri cleared", report.images_cleared),
+    ):
         table.add_row(what, str(count), "")
     table.add_row("image files", str(report.image_files), f"{report.image_bytes:,}")
     console.print(table)
@@ -969,10 +1253,6 @@ def db_prune(
         console.print(f"{report.images_missing} referenced image file(s) were already gone or outside a known image directory")
     if report.dry_run:
         console.print("dry run: nothing deleted; add --yes to delete")
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    app()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -31,12 +31,17 @@ class GridConfig(_Section):
     frame_height: int = Field(2100, gt=0)
     tile_size: int = Field(300, gt=0)
     overlap: int = Field(0, ge=0, description="pixels shared by neighbouring tiles (stride = tile - overlap)")
-    batch_size: int = Field(64, gt=0, description="tiles per detector call; a larger grid takes several calls, blank tiles pad the last")
-    global_view: bool = Field(True, description="the first spare slot of the batch holds the whole frame downscaled to one tile "
-                              "(objects larger than a tile); its boxes are fused with the tiles' (stitch.global_*)")
+    batch_size: int = Field(
+        64, gt=0, description="tiles per detector call; a larger grid takes several calls, blank tiles pad the last"
+    )
+    global_view: bool = Field(
+        True,
+        description="the first spare slot of the batch holds the whole frame downscaled to one tile "
+        "(objects larger than a tile); its boxes are fused with the tiles' (stitch.global_*)",
+    )
 
     @model_validator(mode="after")
-    def _check(self) -> "GridConfig":
+    def _check(self) -> GridConfig:
         if self.overlap >= self.tile_size:
             raise ValueError(f"grid.overlap={self.overlap} must be smaller than grid.tile_size={self.tile_size}")
         if self.tile_size > min(self.frame_width, self.frame_height):
@@ -45,21 +50,30 @@ class GridConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: str = Field("ssd_mobilenet_v2_coco", description="a built-in model or one registered with `inspection model add` (inspection model list)")
+    name: str = Field(
+        "ssd_mobilenet_v2_coco",
+        description="a built-in model or one registered with `inspection model add` (inspection model list)",
+    )
     backend: Literal["opencv", "onnxruntime", "torch", "tensorrt"] = "onnxruntime"
     precision: Literal["fp32", "fp16", "bf16", "int8"] = Field("fp32", description="bf16: backend torch only")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     path: Path | None = Field(None, description="ONNX (or frozen graph) to use instead of the registry's default location")
     threads: int = Field(0, ge=0, description="CPU threads for the backend; 0 = library default")
-    cuda_graph: bool = Field(True, description="torch/tensorrt on CUDA: capture the fixed-size batch once as a CUDA graph and replay it")
+    cuda_graph: bool = Field(
+        True, description="torch/tensorrt on CUDA: capture the fixed-size batch once as a CUDA graph and replay it"
+    )
     compile: Literal["none", "default", "max-autotune"] = Field(
         "none",
         description="torch: torch.compile (inductor) the fixed-shape part (normalise, network, decode, top-k) with "
         "fullgraph=True; max-autotune times kernel choices (minutes at start). With cuda_graph the backend's own "
         "capture replays the compiled kernels (inductor's cudagraphs stay off)",
     )
-    contexts: int = Field(2, ge=1, le=8, description="tensorrt: execution contexts (one optimisation profile each) = batches in flight")
-    engine_cache_dir: Path | None = Field(None, description="tensorrt: engine, timing and calibration caches; None = <model cache>/engines")
+    contexts: int = Field(
+        2, ge=1, le=8, description="tensorrt: execution contexts (one optimisation profile each) = batches in flight"
+    )
+    engine_cache_dir: Path | None = Field(
+        None, description="tensorrt: engine, timing and calibration caches; None = <model cache>/engines"
+    )
 
     @field_validator("name")
     @classmethod
@@ -80,30 +94,44 @@ class DetectConfig(_Section):
 
 class StitchConfig(_Section):
     merge: Literal["none", "nms", "nmm"] = Field(
-        "nmm", description="how duplicates of one object seen by overlapping tiles are merged (grid.overlap > 0): "
-        "nms keeps the best copy, nmm fuses the copies (fusion_*)"
+        "nmm",
+        description="how duplicates of one object seen by overlapping tiles are merged (grid.overlap > 0): "
+        "nms keeps the best copy, nmm fuses the copies (fusion_*)",
     )
     match_metric: Literal["iou", "ios"] = "ios"
     match_threshold: float = Field(0.5, gt=0.0, le=1.0)
-    border_merge: bool = Field(True, description="join the halves of an object cut by a tile border (same class, touching the border)")
+    border_merge: bool = Field(
+        True, description="join the halves of an object cut by a tile border (same class, touching the border)"
+    )
     border_rule: Literal["cut", "pairwise"] = Field(
-        "cut", description="cut: both pieces touch the same grid line from opposite sides, pieces of 3+ tiles joined too; "
-        "pairwise: the earlier rule (one pass over pairs touching any border)"
+        "cut",
+        description="cut: both pieces touch the same grid line from opposite sides, pieces of 3+ tiles joined too; "
+        "pairwise: the earlier rule (one pass over pairs touching any border)",
     )
     border_tolerance_px: float = Field(6.0, ge=0.0, description="how close to the shared border both halves must end")
     border_min_overlap: float = Field(0.5, gt=0.0, le=1.0, description="1-D IoU of the halves' extents along the border")
-    fusion_box: Literal["union", "weighted"] = Field("union", description="a fused box: the union of its members, or their score-weighted mean")
+    fusion_box: Literal["union", "weighted"] = Field(
+        "union", description="a fused box: the union of its members, or their score-weighted mean"
+    )
     fusion_score: Literal["max", "noisy_or"] = Field(
-        "noisy_or", description="a fused box's score: its best member's, or 1 - prod(1 - s) over the members (agreement raises it)"
+        "noisy_or",
+        description="a fused box's score: its best member's, or 1 - prod(1 - s) over the members (agreement raises it)",
     )
     fusion_min_ratio: float = Field(
-        0.25, ge=0.0, le=1.0, description="a matched box scoring below this share of its keeper's score is suppressed, not fused "
-        "(low-score boxes do not widen good ones; 0 = fuse every match, as SAHI's NMM)"
+        0.25,
+        ge=0.0,
+        le=1.0,
+        description="a matched box scoring below this share of its keeper's score is suppressed, not fused "
+        "(low-score boxes do not widen good ones; 0 = fuse every match, as SAHI's NMM)",
     )
     global_min_size_px: float = Field(
-        150.0, ge=0.0, description="global-view boxes whose longer side (frame pixels) is shorter are dropped: the tiles see those objects better"
+        150.0,
+        ge=0.0,
+        description="global-view boxes whose longer side (frame pixels) is shorter are dropped: the tiles see those objects better",
     )
-    global_match_threshold: float = Field(0.5, gt=0.0, le=1.0, description="IoU of a global-view box and a tile box that makes them one object")
+    global_match_threshold: float = Field(
+        0.5, gt=0.0, le=1.0, description="IoU of a global-view box and a tile box that makes them one object"
+    )
 
 
 class KafkaConfig(_Section):
@@ -111,14 +139,21 @@ class KafkaConfig(_Section):
     topic: str = "frames"
     dlq_topic: str = "frames.dlq"
     group_id: str = "inspection-edge"
-    partitions: int = Field(12, gt=0, description="frames topic partitions; 12 divides evenly among 1, 2, 3, 4 or 6 consumers (producers pick frame index mod P)")
+    partitions: int = Field(
+        12,
+        gt=0,
+        description="frames topic partitions; 12 divides evenly among 1, 2, 3, 4 or 6 consumers (producers pick frame index mod P)",
+    )
     replication_factor: int = Field(-1, ge=-1, description="replicas of created topics; -1 = the broker's default")
-    message_max_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024, description="largest frame record; payloads up to this minus 16 KiB")
+    message_max_bytes: int = Field(
+        8 * 1024 * 1024, ge=64 * 1024, description="largest frame record; payloads up to this minus 16 KiB"
+    )
     session_timeout_ms: int = Field(6000, ge=1000)
     poll_timeout_s: float = Field(0.2, gt=0)
+    connect_timeout_s: float = Field(10.0, gt=0, description="how long a command waits for the cluster to answer at start")
 
     @model_validator(mode="after")
-    def _check(self) -> "KafkaConfig":
+    def _check(self) -> KafkaConfig:
         if self.replication_factor == 0:
             raise ValueError("kafka.replication_factor must be >= 1, or -1 for the broker's default")
         if self.topic == self.dlq_topic:
@@ -130,7 +165,9 @@ class StoreConfig(_Section):
     url: str = "sqlite:///inspection.db"
     image_dir: Path | None = Field(Path("var/images"), description="content-addressed frame images; None keeps no images")
     connect_retries: int = Field(5, ge=0, description="extra connection attempts at start (0 = try once)")
-    connect_backoff_s: float = Field(0.5, gt=0, description="wait before the first retry; doubles each retry (up to max_backoff_s)")
+    connect_backoff_s: float = Field(
+        0.5, gt=0, description="wait before the first retry; doubles each retry (up to max_backoff_s)"
+    )
     max_backoff_s: float = Field(30.0, gt=0, description="cap of the doubling wait between retries of an unavailable database")
     connect_timeout_s: float = Field(10.0, gt=0, description="PostgreSQL connect timeout per attempt")
     sqlite_busy_timeout_s: float = Field(30.0, gt=0, description="how long a SQLite writer waits for the write lock")
@@ -148,17 +185,22 @@ class LineConfig(_Section):
 
 
 class PipelineConfig(_Section):
-    decode: Literal["cpu", "gpu"] = Field("cpu", description="JPEG decode + tiling on the CPU, or on the GPU (nvJPEG; torch backend)")
+    decode: Literal["cpu", "gpu"] = Field(
+        "cpu", description="JPEG decode + tiling on the CPU, or on the GPU (nvJPEG; torch backend)"
+    )
     decode_workers: int = Field(2, gt=0)
     infer_workers: int = Field(1, gt=0, le=8, description="detector instances, one thread (and CUDA stream) each")
     switch_interval_s: float = Field(0.0005, gt=0, description="CPython thread switch interval while the pipeline runs")
     queue_size: int = Field(4, gt=0, description="bound of each inter-stage queue (frames)")
     stage_timeout_s: float = Field(120.0, gt=0, description="a frame stuck this long in decoding stops the consumer (no commit)")
     workers: int | Literal["auto"] = Field(
-        1, description="edge worker processes per GPU (or on the CPU), one consumer-group member each, under one "
+        1,
+        description="edge worker processes per GPU (or on the CPU), one consumer-group member each, under one "
         "`inspection edge`; auto: 3 per GPU for torch/tensorrt on CUDA, 1 otherwise",
     )
-    gpus: list[int] | None = Field(None, description="GPU indices the workers are spread over (CUDA_VISIBLE_DEVICES per worker); None: no pinning")
+    gpus: list[int] | None = Field(
+        None, description="GPU indices the workers are spread over (CUDA_VISIBLE_DEVICES per worker); None: no pinning"
+    )
 
     @field_validator("workers")
     @classmethod
@@ -178,8 +220,12 @@ class PipelineConfig(_Section):
 class ValidationConfig(_Section):
     """Bounds a frame's headers must keep, besides the line's geometry (camera, shot, frames per car)."""
 
-    max_future_s: float = Field(30.0, ge=0, description="a frame captured further ahead of this consumer's clock is refused (clock skew)")
-    max_age_s: float = Field(7 * 86400.0, gt=0, description="a frame captured longer ago is refused (Kafka keeps 7 days by default)")
+    max_future_s: float = Field(
+        30.0, ge=0, description="a frame captured further ahead of this consumer's clock is refused (clock skew)"
+    )
+    max_age_s: float = Field(
+        7 * 86400.0, gt=0, description="a frame captured longer ago is refused (Kafka keeps 7 days by default)"
+    )
     max_deadline_s: float = Field(3600.0, gt=0, description="deadline_at may be at most this far after captured_at")
 
 
@@ -193,13 +239,17 @@ class OverdueConfig(_Section):
 class HealthConfig(_Section):
     """/healthz, /readyz and the lag gauges served next to /metrics (`--metrics-port`)."""
 
-    lag_interval_s: float = Field(5.0, gt=0, description="how often consumer lag per partition is refreshed (librdkafka statistics)")
+    lag_interval_s: float = Field(
+        5.0, gt=0, description="how often consumer lag per partition is refreshed (librdkafka statistics)"
+    )
     stall_s: float = Field(120.0, gt=0, description="/readyz fails when no frame was handled for this long while lag > 0")
     db_check_s: float = Field(10.0, gt=0, description="/readyz checks the database at most this often")
 
 
 class LoggingConfig(_Section):
-    format: Literal["text", "json"] = Field("text", description="text (rich on a terminal, plain lines otherwise) or json (one object per line)")
+    format: Literal["text", "json"] = Field(
+        "text", description="text (rich on a terminal, plain lines otherwise) or json (one object per line)"
+    )
 
 
 class RetentionConfig(_Section):
@@ -258,7 +308,7 @@ def _dotted_to_nested(dotted: dict[str, Any]) -> dict[str, Any]:
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     """`INSPECTION__MODEL__BACKEND=onnxruntime` -> {"model": {"backend": "onnxruntime"}} (values parsed as YAML)."""
     dotted = {
-        key[len(ENV_PREFIX):].lower().replace("__", "."): yaml.safe_load(value)
+        key[len(ENV_PREFIX) :].lower().replace("__", "."): yaml.safe_load(value)
         for key, value in environ.items()
         if key.startswith(ENV_PREFIX)
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -66,32 +66,3 @@ def log_car_deadline(deadline: CarDeadline, logger: logging.Logger = log) -> Non
         logger.info(deadline.describe())
     else:
         logger.warning(deadline.describe())
-
-
-@dataclass
-class DeadlineTracker:
-    """Running totals over the cars this process completed (one per consumer, no global state)."""
-
-    cars_completed: int = 0
-    cars_late: int = 0
-    worst_lateness_s: float | None = None
-    last: CarDeadline | None = None
-
-    def record(self, deadline: CarDeadline, logger: logging.Logger | None = log) -> None:
-        self.cars_completed += 1
-        self.cars_late += 0 if deadline.met else 1
-        if self.worst_lateness_s is None or deadline.lateness_s > self.worst_lateness_s:
-            self.worst_lateness_s = deadline.lateness_s
-        self.last = deadline
-        if logger is not None:
-            log_car_deadline(deadline, logger)
-
-    def record_all(self, deadlines: Iterable[CarDeadline], logger: logging.Logger | None = log) -> None:
-        for deadline in deadlines:
-            self.record(deadline, logger)
-
-    @property
-    def on_time_ratio(self) -> float | None:
-        if not self.cars_completed:
-            return None
-        return (self.cars_completed - self.cars_late) / self.cars_completed

@@ -11,12 +11,14 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from .config import Settings
+from .edge import EdgePipeline, PipelineStats, create_detectors
+from .extras import require
 from .kafka import EmbeddedBroker, FrameProducer, check_reachable, ensure_topics
-from .pipeline import EdgePipeline, PipelineStats, create_detectors
 from .store import ResultStore
 from .store.repository import CarSummary
 from .tiling import TileGrid
@@ -83,14 +85,20 @@ def dashboard_hint(settings: Settings) -> str:
 
 def start_demo_dashboard(settings: Settings, port: int = 8050) -> Any:  # port 0: any free one
     """The dashboard on 127.0.0.1 over the demo's database (schema created first), on a background thread."""
+    require("fastapi", "dashboard", "the demo's dashboard (--serve)")
     from .dashboard import DashboardConfig, DashboardServer
     from .store import upgrade_database
 
     upgrade_database(settings.store.url)
     if settings.store.image_dir is not None:
         settings.store.image_dir.mkdir(parents=True, exist_ok=True)
-    config = DashboardConfig(db_url=settings.store.url, images_dir=settings.store.image_dir, port=port,
-                             cameras=settings.line.cameras, grid=settings.grid)
+    config = DashboardConfig(
+        db_url=settings.store.url,
+        images_dir=settings.store.image_dir,
+        port=port,
+        cameras=settings.line.cameras,
+        grid=settings.grid,
+    )
     return DashboardServer(config).start()
 
 
@@ -98,7 +106,7 @@ def start_demo_dashboard(settings: Settings, port: int = 8050) -> Any:  # port 0
 def kafka_cluster(settings: Settings) -> Iterator[tuple[str, bool]]:
     """The configured cluster (checked reachable), or the embedded broker, stopped on exit."""
     if settings.kafka.bootstrap_servers:
-        check_reachable(settings.kafka.bootstrap_servers, timeout=10)
+        check_reachable(settings.kafka.bootstrap_servers, timeout=settings.kafka.connect_timeout_s)
         yield settings.kafka.bootstrap_servers, False
         return
     with EmbeddedBroker() as broker:
@@ -127,7 +135,7 @@ def run_demo(
             ensure_topics(bootstrap, settings.kafka)
 
             def on_stored(stored: Any, job: Any) -> None:
-                stored_at[stored.car_id] = time.time_ns()
+                stored_at[stored.frame.car_id] = time.time_ns()
                 if on_progress:
                     on_progress(pipeline.stats.frames_handled, expected)
 
@@ -138,8 +146,12 @@ def run_demo(
                 try:
                     with FrameProducer(bootstrap, settings.kafka, shots_per_camera=settings.line.shots_per_camera) as producer:
                         sim = LineSimulator(settings.line, PhotoFrameSource(grid), producer)
-                        sim.run(cars, start_car=start_car, realtime=realtime,
-                                on_frame=lambda f: produced_at.setdefault(f.car_id, f.produced_at_ns))
+                        sim.run(
+                            cars,
+                            start_car=start_car,
+                            realtime=realtime,
+                            on_frame=lambda f: produced_at.setdefault(f.car_id, f.produced_at_ns),
+                        )
                 except BaseException as exc:  # surfaced after the pipeline stops
                     failure.append(exc)
                     pipeline.stop()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -42,16 +42,16 @@ class Detections:
     def __len__(self) -> int:
         return len(self.xyxy)
 
-    def __getitem__(self, index: np.ndarray | slice | Sequence[int]) -> "Detections":
+    def __getitem__(self, index: np.ndarray | slice | Sequence[int]) -> Detections:
         """Select by boolean mask, integer index array or slice."""
         return Detections(self.xyxy[index], self.score[index], self.class_id[index], self.tile_index[index])
 
     @classmethod
-    def empty(cls) -> "Detections":
+    def empty(cls) -> Detections:
         return cls()
 
     @classmethod
-    def merge(cls, parts: Sequence["Detections"]) -> "Detections":
+    def merge(cls, parts: Sequence[Detections]) -> Detections:
         parts = [p for p in parts if len(p)]
         if not parts:
             return cls.empty()
@@ -62,10 +62,10 @@ class Detections:
             np.concatenate([p.tile_index for p in parts]),
         )
 
-    def with_score_at_least(self, threshold: float) -> "Detections":
+    def with_score_at_least(self, threshold: float) -> Detections:
         return self[self.score >= threshold]
 
-    def sorted_by_score(self) -> "Detections":
+    def sorted_by_score(self) -> Detections:
         return self[np.argsort(-self.score, kind="stable")]
 
     @property

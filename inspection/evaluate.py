@@ -20,13 +20,15 @@ import contextlib
 import io
 import json
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .boxes import top_k_per_group
 from .detections import Detections
+from .extras import require
 from .tiling import TileGrid, detect_in_chunks
 
 if TYPE_CHECKING:
@@ -36,7 +38,6 @@ if TYPE_CHECKING:
 
 COCO_MAX_DETS = (1, 10, 100)
 SCORE_FLOOR = 0.001
-SCORE_KEYS = ("mAP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")
 
 StitchFn = Callable[[Detections, TileGrid], Detections]
 
@@ -66,7 +67,9 @@ def detections_to_coco_array(image_ids: np.ndarray | int, detections: Detections
 def _as_array(detections: Mapping[int, Detections] | np.ndarray) -> np.ndarray:
     if isinstance(detections, np.ndarray):
         if detections.ndim != 2 or detections.shape[1] != 7:
-            raise ValueError(f"detections array has shape {detections.shape}, expected (N, 7) [image_id, x, y, w, h, score, class]")
+            raise ValueError(
+                f"detections array has shape {detections.shape}, expected (N, 7) [image_id, x, y, w, h, score, class]"
+            )
         return detections.astype(np.float64, copy=False)
     parts = [detections_to_coco_array(image_id, d) for image_id, d in detections.items() if len(d)]
     return np.concatenate(parts) if parts else np.zeros((0, 7), np.float64)
@@ -98,8 +101,8 @@ def coco_scores(
     from `gt` are dropped (they cannot be scored). Returns mAP (AP@[.50:.95]), AP50, AP75,
     AP_small, AP_medium, AP_large (COCOeval stats[0..5]; -1.0 where COCO has nothing to score).
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+    COCO = require("pycocotools.coco", "analysis", "COCO scoring").COCO
+    COCOeval = require("pycocotools.cocoeval", "analysis", "COCO scoring").COCOeval
 
     dets = _as_array(detections)
     known_images = np.asarray([im["id"] for im in gt["images"]], np.int64)
@@ -204,7 +207,7 @@ class EvalReport:
     score_floor: float
     tile_max_dets: tuple[int, int, int]
     frame_max_dets: tuple[int, int, int]
-    classes_scored: int = -1  # model classes matched to dataset categories (-1: the detector names none)
+    classes_scored: int = -1  # model classes matched to dataset categories
 
     @property
     def stitch_gap(self) -> float:
@@ -221,8 +224,8 @@ class EvalReport:
 
 
 def evaluate(
-    detector: "Detector",
-    dataset: "CocoDataset",
+    detector: Detector,
+    dataset: CocoDataset,
     grid: TileGrid,
     *,
     stitch_fn: StitchFn,
@@ -245,11 +248,13 @@ def evaluate(
     """
     from synthetic.compose import compose_mosaics
 
-    spec = getattr(detector, "spec", None)
-    mapping = category_map(spec.class_names, dataset.categories) if spec is not None else None
-    if mapping is not None and not mapping:
-        raise ValueError(f"model {spec.name}'s classes ({', '.join(list(spec.class_names.values())[:5])}, ...) share no name with "
-                         f"the dataset's categories ({', '.join(c['name'] for c in dataset.categories[:5])}, ...): nothing to score")
+    spec = detector.spec
+    mapping = category_map(spec.class_names, dataset.categories)
+    if not mapping:
+        raise ValueError(
+            f"model {spec.name}'s classes ({', '.join(list(spec.class_names.values())[:5])}, ...) share no name with "
+            f"the dataset's categories ({', '.join(c['name'] for c in dataset.categories[:5])}, ...): nothing to score"
+        )
     mosaics = compose_mosaics(dataset, grid, seed=seed, letterbox=letterbox, limit=max_tiles)
     k = grid.num_tiles
     batch = grid.new_batch()
@@ -264,8 +269,7 @@ def evaluate(
         used = (dets.tile_index >= 0) & (dets.tile_index < k + int(grid.global_view)) & (dets.score >= score_floor)
         dets = dets[used]
         dets = dets[np.sort(top_k_per_group(dets.score, dets.tile_index, max_per_tile))]
-        if mapping is not None:
-            dets = to_dataset_classes(dets, mapping)
+        dets = to_dataset_classes(dets, mapping)
         in_tile = dets[dets.tile_index < k]  # the global view is no tile image: frame level only
         tile_parts.append(detections_to_coco_array(mosaics.tile_image_ids[f][in_tile.tile_index], in_tile))
         stitched = stitch_fn(dets, grid)
@@ -289,13 +293,13 @@ def evaluate(
         detect_s=detect_s,
         tile_detections=len(tile_dets),
         frame_detections=len(frame_dets),
-        model=getattr(spec, "name", type(detector).__name__),
-        backend=str(getattr(detector, "backend", "")),
-        precision=str(getattr(detector, "precision", "")),
+        model=spec.name,
+        backend=detector.backend,
+        precision=detector.precision,
         seed=seed,
         letterbox=letterbox,
         score_floor=score_floor,
         tile_max_dets=COCO_MAX_DETS,
         frame_max_dets=frame_caps,
-        classes_scored=-1 if mapping is None else len(mapping),
+        classes_scored=len(mapping),
     )

@@ -18,8 +18,9 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -91,7 +92,9 @@ class Readiness:
         checks["assigned"] = [f"{t}[{p}]" for t, p in assigned] or "no partitions assigned yet"
         ok &= bool(assigned)
         if lag > 0 and since is not None and now - since > self.config.stall_s:
-            checks["progress"] = f"lag {lag} and no frame handled for {now - since:.0f} s (health.stall_s={self.config.stall_s:g})"
+            checks["progress"] = (
+                f"lag {lag} and no frame handled for {now - since:.0f} s (health.stall_s={self.config.stall_s:g})"
+            )
             ok = False
         else:
             checks["progress"] = f"lag {lag}"
@@ -126,7 +129,7 @@ class HealthServer:
         registry, readiness = self.registry, self.readiness
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
                     self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)

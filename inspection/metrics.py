@@ -16,13 +16,12 @@ Counters and histograms of frames and cars, plus what watching the line needs:
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-QUEUE_STAGES = ("detect", "store", "uncommitted")
 
 
 class PipelineMetrics:
@@ -41,7 +40,9 @@ class PipelineMetrics:
             "inspection_stage_seconds", "time per frame in each stage", ["stage"], buckets=LATENCY_BUCKETS, registry=r
         )
         self.consumer_lag = Gauge(
-            "inspection_consumer_lag", "records behind the high watermark, per assigned partition", ["topic", "partition"],
+            "inspection_consumer_lag",
+            "records behind the high watermark, per assigned partition",
+            ["topic", "partition"],
             registry=r,
         )
         self.queue_depth = Gauge("inspection_queue_depth", "frames waiting per stage", ["stage"], registry=r)
@@ -50,7 +51,8 @@ class PipelineMetrics:
             "inspection_cars_marked_overdue", "cars this consumer found past their deadline with frames missing", registry=r
         )
         self.last_progress = Gauge(
-            "inspection_last_progress_timestamp_seconds", "when this consumer last handled (stored or parked) a frame",
+            "inspection_last_progress_timestamp_seconds",
+            "when this consumer last handled (stored or parked) a frame",
             registry=r,
         )
         self.image_disk_bytes = Gauge(

@@ -42,8 +42,12 @@ class OverdueWatcher:
             log.warning(
                 "car %s overdue: %.1f s past its deadline %s with %d of %d frames stored; missing %s "
                 "(it still completes, late, if they arrive)",
-                car.car_id, late_s, car.deadline_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                car.frames_done, car.frames_expected, car.missing_text,
+                car.car_id,
+                late_s,
+                car.deadline_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                car.frames_done,
+                car.frames_expected,
+                car.missing_text,
             )
             self.metrics.cars_marked_overdue.inc()
         states = self.store.car_states()

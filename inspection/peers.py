@@ -19,8 +19,9 @@ from __future__ import annotations
 import importlib.util
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,10 +50,20 @@ def sahi_frame(model: Any, frame: np.ndarray, grid: TileGrid, batch_size: int, n
     from sahi.predict import get_sliced_prediction
 
     result = get_sliced_prediction(
-        frame, model, slice_height=grid.tile_size, slice_width=grid.tile_size,
-        overlap_height_ratio=0.0, overlap_width_ratio=0.0, perform_standard_pred=False,
-        postprocess_type="NMS", postprocess_match_metric="IOU", postprocess_match_threshold=nms_iou,
-        postprocess_class_agnostic=False, batch_size=batch_size, force_postprocess_type=True, verbose=0,
+        frame,
+        model,
+        slice_height=grid.tile_size,
+        slice_width=grid.tile_size,
+        overlap_height_ratio=0.0,
+        overlap_width_ratio=0.0,
+        perform_standard_pred=False,
+        postprocess_type="NMS",
+        postprocess_match_metric="IOU",
+        postprocess_match_threshold=nms_iou,
+        postprocess_class_agnostic=False,
+        batch_size=batch_size,
+        force_postprocess_type=True,
+        verbose=0,
     )
     return predictions_to_detections(result.object_prediction_list)
 
@@ -72,8 +83,8 @@ class PeerRow:
 
 
 def run_peers(
-    detector: "Detector",
-    dataset: "CocoDataset",
+    detector: Detector,
+    dataset: CocoDataset,
     grid: TileGrid,
     stitch_config: StitchConfig,
     *,
@@ -99,6 +110,7 @@ def run_peers(
         def run(frame: np.ndarray) -> Detections:
             dets = detector.detect(grid.tiles(frame, out=batch), score_threshold=threshold)
             return stitch(dets[(dets.tile_index >= 0) & (dets.tile_index < k)], grid, stitch_config)
+
         return run
 
     def sahi(threshold: float, size: int) -> Callable[[np.ndarray], Detections]:
@@ -127,6 +139,15 @@ def run_peers(
     for m, (name, threshold, _) in enumerate(methods):
         dets_array = np.concatenate([detections_to_coco_array(i, d) for i, d in found[m].items()])
         scores = coco_scores(mosaics.frame_gt, dets_array, max_dets=frame_max_dets(grid), score_floor=threshold)
-        rows.append(PeerRow(name, threshold, len(images), statistics.median(times[m]) * 1e3, scores["mAP"], scores["AP50"],
-                            len(dets_array) / len(images)))
+        rows.append(
+            PeerRow(
+                name,
+                threshold,
+                len(images),
+                statistics.median(times[m]) * 1e3,
+                scores["mAP"],
+                scores["AP50"],
+                len(dets_array) / len(images),
+            )
+        )
     return rows

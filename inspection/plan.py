@@ -15,9 +15,10 @@ frames × t_frame / S(g) ≤ deadline meets the deadline; ≤ takt keeps up with
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -31,11 +32,11 @@ class GpuScaling:
     source: str = ""
 
     @classmethod
-    def linear(cls) -> "GpuScaling":
+    def linear(cls) -> GpuScaling:
         return cls("assumed linear (no measured GPU scaling)", {1: 1.0})
 
     @classmethod
-    def load(cls, path: Path) -> "GpuScaling":
+    def load(cls, path: Path) -> GpuScaling:
         """{"machine": "...", "car_s": {"1": 0.9, "2": 0.5}} (benchmarks/h100/scaling.json)."""
         data = json.loads(path.read_text())
         car_s = {int(k): float(v) for k, v in data["car_s"].items()}
@@ -106,11 +107,18 @@ def load_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
             if data.get("cars"):
                 latency = sorted(c["car_latency_s"] for c in data["cars"])[len(data["cars"]) // 2]
                 consumers = data.get("extra", {}).get("consumers", 1)
-                rows.append({
-                    "model": data["model"], "backend": data["backend"], "precision": data["precision"],
-                    "device": f"{data['device']} ×{consumers} consumer(s)", "mode": "pipeline", "batch_size": 64,
-                    "frame_ms": latency / data["frames_per_car"] * 1e3, "source": str(f),
-                })
+                rows.append(
+                    {
+                        "model": data["model"],
+                        "backend": data["backend"],
+                        "precision": data["precision"],
+                        "device": f"{data['device']} ×{consumers} consumer(s)",
+                        "mode": "pipeline",
+                        "batch_size": 64,
+                        "frame_ms": latency / data["frames_per_car"] * 1e3,
+                        "source": str(f),
+                    }
+                )
     return rows
 
 
@@ -161,8 +169,13 @@ def plan(
         car_s = frames_per_car * frame_s
         candidates.append(
             Candidate(
-                model=r["model"], backend=r["backend"], precision=r["precision"], device=r.get("device", "?"),
-                batch_size=int(r["batch_size"]), mode=r["mode"], frame_ms=r["frame_ms"],
+                model=r["model"],
+                backend=r["backend"],
+                precision=r["precision"],
+                device=r.get("device", "?"),
+                batch_size=int(r["batch_size"]),
+                mode=r["mode"],
+                frame_ms=r["frame_ms"],
                 map=accuracy_for(accuracy, r["model"], r["backend"], r["precision"]),
                 car_s_one_gpu=car_s,
                 gpus_for_deadline=scaling.gpus_needed(car_s, deadline_s),

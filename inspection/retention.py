@@ -85,6 +85,15 @@ def prune(
         files += 1
         found += size if dry_run else images.delete(uri)
     return PruneReport(
-        rows_before, images_before, dry_run, counts.cars, counts.frames, counts.detections, counts.rejected,
-        counts.images_cleared, files, found, missing,
+        rows_before,
+        images_before,
+        dry_run,
+        counts.cars,
+        counts.frames,
+        counts.detections,
+        counts.rejected,
+        counts.images_cleared,
+        files,
+        found,
+        missing,
     )

@@ -77,7 +77,9 @@ def make_sahi_model(detector: Any, score_floor: float, tile_size: int, batch_siz
             self._original_predictions = self._run(images)
 
         def _create_object_prediction_list_from_original_predictions(
-            self, shift_amount_list: Any = [[0, 0]], full_shape_list: Any = None
+            self,
+            shift_amount_list: Any = [[0, 0]],  # noqa: B006 - SAHI's own signature
+            full_shape_list: Any = None,
         ) -> None:
             shifts = fix_shift_amount_list(shift_amount_list)
             shapes = fix_full_shape_list(full_shape_list)
@@ -85,12 +87,20 @@ def make_sahi_model(detector: Any, score_floor: float, tile_size: int, batch_siz
             for k, d in enumerate(self._original_predictions):
                 shift = shifts[k] if k < len(shifts) else [0, 0]
                 shape = shapes[k] if shapes is not None and k < len(shapes) else None
-                per_image.append([
-                    ObjectPrediction(bbox=box, category_id=int(c), category_name=self.category_mapping.get(str(int(c)), str(int(c))),
-                                     score=float(s), shift_amount=shift, full_shape=shape)
-                    for box, s, c in zip(d.xyxy.tolist(), d.score.tolist(), d.class_id.tolist())
-                    if box[2] > box[0] and box[3] > box[1]
-                ])
+                per_image.append(
+                    [
+                        ObjectPrediction(
+                            bbox=box,
+                            category_id=int(c),
+                            category_name=self.category_mapping.get(str(int(c)), str(int(c))),
+                            score=float(s),
+                            shift_amount=shift,
+                            full_shape=shape,
+                        )
+                        for box, s, c in zip(d.xyxy.tolist(), d.score.tolist(), d.class_id.tolist())
+                        if box[2] > box[0] and box[3] > box[1]
+                    ]
+                )
             self._object_prediction_list_per_image = per_image
 
     return InspectionDetectionModel(model=detector, confidence_threshold=score_floor, load_at_init=True)
@@ -107,9 +117,18 @@ def sahi_detections(
     from sahi.predict import get_sliced_prediction
 
     result = get_sliced_prediction(
-        frame, model, slice_height=slice_size, slice_width=slice_size, overlap_height_ratio=overlap_ratio,
-        overlap_width_ratio=overlap_ratio, perform_standard_pred=True, postprocess_type="GREEDYNMM",
-        postprocess_match_metric="IOS", postprocess_match_threshold=0.5, verbose=0, batch_size=batch_size,
+        frame,
+        model,
+        slice_height=slice_size,
+        slice_width=slice_size,
+        overlap_height_ratio=overlap_ratio,
+        overlap_width_ratio=overlap_ratio,
+        perform_standard_pred=True,
+        postprocess_type="GREEDYNMM",
+        postprocess_match_metric="IOS",
+        postprocess_match_threshold=0.5,
+        verbose=0,
+        batch_size=batch_size,
         force_postprocess_type=force,
     )
     return predictions_to_detections(result.object_prediction_list)

@@ -14,8 +14,9 @@ score floor is COCO's 0.001 for every row, SAHI's included.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -89,34 +90,54 @@ class SceneReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model, "backend": self.backend, "precision": self.precision, "score_floor": self.score_floor,
-            "scenes": self.scenes, "rows": [asdict(r) for r in self.rows], "skipped": self.skipped,
+            "model": self.model,
+            "backend": self.backend,
+            "precision": self.precision,
+            "score_floor": self.score_floor,
+            "scenes": self.scenes,
+            "rows": [asdict(r) for r in self.rows],
+            "skipped": self.skipped,
             "summary": {n: {k: {"mean": m, "sd": s} for k, (m, s) in v.items()} for n, v in self.summary().items()},
         }
 
 
-def default_configurations(grid: TileGrid, stitch_config: StitchConfig, overlaps: Sequence[int] = (60,)) -> list[TiledConfiguration]:
+def default_configurations(
+    grid: TileGrid, stitch_config: StitchConfig, overlaps: Sequence[int] = (60,)
+) -> list[TiledConfiguration]:
     """The table's tiled rows: 63+1 tiles without joining, the earlier pairwise joining, the
     configured default (global view + cut joining + fusion), then overlapping grids."""
     plain = TileGrid(grid.frame_width, grid.frame_height, grid.tile_size, 0, grid.batch_size, False)
     with_global = TileGrid(grid.frame_width, grid.frame_height, grid.tile_size, 0, grid.batch_size, True)
     rows = [
         TiledConfiguration("63+1 tiles, no joining", plain, stitch_config.model_copy(update={"border_merge": False})),
-        TiledConfiguration("63+1 tiles, pairwise joining (old default)", plain,
-                           stitch_config.model_copy(update={"border_merge": True, "border_rule": "pairwise", "border_tolerance_px": 2.0})),
+        TiledConfiguration(
+            "63+1 tiles, pairwise joining (old default)",
+            plain,
+            stitch_config.model_copy(update={"border_merge": True, "border_rule": "pairwise", "border_tolerance_px": 2.0}),
+        ),
         TiledConfiguration("63+1 tiles, cut joining + fusion", plain, stitch_config.model_copy(update={"border_rule": "cut"})),
-        TiledConfiguration("63 tiles + global view, cut joining + fusion (new default)", with_global,
-                           stitch_config.model_copy(update={"border_rule": "cut"})),
+        TiledConfiguration(
+            "63 tiles + global view, cut joining + fusion (new default)",
+            with_global,
+            stitch_config.model_copy(update={"border_rule": "cut"}),
+        ),
     ]
     for overlap in overlaps:
         g = TileGrid(grid.frame_width, grid.frame_height, grid.tile_size, overlap, grid.batch_size, True)
-        rows.append(TiledConfiguration(
-            f"overlap {overlap} px: {g.num_tiles} tiles + global view, {g.num_chunks} calls of {g.batch_size}, "
-            f"{stitch_config.merge.upper()}/{stitch_config.match_metric.upper()} {stitch_config.match_threshold:g} + fusion", g, stitch_config))
+        rows.append(
+            TiledConfiguration(
+                f"overlap {overlap} px: {g.num_tiles} tiles + global view, {g.num_chunks} calls of {g.batch_size}, "
+                f"{stitch_config.merge.upper()}/{stitch_config.match_metric.upper()} {stitch_config.match_threshold:g} + fusion",
+                g,
+                stitch_config,
+            )
+        )
     return rows
 
 
-def border_recall(gt: Mapping[str, Any], detections: Mapping[int, Detections], score: float = RECALL_SCORE, iou: float = RECALL_IOU) -> float:
+def border_recall(
+    gt: Mapping[str, Any], detections: Mapping[int, Detections], score: float = RECALL_SCORE, iou: float = RECALL_IOU
+) -> float:
     """Share of non-crowd GT boxes flagged `crosses_border` matched by a same-class detection
     (score >= `score`, IoU >= `iou`). -1.0 when no object crosses a border."""
     by_image: dict[int, list[dict[str, Any]]] = {}
@@ -141,7 +162,7 @@ def border_recall(gt: Mapping[str, Any], detections: Mapping[int, Detections], s
     return found / total
 
 
-def _score(name: str, seed: int, scenes: "Scenes", dets: dict[int, Detections], seconds: float, floor: float) -> SceneRow:
+def _score(name: str, seed: int, scenes: Scenes, dets: dict[int, Detections], seconds: float, floor: float) -> SceneRow:
     scores = coco_scores(scenes.gt, dets, max_dets=frame_max_dets(TileGrid()), score_floor=floor)
     scores = {k: scores[k] for k in ("mAP", "AP50", "AP_small", "AP_medium", "AP_large")}
     scores["border_recall"] = border_recall(scenes.gt, dets)
@@ -150,8 +171,8 @@ def _score(name: str, seed: int, scenes: "Scenes", dets: dict[int, Detections], 
 
 
 def evaluate_scenes(
-    detector: "Detector",
-    dataset: "CocoDataset",
+    detector: Detector,
+    dataset: CocoDataset,
     grid: TileGrid,
     stitch_config: StitchConfig,
     *,
@@ -166,8 +187,8 @@ def evaluate_scenes(
     frame and (when sahi is installed and wanted) SAHI around the same detector, on each seed."""
     from synthetic.scenes import compose_scenes
 
-    spec = getattr(detector, "spec", None)
-    mapping = category_map(spec.class_names, dataset.categories) if spec is not None else None
+    spec = detector.spec
+    mapping = category_map(spec.class_names, dataset.categories)
     configurations = default_configurations(grid, stitch_config, overlaps)
     skipped: dict[str, str] = {}
     sahi_model = None
@@ -183,7 +204,7 @@ def evaluate_scenes(
         return detector.detect(batch, score_threshold=score_floor)
 
     def dataset_classes(d: Detections) -> Detections:
-        return to_dataset_classes(d, mapping) if mapping is not None else d
+        return to_dataset_classes(d, mapping)
 
     rows: list[SceneRow] = []
     scene_info: list[dict[str, Any]] = []
@@ -205,11 +226,15 @@ def evaluate_scenes(
                 key = (c.grid.overlap, c.grid.num_slots)
                 if key not in shared:
                     start = time.perf_counter()
-                    full = TileGrid(c.grid.frame_width, c.grid.frame_height, c.grid.tile_size, c.grid.overlap, c.grid.batch_size, True)
+                    full = TileGrid(
+                        c.grid.frame_width, c.grid.frame_height, c.grid.tile_size, c.grid.overlap, c.grid.batch_size, True
+                    )
                     # one detector run on the slots with the global view serves the rows with and without it
                     # (the 64-slot call costs the same whether the last slot is blank or not)
-                    shared[key] = (detect_in_chunks(detect, full.tiles(frame) if not c.grid.global_view else batch, full),
-                                   time.perf_counter() - start)
+                    shared[key] = (
+                        detect_in_chunks(detect, full.tiles(frame) if not c.grid.global_view else batch, full),
+                        time.perf_counter() - start,
+                    )
                 tile_dets, detect_s = shared[key]
                 start = time.perf_counter()
                 frame_dets = stitch(dataset_classes(tile_dets), c.grid, c.stitch)
@@ -227,12 +252,13 @@ def evaluate_scenes(
             if sahi_model is not None:
                 for name, force in SAHI_ROWS.items():
                     start = time.perf_counter()
-                    d = dataset_classes(sahi_detections(sahi_model, frame, slice_size=grid.tile_size, batch_size=grid.batch_size, force=force))
+                    d = dataset_classes(
+                        sahi_detections(sahi_model, frame, slice_size=grid.tile_size, batch_size=grid.batch_size, force=force)
+                    )
                     seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
                     results.setdefault(name, {})[fid] = d
         for name, dets in results.items():
             rows.append(_score(name, seed, scenes, dets, seconds[name], score_floor))
     order = [ONE_SHOT, *(c.name for c in configurations)]
     rows.sort(key=lambda r: (order.index(r.name) if r.name in order else len(order), r.seed))
-    return SceneReport(rows, scene_info, getattr(spec, "name", type(detector).__name__), str(getattr(detector, "backend", "")),
-                       str(getattr(detector, "precision", "")), score_floor, skipped)
+    return SceneReport(rows, scene_info, spec.name, detector.backend, detector.precision, score_floor, skipped)

@@ -244,7 +244,9 @@ def _pairwise_pairs(d: Detections, grid: TileGrid, config: StitchConfig) -> tupl
     def near(values: np.ndarray, borders: np.ndarray) -> np.ndarray:
         return _nearest_line(values.astype(np.float64), borders.astype(np.float64), tol) >= 0
 
-    touching = near(xyxy[:, 0], x_borders) | near(xyxy[:, 2], x_borders) | near(xyxy[:, 1], y_borders) | near(xyxy[:, 3], y_borders)
+    touching = (
+        near(xyxy[:, 0], x_borders) | near(xyxy[:, 2], x_borders) | near(xyxy[:, 1], y_borders) | near(xyxy[:, 3], y_borders)
+    )
     cand = np.flatnonzero(touching)
     # every same-class pair of candidates from different tiles (the earlier all-pairs search)
     big = np.full(len(cand), 0.0)
@@ -269,7 +271,9 @@ def merge_border_cuts(d: Detections, grid: TileGrid, config: StitchConfig) -> De
         return d
     if config.border_rule == "pairwise":
         i, j = _pairwise_pairs(d, grid, config)
-        return fuse_matches(d, i, j, config.model_copy(update={"fusion_min_ratio": 0.0, "fusion_box": "union", "fusion_score": "max"}))
+        return fuse_matches(
+            d, i, j, config.model_copy(update={"fusion_min_ratio": 0.0, "fusion_box": "union", "fusion_score": "max"})
+        )
     # A pass joins each piece to a neighbour; an object over k tiles needs up to k-1 passes, and a
     # join across a row line can enable one across a column line: repeat until nothing joins.
     axes = ((0, grid.x_starts[1:]), (1, grid.y_starts[1:]))
@@ -294,8 +298,10 @@ def on_grid_line(xyxy: np.ndarray, grid: TileGrid, tol: float) -> np.ndarray:
     xs, ys = grid.x_starts.astype(np.float64), grid.y_starts.astype(np.float64)
     b = np.asarray(xyxy, np.float64)
     return (
-        (_nearest_line(b[:, 0], xs[1:], tol) >= 0) | (_nearest_line(b[:, 2], xs[:-1] + t, tol) >= 0)
-        | (_nearest_line(b[:, 1], ys[1:], tol) >= 0) | (_nearest_line(b[:, 3], ys[:-1] + t, tol) >= 0)
+        (_nearest_line(b[:, 0], xs[1:], tol) >= 0)
+        | (_nearest_line(b[:, 2], xs[:-1] + t, tol) >= 0)
+        | (_nearest_line(b[:, 1], ys[1:], tol) >= 0)
+        | (_nearest_line(b[:, 3], ys[:-1] + t, tol) >= 0)
     )
 
 

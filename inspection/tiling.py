@@ -11,9 +11,9 @@ A grid with more tiles than `batch_size` is run as several detector calls of `ba
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -53,7 +53,7 @@ class TileGrid:
             raise ValueError(f"batch size must be positive, got {self.batch_size}")
 
     @classmethod
-    def from_config(cls, grid: GridConfig) -> "TileGrid":
+    def from_config(cls, grid: GridConfig) -> TileGrid:
         return cls(grid.frame_width, grid.frame_height, grid.tile_size, grid.overlap, grid.batch_size, grid.global_view)
 
     @property

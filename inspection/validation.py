@@ -1,6 +1,6 @@
 """What a frame must agree with beyond the contract: the line's geometry, the consumer's clock, its own bytes.
 
-`FrameMessage` (messages.py) bounds every header to what the store holds, whatever the site. This
+`FrameMessage` (messages/contract.py) bounds every header to what the store holds, whatever the site. This
 module checks what depends on the configuration and on the time a consumer reads the record:
 
 - camera in [0, line.cameras), shot in [0, line.shots_per_camera), and shots_per_car equal to
@@ -23,14 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from .config import LineConfig, Settings, ValidationConfig
-from .messages import (
-    FrameMessage,
-    ImageError,
-    MessageError,
-    PayloadTooLargeError,
-    RecordRef,
-    SourceRecord,
-)
+from .messages.contract import FrameMessage, SourceRecord
+from .messages.errors import ImageError, MessageError, PayloadTooLargeError, RecordRef
 
 _MAGIC = {
     "image/jpeg": (b"\xff\xd8\xff",),
@@ -74,7 +68,7 @@ class FrameValidator:
     rules: ValidationConfig
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "FrameValidator":
+    def from_settings(cls, settings: Settings) -> FrameValidator:
         return cls(settings.line, settings.validation)
 
     def check_headers(self, frame: FrameMessage, ref: RecordRef, now_ns: int) -> None:
@@ -88,8 +82,7 @@ class FrameValidator:
             refuse(f"camera {frame.camera} outside the line's {line.cameras} cameras (configs: line.cameras)", "camera")
         if frame.shot >= line.shots_per_camera:
             refuse(
-                f"shot {frame.shot} outside the line's {line.shots_per_camera} shots per camera "
-                "(configs: line.shots_per_camera)",
+                f"shot {frame.shot} outside the line's {line.shots_per_camera} shots per camera (configs: line.shots_per_camera)",
                 "shot",
             )
         if frame.shots_per_car != line.frames_per_car:

@@ -11,8 +11,9 @@ label (GPU name, else CPU model) and the `command` that produced it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,7 +48,7 @@ def load_rows(paths: Iterable[str | Path], root: str | Path | None = None) -> li
     return rows
 
 
-def to_dataframe(rows: list[dict[str, Any]]) -> "pd.DataFrame":
+def to_dataframe(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows as a DataFrame with a `series` label (machine / model / backend / precision / device)."""
     import pandas as pd
 

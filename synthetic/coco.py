@@ -8,9 +8,10 @@ is kept (bbox, category, crowd flag, area); segmentations are dropped.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import cv2
 import numpy as np
@@ -47,7 +48,7 @@ class ImageAnnotations:
         return len(self.bbox)
 
     @classmethod
-    def empty(cls) -> "ImageAnnotations":
+    def empty(cls) -> ImageAnnotations:
         return cls(
             np.zeros((0, 4), np.float32),
             np.zeros((0,), np.int32),
@@ -71,7 +72,7 @@ class CocoDataset:
         object.__setattr__(self, "_by_id", {im.id: im for im in self.images})
 
     @classmethod
-    def load(cls, images_dir: str | Path, annotations_json: str | Path) -> "CocoDataset":
+    def load(cls, images_dir: str | Path, annotations_json: str | Path) -> CocoDataset:
         """Read `annotations_json` (COCO instances format); images are looked up in `images_dir`."""
         images_dir = Path(images_dir)
         path = Path(annotations_json)
@@ -86,7 +87,7 @@ class CocoDataset:
         return cls.from_dict(data, images_dir, source=str(path))
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], images_dir: str | Path, source: str = "<dict>") -> "CocoDataset":
+    def from_dict(cls, data: Mapping[str, Any], images_dir: str | Path, source: str = "<dict>") -> CocoDataset:
         """Build from an already parsed COCO dict (`images`, `annotations`, `categories`)."""
         missing = [k for k in ("images", "annotations", "categories") if k not in data]
         if missing:
@@ -94,7 +95,10 @@ class CocoDataset:
         try:
             images = tuple(
                 sorted(
-                    (ImageInfo(int(im["id"]), str(im["file_name"]), int(im["width"]), int(im["height"])) for im in data["images"]),
+                    (
+                        ImageInfo(int(im["id"]), str(im["file_name"]), int(im["width"]), int(im["height"]))
+                        for im in data["images"]
+                    ),
                     key=lambda im: im.id,
                 )
             )
@@ -150,7 +154,9 @@ def _group_annotations(anns: list[dict[str, Any]], image_ids: set[int], source: 
         area = np.fromiter((a["area"] if "area" in a else a["bbox"][2] * a["bbox"][3] for a in anns), np.float32, len(anns))
         ann_id = np.fromiter((a["id"] for a in anns), np.int64, len(anns))
     except (KeyError, ValueError, TypeError) as exc:
-        raise DatasetError(f"{source}: malformed annotation ({exc}); COCO annotations need id, image_id, bbox [x,y,w,h], category_id") from None
+        raise DatasetError(
+            f"{source}: malformed annotation ({exc}); COCO annotations need id, image_id, bbox [x,y,w,h], category_id"
+        ) from None
     unknown = np.setdiff1d(img, np.fromiter(image_ids, np.int64, len(image_ids)))
     if unknown.size:
         raise DatasetError(f"{source}: annotations refer to image ids missing from `images`, e.g. {unknown[:5].tolist()}")

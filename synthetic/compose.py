@@ -28,9 +28,10 @@ import copy
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -40,12 +41,6 @@ from inspection.tiling import TileGrid
 from .coco import CocoDataset
 
 MIN_BOX_SIDE_PX = 1.0
-
-
-class FrameSource(Protocol):
-    """A line frame source: a deterministic RGB (H, W, 3) uint8 frame per (car, camera, shot)."""
-
-    def __call__(self, car_index: int, camera: int, shot: int) -> np.ndarray: ...
 
 
 # ----------------------------------------------------------------------------- tile geometry
@@ -166,9 +161,7 @@ def _place_annotations(dataset: CocoDataset, slot_image_ids: np.ndarray, tile_si
     y2 = np.clip((xywh[:, 1] + xywh[:, 3]) * sy + oy, oy, oy + fit.new_h[k])
     boxes = np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)
     keep = (boxes[:, 2] >= MIN_BOX_SIDE_PX) & (boxes[:, 3] >= MIN_BOX_SIDE_PX)
-    return _PlacedBoxes(
-        slot[keep], boxes[keep], cat[keep], crowd[keep], (area * sx * sy)[keep], ann_id[keep], int((~keep).sum())
-    )
+    return _PlacedBoxes(slot[keep], boxes[keep], cat[keep], crowd[keep], (area * sx * sy)[keep], ann_id[keep], int((~keep).sum()))
 
 
 def _annotation_dicts(ids: np.ndarray, image_ids: np.ndarray, xywh: np.ndarray, boxes: _PlacedBoxes) -> list[dict[str, Any]]:
@@ -200,7 +193,7 @@ def _annotation_dicts(ids: np.ndarray, image_ids: np.ndarray, xywh: np.ndarray, 
 class MosaicFrames(Sequence[np.ndarray]):
     """Lazily composed frames: `frames[i]` loads, fits and places frame i's images on demand."""
 
-    def __init__(self, mosaics: "Mosaics") -> None:
+    def __init__(self, mosaics: Mosaics) -> None:
         self._m = mosaics
 
     def __len__(self) -> int:

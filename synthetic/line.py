@@ -19,18 +19,20 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol, Union
+from typing import Protocol
 
 import numpy as np
 
 from inspection.config import LineConfig
-from inspection.messages import FrameMessage, encode_image
+from inspection.messages.contract import FrameMessage
+from inspection.messages.frame_id import FrameId
+from inspection.messages.images import encode_image
+
+from .sources import FrameSource
 
 log = logging.getLogger(__name__)
-
-# (car_index, camera, shot) -> RGB uint8 (H, W, 3) frame, or an already encoded JPEG.
-FrameSource = Callable[[int, int, int], Union[np.ndarray, bytes]]
 
 
 class FrameSink(Protocol):
@@ -150,8 +152,10 @@ class LineSimulator:
                 if self._stop.is_set():
                     break
                 # Render and encode before the shot's time so sending keeps the schedule.
-                payloads = [self._payload(self.frame_source(index, cam, shot), f"car {index} cam {cam} shot {shot}")
-                            for cam in range(line.cameras)]
+                payloads = [
+                    self._payload(self.frame_source(index, cam, shot), f"car {index} cam {cam} shot {shot}")
+                    for cam in range(line.cameras)
+                ]
                 scheduled = car_start + int(offsets[shot])
                 if realtime:
                     self._wait_until(scheduled)
@@ -165,10 +169,7 @@ class LineSimulator:
                     late_ns = max(late_ns, now - scheduled) if realtime else 0
                     self.producer.send(
                         FrameMessage(
-                            car_id=car,
-                            camera=cam,
-                            shot=shot,
-                            shots_per_car=line.frames_per_car,
+                            frame_id=FrameId(car, cam, shot, line.frames_per_car),
                             captured_at_ns=captured,
                             deadline_at_ns=deadline,
                             payload=payload,
@@ -182,7 +183,8 @@ class LineSimulator:
             if late_ns > takt_ns // (2 * line.shots_per_camera):
                 log.warning(
                     "%s: shots sent up to %.2f s behind schedule (frame source or producer slower than the line)",
-                    car, late_ns / 1e9,
+                    car,
+                    late_ns / 1e9,
                 )
             k += 1
         return records

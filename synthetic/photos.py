@@ -8,21 +8,20 @@ fitted to the tile with the same plain INTER_LINEAR resize the mosaic composer u
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 
+from inspection.extras import require
 from inspection.tiling import TileGrid
 
 from .compose import check_mosaic_grid, fit_to_tile
 
 
 def _skimage_data():
-    import skimage.data
-
-    return skimage.data
+    return require("skimage.data", "demo", "the sample photos of the simulated line")
 
 
 def _first(images: tuple[np.ndarray, ...]) -> np.ndarray:

@@ -22,8 +22,9 @@ Rules (also in the GT JSON's `info`):
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -58,7 +59,9 @@ def clip_boxes(xyxy: np.ndarray, rect: Sequence[float]) -> np.ndarray:
     """(N, 4) xyxy clipped to rect (x0, y0, x1, y1) -> (N, 4) float64; outside boxes become empty."""
     x0, y0, x1, y1 = (float(v) for v in rect)
     b = np.asarray(xyxy, np.float64)
-    return np.stack([np.clip(b[:, 0], x0, x1), np.clip(b[:, 1], y0, y1), np.clip(b[:, 2], x0, x1), np.clip(b[:, 3], y0, y1)], axis=1)
+    return np.stack(
+        [np.clip(b[:, 0], x0, x1), np.clip(b[:, 1], y0, y1), np.clip(b[:, 2], x0, x1), np.clip(b[:, 3], y0, y1)], axis=1
+    )
 
 
 def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
@@ -205,20 +208,37 @@ def _place_annotations(dataset: CocoDataset, layout: SceneLayout, frame_size: tu
     parts = [(p, dataset.annotations_for(p.image_id)) for p in layout.placements]
     parts = [(p, a) for p, a in parts if len(a)]
     if not parts:
-        return {"xyxy": np.zeros((0, 4)), "category_id": np.zeros(0, np.int64), "iscrowd": np.zeros(0, np.int64),
-                "area": np.zeros(0), "source_id": np.zeros(0, np.int64)}
+        return {
+            "xyxy": np.zeros((0, 4)),
+            "category_id": np.zeros(0, np.int64),
+            "iscrowd": np.zeros(0, np.int64),
+            "area": np.zeros(0),
+            "source_id": np.zeros(0, np.int64),
+        }
     scale = np.concatenate([np.full(len(a), p.scale) for p, a in parts])
     dx = np.concatenate([np.full(len(a), p.x, np.float64) for p, a in parts])
     dy = np.concatenate([np.full(len(a), p.y, np.float64) for p, a in parts])
-    visible = np.concatenate([np.tile([p.x, p.y, min(p.x + p.width, frame_size[0]), min(p.y + p.height, frame_size[1])], (len(a), 1))
-                              for p, a in parts]).astype(np.float64)
+    visible = np.concatenate(
+        [
+            np.tile([p.x, p.y, min(p.x + p.width, frame_size[0]), min(p.y + p.height, frame_size[1])], (len(a), 1))
+            for p, a in parts
+        ]
+    ).astype(np.float64)
     raw = translate_boxes(scale_boxes(xywh_to_xyxy(np.concatenate([a.bbox for _, a in parts])), scale), dx, dy)
-    clipped = np.stack([np.clip(raw[:, 0], visible[:, 0], visible[:, 2]), np.clip(raw[:, 1], visible[:, 1], visible[:, 3]),
-                        np.clip(raw[:, 2], visible[:, 0], visible[:, 2]), np.clip(raw[:, 3], visible[:, 1], visible[:, 3])], axis=1)
+    clipped = np.stack(
+        [
+            np.clip(raw[:, 0], visible[:, 0], visible[:, 2]),
+            np.clip(raw[:, 1], visible[:, 1], visible[:, 3]),
+            np.clip(raw[:, 2], visible[:, 0], visible[:, 2]),
+            np.clip(raw[:, 3], visible[:, 1], visible[:, 3]),
+        ],
+        axis=1,
+    )
     wh_raw = np.clip(raw[:, 2:] - raw[:, :2], 0, None)
     wh = clipped[:, 2:] - clipped[:, :2]
-    kept_fraction = np.divide(wh[:, 0] * wh[:, 1], wh_raw[:, 0] * wh_raw[:, 1],
-                              out=np.zeros(len(wh)), where=wh_raw[:, 0] * wh_raw[:, 1] > 0)
+    kept_fraction = np.divide(
+        wh[:, 0] * wh[:, 1], wh_raw[:, 0] * wh_raw[:, 1], out=np.zeros(len(wh)), where=wh_raw[:, 0] * wh_raw[:, 1] > 0
+    )
     area = np.concatenate([a.area for _, a in parts]).astype(np.float64) * scale**2 * kept_fraction
     keep = (wh[:, 0] >= MIN_BOX_SIDE_PX) & (wh[:, 1] >= MIN_BOX_SIDE_PX)
     return {
@@ -250,8 +270,14 @@ def compose_scenes(
         raise ValueError(f"scale_range must be 0 < low <= high, got {scale_range}")
     frame_size = (grid.frame_width, grid.frame_height)
     layouts = tuple(
-        plan_scene(dataset, frame_size, np.random.default_rng([seed, i]), scale_range=scale_range,
-                   max_images=max_images, placement_tries=placement_tries)
+        plan_scene(
+            dataset,
+            frame_size,
+            np.random.default_rng([seed, i]),
+            scale_range=scale_range,
+            max_images=max_images,
+            placement_tries=placement_tries,
+        )
         for i in range(num_scenes)
     )
     frame_ids = np.arange(1, num_scenes + 1, dtype=np.int64)
@@ -259,14 +285,34 @@ def compose_scenes(
     for fid, layout in zip(frame_ids.tolist(), layouts):
         boxes = _place_annotations(dataset, layout, frame_size)
         crossing = crosses_grid_lines(boxes["xyxy"], grid)
-        for box, cat, crowd, area, src, cross in zip(xyxy_to_xywh(boxes["xyxy"]).tolist(), boxes["category_id"].tolist(),
-                                                       boxes["iscrowd"].tolist(), boxes["area"].tolist(),
-                                                       boxes["source_id"].tolist(), crossing.tolist()):
-            annotations.append({"id": len(annotations) + 1, "image_id": fid, "bbox": box, "area": area, "category_id": cat,
-                                "iscrowd": crowd, "source_id": src, "crosses_border": cross})
+        for box, cat, crowd, area, src, cross in zip(
+            xyxy_to_xywh(boxes["xyxy"]).tolist(),
+            boxes["category_id"].tolist(),
+            boxes["iscrowd"].tolist(),
+            boxes["area"].tolist(),
+            boxes["source_id"].tolist(),
+            crossing.tolist(),
+        ):
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": fid,
+                    "bbox": box,
+                    "area": area,
+                    "category_id": cat,
+                    "iscrowd": crowd,
+                    "source_id": src,
+                    "crosses_border": cross,
+                }
+            )
     images = [
-        {"id": fid, "file_name": f"scene_{seed}_{fid:04d}.jpg", "width": grid.frame_width, "height": grid.frame_height,
-         "placements": [{"image_id": p.image_id, "scale": p.scale, "x": p.x, "y": p.y} for p in layout.placements]}
+        {
+            "id": fid,
+            "file_name": f"scene_{seed}_{fid:04d}.jpg",
+            "width": grid.frame_width,
+            "height": grid.frame_height,
+            "placements": [{"image_id": p.image_id, "scale": p.scale, "x": p.x, "y": p.y} for p in layout.placements],
+        }
         for fid, layout in zip(frame_ids.tolist(), layouts)
     ]
     info = {
@@ -274,8 +320,12 @@ def compose_scenes(
         "seed": int(seed),
         "scale_range": [float(lo), float(hi)],
         "max_images": max_images,
-        "grid": {"frame_width": grid.frame_width, "frame_height": grid.frame_height, "tile_size": grid.tile_size,
-                 "overlap": grid.overlap},
+        "grid": {
+            "frame_width": grid.frame_width,
+            "frame_height": grid.frame_height,
+            "tile_size": grid.tile_size,
+            "overlap": grid.overlap,
+        },
         "min_box_side_px": MIN_BOX_SIDE_PX,
     }
     gt = {"info": info, "images": images, "annotations": annotations, "categories": [dict(c) for c in dataset.categories]}

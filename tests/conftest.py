@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# pytest-xdist workers inherit COLUMNS=80; rich would fix its consoles' width to it when the CLI is
+# imported, and the CLI tests, which size the terminal per call (CliRunner's env), would see it wrap.
+os.environ.pop("COLUMNS", None)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("INSPECTION_SHARED", REPO.parent / "shared"))
 SSD_DIR = SHARED / "models" / "ssd_mobilenet_v2_coco"

@@ -57,8 +57,9 @@ def main() -> None:
     variants = {
         "fp32": ModelConfig(name=args.model, backend="onnxruntime", precision="fp32"),
         "int8": ModelConfig(name=args.model, backend="onnxruntime", precision="int8"),
-        "int8 (tensorrt flavour, run by onnxruntime)": ModelConfig(name=args.model, backend="onnxruntime", precision="int8",
-                                                                   path=int8_path(spec, flavour="tensorrt")),
+        "int8 (tensorrt flavour, run by onnxruntime)": ModelConfig(
+            name=args.model, backend="onnxruntime", precision="int8", path=int8_path(spec, flavour="tensorrt")
+        ),
     }
     detectors = {name: create_detector(model, DetectConfig()) for name, model in variants.items()}
 
@@ -86,19 +87,27 @@ def main() -> None:
     load_after = load()
     fp32_median = statistics.median(times["fp32"])
     timing = {
-        name: {"frame_s_median": round(statistics.median(t), 3), "frame_s_min": round(min(t), 3),
-               "frame_s_all": [round(x, 3) for x in t], "forward_s_median": round(statistics.median(forward[name]), 3),
-               "speedup_vs_fp32": round(fp32_median / statistics.median(t), 2)}
+        name: {
+            "frame_s_median": round(statistics.median(t), 3),
+            "frame_s_min": round(min(t), 3),
+            "frame_s_all": [round(x, 3) for x in t],
+            "forward_s_median": round(statistics.median(forward[name]), 3),
+            "speedup_vs_fp32": round(fp32_median / statistics.median(t), 2),
+        }
         for name, t in times.items()
     }
     for name, t in timing.items():
-        print(f"{name}: {t['frame_s_median']} s per frame (64 tiles, detect incl. NMS), x{t['speedup_vs_fp32']} vs fp32", flush=True)
+        print(
+            f"{name}: {t['frame_s_median']} s per frame (64 tiles, detect incl. NMS), x{t['speedup_vs_fp32']} vs fp32", flush=True
+        )
     result = {
         "command": shlex.join([sys.executable.split("/")[-1], *sys.argv]),
         "machine": machine_description(),
         "onnxruntime": onnxruntime.__version__,
-        "load_average_before": load_before, "load_average_after": load_after,
-        "rounds": args.rounds, "batch": "one 2700x2100 photo frame = 63 tiles + 1 blank, detect() with the 0.3 operating threshold",
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "rounds": args.rounds,
+        "batch": "one 2700x2100 photo frame = 63 tiles + 1 blank, detect() with the 0.3 operating threshold",
         "calibration": int8_metadata(spec),
         "accuracy_coco_tiny": accuracy,
         "time_per_frame": timing,

@@ -40,7 +40,9 @@ def main(reps: int = 3) -> None:
     raw = TorchDetector(spec, ModelConfig(backend="torch", device="cpu", path=onnx), config).forward(tiles)
     candidates = TorchCandidates(spec, config, (300, 300), torch.device("cpu"))({k: torch.from_numpy(v) for k, v in raw.items()})
     class_ids = torch.as_tensor(spec.output_class_ids)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; 64 coco_tiny tiles; median of {reps}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; 64 coco_tiny tiles; median of {reps}"
+    )
     print(f"{'floor':>6s} {'NMS':>14s} {'first round':>20s} {'ms':>9s} {'boxes':>6s}")
     for floor in (0.3, 0.001):
         results = []

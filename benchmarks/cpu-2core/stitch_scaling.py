@@ -37,7 +37,10 @@ def main(frames: int = 3, reps: int = 15) -> dict:
     scenes = compose_scenes(dataset, TileGrid(), frames, seed=0)
     cases = {
         "64 slots, new default": (TileGrid(global_view=True), StitchConfig()),
-        "64 slots, old pairwise rule": (TileGrid(), StitchConfig(border_rule="pairwise", fusion_score="max", border_tolerance_px=2.0)),
+        "64 slots, old pairwise rule": (
+            TileGrid(),
+            StitchConfig(border_rule="pairwise", fusion_score="max", border_tolerance_px=2.0),
+        ),
         "overlap 60 (128 slots), NMM/IoS": (TileGrid(overlap=60, global_view=True), StitchConfig()),
     }
     times: dict[str, dict[str, list[float]]] = {name: {"0.001": [], "0.3": []} for name in cases}

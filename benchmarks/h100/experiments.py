@@ -36,8 +36,9 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -118,7 +119,7 @@ def kernel_table(fn: Callable[[], object], path: Path, reps: int = 5) -> str:
         try:
             table = averages.table(sort_by=key, row_limit=40, max_name_column_width=90)
             break
-        except Exception:  # noqa: BLE001 - the key's name changed across torch versions
+        except Exception:
             continue
     path.write_text(f"{reps} calls; times are totals over them\n{table}\n")
     return path.name
@@ -134,7 +135,7 @@ def load_tiles(batch: int = 64) -> tuple[np.ndarray, str]:
         from synthetic.photos import PhotoFrameSource
 
         return grid.tiles(PhotoFrameSource(grid)(0, 0, 0))[:batch], "photos (synthetic.photos, scikit-image)"
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     shared = os.environ.get("INSPECTION_SHARED")
     if shared and (Path(shared) / "data" / "coco_tiny").is_dir():
@@ -143,8 +144,13 @@ def load_tiles(batch: int = 64) -> tuple[np.ndarray, str]:
         return coco_tiles(Path(shared) / "data" / "coco_tiny", batch)[0], "coco_tiny"
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:300, :300]
-    tiles = np.stack([((np.sin(xx / (5 + i)) + np.cos(yy / (7 + i))) * 60 + 128 + rng.normal(0, 10, (300, 300)))
-                      for i in range(batch)]).clip(0, 255).astype(np.uint8)
+    tiles = (
+        np.stack(
+            [((np.sin(xx / (5 + i)) + np.cos(yy / (7 + i))) * 60 + 128 + rng.normal(0, 10, (300, 300))) for i in range(batch)]
+        )
+        .clip(0, 255)
+        .astype(np.uint8)
+    )
     return np.repeat(tiles[..., None], 3, -1), "synthetic pattern"
 
 
@@ -166,7 +172,7 @@ class Recorder:
     def measure(self, key: str, fn: Callable[[], Any]) -> Any:
         try:
             value = fn()
-        except Exception:  # noqa: BLE001 - one failure must not lose the other figures
+        except Exception:
             self.put(key, "error: " + traceback.format_exc(limit=4)[-1500:])
             return None
         self.put(key, value)
@@ -178,8 +184,7 @@ def run_variant(name: str, onnx: Path, out: Path, rec: Recorder, device: str = "
     import torch
 
     from inspection.config import DetectConfig, ModelConfig
-    from inspection.detect import load_spec
-    from inspection.detect import torch_post
+    from inspection.detect import load_spec, torch_post
     from inspection.detect.torch import TorchDetector
 
     spec = load_spec("ssd_mobilenet_v2_coco")
@@ -203,7 +208,9 @@ def run_variant(name: str, onnx: Path, out: Path, rec: Recorder, device: str = "
         rec.measure(f"{prefix}detect numpy 0.3 wall ms", lambda: wall_ms_(lambda: det.detect(tiles)))
         rec.measure(f"{prefix}detect numpy 0.001 wall ms", lambda: wall_ms_(lambda: det.detect(tiles, 0.001), reps=few))
         rec.measure(f"{prefix}detect_tensor 0.3 wall ms", lambda: wall_ms_(lambda: det.detect_tensor(tiles_gpu)))
-        rec.measure(f"{prefix}detect_tensor 0.001 wall ms", lambda: wall_ms_(lambda: det.detect_tensor(tiles_gpu, 0.001), reps=few))
+        rec.measure(
+            f"{prefix}detect_tensor 0.001 wall ms", lambda: wall_ms_(lambda: det.detect_tensor(tiles_gpu, 0.001), reps=few)
+        )
         rec.measure(f"{prefix}detections at 0.3", lambda: len(det.detect(tiles)))
         rec.measure(f"{prefix}detections at 0.001", lambda: len(det.detect(tiles, 0.001)))
 
@@ -223,27 +230,37 @@ def run_variant(name: str, onnx: Path, out: Path, rec: Recorder, device: str = "
             factor = torch_post.PREFIX_FACTOR
             torch_post.PREFIX_FACTOR = 10**6  # one NMS round over every candidate
             try:
-                rec.measure(f"detect_tensor 0.001, one NMS round, {default_nms.__name__}, wall ms",
-                            lambda: wall_ms_(lambda: det.detect_tensor(tiles_gpu, 0.001), reps=few))
+                rec.measure(
+                    f"detect_tensor 0.001, one NMS round, {default_nms.__name__}, wall ms",
+                    lambda: wall_ms_(lambda: det.detect_tensor(tiles_gpu, 0.001), reps=few),
+                )
             finally:
                 torch_post.PREFIX_FACTOR = factor
             if torch_post.have_torchvision_nms():
                 det.nms = torch_post.torchvision_batched_nms
-                rec.measure("detect_tensor 0.001, torchvision NMS, wall ms", lambda: wall_ms_(lambda: det.detect_tensor(tiles_gpu, 0.001), reps=few))
+                rec.measure(
+                    "detect_tensor 0.001, torchvision NMS, wall ms",
+                    lambda: wall_ms_(lambda: det.detect_tensor(tiles_gpu, 0.001), reps=few),
+                )
                 rec.measure("detect_tensor 0.3, torchvision NMS, wall ms", lambda: wall_ms_(lambda: det.detect_tensor(tiles_gpu)))
                 factor = torch_post.PREFIX_FACTOR
                 torch_post.PREFIX_FACTOR = 10**6  # the code before: one NMS round over every candidate
                 try:
-                    rec.measure("before: detect_tensor 0.001, one NMS round, torchvision, wall ms",
-                                lambda: wall_ms_(lambda: det.detect_tensor(tiles_gpu, 0.001), reps=few))
+                    rec.measure(
+                        "before: detect_tensor 0.001, one NMS round, torchvision, wall ms",
+                        lambda: wall_ms_(lambda: det.detect_tensor(tiles_gpu, 0.001), reps=few),
+                    )
                 finally:
                     torch_post.PREFIX_FACTOR = factor
             det.nms = default_nms
-            rec.measure("profile", lambda: kernel_table(lambda: det.detect_tensor(tiles_gpu, 0.001), out / "profile_graph_detect_tensor_0.001.txt"))
+            rec.measure(
+                "profile",
+                lambda: kernel_table(lambda: det.detect_tensor(tiles_gpu, 0.001), out / "profile_graph_detect_tensor_0.001.txt"),
+            )
     elif name == "onnx2torch":
         try:
             from onnx2torch import convert
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             rec.put("status", f"skipped: onnx2torch not importable ({exc!r})")
             return
         from inspection.detect.preprocess import to_network_input
@@ -278,13 +295,17 @@ def run_variant(name: str, onnx: Path, out: Path, rec: Recorder, device: str = "
         mode = name.removeprefix("compile-")
         det = detector(compile=mode)
         t = time.perf_counter()
-        ok = rec.measure("forward: compile + capture s", lambda: (det.forward_only(tiles_gpu), sync(), time.perf_counter() - t)[-1])
+        ok = rec.measure(
+            "forward: compile + capture s", lambda: (det.forward_only(tiles_gpu), sync(), time.perf_counter() - t)[-1]
+        )
         if ok is not None:
             rec.measure("forward ms", lambda: gpu_ms_(lambda: det.forward_only(tiles_gpu)))
             compiled = det._fixed[("forward", (300, 300))]  # the compiled function alone, outside the CUDA graph
             rec.measure("profile", lambda: kernel_table(lambda: compiled(tiles_gpu), out / f"profile_{name}_forward.txt"))
         t = time.perf_counter()
-        ok = rec.measure("detect: compile + capture s", lambda: (det.detect_tensor(tiles_gpu), sync(), time.perf_counter() - t)[-1])
+        ok = rec.measure(
+            "detect: compile + capture s", lambda: (det.detect_tensor(tiles_gpu), sync(), time.perf_counter() - t)[-1]
+        )
         if ok is not None:
             detect_figures(det)
     else:
@@ -325,7 +346,11 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     extra = [k for k in graph if "NMS" in k or "fixed part" in k or k.startswith("detections")]
     lines += [f"graph: {k}: {graph[k]}" for k in extra if isinstance(graph[k], (int, float))]
     o2t = results.get("onnx2torch", {})
-    lines += [f"onnx2torch: {k}: {str(o2t[k]).splitlines()[-1][:150]}" for k in ("CUDA graph capture", "torch.compile fullgraph trace") if k in o2t]
+    lines += [
+        f"onnx2torch: {k}: {str(o2t[k]).splitlines()[-1][:150]}"
+        for k in ("CUDA graph capture", "torch.compile fullgraph trace")
+        if k in o2t
+    ]
     return "\n".join(lines)
 
 
@@ -338,7 +363,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help="cpu: check the script where there is no GPU")
     parser.add_argument("--reps", type=int, default=20, help="timed calls per figure (half of it at the 0.001 floor)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every variant's own budget (a slow machine)")
-    parser.add_argument("--batch", type=int, default=64, help="tiles per batch (64: a frame; fewer only to check the script on a CPU)")
+    parser.add_argument(
+        "--batch", type=int, default=64, help="tiles per batch (64: a frame; fewer only to check the script on a CPU)"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -358,8 +385,25 @@ def main() -> None:
         result.unlink(missing_ok=True)
         print(f"== {name} (budget {budget:.0f} s)", flush=True)
         t = time.monotonic()
-        cmd = [sys.executable, "-m", "benchmarks.h100.experiments", "--child", name, "--onnx", str(args.onnx.resolve()), "--out",
-               str(args.out.resolve()), "--result", str(result.resolve()), "--device", args.device, "--reps", str(args.reps), "--batch", str(args.batch)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.h100.experiments",
+            "--child",
+            name,
+            "--onnx",
+            str(args.onnx.resolve()),
+            "--out",
+            str(args.out.resolve()),
+            "--result",
+            str(result.resolve()),
+            "--device",
+            args.device,
+            "--reps",
+            str(args.reps),
+            "--batch",
+            str(args.batch),
+        ]
         log = args.out / f"variant_{name}.log"
         with log.open("w") as sink:
             # Its own process group: a compiler's worker processes go down with it at the budget.

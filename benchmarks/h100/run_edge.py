@@ -52,8 +52,14 @@ def run_step(name: str, args: list[str], out: Path, limit_s: float, env: dict[st
             code = None
     took = time.monotonic() - start
     print(f"{name}: exit {code} in {took:.0f} s", flush=True)
-    return {"step": name, "command": " ".join(command), "exit": code, "seconds": round(took, 1),
-            "timed_out": code is None, "folder": str(folder)}
+    return {
+        "step": name,
+        "command": " ".join(command),
+        "exit": code,
+        "seconds": round(took, 1),
+        "timed_out": code is None,
+        "folder": str(folder),
+    }
 
 
 def e2e_summary(folder: Path) -> dict[str, Any] | None:
@@ -63,24 +69,39 @@ def e2e_summary(folder: Path) -> dict[str, Any] | None:
     data = json.loads(path.read_text())
     cars = sorted(c["car_latency_s"] for c in data["cars"])
     return {
-        "workers": data["extra"].get("consumers"), "gpus": data["extra"].get("gpus"),
-        "car_latency_s": cars, "car_latency_median_s": cars[len(cars) // 2],
-        "frame_latency_p50_ms": data.get("frame_latency_p50_ms"), "frame_latency_p99_ms": data.get("frame_latency_p99_ms"),
-        "bare_model_ms": data.get("bare_model_ms"), "bare_car_s": (data["bare_model_ms"] or 0) * data["frames_per_car"] / 1e3,
+        "workers": data["extra"].get("consumers"),
+        "gpus": data["extra"].get("gpus"),
+        "car_latency_s": cars,
+        "car_latency_median_s": cars[len(cars) // 2],
+        "frame_latency_p50_ms": data.get("frame_latency_p50_ms"),
+        "frame_latency_p99_ms": data.get("frame_latency_p99_ms"),
+        "bare_model_ms": data.get("bare_model_ms"),
+        "bare_car_s": (data["bare_model_ms"] or 0) * data["frames_per_car"] / 1e3,
         "pipeline_to_bare": data.get("pipeline_to_bare_ratio"),
-        "peak_gpu_mem_mib_per_gpu": data.get("peak_gpu_mem_mib_per_gpu"), "machine": data.get("machine"),
+        "peak_gpu_mem_mib_per_gpu": data.get("peak_gpu_mem_mib_per_gpu"),
+        "machine": data.get("machine"),
     }
 
 
 def base_env(args: argparse.Namespace) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")])),
-           "INSPECTION__KAFKA__BOOTSTRAP_SERVERS": "null", "COLUMNS": "160"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")])),
+        "INSPECTION__KAFKA__BOOTSTRAP_SERVERS": "null",
+        "COLUMNS": "160",
+    }
     if args.onnx:
         env["INSPECTION__MODEL__PATH"] = str(Path(args.onnx).resolve())
     if args.cpu_check:  # a small line so CPU workers finish quickly
-        env.update({"INSPECTION__LINE__CAMERAS": "2", "INSPECTION__LINE__SHOTS_PER_CAMERA": "2",
-                    "INSPECTION__MODEL__BACKEND": "onnxruntime", "INSPECTION__MODEL__DEVICE": "cpu",
-                    "INSPECTION__PIPELINE__DECODE": "cpu"})
+        env.update(
+            {
+                "INSPECTION__LINE__CAMERAS": "2",
+                "INSPECTION__LINE__SHOTS_PER_CAMERA": "2",
+                "INSPECTION__MODEL__BACKEND": "onnxruntime",
+                "INSPECTION__MODEL__DEVICE": "cpu",
+                "INSPECTION__PIPELINE__DECODE": "cpu",
+            }
+        )
     return env
 
 
@@ -90,9 +111,26 @@ CPU_CHECK_COMBO = "yolox_nano:onnxruntime:fp32"  # --cpu-check with --onnx = YOL
 def e2e_args(args: argparse.Namespace, workers: int, gpus: str) -> list[str]:
     combo = CPU_CHECK_COMBO if args.cpu_check else COMBO
     config = [] if args.cpu_check else ["--config", "configs/h100.yaml"]
-    return ["bench", *config, "--device", "cpu" if args.cpu_check else "cuda", "--combo", combo, "--batch-sizes", "0",
-            "--e2e", str(args.cars), "--deadline", "0.75", "--consumers", str(workers), "--gpus", gpus,
-            "--join-wait", f"{args.join_wait:g}"]
+    return [
+        "bench",
+        *config,
+        "--device",
+        "cpu" if args.cpu_check else "cuda",
+        "--combo",
+        combo,
+        "--batch-sizes",
+        "0",
+        "--e2e",
+        str(args.cars),
+        "--deadline",
+        "0.75",
+        "--consumers",
+        str(workers),
+        "--gpus",
+        gpus,
+        "--join-wait",
+        f"{args.join_wait:g}",
+    ]
 
 
 def main() -> None:
@@ -122,17 +160,54 @@ def main() -> None:
         steps.append(run_step(name, argv, args.out, min(limit, left()), {**env, **(extra_env or {})}))
 
     if not args.cpu_check:
-        step("bare", ["bench", "--config", "configs/h100.yaml", "--device", "cuda", "--combo", COMBO, "--batch-sizes", "64",
-                      "--repeats", "3", "--no-naive"], 60)
+        step(
+            "bare",
+            [
+                "bench",
+                "--config",
+                "configs/h100.yaml",
+                "--device",
+                "cuda",
+                "--combo",
+                COMBO,
+                "--batch-sizes",
+                "64",
+                "--repeats",
+                "3",
+                "--no-naive",
+            ],
+            60,
+        )
     for n in [int(w) for w in args.workers.split(",")]:
         step(f"e2e_w{n}", e2e_args(args, n, "0"), 100)
     if args.coco:
-        device = ["--device", "cpu", "--combo", CPU_CHECK_COMBO] if args.cpu_check else \
-                 ["--config", "configs/h100.yaml", "--device", "cuda", "--combo", COMBO]
-        step("peers", ["bench", *device, "--batch-sizes", "0", "--peers", "sahi", "--peer-images", str(args.coco / "val2017"),
-                       "--peer-annotations", str(args.coco / "annotations" / "instances_val2017.json"), "--peer-frames", "2"], 120)
+        device = (
+            ["--device", "cpu", "--combo", CPU_CHECK_COMBO]
+            if args.cpu_check
+            else ["--config", "configs/h100.yaml", "--device", "cuda", "--combo", COMBO]
+        )
+        step(
+            "peers",
+            [
+                "bench",
+                *device,
+                "--batch-sizes",
+                "0",
+                "--peers",
+                "sahi",
+                "--peer-images",
+                str(args.coco / "val2017"),
+                "--peer-annotations",
+                str(args.coco / "annotations" / "instances_val2017.json"),
+                "--peer-frames",
+                "2",
+            ],
+            120,
+        )
     if not args.cpu_check:
-        step("e2e_w3_compile", e2e_args(args, 3, "0")[:-2] + ["--join-wait", "75"], 170, {"INSPECTION__MODEL__COMPILE": "default"})
+        step(
+            "e2e_w3_compile", e2e_args(args, 3, "0")[:-2] + ["--join-wait", "75"], 170, {"INSPECTION__MODEL__COMPILE": "default"}
+        )
     write_summary(args.out, steps)
 
 
@@ -144,16 +219,24 @@ def write_summary(out: Path, steps: list[dict[str, Any]]) -> None:
         e2e = e2e_summary(folder)
         if e2e:
             results["e2e"][s["step"]] = e2e
-        lines.append(f"{s['step']:<21} {str(s.get('exit', '-')):>4} {s.get('seconds', 0):>8} "
-                     + (f"{e2e['car_latency_median_s']:>15.3f} {e2e['frame_latency_p50_ms'] or 0:>7.1f} "
-                        f"{e2e['frame_latency_p99_ms'] or 0:>7.1f} {e2e['pipeline_to_bare'] or 0:>14.2f} "
-                        f"{json.dumps(e2e['peak_gpu_mem_mib_per_gpu'])}" if e2e else s.get("skipped", "")))
+        lines.append(
+            f"{s['step']:<21} {str(s.get('exit', '-')):>4} {s.get('seconds', 0):>8} "
+            + (
+                f"{e2e['car_latency_median_s']:>15.3f} {e2e['frame_latency_p50_ms'] or 0:>7.1f} "
+                f"{e2e['frame_latency_p99_ms'] or 0:>7.1f} {e2e['pipeline_to_bare'] or 0:>14.2f} "
+                f"{json.dumps(e2e['peak_gpu_mem_mib_per_gpu'])}"
+                if e2e
+                else s.get("skipped", "")
+            )
+        )
         peers = folder / "peers.json"
         if peers.is_file():
             results["peers"] = json.loads(peers.read_text())["rows"]
             for r in results["peers"]:
-                lines.append(f"    {r['method']:<14} score {r['score_threshold']:<6g} {r['ms_per_frame']:9.1f} ms/frame  "
-                             f"frame mAP {r['frame_map']:.4f}")
+                lines.append(
+                    f"    {r['method']:<14} score {r['score_threshold']:<6g} {r['ms_per_frame']:9.1f} ms/frame  "
+                    f"frame mAP {r['frame_map']:.4f}"
+                )
         bench = folder / "bench.json"
         if bench.is_file():
             rows = [r for r in json.loads(bench.read_text()).get("rows", []) if r.get("batch_size") == 64]

@@ -43,10 +43,26 @@ def main() -> None:
             steps.append({"step": f"gpus_{g}", "skipped": "budget spent"})
             continue
         combo = CPU_CHECK_COMBO if args.cpu_check else COMBO
-        argv = ["bench", *([] if args.cpu_check else ["--config", "configs/h100.yaml"]),
-                "--device", "cpu" if args.cpu_check else "cuda", "--combo", combo, "--batch-sizes", "0",
-                "--e2e", str(args.cars), "--deadline", "0.4", "--consumers", str(args.workers),
-                "--gpus", ",".join(str(i) for i in range(g)), "--join-wait", f"{args.join_wait:g}"]
+        argv = [
+            "bench",
+            *([] if args.cpu_check else ["--config", "configs/h100.yaml"]),
+            "--device",
+            "cpu" if args.cpu_check else "cuda",
+            "--combo",
+            combo,
+            "--batch-sizes",
+            "0",
+            "--e2e",
+            str(args.cars),
+            "--deadline",
+            "0.4",
+            "--consumers",
+            str(args.workers),
+            "--gpus",
+            ",".join(str(i) for i in range(g)),
+            "--join-wait",
+            f"{args.join_wait:g}",
+        ]
         step = run_step(f"gpus_{g}", argv, args.out, min(left, args.budget / len(counts) + 30), env)
         steps.append(step)
         summary = e2e_summary(Path(step["folder"]))
@@ -57,17 +73,21 @@ def main() -> None:
     gpu_name = machine.get("gpu") or "CPU (script check, not a measurement)"
     result = {
         "machine": f"{max(runs) if runs else 0}x {gpu_name}, {machine.get('cpu_count', '?')} host cores"
-                   + (f" ({args.workers} edge workers per GPU)" if runs else ""),
+        + (f" ({args.workers} edge workers per GPU)" if runs else ""),
         "car_s": car_s,
         "efficiency": {g: car_s["1"] / (int(g) * s) for g, s in car_s.items()} if "1" in car_s else {},
-        "runs": {str(g): r for g, r in runs.items()}, "steps": steps,
-        "command": "python -m benchmarks.h100.run_multi_gpu " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
+        "runs": {str(g): r for g, r in runs.items()},
+        "steps": steps,
+        "command": "python -m benchmarks.h100.run_multi_gpu "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
     }
     (args.out / "scaling.json").write_text(json.dumps(result, indent=2))
     lines = ["gpus  car s (median)  p50 ms  p99 ms  efficiency  GPU MiB"]
     for g, r in sorted(runs.items()):
-        lines.append(f"{g:>4} {r['car_latency_median_s']:>15.3f} {r['frame_latency_p50_ms'] or 0:>7.1f} {r['frame_latency_p99_ms'] or 0:>7.1f} "
-                     f"{result['efficiency'].get(str(g), 0):>11.2f}  {json.dumps(r['peak_gpu_mem_mib_per_gpu'])}")
+        lines.append(
+            f"{g:>4} {r['car_latency_median_s']:>15.3f} {r['frame_latency_p50_ms'] or 0:>7.1f} {r['frame_latency_p99_ms'] or 0:>7.1f} "
+            f"{result['efficiency'].get(str(g), 0):>11.2f}  {json.dumps(r['peak_gpu_mem_mib_per_gpu'])}"
+        )
     (args.out / "summary.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

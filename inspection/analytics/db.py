@@ -51,9 +51,7 @@ def _sqlite_readonly(url: URL) -> Engine:
         raise ValueError(f"{mask_url(url)}: a read-only view needs a SQLite file, not an in-memory database")
     path = Path(database).expanduser().resolve()
     if not path.is_file():
-        raise DatabaseMissingError(
-            f"no SQLite database at {path}: run `inspection demo` (or point --db at the edge's store.url)"
-        )
+        raise DatabaseMissingError(f"no SQLite database at {path}: run `inspection demo` (or point --db at the edge's store.url)")
     uri = f"{path.as_uri()}?mode=ro"
 
     def connect() -> sqlite3.Connection:

@@ -28,12 +28,14 @@ Use from a notebook or a shell:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Boolean, Connection, Engine, TextClause, bindparam, text
 
+from ..extras import require
 from ..store.db import create_engine_for
 from ..store.models import UTCDateTime
 
@@ -43,7 +45,6 @@ if TYPE_CHECKING:  # pandas is the analyst's dependency, not the package's
 DB_ENV = "INSPECTION_DB"
 DEFAULT_DB_URL = "sqlite:///inspection.db"
 
-VERDICTS = ("met", "missed", "overdue", "incomplete")
 
 # One definition of a car's verdict; `c` is the cars row, :now the time "overdue" is judged at.
 VERDICT_SQL = """CASE WHEN c.completed_at IS NOT NULL AND c.deadline_met THEN 'met'
@@ -59,7 +60,8 @@ def _binned(template: str, column: str) -> dict[str, str]:
     ~50 µs of a bin edge) and its CAST to INTEGER truncates, which is the floor for times after 1970."""
     return {
         "postgresql": template.format(
-            bin=f"CAST(FLOOR((CAST(EXTRACT(EPOCH FROM {column}) AS DOUBLE PRECISION) - :start_s) / :width_s) AS INTEGER)"),
+            bin=f"CAST(FLOOR((CAST(EXTRACT(EPOCH FROM {column}) AS DOUBLE PRECISION) - :start_s) / :width_s) AS INTEGER)"
+        ),
         "sqlite": template.format(bin=f"CAST((CAST(strftime('%s', {column}) AS INTEGER) - :start_s) / :width_s AS INTEGER)"),
     }
 
@@ -229,8 +231,7 @@ CAR_COUNT = Query("car_count", "How many cars the database holds.", "SELECT COUN
 
 CARS_SINCE = Query(
     "cars_since",
-    "Cars whose first frame was captured at or after :since, by verdict at :now (the line page's "
-    "'today' figures).",
+    "Cars whose first frame was captured at or after :since, by verdict at :now (the line page's 'today' figures).",
     f"""
     SELECT {VERDICT_SQL} AS status, COUNT(*) AS cars
     FROM cars AS c
@@ -250,8 +251,7 @@ FRAMES_PROCESSED_SINCE = Query(
 
 PARKED_SINCE = Query(
     "parked_since",
-    "Parked records at or after :since: error frames (by processing time) and rejected messages "
-    "(by receiving time).",
+    "Parked records at or after :since: error frames (by processing time) and rejected messages (by receiving time).",
     """
     SELECT (SELECT COUNT(*) FROM frames WHERE error IS NOT NULL AND processed_at >= :since) AS error_frames,
            (SELECT COUNT(*) FROM rejected_messages WHERE received_at >= :since)           AS rejected
@@ -360,11 +360,14 @@ FRAME_LATENCY_BINNED = Query(
     "(bin k = [:start_s + k·:width_s, … + :width_s) in Unix seconds); percentiles are taken in Python "
     "(SQLite has none).",
     "",
-    variants=_binned("""
+    variants=_binned(
+        """
     SELECT {bin} AS bin, latency_s
     FROM frames
     WHERE captured_at >= :since AND captured_at <= :until AND error IS NULL
-    """, "captured_at"),
+    """,
+        "captured_at",
+    ),
     time_params=("since", "until"),
 )
 
@@ -375,18 +378,24 @@ CLASS_COUNTS_BINNED = Query(
     "OFFSET 0 keeps unflattened: an index lookup per frame of the window, never a scan of all boxes.",
     "",
     variants={
-        "postgresql": _binned("""
+        "postgresql": _binned(
+            """
     SELECT f.bin, d.class_id, d.class_name, COUNT(*) AS boxes
     FROM (SELECT id, {bin} AS bin FROM frames WHERE captured_at >= :since AND captured_at <= :until) AS f
     CROSS JOIN LATERAL (SELECT class_id, class_name FROM detections WHERE frame_id = f.id OFFSET 0) AS d
     GROUP BY f.bin, d.class_id, d.class_name
-    """, "captured_at")["postgresql"],
-        "sqlite": _binned("""
+    """,
+            "captured_at",
+        )["postgresql"],
+        "sqlite": _binned(
+            """
     SELECT f.bin, d.class_id, d.class_name, COUNT(*) AS boxes
     FROM (SELECT id, {bin} AS bin FROM frames WHERE captured_at >= :since AND captured_at <= :until) AS f
     JOIN detections AS d ON d.frame_id = f.id
     GROUP BY f.bin, d.class_id, d.class_name
-    """, "captured_at")["sqlite"],
+    """,
+            "captured_at",
+        )["sqlite"],
     },
     time_params=("since", "until"),
 )
@@ -408,11 +417,14 @@ DIRTY_MINUTES = Query(
     "Capture minutes (as in MINUTE_CLASS_COUNTS) of the frames stored or replaced since :since "
     "(processing time): the rollup's minutes to count again.",
     "",
-    variants=_binned("""
+    variants=_binned(
+        """
     SELECT DISTINCT {bin} AS minute
     FROM frames
     WHERE processed_at >= :since
-    """, "captured_at"),
+    """,
+        "captured_at",
+    ),
     time_params=("since",),
 )
 
@@ -444,8 +456,7 @@ DETECTIONS_PER_CLASS = Query(
 
 CAMERA_SHOT_COUNTS = Query(
     "camera_shot_counts",
-    "Per camera × shot over all cars: frames, boxes, mean boxes per frame, error frames "
-    "(pivot for a heatmap).",
+    "Per camera × shot over all cars: frames, boxes, mean boxes per frame, error frames (pivot for a heatmap).",
     """
     SELECT camera,
            shot,
@@ -507,8 +518,7 @@ LATEST_ERROR_FRAMES = Query(
 
 REJECTED_MESSAGES = Query(
     "rejected_messages",
-    "Kafka records too broken to name a frame (no usable car/camera/shot headers), newest first "
-    "(:limit rows from :offset).",
+    "Kafka records too broken to name a frame (no usable car/camera/shot headers), newest first (:limit rows from :offset).",
     """
     SELECT received_at,
            kafka_topic,
@@ -612,9 +622,9 @@ def run(conn: Connection, query: Query, **params: Any) -> list[Any]:
     return list(conn.execute(query.statement(conn.dialect.name), query.params(**params)).all())
 
 
-def read_df(engine: Engine, query: Query, **params: Any) -> "pd.DataFrame":
+def read_df(engine: Engine, query: Query, **params: Any) -> pd.DataFrame:
     """`query` as a DataFrame, time columns as UTC datetimes, boolean columns as pandas booleans."""
-    import pandas as pd
+    pd = require("pandas", "analysis", "a DataFrame of the results")
 
     with engine.connect() as conn:
         result = conn.execute(query.statement(conn.dialect.name), query.params(**params))

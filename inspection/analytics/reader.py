@@ -11,16 +11,16 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, Select, func, select, true
 
 from ..store.models import Detection, Frame
 from . import queries as q
-from .rollup import MINUTE, MinuteClassRollup, is_minute_aligned, minute_of
 from .models import (
     CarDetail,
     CarLatencySeries,
@@ -43,9 +43,23 @@ from .models import (
     Rejected,
     TimeBins,
 )
+from .rollup import MINUTE, MinuteClassRollup, is_minute_aligned, minute_of
 
-CSV_COLUMNS = ("detection_id", "frame_id", "car_id", "camera", "shot", "captured_at", "class_id", "class_name",
-               "score", "x1", "y1", "x2", "y2")
+CSV_COLUMNS = (
+    "detection_id",
+    "frame_id",
+    "car_id",
+    "camera",
+    "shot",
+    "captured_at",
+    "class_id",
+    "class_name",
+    "score",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+)
 CHART_BINS = 40
 _NICE_BIN_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 
@@ -61,8 +75,14 @@ def _utc_now() -> datetime:
 class AnalyticsReader:
     """Read API of the results database. `cameras` lays out a car's frame grid (config line.cameras)."""
 
-    def __init__(self, engine: Engine, *, cameras: int = 5, clock: Callable[[], datetime] = _utc_now,
-                 rollup: MinuteClassRollup | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        cameras: int = 5,
+        clock: Callable[[], datetime] = _utc_now,
+        rollup: MinuteClassRollup | None = None,
+    ) -> None:
         self.engine = engine
         self.cameras = cameras
         self.clock = clock
@@ -162,8 +182,9 @@ class AnalyticsReader:
         series = CarLatencySeries(
             car_id=[r.car_id for r in oldest_first],
             first_captured_at=[r.first_captured_at for r in oldest_first],
-            car_latency_s=[None if end is None else (end - r.first_captured_at).total_seconds()
-                           for r, end in zip(oldest_first, ends)],
+            car_latency_s=[
+                None if end is None else (end - r.first_captured_at).total_seconds() for r, end in zip(oldest_first, ends)
+            ],
             deadline_s=[(r.deadline_at - r.first_captured_at).total_seconds() for r in oldest_first],
             verdict=[r.status for r in oldest_first],
         )
@@ -185,14 +206,19 @@ class AnalyticsReader:
         for camera in range(cameras):
             for shot in range(shots):
                 f = by_key.get((camera, shot))
-                cells.append(FrameCell(
-                    camera=camera, shot=shot,
-                    state="missing" if f is None else ("error" if f.error_kind is not None or f.error is not None else "stored"),
-                    frame_id=None if f is None else f.frame_id,
-                    detections=0 if f is None else int(f.detection_count),
-                    error_kind=None if f is None else f.error_kind,
-                    has_image=False if f is None else bool(f.has_image),
-                ))
+                cells.append(
+                    FrameCell(
+                        camera=camera,
+                        shot=shot,
+                        state="missing"
+                        if f is None
+                        else ("error" if f.error_kind is not None or f.error is not None else "stored"),
+                        frame_id=None if f is None else f.frame_id,
+                        detections=0 if f is None else int(f.detection_count),
+                        error_kind=None if f is None else f.error_kind,
+                        has_image=False if f is None else bool(f.has_image),
+                    )
+                )
         return CarDetail(car=car, cameras=cameras, shots=shots, cells=cells)
 
     def frame(self, frame_id: int) -> FrameDetail:
@@ -201,12 +227,28 @@ class AnalyticsReader:
             raise NotFoundError(f"no frame with id {frame_id} in the results database")
         r = rows[0]
         return FrameDetail(
-            frame_id=r.frame_id, car_id=r.car_id, camera=r.camera, shot=r.shot, width=r.width, height=r.height,
-            captured_at=r.captured_at, received_at=r.received_at, processed_at=r.processed_at,
-            latency_s=r.latency_s, detection_count=r.detection_count, error_kind=r.error_kind, error=r.error,
-            has_image=r.image_uri is not None, kafka_topic=r.kafka_topic, kafka_partition=r.kafka_partition,
-            kafka_offset=r.kafka_offset, consumer_id=r.consumer_id, host=r.host, model=r.model,
-            backend=r.backend, precision=r.precision,
+            frame_id=r.frame_id,
+            car_id=r.car_id,
+            camera=r.camera,
+            shot=r.shot,
+            width=r.width,
+            height=r.height,
+            captured_at=r.captured_at,
+            received_at=r.received_at,
+            processed_at=r.processed_at,
+            latency_s=r.latency_s,
+            detection_count=r.detection_count,
+            error_kind=r.error_kind,
+            error=r.error,
+            has_image=r.image_uri is not None,
+            kafka_topic=r.kafka_topic,
+            kafka_partition=r.kafka_partition,
+            kafka_offset=r.kafka_offset,
+            consumer_id=r.consumer_id,
+            host=r.host,
+            model=r.model,
+            backend=r.backend,
+            precision=r.precision,
         )
 
     def frame_image_uri(self, frame_id: int) -> str | None:
@@ -223,8 +265,14 @@ class AnalyticsReader:
             rows = q.run(conn, q.FRAME_DETECTIONS, frame_id=frame_id)
         columns = list(zip(*rows)) if rows else [()] * 8
         class_id, class_name, score, x1, y1, x2, y2, tile = columns
-        return FrameBoxes(frame_id=frame_id, xyxy=list(zip(x1, y1, x2, y2)), score=list(score),
-                          class_id=list(class_id), class_name=list(class_name), tile_index=list(tile))
+        return FrameBoxes(
+            frame_id=frame_id,
+            xyxy=list(zip(x1, y1, x2, y2)),
+            score=list(score),
+            class_id=list(class_id),
+            class_name=list(class_name),
+            tile_index=list(tile),
+        )
 
     # ----------------------------------------------------------------- detections
 
@@ -249,16 +297,35 @@ class AnalyticsReader:
         if f.class_name is not None:
             box_conditions.append(Detection.class_name == f.class_name)
         if self.engine.dialect.name == "postgresql":
-            boxes = (select(Detection.id, Detection.frame_id, Detection.class_id, Detection.class_name, Detection.score,
-                            Detection.x1, Detection.y1, Detection.x2, Detection.y2)
-                     .where(Detection.frame_id == Frame.id, *box_conditions).offset(0).lateral("d"))
+            boxes = (
+                select(
+                    Detection.id,
+                    Detection.frame_id,
+                    Detection.class_id,
+                    Detection.class_name,
+                    Detection.score,
+                    Detection.x1,
+                    Detection.y1,
+                    Detection.x2,
+                    Detection.y2,
+                )
+                .where(Detection.frame_id == Frame.id, *box_conditions)
+                .offset(0)
+                .lateral("d")
+            )
             return Frame.__table__.join(boxes, true()), boxes.c, frame_conditions
         table = Detection.__table__
         return table.join(Frame.__table__, Frame.id == Detection.frame_id), table.c, frame_conditions + box_conditions
 
     def class_counts(self, f: DetectionFilter) -> list[ClassCount]:
-        if (f.since is not None and is_minute_aligned(f.since) and f.until is None and f.min_score <= 0
-                and f.car_id is None and f.camera is None):
+        if (
+            f.since is not None
+            and is_minute_aligned(f.since)
+            and f.until is None
+            and f.min_score <= 0
+            and f.car_id is None
+            and f.camera is None
+        ):
             # every box of whole capture minutes: the rollup has them
             with self.engine.connect() as conn:
                 minutes = self.rollup.minutes(conn, minute_of(f.since))
@@ -267,19 +334,42 @@ class AnalyticsReader:
                 for key, boxes in per_class.items():
                     if f.class_name is None or key[1] == f.class_name:
                         totals[key] = totals.get(key, 0) + boxes
-            return [ClassCount(class_id=k[0], class_name=k[1], boxes=n)
-                    for k, n in sorted(totals.items(), key=lambda item: (-item[1], item[0][0]))]
+            return [
+                ClassCount(class_id=k[0], class_name=k[1], boxes=n)
+                for k, n in sorted(totals.items(), key=lambda item: (-item[1], item[0][0]))
+            ]
         source, d, where = self._boxes(f)
-        statement = (select(d.class_id, d.class_name, func.count().label("boxes")).select_from(source).where(*where)
-                     .group_by(d.class_id, d.class_name).order_by(func.count().desc(), d.class_id))
+        statement = (
+            select(d.class_id, d.class_name, func.count().label("boxes"))
+            .select_from(source)
+            .where(*where)
+            .group_by(d.class_id, d.class_name)
+            .order_by(func.count().desc(), d.class_id)
+        )
         with self.engine.connect() as conn:
-            return [ClassCount(class_id=r.class_id, class_name=r.class_name, boxes=r.boxes)
-                    for r in conn.execute(statement)]
+            return [ClassCount(class_id=r.class_id, class_name=r.class_name, boxes=r.boxes) for r in conn.execute(statement)]
 
     def _table_select(self, f: DetectionFilter) -> tuple[Select[Any], Any]:
         source, d, where = self._boxes(f)
-        statement = select(d.id, d.frame_id, Frame.car_id, Frame.camera, Frame.shot, Frame.captured_at, d.class_id,
-                           d.class_name, d.score, d.x1, d.y1, d.x2, d.y2).select_from(source).where(*where)
+        statement = (
+            select(
+                d.id,
+                d.frame_id,
+                Frame.car_id,
+                Frame.camera,
+                Frame.shot,
+                Frame.captured_at,
+                d.class_id,
+                d.class_name,
+                d.score,
+                d.x1,
+                d.y1,
+                d.x2,
+                d.y2,
+            )
+            .select_from(source)
+            .where(*where)
+        )
         return statement, d
 
     def detections(self, f: DetectionFilter, page: int = 1, per_page: int = 50) -> DetectionsPage:
@@ -292,13 +382,25 @@ class AnalyticsReader:
         has_next = len(rows) > per_page
         rows = rows[:per_page]
         table = DetectionTable(
-            id=[r.id for r in rows], frame_id=[r.frame_id for r in rows], car_id=[r.car_id for r in rows],
-            camera=[r.camera for r in rows], shot=[r.shot for r in rows], captured_at=[r.captured_at for r in rows],
-            class_name=[r.class_name for r in rows], score=[r.score for r in rows],
+            id=[r.id for r in rows],
+            frame_id=[r.frame_id for r in rows],
+            car_id=[r.car_id for r in rows],
+            camera=[r.camera for r in rows],
+            shot=[r.shot for r in rows],
+            captured_at=[r.captured_at for r in rows],
+            class_name=[r.class_name for r in rows],
+            score=[r.score for r in rows],
             xyxy=[(r.x1, r.y1, r.x2, r.y2) for r in rows],
         )
-        return DetectionsPage(filter=f, counts=counts, total=sum(c.boxes for c in counts), rows=table,
-                              page=page, per_page=per_page, has_next=has_next)
+        return DetectionsPage(
+            filter=f,
+            counts=counts,
+            total=sum(c.boxes for c in counts),
+            rows=table,
+            page=page,
+            per_page=per_page,
+            has_next=has_next,
+        )
 
     def detections_csv(self, f: DetectionFilter, *, batch_rows: int = 5000) -> Iterator[str]:
         """The filtered detections as CSV text chunks (header first), streamed from a server-side
@@ -315,8 +417,21 @@ class AnalyticsReader:
                 buffer.seek(0)
                 buffer.truncate()
                 writer.writerows(
-                    (r.id, r.frame_id, r.car_id, r.camera, r.shot, r.captured_at.isoformat(), r.class_id,
-                     r.class_name, f"{r.score:.4f}", f"{r.x1:.1f}", f"{r.y1:.1f}", f"{r.x2:.1f}", f"{r.y2:.1f}")
+                    (
+                        r.id,
+                        r.frame_id,
+                        r.car_id,
+                        r.camera,
+                        r.shot,
+                        r.captured_at.isoformat(),
+                        r.class_id,
+                        r.class_name,
+                        f"{r.score:.4f}",
+                        f"{r.x1:.1f}",
+                        f"{r.y1:.1f}",
+                        f"{r.x2:.1f}",
+                        f"{r.y2:.1f}",
+                    )
                     for r in partition
                 )
                 yield buffer.getvalue()
@@ -332,7 +447,9 @@ class AnalyticsReader:
         return Problems(
             error_frames=[ErrorFrame(**r._asdict()) for r in errors[:per_page]],
             rejected=[Rejected(**{k: v for k, v in r._asdict().items() if k != "run_id"}) for r in rejected[:per_page]],
-            page=page, per_page=per_page, has_next=has_next,
+            page=page,
+            per_page=per_page,
+            has_next=has_next,
         )
 
 
@@ -403,11 +520,11 @@ def _latency_series(bins: TimeBins, rows: list[Any]) -> LatencySeries:
     counts = np.diff(bounds)
     filled = counts > 0
     quantiles = {}
-    for q in (0.5, 0.99):  # numpy's default (linear) quantile, for every bin at once
-        position = bounds[:-1] + q * np.maximum(counts - 1, 0)
+    for quantile in (0.5, 0.99):  # numpy's default (linear) quantile, for every bin at once
+        position = bounds[:-1] + quantile * np.maximum(counts - 1, 0)
         low = np.floor(position).astype(np.int64)
         high = np.minimum(low + 1, bounds[1:] - 1)
         low, high = np.minimum(low, len(latency) - 1), np.maximum(np.minimum(high, len(latency) - 1), 0)
         value = latency[low] + (latency[high] - latency[low]) * (position - np.floor(position))
-        quantiles[q] = [float(v) if ok else None for v, ok in zip(value, filled)]
+        quantiles[quantile] = [float(v) if ok else None for v, ok in zip(value, filled)]
     return LatencySeries(bins=bins, frames=counts.tolist(), p50_s=quantiles[0.5], p99_s=quantiles[0.99])

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Callable
 
 from sqlalchemy import Connection
 
@@ -44,8 +44,9 @@ def is_minute_aligned(t: datetime) -> bool:
 class MinuteClassRollup:
     """Thread-safe; one per reader (the dashboard keeps one reader for the life of the process)."""
 
-    def __init__(self, *, margin_s: float = 60.0, max_age_s: float = 600.0,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, margin_s: float = 60.0, max_age_s: float = 600.0, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self.margin_s = margin_s
         self.max_age_s = max_age_s
         self._monotonic = monotonic

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from http.cookies import SimpleCookie
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import FastAPI, Request
@@ -32,8 +33,10 @@ from .thumbnails import ThumbnailCache
 PACKAGE = Path(__file__).resolve().parent
 TOKEN_COOKIE = "inspection_token"
 TOKEN_HEADER = "x-inspection-token"
-PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
 DOCS_CSP = PAGE_CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'")
 
 Scope = dict[str, Any]
@@ -135,8 +138,11 @@ class TokenCheck:
             response: Any = RedirectResponse(scope["path"] + (f"?{rest}" if rest else ""), status_code=303)
             response.set_cookie(TOKEN_COOKIE, self.token.decode(), httponly=True, samesite="strict")
         elif scope["path"].startswith("/api/") or scope["path"] == "/openapi.json":
-            response = JSONResponse({"detail": "missing or wrong token: send Authorization: Bearer <token>"}, status_code=401,
-                                    headers={"WWW-Authenticate": "Bearer"})
+            response = JSONResponse(
+                {"detail": "missing or wrong token: send Authorization: Bearer <token>"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         else:
             response = HTMLResponse(
                 "<!doctype html><title>token required</title><h1>401: token required</h1>"

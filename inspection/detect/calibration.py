@@ -9,8 +9,8 @@ removed in 11: INT8 engines are built from the QDQ graph instead).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import cv2
 import numpy as np

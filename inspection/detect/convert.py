@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .base import ModelNotFoundError, ModelSpec, model_cache_dir, resolve_model_file
 
@@ -50,8 +50,13 @@ def convert_to_onnx(spec: ModelSpec, out_path: Path | None = None, progress: Pro
     started = time.monotonic()
     graph = TfGraph.load(graph_path)
     ih, iw = spec.input_size
-    converter = TfToOnnx(graph, spec.convert["input_tensor"], [None, ih, iw, 3], list(spec.convert["output_tensors"]),
-                         opset=int(spec.convert.get("opset", 13)))
+    converter = TfToOnnx(
+        graph,
+        spec.convert["input_tensor"],
+        [None, ih, iw, 3],
+        list(spec.convert["output_tensors"]),
+        opset=int(spec.convert.get("opset", 13)),
+    )
     model = converter.convert()
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
@@ -60,7 +65,9 @@ def convert_to_onnx(spec: ModelSpec, out_path: Path | None = None, progress: Pro
     finally:
         partial.unlink(missing_ok=True)
     if progress is not None:
-        progress(f"converted {spec.name} ({graph_path.name}, {len(model.graph.node)} ONNX nodes) in {time.monotonic() - started:.1f} s: {target}")
+        progress(
+            f"converted {spec.name} ({graph_path.name}, {len(model.graph.node)} ONNX nodes) in {time.monotonic() - started:.1f} s: {target}"
+        )
     return target
 
 
@@ -75,20 +82,28 @@ def ensure_onnx(spec: ModelSpec, progress: Progress | None = _stderr) -> Path:
     if target.is_file():
         return target
     if not spec.convert:
-        raise ModelNotFoundError(f"model {spec.name}: ONNX file not found at {target}; get it with: {spec.files['onnx'].get('made_by', 'pass model.path')}")
+        raise ModelNotFoundError(
+            f"model {spec.name}: ONNX file not found at {target}; get it with: {spec.files['onnx'].get('made_by', 'pass model.path')}"
+        )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ModelNotFoundError(f"model {spec.name}: cannot create the model cache {target.parent} ({exc}); "
-                                 f"set INSPECTION_MODEL_DIR to a writable folder") from None
+        raise ModelNotFoundError(
+            f"model {spec.name}: cannot create the model cache {target.parent} ({exc}); "
+            f"set INSPECTION_MODEL_DIR to a writable folder"
+        ) from None
     lock = FileLock(str(target) + ".lock")
     try:
         with lock.acquire(timeout=LOCK_TIMEOUT_S):
             if target.is_file():  # another process converted it while this one waited
                 return target
             if progress is not None:
-                progress(f"first use of {spec.name} with an ONNX backend: converting its frozen TensorFlow graph to ONNX, once, into {target}")
+                progress(
+                    f"first use of {spec.name} with an ONNX backend: converting its frozen TensorFlow graph to ONNX, once, into {target}"
+                )
             return convert_to_onnx(spec, target, progress)
     except Timeout:
-        raise ModelNotFoundError(f"model {spec.name}: waited {LOCK_TIMEOUT_S:.0f} s for another process converting into {target}; "
-                                 f"if none is running, delete {lock.lock_file} and retry") from None
+        raise ModelNotFoundError(
+            f"model {spec.name}: waited {LOCK_TIMEOUT_S:.0f} s for another process converting into {target}; "
+            f"if none is running, delete {lock.lock_file} and retry"
+        ) from None

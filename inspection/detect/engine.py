@@ -20,9 +20,10 @@ import logging
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .base import model_cache_dir
 
@@ -45,7 +46,10 @@ class GpuIdentity:
 
     @property
     def slug(self) -> str:
-        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-") + f"-sm{self.compute_capability[0]}{self.compute_capability[1]}"
+        return (
+            re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")
+            + f"-sm{self.compute_capability[0]}{self.compute_capability[1]}"
+        )
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,9 @@ class EngineSpec:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
-            raise ValueError(f"batch sizes must satisfy 1 <= min ({self.min_batch}) <= opt ({self.opt_batch}) <= max ({self.max_batch})")
+            raise ValueError(
+                f"batch sizes must satisfy 1 <= min ({self.min_batch}) <= opt ({self.opt_batch}) <= max ({self.max_batch})"
+            )
         if self.profiles < 1:
             raise ValueError(f"profiles must be >= 1, got {self.profiles}")
 
@@ -104,8 +110,10 @@ def check_tensorrt_version(version: str) -> None:
     """TensorRT 11 removed the precision builder flags this code sets; older ones lack its API."""
     major = int(version.split(".")[0])
     if major not in SUPPORTED_TENSORRT:
-        raise EngineBuildError(f"TensorRT {version} is installed; the engine builder is written for TensorRT "
-                               f"{'/'.join(map(str, SUPPORTED_TENSORRT))}.x: pip install 'tensorrt>=10,<11' (JetPack 6.1+ ships 10.x)")
+        raise EngineBuildError(
+            f"TensorRT {version} is installed; the engine builder is written for TensorRT "
+            f"{'/'.join(map(str, SUPPORTED_TENSORRT))}.x: pip install 'tensorrt>=10,<11' (JetPack 6.1+ ships 10.x)"
+        )
 
 
 def has_qdq(onnx_path: str | Path) -> bool:
@@ -187,8 +195,10 @@ def build_engine(
         raise FileNotFoundError(f"ONNX file {onnx_path} does not exist")
     check_tensorrt_version(trt.__version__)
     if precision == "int8" and not has_qdq(onnx_path):
-        raise EngineBuildError(f"precision int8 builds from a QDQ graph (explicit quantization); {onnx_path} has no "
-                               "QuantizeLinear/DequantizeLinear nodes: make it with `inspection model quantize NAME`")
+        raise EngineBuildError(
+            f"precision int8 builds from a QDQ graph (explicit quantization); {onnx_path} has no "
+            "QuantizeLinear/DequantizeLinear nodes: make it with `inspection model quantize NAME`"
+        )
     cache = Path(cache_dir) if cache_dir is not None else default_engine_dir()
     gpu = gpu or current_gpu()
     spec = EngineSpec(file_sha256(onnx_path), precision, gpu, trt.__version__, min_batch, opt_batch, max_batch, profiles)
@@ -209,7 +219,9 @@ def build_engine(
     inp = network.get_input(0)
     dims = tuple(inp.shape)
     if any(d < 0 for d in dims[1:]):
-        raise EngineBuildError(f"{onnx_path}: input {inp.name} has dynamic non-batch dimensions {dims}; export it with a fixed tile size")
+        raise EngineBuildError(
+            f"{onnx_path}: input {inp.name} has dynamic non-batch dimensions {dims}; export it with a fixed tile size"
+        )
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
@@ -229,11 +241,19 @@ def build_engine(
     started = time.monotonic()
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise EngineBuildError(f"TensorRT failed to build a {precision} engine from {onnx_path} (run with log_level='verbose' for details)")
+        raise EngineBuildError(
+            f"TensorRT failed to build a {precision} engine from {onnx_path} (run with log_level='verbose' for details)"
+        )
     seconds = time.monotonic() - started
     write_atomic(engine_path, memoryview(serialized))
     write_atomic(timing_path, memoryview(config.get_timing_cache().serialize()))
-    meta = dict(asdict(spec), key=spec.key, onnx=str(onnx_path), build_seconds=round(seconds, 1), built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    meta = dict(
+        asdict(spec),
+        key=spec.key,
+        onnx=str(onnx_path),
+        build_seconds=round(seconds, 1),
+        built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
     write_atomic(engine_path.with_suffix(".json"), json.dumps(meta, indent=1).encode())
     log.info("built %s TensorRT engine %s in %.1f s", precision, engine_path, seconds)
     return engine_path
@@ -247,5 +267,7 @@ def load_engine(engine_path: str | Path, log_level: str = "warning") -> tuple[An
     runtime = trt.Runtime(_trt_logger(trt, log_level))
     engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
     if engine is None:
-        raise EngineBuildError(f"TensorRT could not deserialize {engine_path}; delete it to rebuild (built for another GPU or TensorRT?)")
+        raise EngineBuildError(
+            f"TensorRT could not deserialize {engine_path}; delete it to rebuild (built for another GPU or TensorRT?)"
+        )
     return runtime, engine

@@ -79,5 +79,7 @@ def _cuda_available() -> bool:
 
 def model_status(spec: ModelSpec, accuracy: dict[tuple[str, str, str], float] | None = None) -> ModelStatus:
     files = model_files(spec)
-    measured = {f"{backend} {precision}": value for (model, backend, precision), value in (accuracy or {}).items() if model == spec.name}
+    measured = {
+        f"{backend} {precision}": value for (model, backend, precision), value in (accuracy or {}).items() if model == spec.name
+    }
     return ModelStatus(spec, tuple(files), tuple(runnable_backends(spec, files)), measured)

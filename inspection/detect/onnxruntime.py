@@ -14,7 +14,7 @@ import onnxruntime as ort
 
 from ..config import DetectConfig, ModelConfig
 from ..detections import Detections
-from .base import ModelSpec, resolve_model_file
+from .base import Detector, ModelSpec, resolve_model_file
 from .postprocess import OutputDecoder, select_detections
 from .preprocess import to_network_input
 from .signature import OnnxSignature, check_fits
@@ -29,18 +29,23 @@ def model_path(spec: ModelSpec, model: ModelConfig) -> Path:
     return resolve_model_file(spec, "onnx", model.path)
 
 
-class OnnxRuntimeDetector:
+class OnnxRuntimeDetector(Detector):
     backend = "onnxruntime"
+    has_forward = True
 
     def __init__(self, spec: ModelSpec, model: ModelConfig, detect: DetectConfig, onnx_path: Path | None = None) -> None:
         self.spec = spec
         self.config = detect
         self.precision = model.precision
         if model.precision == "bf16":
-            raise ValueError("model.precision=bf16 is not supported by backend onnxruntime (allowed: fp32, fp16, int8); bf16 runs on backend torch")
+            raise ValueError(
+                "model.precision=bf16 is not supported by backend onnxruntime (allowed: fp32, fp16, int8); bf16 runs on backend torch"
+            )
         if model.precision == "fp16" and model.path is None:
-            raise ValueError("model.precision=fp16 with backend onnxruntime runs the file model.path names (an ONNX graph with fp16 "
-                             "weights); none is given. On the CPU use fp32 or int8; fp16 computes on backend torch or tensorrt")
+            raise ValueError(
+                "model.precision=fp16 with backend onnxruntime runs the file model.path names (an ONNX graph with fp16 "
+                "weights); none is given. On the CPU use fp32 or int8; fp16 computes on backend torch or tensorrt"
+            )
         self.path = onnx_path or model_path(spec, model)
         options = ort.SessionOptions()
         if model.threads:

@@ -14,13 +14,13 @@ import numpy as np
 from ..boxes import top_k_per_group
 from ..config import DetectConfig, ModelConfig
 from ..detections import Detections
-from .base import ModelSpec, resolve_model_file
+from .base import Detector, ModelSpec, resolve_model_file
 from .postprocess import OutputDecoder, select_detections
 from .preprocess import to_network_input
 from .signature import check_model_file
 
 
-class OpenCVDetector:
+class OpenCVDetector(Detector):
     backend = "opencv"
 
     def __init__(self, spec: ModelSpec, model: ModelConfig, detect: DetectConfig) -> None:

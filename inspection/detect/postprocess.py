@@ -7,6 +7,7 @@ Everything is an array operation over the whole batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from ..boxes import batched_nms, top_k_per_group
@@ -64,7 +65,9 @@ class OutputDecoder:
         return RawOutput(*decode_yolox(raw, self.spec.input_size, self.spec.decoder["strides"]))
 
 
-def _candidates(scores: np.ndarray, floor: float, per_tile: int, background: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _candidates(
+    scores: np.ndarray, floor: float, per_tile: int, background: tuple[int, ...] = ()
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(tile, anchor, column) of the (box, class) pairs scoring above `floor`, never a `background`
     column; where a tile has more than `per_tile`, its best `per_tile` (a few more may pass: the
     selection also spends up to one slot per anchor on background columns it then drops).
@@ -79,7 +82,7 @@ def _candidates(scores: np.ndarray, floor: float, per_tile: int, background: tup
     # millions of equal keys, several times slower than the real values.
     reach = min(a * c, per_tile + a * len(background))
     flat = scores.reshape(n, a * c)
-    best = np.argpartition(flat, a * c - reach, axis=1)[:, a * c - reach:]  # (n, reach)
+    best = np.argpartition(flat, a * c - reach, axis=1)[:, a * c - reach :]  # (n, reach)
     tile = np.repeat(np.arange(n), reach)
     index = best.ravel()
     keep = above.reshape(n, a * c)[tile, index]
@@ -120,7 +123,9 @@ def nms_within_reach(
         prefix *= 2
 
 
-def select_detections(raw: RawOutput, spec: ModelSpec, config: DetectConfig, tile_hw: tuple[int, int], score_threshold: float | None = None) -> Detections:
+def select_detections(
+    raw: RawOutput, spec: ModelSpec, config: DetectConfig, tile_hw: tuple[int, int], score_threshold: float | None = None
+) -> Detections:
     """Score filter, one batched class-wise NMS (groups = tile × class), per-tile cap, tile pixels."""
     floor = config.score_threshold if score_threshold is None else score_threshold
     scores = raw.scores

@@ -30,9 +30,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,9 @@ CALIBRATION_FILE = "int8_calibration.json"  # activation ranges (onnxruntime's c
 SIDECAR_FILE = "int8_qdq.json"  # what the INT8 graphs were made from
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 DEFAULT_TILES = 256
-CALIBRATION_BATCH = 8  # tiles per calibration run: bounds the memory of the augmented graph's outputs (percentile/entropy keep them all)
+CALIBRATION_BATCH = (
+    8  # tiles per calibration run: bounds the memory of the augmented graph's outputs (percentile/entropy keep them all)
+)
 Progress = Callable[[str], None]
 
 
@@ -53,7 +56,9 @@ def int8_path(spec: ModelSpec, must_exist: bool = False, flavour: str = "onnxrun
     """Where the model's INT8 QDQ graph for a runtime (`FLAVOURS`) lives in the model cache."""
     path = model_cache_dir() / spec.name / FLAVOURS[flavour].file
     if must_exist and not path.is_file():
-        raise ModelNotFoundError(f"model {spec.name}: no INT8 (QDQ) graph for {flavour} at {path}; make it with: inspection model quantize {spec.name}")
+        raise ModelNotFoundError(
+            f"model {spec.name}: no INT8 (QDQ) graph for {flavour} at {path}; make it with: inspection model quantize {spec.name}"
+        )
     return path
 
 
@@ -77,8 +82,9 @@ class TileCalibrationReader:
     batch of `batch_size` tiles ({input name: float32 network input}), None at the end; at most
     `max_tiles` tiles in all."""
 
-    def __init__(self, batches: Iterable[np.ndarray], spec: ModelSpec, input_name: str, max_tiles: int,
-                 batch_size: int = CALIBRATION_BATCH) -> None:
+    def __init__(
+        self, batches: Iterable[np.ndarray], spec: ModelSpec, input_name: str, max_tiles: int, batch_size: int = CALIBRATION_BATCH
+    ) -> None:
         self.spec = spec
         self.input_name = input_name
         self.max_tiles = max_tiles
@@ -95,7 +101,7 @@ class TileCalibrationReader:
                 room = self.max_tiles - self.tiles_read
                 if room <= 0:
                     return
-                chunk = tiles[start:start + min(self.batch_size, room)]
+                chunk = tiles[start : start + min(self.batch_size, room)]
                 self.tiles_read += len(chunk)
                 yield chunk
 
@@ -128,7 +134,9 @@ def coco_tiles(images: Path, annotations: Path, grid: Any, seed: int = 0) -> Ite
         yield grid.tiles(frame)[: grid.num_tiles].copy()
 
 
-def calibration_tiles(grid: Any, images: Path | None = None, annotations: Path | None = None, tiles: int = DEFAULT_TILES) -> tuple[Iterator[np.ndarray], str]:
+def calibration_tiles(
+    grid: Any, images: Path | None = None, annotations: Path | None = None, tiles: int = DEFAULT_TILES
+) -> tuple[Iterator[np.ndarray], str]:
     """(tile batches, description) from a folder of images (with a COCO JSON: composer mosaics),
     or by default the photo frames."""
     from .calibration import tile_batches_from_images
@@ -180,10 +188,18 @@ class Flavour:
 
 
 FLAVOURS = {
-    "onnxruntime": Flavour("onnxruntime", INT8_FILE, "uint8",
-                           "asymmetric uint8 activations: Relu6 folds into the quantization range and every Conv fuses into an INT8 kernel on x86"),
-    "tensorrt": Flavour("tensorrt", INT8_TENSORRT_FILE, "int8",
-                        "symmetric int8 activations with zero point 0, as TensorRT's explicit quantization requires"),
+    "onnxruntime": Flavour(
+        "onnxruntime",
+        INT8_FILE,
+        "uint8",
+        "asymmetric uint8 activations: Relu6 folds into the quantization range and every Conv fuses into an INT8 kernel on x86",
+    ),
+    "tensorrt": Flavour(
+        "tensorrt",
+        INT8_TENSORRT_FILE,
+        "int8",
+        "symmetric int8 activations with zero point 0, as TensorRT's explicit quantization requires",
+    ),
 }
 
 
@@ -203,9 +219,15 @@ def _quiet_preprocessing_advice() -> Iterator[None]:
         root.removeFilter(keep)
 
 
-def quantize_onnx(spec: ModelSpec, fp32_path: Path, out_dir: Path, batches: Iterable[np.ndarray],
-                  settings: QuantizeSettings = QuantizeSettings(), flavours: Sequence[str] = tuple(FLAVOURS),
-                  progress: Progress | None = None) -> dict[str, Path]:
+def quantize_onnx(
+    spec: ModelSpec,
+    fp32_path: Path,
+    out_dir: Path,
+    batches: Iterable[np.ndarray],
+    settings: QuantizeSettings = QuantizeSettings(),
+    flavours: Sequence[str] = tuple(FLAVOURS),
+    progress: Progress | None = None,
+) -> dict[str, Path]:
     """Static QDQ quantization of `fp32_path`: one calibration, then one graph per flavour in
     `out_dir` (atomic writes). Returns {flavour: path}; a sidecar JSON names data and settings."""
     import inspect
@@ -217,8 +239,11 @@ def quantize_onnx(spec: ModelSpec, fp32_path: Path, out_dir: Path, batches: Iter
     initializers = {t.name for t in model.graph.initializer}
     input_name = next(i.name for i in model.graph.input if i.name not in initializers)
     exclude = output_tail(model) if settings.float_tail else []
-    method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-              "entropy": CalibrationMethod.Entropy}[settings.method]
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }[settings.method]
     out_dir.mkdir(parents=True, exist_ok=True)
     ranges = out_dir / CALIBRATION_FILE
     ranges.unlink(missing_ok=True)
@@ -231,14 +256,18 @@ def quantize_onnx(spec: ModelSpec, fp32_path: Path, out_dir: Path, batches: Iter
         flavour = FLAVOURS[name]
         reader = TileCalibrationReader(tiles, spec, input_name, settings.tiles)
         if progress is not None:
-            progress(f"{name}: {'calibrating on' if not written or not reuse_ranges else 'reusing the ranges of'} "
-                     f"{settings.tiles} tiles ({settings.method}); {len(exclude)} nodes after the heads kept in float")
+            progress(
+                f"{name}: {'calibrating on' if not written or not reuse_ranges else 'reusing the ranges of'} "
+                f"{settings.tiles} tiles ({settings.method}); {len(exclude)} nodes after the heads kept in float"
+            )
         target = out_dir / flavour.file
         partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
         try:
             with _quiet_preprocessing_advice():
                 quantize_static(
-                    str(fp32_path), str(partial), reader,
+                    str(fp32_path),
+                    str(partial),
+                    reader,
                     quant_format=QuantFormat.QDQ,
                     per_channel=settings.per_channel,
                     activation_type=QuantType.QUInt8 if flavour.activation == "uint8" else QuantType.QInt8,
@@ -257,34 +286,44 @@ def quantize_onnx(spec: ModelSpec, fp32_path: Path, out_dir: Path, batches: Iter
             partial.unlink(missing_ok=True)
         tiles_read = max(tiles_read, reader.tiles_read)
         written[name] = target
-    meta = {**asdict(settings), "tiles": tiles_read, "fp32": str(fp32_path), "excluded_nodes": exclude,
-            "weights": "int8 symmetric per output channel" if settings.per_channel else "int8 symmetric per tensor",
-            "flavours": {n: {"file": FLAVOURS[n].file, "activations": FLAVOURS[n].activation, "why": FLAVOURS[n].why} for n in written},
-            "seconds": round(time.monotonic() - started, 1), "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    meta = {
+        **asdict(settings),
+        "tiles": tiles_read,
+        "fp32": str(fp32_path),
+        "excluded_nodes": exclude,
+        "weights": "int8 symmetric per output channel" if settings.per_channel else "int8 symmetric per tensor",
+        "flavours": {
+            n: {"file": FLAVOURS[n].file, "activations": FLAVOURS[n].activation, "why": FLAVOURS[n].why} for n in written
+        },
+        "seconds": round(time.monotonic() - started, 1),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     (out_dir / SIDECAR_FILE).write_text(json.dumps(meta, indent=1) + "\n")
     if progress is not None:
         progress(f"wrote {', '.join(str(p) for p in written.values())} in {meta['seconds']} s")
     return written
 
 
-def quantize_model(spec: ModelSpec, grid: Any, images: Path | None = None, annotations: Path | None = None,
-                   settings: QuantizeSettings = QuantizeSettings(), fp32_path: Path | None = None, out_dir: Path | None = None,
-                   flavours: Sequence[str] = tuple(FLAVOURS), progress: Progress | None = None) -> dict[str, Path]:
+def quantize_model(
+    spec: ModelSpec,
+    grid: Any,
+    images: Path | None = None,
+    annotations: Path | None = None,
+    settings: QuantizeSettings = QuantizeSettings(),
+    fp32_path: Path | None = None,
+    out_dir: Path | None = None,
+    flavours: Sequence[str] = tuple(FLAVOURS),
+    progress: Progress | None = None,
+) -> dict[str, Path]:
     """`inspection model quantize NAME`: the model's raw graph (converted first where needed) -> its INT8 QDQ graphs."""
     from .base import resolve_model_file
 
     fp32 = fp32_path or resolve_model_file(spec, "onnx")
     batches, source = calibration_tiles(grid, images, annotations, settings.tiles)
     target = out_dir or int8_path(spec).parent
-    return quantize_onnx(spec, fp32, target, batches, QuantizeSettings(**{**asdict(settings), "source": source}), flavours, progress)
-
-
-def is_qdq(path: str | Path) -> bool:
-    """Whether an ONNX file holds explicit quantization (QuantizeLinear/DequantizeLinear nodes)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
+    return quantize_onnx(
+        spec, fp32, target, batches, QuantizeSettings(**{**asdict(settings), "source": source}), flavours, progress
+    )
 
 
 def int8_metadata(spec: ModelSpec) -> dict[str, Any] | None:

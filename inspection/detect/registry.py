@@ -13,8 +13,8 @@ import json
 import math
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .base import ModelNotFoundError, ModelSpec, model_cache_dir
 from .signature import A_FAMILY, ModelMismatchError, OnnxSignature, check_fits, guess_family
@@ -69,8 +69,10 @@ def load_spec(name: str) -> ModelSpec:
         data = json.loads(path.read_text())
         spec = ModelSpec.from_json(data, source=str(path))
     except (ValueError, KeyError, TypeError) as exc:
-        raise ModelMismatchError(f"user model {name}: metadata file {path} is not valid ({type(exc).__name__}: {exc}); "
-                                 f"re-create it with `inspection model add {name} ... --force`") from None
+        raise ModelMismatchError(
+            f"user model {name}: metadata file {path} is not valid ({type(exc).__name__}: {exc}); "
+            f"re-create it with `inspection model add {name} ... --force`"
+        ) from None
     if spec.name != name:
         raise ModelMismatchError(f"user model metadata {path} names model {spec.name!r}, its folder says {name!r}: rename one")
     return spec
@@ -83,7 +85,9 @@ def read_class_names(path: str | Path) -> list[str]:
     """Class names, one per line (score column order), blank lines and #-comments ignored."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"classes file {path} does not exist (one class name per line, in the model's score column order)")
+        raise FileNotFoundError(
+            f"classes file {path} does not exist (one class name per line, in the model's score column order)"
+        )
     names = [line.strip() for line in path.read_text().splitlines()]
     names = [n for n in names if n and not n.startswith("#")]
     if not names:
@@ -99,8 +103,10 @@ def _input_size(sig: OnnxSignature, layout: str, requested: int | None, family: 
     hw = (shape[1:3] if layout == "NHWC" else shape[2:4]) if len(shape) == 4 else (None, None)
     if None not in hw:
         if requested is not None and tuple(hw) != (requested, requested):
-            raise ModelMismatchError(f"{path} has a fixed input of {hw[0]}×{hw[1]}; --input-size {requested} cannot change it "
-                                     f"(drop --input-size, or re-export the model with a dynamic or {requested}-pixel input)")
+            raise ModelMismatchError(
+                f"{path} has a fixed input of {hw[0]}×{hw[1]}; --input-size {requested} cannot change it "
+                f"(drop --input-size, or re-export the model with a dynamic or {requested}-pixel input)"
+            )
         return int(hw[0]), int(hw[1])
     size = requested or (300 if family == "ssd" else DEFAULT_YOLO_INPUT)
     if family != "ssd" and size % 32:
@@ -116,15 +122,25 @@ def ssd_feature_maps(size: int, layers: int = 6) -> list[int]:
     return maps
 
 
-def spec_for_family(name: str, family: str, sig: OnnxSignature, classes: Sequence[str], onnx_cache: str,
-                    input_size: int | None, fit: str | None, path: Path) -> ModelSpec:
+def spec_for_family(
+    name: str,
+    family: str,
+    sig: OnnxSignature,
+    classes: Sequence[str],
+    onnx_cache: str,
+    input_size: int | None,
+    fit: str | None,
+    path: Path,
+) -> ModelSpec:
     """Metadata for an exported model of a known family (its usual preprocessing and output layout)."""
     if family not in FAMILIES:
         raise ValueError(f"--family {family!r}: allowed {', '.join(FAMILIES)}")
     if len(sig.inputs) != 1:
         raise ModelMismatchError(f"{path} has {len(sig.inputs)} inputs ({sig.describe()}); a detector takes one image batch")
     n = len(classes)
-    files = {"onnx": {"cache": onnx_cache, "made_by": f"inspection model add {name} --onnx FILE --family {family} --classes FILE"}}
+    files = {
+        "onnx": {"cache": onnx_cache, "made_by": f"inspection model add {name} --onnx FILE --family {family} --classes FILE"}
+    }
     outputs = sig.outputs
     if family == "ssd":
         layout = "NHWC" if sig.inputs[0].shape[-1:] == (3,) else "NCHW"
@@ -132,20 +148,35 @@ def spec_for_family(name: str, family: str, sig: OnnxSignature, classes: Sequenc
         boxes = next((o for o in outputs if o.shape[-1:] == (4,)), None)
         scores = next((o for o in outputs if o is not boxes), None)
         if len(outputs) != 2 or boxes is None or scores is None:
-            raise ModelMismatchError(f"{path} does not look like an SSD export (box encodings [N, A, 1, 4] + scores [N, A, C]): "
-                                     f"{sig.describe()}" + _family_hint(sig, family, path))
+            raise ModelMismatchError(
+                f"{path} does not look like an SSD export (box encodings [N, A, 1, 4] + scores [N, A, C]): "
+                f"{sig.describe()}" + _family_hint(sig, family, path)
+            )
         columns = scores.shape[-1] or n
         background = [0] if columns == n + 1 else []
         ids = ([-1] if background else []) + list(range(n))
-        decoder = {"type": "ssd_box_coder", "scales": [10.0, 10.0, 5.0, 5.0],
-                   "anchors": {"type": "ssd_multiple_grid", "feature_maps": ssd_feature_maps(size[0]), "min_scale": 0.2,
-                               "max_scale": 0.95, "aspect_ratios": [1.0, 2.0, 0.5, 3.0, 0.3333],
-                               "interpolated_scale_aspect_ratio": 1.0, "reduce_boxes_in_lowest_layer": True},
-                   "outputs": {"boxes": boxes.name, "scores": scores.name}, "scores_activated": True}
+        decoder = {
+            "type": "ssd_box_coder",
+            "scales": [10.0, 10.0, 5.0, 5.0],
+            "anchors": {
+                "type": "ssd_multiple_grid",
+                "feature_maps": ssd_feature_maps(size[0]),
+                "min_scale": 0.2,
+                "max_scale": 0.95,
+                "aspect_ratios": [1.0, 2.0, 0.5, 3.0, 0.3333],
+                "interpolated_scale_aspect_ratio": 1.0,
+                "reduce_boxes_in_lowest_layer": True,
+            },
+            "outputs": {"boxes": boxes.name, "scores": scores.name},
+            "scores_activated": True,
+        }
         kwargs = dict(layout=layout, channel_order="RGB", mean=(127.5,) * 3, std=(127.5,) * 3, fit=fit or "resize", pad_value=0)
     else:
         if len(outputs) != 1:
-            raise ModelMismatchError(f"{path} has {len(outputs)} outputs ({sig.describe()}); a {family} export has one" + _family_hint(sig, family, path))
+            raise ModelMismatchError(
+                f"{path} has {len(outputs)} outputs ({sig.describe()}); a {family} export has one"
+                + _family_hint(sig, family, path)
+            )
         layout = "NCHW"
         size = _input_size(sig, layout, input_size, family, path)
         ids, background = list(range(n)), []
@@ -156,9 +187,17 @@ def spec_for_family(name: str, family: str, sig: OnnxSignature, classes: Sequenc
             decoder = {"type": "yolov8", "outputs": {"predictions": outputs[0].name}}
             kwargs = dict(layout=layout, channel_order="RGB", mean=(0.0,) * 3, std=(255.0,) * 3, fit=fit or "pad", pad_value=114)
     spec = ModelSpec(
-        name=name, family=family, input_size=size, output_class_ids=tuple(ids), background_columns=tuple(background),
-        class_names=dict(enumerate(classes)), decoder=decoder, files=files,
-        description=f"user model ({family}) from {path.name}", licence="", **kwargs,  # type: ignore[arg-type]
+        name=name,
+        family=family,
+        input_size=size,
+        output_class_ids=tuple(ids),
+        background_columns=tuple(background),
+        class_names=dict(enumerate(classes)),
+        decoder=decoder,
+        files=files,
+        description=f"user model ({family}) from {path.name}",
+        licence="",
+        **kwargs,  # type: ignore[arg-type]
     )
     check_fits(spec, sig, path)
     if family == "ssd":
@@ -180,17 +219,27 @@ def _check_ssd_anchors(spec: ModelSpec, sig: OnnxSignature, path: Path) -> None:
         raise ModelMismatchError(
             f"{path}: {boxes} has {boxes.shape[1]} anchors; TF OD API SSD anchors (multiple grid, 6 layers) for a "
             f"{spec.input_size[0]}-pixel input give {count}. Write the model's anchor settings into {USER_METADATA} by hand "
-            f"(decoder.anchors, as in inspection/detect/models/ssd_mobilenet_v2_coco.json)")
+            f"(decoder.anchors, as in inspection/detect/models/ssd_mobilenet_v2_coco.json)"
+        )
 
 
-def register_model(name: str, onnx_file: str | Path, family: str, classes_file: str | Path, input_size: int | None = None,
-                   fit: str | None = None, force: bool = False) -> ModelSpec:
+def register_model(
+    name: str,
+    onnx_file: str | Path,
+    family: str,
+    classes_file: str | Path,
+    input_size: int | None = None,
+    fit: str | None = None,
+    force: bool = False,
+) -> ModelSpec:
     """Check an exported ONNX file against its family, copy it into the model directory and write
     its metadata (`<model dir>/<name>/model.json`); returns the registered spec."""
     from .engine import write_atomic
 
     if not NAME_PATTERN.match(name):
-        raise ValueError(f"model name {name!r}: use lower-case letters, digits, '_', '-', '.' (at most 64, starting with a letter or digit)")
+        raise ValueError(
+            f"model name {name!r}: use lower-case letters, digits, '_', '-', '.' (at most 64, starting with a letter or digit)"
+        )
     if name in builtin_models():
         raise ValueError(f"{name} is a built-in model; choose another name for your model")
     source = Path(onnx_file).expanduser()

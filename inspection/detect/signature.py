@@ -38,12 +38,12 @@ class OnnxSignature:
     outputs: tuple[TensorSignature, ...]
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "OnnxSignature":
+    def from_file(cls, path: str | Path) -> OnnxSignature:
         import onnx
 
         try:
             model = onnx.load(str(path), load_external_data=False)
-        except Exception as exc:  # noqa: BLE001 - protobuf DecodeError and friends
+        except Exception as exc:
             raise ModelMismatchError(f"{path} is not an ONNX model ({type(exc).__name__}: {exc})") from None
         initializers = {t.name for t in model.graph.initializer}  # old exporters list weights as inputs
 
@@ -51,10 +51,12 @@ class OnnxSignature:
             dims = value.type.tensor_type.shape.dim
             return TensorSignature(value.name, tuple(int(d.dim_value) if d.HasField("dim_value") else None for d in dims))
 
-        return cls(tuple(sig(v) for v in model.graph.input if v.name not in initializers), tuple(sig(v) for v in model.graph.output))
+        return cls(
+            tuple(sig(v) for v in model.graph.input if v.name not in initializers), tuple(sig(v) for v in model.graph.output)
+        )
 
     @classmethod
-    def from_session(cls, session: Any) -> "OnnxSignature":
+    def from_session(cls, session: Any) -> OnnxSignature:
         """From an onnxruntime InferenceSession (symbolic dimensions as None)."""
 
         def sig(arg: Any) -> TensorSignature:
@@ -107,7 +109,9 @@ def fit_problems(spec: ModelSpec, sig: OnnxSignature) -> list[str]:
         if len(shape) != 4 or channels not in (3, None):
             problems.append(f"input {sig.inputs[0]} is not a {spec.layout} batch of 3-channel images")
         elif None not in hw and tuple(hw) != tuple(spec.input_size):
-            problems.append(f"input {sig.inputs[0]} is {hw[0]}×{hw[1]}, the metadata says input_size {spec.input_size[0]}×{spec.input_size[1]}")
+            problems.append(
+                f"input {sig.inputs[0]} is {hw[0]}×{hw[1]}, the metadata says input_size {spec.input_size[0]}×{spec.input_size[1]}"
+            )
     kind, c = spec.decoder["type"], spec.num_columns
     names = spec.decoder["outputs"]
     looks_like = guess_family(sig)
@@ -130,7 +134,9 @@ def fit_problems(spec: ModelSpec, sig: OnnxSignature) -> list[str]:
         if len(out.shape) != 3:
             problems.append(f"output {out} is not 3-D")
         elif out.shape[axis] not in (want, None):
-            problems.append(f"output {out} has {out.shape[axis]} values per box on axis {axis}, {kind} with {c} classes has {want}")
+            problems.append(
+                f"output {out} has {out.shape[axis]} values per box on axis {axis}, {kind} with {c} classes has {want}"
+            )
     return problems
 
 
@@ -141,8 +147,10 @@ def check_fits(spec: ModelSpec, sig: OnnxSignature, path: str | Path) -> None:
         return
     family = guess_family(sig)
     if family is not None and family != spec.family:
-        hint = (f"It looks like {A_FAMILY[family]} export: register it as its own model with `inspection model add NAME --onnx {path} "
-                f"--family {family} --classes FILE`, or point model.path at {A_FAMILY.get(spec.family, spec.family)} file")
+        hint = (
+            f"It looks like {A_FAMILY[family]} export: register it as its own model with `inspection model add NAME --onnx {path} "
+            f"--family {family} --classes FILE`, or point model.path at {A_FAMILY.get(spec.family, spec.family)} file"
+        )
     else:
         hint = "Re-export the model with that layout, or register it with the metadata that matches it (`inspection model add`)"
     raise ModelMismatchError(

@@ -16,14 +16,15 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..config import DetectConfig, ModelConfig
 from ..detections import Detections
-from .base import MissingBackendError, ModelSpec, resolve_model_file
+from .base import Detector, MissingBackendError, ModelSpec, resolve_model_file
 from .engine import build_engine, default_engine_dir, load_engine
 from .postprocess import OutputDecoder, select_detections
 from .preprocess import fit_tiles
@@ -73,7 +74,17 @@ def write_network_input(tiles: np.ndarray, spec: ModelSpec, out: np.ndarray) -> 
 class _Slot:
     """One execution context with its buffers, stream, events and (optional) CUDA graph."""
 
-    def __init__(self, trt: Any, cuda: Any, engine: Any, profile: int, input_name: str, output_names: list[str], batch: int, use_graph: bool) -> None:
+    def __init__(
+        self,
+        trt: Any,
+        cuda: Any,
+        engine: Any,
+        profile: int,
+        input_name: str,
+        output_names: list[str],
+        batch: int,
+        use_graph: bool,
+    ) -> None:
         self.cuda = cuda
         self.stream = cuda.Stream()
         self.context = engine.create_execution_context()
@@ -119,10 +130,17 @@ class _Slot:
             self._enqueue()
 
 
-class TensorRTDetector:
+class TensorRTDetector(Detector):
     backend = "tensorrt"
 
-    def __init__(self, spec: ModelSpec, model: ModelConfig, detect: DetectConfig, onnx_path: Path | None = None, batch_size: int = DEFAULT_BATCH) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        model: ModelConfig,
+        detect: DetectConfig,
+        onnx_path: Path | None = None,
+        batch_size: int = DEFAULT_BATCH,
+    ) -> None:
         if model.device == "cpu":
             raise ValueError("backend tensorrt runs on CUDA; for model.device=cpu use backend onnxruntime or torch")
         trt, cuda = import_runtime()
@@ -139,7 +157,9 @@ class TensorRTDetector:
             onnx = onnx_path or engine_onnx(spec, model)
             check_model_file(spec, onnx)
             cache_dir = Path(model.engine_cache_dir) if model.engine_cache_dir else default_engine_dir()
-            self.engine_path = build_engine(onnx, model.precision, cache_dir, opt_batch=batch_size, max_batch=batch_size, profiles=model.contexts)
+            self.engine_path = build_engine(
+                onnx, model.precision, cache_dir, opt_batch=batch_size, max_batch=batch_size, profiles=model.contexts
+            )
             self._runtime, self.engine = load_engine(self.engine_path)
             names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
             inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -151,7 +171,9 @@ class TensorRTDetector:
             if missing:
                 raise RuntimeError(f"engine {self.engine_path} lacks outputs {sorted(missing)}; it has {names}")
             if self.engine.num_optimization_profiles < model.contexts:
-                raise RuntimeError(f"engine {self.engine_path} has {self.engine.num_optimization_profiles} profiles, model.contexts={model.contexts}")
+                raise RuntimeError(
+                    f"engine {self.engine_path} has {self.engine.num_optimization_profiles} profiles, model.contexts={model.contexts}"
+                )
             self.copy_stream = cuda.Stream()
             self.slots = [
                 _Slot(trt, cuda, self.engine, i, self.input_name, self.output_names, batch_size, model.cuda_graph)
@@ -190,7 +212,9 @@ class TensorRTDetector:
             if tiles.ndim != 4 or tiles.shape[-1] != 3 or tiles.dtype != np.uint8:
                 raise ValueError(f"tiles must be (N, T, T, 3) uint8 RGB, got {tiles.shape} {tiles.dtype}")
             if len(tiles) > self.batch_size:
-                raise ValueError(f"batch of {len(tiles)} tiles exceeds the engine's batch {self.batch_size} (configs: grid.batch_size)")
+                raise ValueError(
+                    f"batch of {len(tiles)} tiles exceeds the engine's batch {self.batch_size} (configs: grid.batch_size)"
+                )
             slot = self.slots[index % len(self.slots)]
             index += 1
             if len(in_flight) == len(self.slots):  # the slot's previous batch is the oldest in flight
@@ -209,7 +233,7 @@ class TensorRTDetector:
             self._cuda.Context.pop()
 
     def detect(self, tiles: np.ndarray, score_threshold: float | None = None) -> Detections:
-        chunks = [tiles[s:s + self.batch_size] for s in range(0, len(tiles), self.batch_size)]
+        chunks = [tiles[s : s + self.batch_size] for s in range(0, len(tiles), self.batch_size)]
         parts = []
         for k, found in enumerate(self.detect_many(chunks, score_threshold)):
             offset = k * self.batch_size

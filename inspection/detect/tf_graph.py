@@ -42,8 +42,16 @@ class GraphFormatError(ValueError):
     """The file is not a frozen TensorFlow graph, or holds something this reader does not handle."""
 
 
-def _field(message: descriptor_pb2.DescriptorProto, name: str, number: int, kind: int, *,
-           repeated: bool = False, type_name: str | None = None, oneof: int | None = None) -> None:
+def _field(
+    message: descriptor_pb2.DescriptorProto,
+    name: str,
+    number: int,
+    kind: int,
+    *,
+    repeated: bool = False,
+    type_name: str | None = None,
+    oneof: int | None = None,
+) -> None:
     f = message.field.add()
     f.name, f.number, f.type = name, number, kind
     f.label = f.LABEL_REPEATED if repeated else f.LABEL_OPTIONAL
@@ -220,13 +228,14 @@ class TfGraph:
         self.nodes: dict[str, TfNode] = {}
         for n in graph_def.node:
             self.nodes[n.name] = TfNode(
-                n.name, n.op,
+                n.name,
+                n.op,
                 tuple(tensor_name(i) for i in n.input if not i.startswith("^")),
                 {key: attr_value(v) for key, v in n.attr.items()},
             )
 
     @classmethod
-    def load(cls, path: str | Path) -> "TfGraph":
+    def load(cls, path: str | Path) -> TfGraph:
         return cls(read_graph_def(path))
 
     def __getitem__(self, name: str) -> TfNode:

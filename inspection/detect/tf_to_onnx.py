@@ -17,17 +17,42 @@ An operator outside the supported set stops the conversion with its name and nod
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from .tf_graph import GraphFormatError, TfGraph, TfNode, node_of
 
 SUPPORTED_OPS = (
-    "Const", "Identity", "StopGradient", "Snapshot", "Add", "AddV2", "Sub", "Mul", "RealDiv", "Rsqrt", "Sqrt",
-    "Maximum", "Minimum", "BiasAdd", "Conv2D", "DepthwiseConv2dNative", "FusedBatchNorm", "FusedBatchNormV2",
-    "FusedBatchNormV3", "Relu", "Relu6", "Sigmoid", "Shape", "StridedSlice", "Pack", "Reshape", "ConcatV2",
+    "Const",
+    "Identity",
+    "StopGradient",
+    "Snapshot",
+    "Add",
+    "AddV2",
+    "Sub",
+    "Mul",
+    "RealDiv",
+    "Rsqrt",
+    "Sqrt",
+    "Maximum",
+    "Minimum",
+    "BiasAdd",
+    "Conv2D",
+    "DepthwiseConv2dNative",
+    "FusedBatchNorm",
+    "FusedBatchNormV2",
+    "FusedBatchNormV3",
+    "Relu",
+    "Relu6",
+    "Sigmoid",
+    "Shape",
+    "StridedSlice",
+    "Pack",
+    "Reshape",
+    "ConcatV2",
 )
 
 
@@ -65,11 +90,25 @@ class PendingConv:
 
 Value = Any  # np.ndarray (constant or symbolic object array) | Dyn | PendingConv
 
-ELEMENTWISE = {"Add": "Add", "AddV2": "Add", "BiasAdd": "Add", "Sub": "Sub", "Mul": "Mul", "RealDiv": "Div",
-               "Maximum": "Max", "Minimum": "Min"}
+ELEMENTWISE = {
+    "Add": "Add",
+    "AddV2": "Add",
+    "BiasAdd": "Add",
+    "Sub": "Sub",
+    "Mul": "Mul",
+    "RealDiv": "Div",
+    "Maximum": "Max",
+    "Minimum": "Min",
+}
 NUMPY_BINARY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "Add": np.add, "AddV2": np.add, "BiasAdd": np.add, "Sub": np.subtract, "Mul": np.multiply,
-    "RealDiv": np.divide, "Maximum": np.maximum, "Minimum": np.minimum,
+    "Add": np.add,
+    "AddV2": np.add,
+    "BiasAdd": np.add,
+    "Sub": np.subtract,
+    "Mul": np.multiply,
+    "RealDiv": np.divide,
+    "Maximum": np.maximum,
+    "Minimum": np.minimum,
 }
 
 
@@ -107,16 +146,18 @@ def strided_slice(x: np.ndarray, begin: np.ndarray, end: np.ndarray, strides: np
         if attrs.get("shrink_axis_mask", 0) >> axis & 1:
             index.append(b)
             continue
-        index.append(slice(None if attrs.get("begin_mask", 0) >> axis & 1 else b,
-                           None if attrs.get("end_mask", 0) >> axis & 1 else e, s))
+        index.append(
+            slice(None if attrs.get("begin_mask", 0) >> axis & 1 else b, None if attrs.get("end_mask", 0) >> axis & 1 else e, s)
+        )
     return np.asarray(x[tuple(index)])
 
 
 class TfToOnnx:
     """Converts the part of `graph` between `input_tensor` and `output_tensors` to an ONNX model."""
 
-    def __init__(self, graph: TfGraph, input_tensor: str, input_shape: Sequence[int | None], output_tensors: Sequence[str],
-                 opset: int = 13) -> None:
+    def __init__(
+        self, graph: TfGraph, input_tensor: str, input_shape: Sequence[int | None], output_tensors: Sequence[str], opset: int = 13
+    ) -> None:
         self.graph = graph
         self.input_tensor = input_tensor
         self.input_shape = tuple(input_shape)
@@ -199,8 +240,10 @@ class TfToOnnx:
         order = self.graph.subgraph([self.input_tensor], self.output_tensors)
         unsupported = sorted({f"{n.op} (e.g. node {n.name})" for n in order if n.op not in SUPPORTED_OPS})
         if unsupported:
-            raise GraphFormatError(f"the graph between {self.input_tensor} and {', '.join(self.output_tensors)} uses operators "
-                                   f"the converter does not map: {'; '.join(unsupported)}")
+            raise GraphFormatError(
+                f"the graph between {self.input_tensor} and {', '.join(self.output_tensors)} uses operators "
+                f"the converter does not map: {'; '.join(unsupported)}"
+            )
         self.consumers: dict[str, int] = {}
         for n in order:
             for ref in n.inputs:
@@ -221,9 +264,15 @@ class TfToOnnx:
             dyn = self._layout(self._dyn(value, self.graph[node_of(t)]), nchw=False)
             self.nodes.append(helper.make_node("Identity", [dyn.name], [t], name=self._unique(f"{node_of(t)}/output")))
             outputs.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, ["N" if d is None else d for d in dyn.shape]))
-        inputs = [helper.make_tensor_value_info(self.input_tensor, TensorProto.FLOAT, ["N" if d is None else d for d in self.input_shape])]
+        inputs = [
+            helper.make_tensor_value_info(
+                self.input_tensor, TensorProto.FLOAT, ["N" if d is None else d for d in self.input_shape]
+            )
+        ]
         graph = helper.make_graph(self.nodes, "tf_frozen_graph", inputs, outputs, self.initializers)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)], producer_name="inspection.detect.tf_to_onnx")
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", self.opset)], producer_name="inspection.detect.tf_to_onnx"
+        )
         model.ir_version = min(model.ir_version, 8)  # readable by older runtimes (onnxruntime >= 1.14, TensorRT 8.6+)
         onnx.checker.check_model(model)
         return model
@@ -296,7 +345,12 @@ class TfToOnnx:
             folded = self._fold_into_conv(a, op, b)
             if folded is not None:
                 return folded
-        if op in ("Mul", "Add", "AddV2") and isinstance(b, PendingConv) and isinstance(a, np.ndarray) and self.consumers.get(node.inputs[1]) == 1:
+        if (
+            op in ("Mul", "Add", "AddV2")
+            and isinstance(b, PendingConv)
+            and isinstance(a, np.ndarray)
+            and self.consumers.get(node.inputs[1]) == 1
+        ):
             folded = self._fold_into_conv(b, op, a)
             if folded is not None:
                 return folded
@@ -338,7 +392,7 @@ class TfToOnnx:
         if len(x.shape) != 4 or x.shape[1] is None or x.shape[2] is None:
             raise GraphFormatError(f"node {node.name}: input shape {x.shape} needs static height and width")
         x = self._layout(x, nchw=True)
-        _, h, wd, cin = x.shape
+        _, h, wd, _ = x.shape
         strides = list(node.attrs.get("strides", [1, 1, 1, 1]))[1:3]
         dilations = list(node.attrs.get("dilations", [1, 1, 1, 1]))[1:3]
         kh, kw = int(w.shape[0]), int(w.shape[1])
@@ -365,7 +419,9 @@ class TfToOnnx:
         x = self._input(node, 0)
         scale, offset, mean, var = (self._input(node, k) for k in range(1, 5))
         if node.attrs.get("is_training", False):
-            raise GraphFormatError(f"node {node.name}: FusedBatchNorm in training mode cannot be frozen; export the inference graph")
+            raise GraphFormatError(
+                f"node {node.name}: FusedBatchNorm in training mode cannot be frozen; export the inference graph"
+            )
         if not all(isinstance(v, np.ndarray) for v in (scale, offset, mean, var)):
             raise GraphFormatError(f"node {node.name}: batch-norm statistics must be constant")
         a = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + float(node.attrs.get("epsilon", 1e-3)))
@@ -375,8 +431,12 @@ class TfToOnnx:
             if scaled is not None:
                 return self._fold_into_conv(scaled, "Add", b)
         d = self._dyn(x, node)
-        scaled = self._emit("Mul", [d.name, self._const_for(a.astype(np.float32), d, f"{node.name}/scale")], f"{node.name}/scaled:0")
-        return replace(d, name=self._emit("Add", [scaled, self._const_for(b.astype(np.float32), d, f"{node.name}/shift")], f"{node.name}:0"))
+        scaled = self._emit(
+            "Mul", [d.name, self._const_for(a.astype(np.float32), d, f"{node.name}/scale")], f"{node.name}/scaled:0"
+        )
+        return replace(
+            d, name=self._emit("Add", [scaled, self._const_for(b.astype(np.float32), d, f"{node.name}/shift")], f"{node.name}:0")
+        )
 
     def _shape(self, node: TfNode) -> np.ndarray:
         x = self._input(node, 0)

@@ -5,7 +5,7 @@ decoding, per-tile candidate top-k) captured once as a CUDA graph for the batch 
 numpy batches enter through a pinned host buffer reused across calls; score floor and class-wise
 NMS run on the GPU, their cost following the boxes a tile can keep (`torch_post`); one device->host
 copy returns the detections. Frames can also stay on the GPU
-end to end: `decode_jpegs_cuda` (nvJPEG through torchvision) -> `tile_on_gpu` -> `detect_tensor`.
+end to end: nvJPEG decode and tiling on the GPU (`inspection.edge.gpu_frames`) -> `detect_tensor`.
 
 On CPU: fp32 (or bf16), the same graph and post-processing (numpy NMS).
 
@@ -18,8 +18,8 @@ fight over static buffers. Without it, `max-autotune` brings inductor's own cuda
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -27,8 +27,7 @@ import torch.nn.functional as F
 
 from ..config import DetectConfig, ModelConfig
 from ..detections import Detections
-from ..tiling import FrameSizeError, TileGrid
-from .base import ModelSpec, resolve_model_file
+from .base import Detector, ModelSpec, resolve_model_file
 from .signature import check_model_file
 from .torch_graph import OnnxGraphModule
 from .torch_post import Candidates, TorchCandidates, default_nms, select_from_candidates
@@ -50,7 +49,9 @@ def compile_mode(choice: str, device: torch.device, own_cuda_graph: bool) -> str
 
 def _device(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("model.device=cuda but torch sees no CUDA device (torch.cuda.is_available() is False); use model.device=cpu")
+        raise RuntimeError(
+            "model.device=cuda but torch sees no CUDA device (torch.cuda.is_available() is False); use model.device=cpu"
+        )
     if choice == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda", torch.cuda.current_device())  # with its index: tensors report cuda:N
@@ -63,7 +64,9 @@ def normalisation(spec: ModelSpec, device: torch.device) -> tuple[torch.Tensor, 
     return mean, 1.0 / torch.tensor(spec.std, dtype=torch.float32, device=device)
 
 
-def preprocess_tiles(tiles: torch.Tensor, spec: ModelSpec, dtype: torch.dtype, norm: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+def preprocess_tiles(
+    tiles: torch.Tensor, spec: ModelSpec, dtype: torch.dtype, norm: tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
     """(N, T, T, 3) uint8 RGB on any device -> the network input (model layout, channel order,
     (x - mean) / std with `norm` from `normalisation`, fit to the input size), in `dtype`.
     NCHW comes out as a channels-last view."""
@@ -110,8 +113,10 @@ class _GraphRunner:
         return self.static_output
 
 
-class TorchDetector:
+class TorchDetector(Detector):
     backend = "torch"
+    takes_device_batches = True
+    has_forward = True
 
     def __init__(
         self,
@@ -128,8 +133,10 @@ class TorchDetector:
         self.config = detect
         self.device = _device(model.device)
         if model.precision not in DTYPES:
-            raise ValueError(f"model.precision={model.precision} is not supported by backend torch (allowed: {', '.join(DTYPES)}); INT8 runs on "
-                             "backend onnxruntime (CPU) or tensorrt, from `inspection model quantize`")
+            raise ValueError(
+                f"model.precision={model.precision} is not supported by backend torch (allowed: {', '.join(DTYPES)}); INT8 runs on "
+                "backend onnxruntime (CPU) or tensorrt, from `inspection model quantize`"
+            )
         if model.precision == "fp16" and self.device.type != "cuda":
             raise ValueError("model.precision=fp16 needs CUDA with backend torch; on CPU use model.precision=fp32 (or bf16)")
         self.precision = model.precision
@@ -146,7 +153,9 @@ class TorchDetector:
         self.output_names = list(spec.decoder["outputs"].values())
         missing = set(self.output_names) - set(net.output_names)
         if missing:
-            raise ValueError(f"model {spec.name}: ONNX file {self.path} has no output(s) {sorted(missing)}; it has {net.output_names}")
+            raise ValueError(
+                f"model {spec.name}: ONNX file {self.path} has no output(s) {sorted(missing)}; it has {net.output_names}"
+            )
         self._norm = normalisation(spec, self.device)
         self.class_ids = torch.as_tensor(spec.output_class_ids, dtype=torch.int64, device=self.device)
         self.use_cuda_graph = self.device.type == "cuda" and model.cuda_graph
@@ -182,7 +191,9 @@ class TorchDetector:
         if key not in self._fixed:
             fn = self._detect_part(tile_hw) if kind == "detect" else self._network
             if self.compile != "none":
-                options = {"mode": self._compile_mode} if self.compile_backend == "inductor" else {"backend": self.compile_backend}
+                options = (
+                    {"mode": self._compile_mode} if self.compile_backend == "inductor" else {"backend": self.compile_backend}
+                )
                 fn = torch.compile(fn, fullgraph=True, dynamic=False, **options)
             self._fixed[key] = fn
         return self._fixed[key]
@@ -234,16 +245,19 @@ class TorchDetector:
         self._check(tiles)
         parts = []
         for start in range(0, len(tiles), self.batch_size):
-            chunk = tiles[start:start + self.batch_size]
+            chunk = tiles[start : start + self.batch_size]
             parts.append(self._detect_chunk(self._stage(chunk), score_threshold, start))
         return Detections.merge(parts)
 
     def detect_tensor(self, tiles: torch.Tensor, score_threshold: float | None = None) -> Detections:
-        """Like `detect` for (N, T, T, 3) uint8 tiles already on the device (e.g. from `tile_on_gpu`)."""
+        """Like `detect` for (N, T, T, 3) uint8 tiles already on the device (e.g. from `edge.gpu_frames.tile_on_gpu`)."""
         self._check(tiles)
         if tiles.device != self.device:
             raise ValueError(f"tiles are on {tiles.device}, the detector runs on {self.device}")
-        parts = [self._detect_chunk(tiles[s:s + self.batch_size], score_threshold, s) for s in range(0, tiles.shape[0], self.batch_size)]
+        parts = [
+            self._detect_chunk(tiles[s : s + self.batch_size], score_threshold, s)
+            for s in range(0, tiles.shape[0], self.batch_size)
+        ]
         return Detections.merge(parts)
 
     def _detect_chunk(self, tiles: torch.Tensor, score_threshold: float | None, offset: int) -> Detections:
@@ -269,7 +283,7 @@ class TorchDetector:
         self._check(tiles)
         parts: list[dict[str, np.ndarray]] = []
         for start in range(0, len(tiles), self.batch_size):
-            chunk = tiles[start:start + self.batch_size]
+            chunk = tiles[start : start + self.batch_size]
             out = self._run("forward", self._stage(chunk))
             parts.append({k: v[: len(chunk)].float().cpu().numpy() for k, v in out.items()})
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
@@ -288,62 +302,3 @@ class TorchDetector:
         self._padded.clear()
         self._pinned = None
         self.net = None  # type: ignore[assignment]
-
-
-# ---------------------------------------------------------------------------------------------
-# Frames on the GPU: JPEG decode and tiling without a host round trip.
-# ---------------------------------------------------------------------------------------------
-
-
-def decode_jpegs_cuda(jpegs: Sequence[bytes], device: str | torch.device = "cuda") -> list[torch.Tensor]:
-    """JPEG bytes -> (3, H, W) uint8 RGB tensors on the GPU, one batched nvJPEG call (torchvision)."""
-    try:
-        from torchvision.io import ImageReadMode, decode_jpeg
-    except Exception as exc:  # noqa: BLE001
-        raise RuntimeError("GPU JPEG decoding needs torchvision (pip install 'inspection[torch]')") from exc
-    data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in jpegs]
-    if not data:
-        return []
-    return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
-
-
-def tile_on_gpu(frame: torch.Tensor, grid: TileGrid, out: torch.Tensor | None = None) -> torch.Tensor:
-    """A frame on any device -> (num_slots, T, T, 3) uint8 tiles there, blank tiles zero.
-
-    frame: (H, W, 3) or (3, H, W) (as `decode_jpegs_cuda` returns) uint8. One strided copy
-    (`unfold` views) for a regular grid, one gather otherwise; `out` is reused when given. With
-    `grid.global_view` slot `grid.global_index` gets the whole frame area-averaged to T×T (as
-    `TileGrid.global_tile`'s cv2.INTER_AREA on the CPU).
-    """
-    if frame.ndim != 3 or 3 not in (frame.shape[0], frame.shape[2]):
-        raise FrameSizeError(f"frame has shape {tuple(frame.shape)}, expected (H, W, 3) or (3, H, W)")
-    hwc = frame.permute(1, 2, 0) if frame.shape[2] != 3 else frame
-    h, w = int(hwc.shape[0]), int(hwc.shape[1])
-    if (w, h) != (grid.frame_width, grid.frame_height):
-        raise FrameSizeError(f"frame is {w}×{h}, grid expects {grid.frame_width}×{grid.frame_height} (configs: grid.frame_width / grid.frame_height)")
-    if hwc.dtype != torch.uint8:
-        raise FrameSizeError(f"frame has dtype {hwc.dtype}, expected uint8")
-    t = grid.tile_size
-    shape = (grid.num_slots, t, t, 3)
-    if out is None:
-        out = torch.empty(shape, dtype=torch.uint8, device=hwc.device)
-    elif tuple(out.shape) != shape:
-        raise ValueError(f"out has shape {tuple(out.shape)}, expected {shape}")
-    real = out[: grid.num_tiles]
-    if grid.is_regular:
-        windows = hwc.unfold(0, t, grid.stride).unfold(1, t, grid.stride)  # (rows, cols, 3, T, T)
-        real.view(grid.rows, grid.cols, t, t, 3).copy_(windows.permute(0, 1, 3, 4, 2))
-    else:
-        origins = torch.as_tensor(grid.origins, device=hwc.device)
-        offsets = torch.arange(t, device=hwc.device)
-        yy = origins[:, 1, None, None] + offsets[None, :, None]
-        xx = origins[:, 0, None, None] + offsets[None, None, :]
-        real.copy_(hwc[yy, xx])
-    rest = grid.num_tiles
-    if grid.global_view:
-        chw = hwc.permute(2, 0, 1)[None].float()
-        small = torch.nn.functional.interpolate(chw, size=(t, t), mode="area")
-        out[rest].copy_(small[0].permute(1, 2, 0).round_().clamp_(0, 255).to(torch.uint8))
-        rest += 1
-    out[rest:] = 0
-    return out

@@ -21,9 +21,10 @@ NotImplementedError naming it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -206,7 +207,7 @@ def _gather(node: _Node, ctx: _Context):
         idx = index.to(device=data.device, dtype=torch.int64)
         idx = torch.where(idx < 0, idx + data.shape[ax], idx)
         out = data.index_select(ax, idx.reshape(-1))
-        return out.reshape(data.shape[:ax] + idx.shape + data.shape[ax + 1:])
+        return out.reshape(data.shape[:ax] + idx.shape + data.shape[ax + 1 :])
 
     return gather, list(node.inputs)
 
@@ -408,7 +409,7 @@ class OnnxGraphModule(nn.Module):
     module's compute dtype (`dtype`); constants are buffers, so `.to(device)` moves them.
     """
 
-    def __init__(self, model: "onnx.ModelProto | str | Path", dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, model: onnx.ModelProto | str | Path, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
         graph = proto.graph
@@ -462,7 +463,11 @@ class OnnxGraphModule(nn.Module):
             if self._kinds[node.outputs[0]] == "data" and node.op not in OPS:
                 raise _unsupported(node, "", OPS)
             shape_inputs = [i for i in node.inputs if self._kinds.get(i) == "shape"]
-            if self._kinds[node.outputs[0]] == "data" and shape_inputs and not (node.op == "Reshape" and shape_inputs == node.inputs[1:2]):
+            if (
+                self._kinds[node.outputs[0]] == "data"
+                and shape_inputs
+                and not (node.op == "Reshape" and shape_inputs == node.inputs[1:2])
+            ):
                 raise NotImplementedError(f"{node.op} {node.name}: a shape-derived input is supported only as a Reshape target")
         return remaining
 
@@ -518,6 +523,8 @@ class OnnxGraphModule(nn.Module):
             for n in step.free:
                 del values[n]
         return tuple(values[n] for n in self.output_names)
+
+
 def _attrs_raw(node: Any) -> dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
@@ -530,7 +537,11 @@ def _fuse_conv_affine(nodes: list[_Node], consts: dict[str, torch.Tensor], outpu
             consumers.setdefault(i, []).append(node)
     removed: set[int] = set()
     for conv in nodes:
-        if conv.op != "Conv" or conv.inputs[1] not in consts or (len(conv.inputs) > 2 and conv.inputs[2] and conv.inputs[2] not in consts):
+        if (
+            conv.op != "Conv"
+            or conv.inputs[1] not in consts
+            or (len(conv.inputs) > 2 and conv.inputs[2] and conv.inputs[2] not in consts)
+        ):
             continue
         weight = consts[conv.inputs[1]].clone()
         channels = weight.shape[0]

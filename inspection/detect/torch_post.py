@@ -23,8 +23,8 @@ calls of whole tiles) is kept for comparison in tests/gpu/torch_timing.py. All t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -40,10 +40,8 @@ from .yolox import yolox_grid
 
 try:
     import torchvision
-except Exception:  # noqa: BLE001 - a torchvision built for another torch fails with various errors
+except Exception:
     torchvision = None
-
-NmsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
 
 # Boxes per torchvision NMS call: its kernel tests all n² pairs and builds an n×n bit mask, though
 # only pairs inside one tile can matter, so calls hold a few whole tiles each (0.001 floor only).
@@ -232,7 +230,7 @@ def tile_dense_nms(
     per_step = max(1, max_pairs_per_step // (width * width))
     kept_parts = []
     for start in range(0, counts.numel(), per_step):
-        rows = index[start:start + per_step]
+        rows = index[start : start + per_step]
         valid = rows >= 0
         safe = rows.clamp_min(0)
         b = boxes[safe].double()  # (T, W, 4)
@@ -260,7 +258,9 @@ def tile_dense_nms(
     return kept[torch.argsort(scores[kept], descending=True, stable=True)]
 
 
-def numpy_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou: float, tiles: torch.Tensor | None = None) -> torch.Tensor:
+def numpy_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou: float, tiles: torch.Tensor | None = None
+) -> torch.Tensor:
     """The project's exact vectorised numpy NMS, for torch without torchvision."""
     kept = numpy_batched_nms(boxes.cpu().numpy(), scores.cpu().numpy(), groups.cpu().numpy(), iou)
     return torch.from_numpy(kept).to(boxes.device)
@@ -349,5 +349,9 @@ def select_from_candidates(
     limit = torch.tensor([tw, th, tw, th], dtype=torch.float32, device=boxes.device)
     xyxy = torch.minimum(boxes[kept].clamp_min(0), limit)
     # One device->host copy: ids and tile indices are exact in float32 (< 2**24).
-    packed = torch.cat([xyxy, score[kept, None], class_ids[column[kept]].float()[:, None], tile[kept].float()[:, None]], 1).cpu().numpy()
+    packed = (
+        torch.cat([xyxy, score[kept, None], class_ids[column[kept]].float()[:, None], tile[kept].float()[:, None]], 1)
+        .cpu()
+        .numpy()
+    )
     return Detections(packed[:, :4], packed[:, 4], packed[:, 5].astype(np.int32), packed[:, 6].astype(np.int32))

@@ -15,7 +15,9 @@ def decode_yolov8(raw: np.ndarray, num_classes: int | None = None) -> tuple[np.n
     if raw.ndim != 3 or raw.shape[1] < 5:
         raise ValueError(f"YOLOv8 output must be (N, 4 + classes, anchors), got {raw.shape}")
     if num_classes is not None and raw.shape[1] != 4 + num_classes:
-        raise ValueError(f"YOLOv8 output has {raw.shape[1] - 4} class columns (shape {raw.shape}), the model metadata lists {num_classes}")
+        raise ValueError(
+            f"YOLOv8 output has {raw.shape[1] - 4} class columns (shape {raw.shape}), the model metadata lists {num_classes}"
+        )
     centre, size = raw[:, 0:2], raw[:, 2:4]  # (N, 2, A)
     boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1).transpose(0, 2, 1)
     scores = raw[:, 4:].transpose(0, 2, 1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -22,7 +22,9 @@ def decode_yolox(raw: np.ndarray, input_hw: tuple[int, int], strides: Sequence[i
     """(N, A, 5 + C) raw head output -> boxes (N, A, 4) xyxy input pixels, scores (N, A, C) = obj·cls."""
     grid, point_stride = yolox_grid(input_hw, strides)
     if raw.shape[1] != len(grid):
-        raise ValueError(f"YOLOX output has {raw.shape[1]} points, input {input_hw} with strides {list(strides)} gives {len(grid)}")
+        raise ValueError(
+            f"YOLOX output has {raw.shape[1]} points, input {input_hw} with strides {list(strides)} gives {len(grid)}"
+        )
     centre = (raw[..., :2] + grid) * point_stride[:, None]
     size = np.exp(raw[..., 2:4]) * point_stride[:, None]
     boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=-1)

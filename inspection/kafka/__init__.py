@@ -1,7 +1,7 @@
 """Kafka side: embedded broker, topics and shared client configs, frame and dead-letter producers.
 
 The consumer (edge pipeline) builds its confluent_kafka.Consumer from `consumer_config` and
-decodes records with `inspection.messages.FrameMessage.from_kafka`.
+decodes records with `inspection.messages.contract.FrameMessage.from_kafka`.
 """
 
 from .admin import (

@@ -16,7 +16,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from ..config import KafkaConfig
-from ..messages import DLQ_HEADROOM_BYTES
+from ..messages.dead_letters import DLQ_HEADROOM_BYTES
 
 log = logging.getLogger(__name__)
 # librdkafka's own log lines go through Python logging (served by poll()), not to stderr.
@@ -82,7 +82,10 @@ def _warn_existing(admin: AdminClient, name: str, partitions: int, cfg: KafkaCon
     if partitions < cfg.partitions:
         log.warning(
             "topic %s exists with %d partitions, fewer than kafka.partitions=%d: at most %d consumers share it",
-            name, partitions, cfg.partitions, partitions,
+            name,
+            partitions,
+            cfg.partitions,
+            partitions,
         )
     try:
         futures = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, name)], request_timeout=timeout)
@@ -95,7 +98,9 @@ def _warn_existing(admin: AdminClient, name: str, partitions: int, cfg: KafkaCon
         log.warning(
             "topic %s has max.message.bytes=%s, below the %d bytes configured (kafka.message_max_bytes): "
             "large frames will be refused by the broker; raise the topic's max.message.bytes",
-            name, entry.value, needed_bytes,
+            name,
+            entry.value,
+            needed_bytes,
         )
 
 
@@ -123,7 +128,10 @@ def ensure_topics(bootstrap: str, cfg: KafkaConfig, timeout: float = 10.0) -> li
             log.warning(
                 "broker at %s rejected config %s for topic %s (%s); creating it with the broker's defaults: "
                 "frames over the broker's message.max.bytes will be refused",
-                bootstrap, config, name, err.str(),
+                bootstrap,
+                config,
+                name,
+                err.str(),
             )
             err = _create(admin, NewTopic(name, cfg.partitions, cfg.replication_factor), timeout)
         if err is not None:
@@ -139,7 +147,9 @@ def ensure_topics(bootstrap: str, cfg: KafkaConfig, timeout: float = 10.0) -> li
     return created
 
 
-def producer_config(bootstrap: str, cfg: KafkaConfig, *, dlq: bool = False, client_id: str = "inspection-producer") -> dict[str, Any]:
+def producer_config(
+    bootstrap: str, cfg: KafkaConfig, *, dlq: bool = False, client_id: str = "inspection-producer"
+) -> dict[str, Any]:
     """Idempotent producer (acks=all) allowing records of the frames topic (or the DLQ topic with `dlq`)."""
     return {
         "bootstrap.servers": bootstrap,

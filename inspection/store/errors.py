@@ -15,7 +15,7 @@ unavailability: stopping (and redelivering later) loses nothing, parking a good 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from sqlalchemy import exc as sa_exc
 

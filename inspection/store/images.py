@@ -120,8 +120,7 @@ class ImageStore:
         match = _URI_RE.fullmatch(uri)
         if match is None or match["a"] != match["digest"][:2] or match["b"] != match["digest"][2:4]:
             raise ImageStoreError(
-                f"image URI {uri!r} is not of the form ab/cd/<sha256 hex>.jpg made by ImageStore.put; "
-                "refusing to read it"
+                f"image URI {uri!r} is not of the form ab/cd/<sha256 hex>.jpg made by ImageStore.put; refusing to read it"
             )
         path = self.root / match["a"] / match["b"] / f"{match['digest']}{match['suffix']}"
         self._check_inside(path)

@@ -30,9 +30,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, Engine, and_, case, delete, func, insert, not_, or_, select, update
@@ -43,12 +44,12 @@ from sqlalchemy.orm import Session
 from ..config import StoreConfig
 from ..deadline import CarDeadline, car_deadline_from_row, evaluate_car
 from ..detections import Detections
+from ..messages.frame_id import FrameId
 from .db import SQLITE_IMMEDIATE, create_engine_for, mask_url, wait_for_database
 from .errors import RecordRefused, store_errors
 from .images import ImageStore
 from .migrations import upgrade_database
 from .models import (
-    CAR_ID_MAX,
     ERROR_KIND_MAX,
     IMAGE_DIR_MAX,
     KAFKA_TOPIC_MAX,
@@ -87,15 +88,13 @@ class FrameRecord:
 
     Times are Unix nanoseconds: captured/deadline from the message headers, received when
     the consumer polled it, processed when its detections (or its error) were final.
-    `shots_per_car` is the number of frames expected for the whole car (cameras × shots).
+    `frame_id` (validated on construction) says which frame; its `shots_per_car` is the number
+    of frames expected for the whole car (cameras × shots).
     Give the encoded image as `image` (kept if the store has an ImageStore) or a ready
     `image_uri`, or neither.
     """
 
-    car_id: str
-    camera: int
-    shot: int
-    shots_per_car: int
+    frame_id: FrameId
     captured_at_ns: int
     deadline_at_ns: int
     received_at_ns: int
@@ -111,13 +110,9 @@ class FrameRecord:
 
     def __post_init__(self) -> None:
         """Refuse (RecordRefused, a ValueError) what the columns cannot hold, before any SQL."""
-        where = f"frame car={_short(self.car_id)} cam={self.camera} shot={self.shot}"
-        if not isinstance(self.car_id, str) or not self.car_id or len(self.car_id) > CAR_ID_MAX or "\x00" in self.car_id:
-            raise RecordRefused(f"{where}: car_id must be a non-empty string of at most {CAR_ID_MAX} characters without NUL")
-        if not (0 <= self.camera <= INT32_MAX and 0 <= self.shot <= INT32_MAX):
-            raise RecordRefused(f"{where}: camera and shot are 0-based indices and must be in 0..{INT32_MAX}")
-        if not 0 < self.shots_per_car <= INT32_MAX:
-            raise RecordRefused(f"{where}: shots_per_car (frames expected per car) must be in 1..{INT32_MAX}, got {self.shots_per_car}")
+        where = f"frame {self.label}"
+        if not isinstance(self.frame_id, FrameId):
+            raise RecordRefused(f"frame_id is {type(self.frame_id).__name__}, expected FrameId")
         for name in ("captured_at_ns", "deadline_at_ns", "received_at_ns", "processed_at_ns"):
             if not 0 <= getattr(self, name) <= INT64_MAX:
                 raise RecordRefused(f"{where}: {name} must be Unix time in nanoseconds (0..2^63-1), got {getattr(self, name)}")
@@ -130,17 +125,15 @@ class FrameRecord:
 
     @property
     def label(self) -> str:
-        return f"car={self.car_id} cam={self.camera} shot={self.shot}"
+        return self.frame_id.label
 
 
 @dataclass(frozen=True)
 class StoredFrame:
     """What one store call did. `completed` is set only for the call that completed the car."""
 
-    frame_id: int
-    car_id: str
-    camera: int
-    shot: int
+    row_id: int  # the frames row
+    frame: FrameId
     detections: int
     replaced: bool  # a row for this frame existed (a redelivery); informational under races
     error_kind: str | None
@@ -252,7 +245,7 @@ class ResultStore:
         self._insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
 
     @classmethod
-    def open(cls, config: StoreConfig, *, migrate: bool = True) -> "ResultStore":
+    def open(cls, config: StoreConfig, *, migrate: bool = True) -> ResultStore:
         """Engine for `config.url`, wait until it answers, bring the schema to head, attach the image store."""
         engine = create_engine_for(
             config.url, connect_timeout_s=config.connect_timeout_s, busy_timeout_s=config.sqlite_busy_timeout_s
@@ -282,7 +275,7 @@ class ResultStore:
         if self._owns_engine:
             self.engine.dispose()
 
-    def __enter__(self) -> "ResultStore":
+    def __enter__(self) -> ResultStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -402,9 +395,7 @@ class ResultStore:
             **latest,
         )
         upsert = upsert.on_conflict_do_update(
-            index_elements=[
-                RejectedMessageRow.kafka_topic, RejectedMessageRow.kafka_partition, RejectedMessageRow.kafka_offset
-            ],
+            index_elements=[RejectedMessageRow.kafka_topic, RejectedMessageRow.kafka_partition, RejectedMessageRow.kafka_offset],
             set_={**latest, "run_id": func.coalesce(upsert.excluded.run_id, RejectedMessageRow.run_id)},
         )
         with store_errors(f"storing {where}"), self._writer.begin() as conn:
@@ -420,7 +411,11 @@ class ResultStore:
         error: str | None,
     ) -> StoredFrame:
         captured_at = datetime_from_ns(record.captured_at_ns)
-        frame_key = (Frame.car_id == record.car_id, Frame.camera == record.camera, Frame.shot == record.shot)
+        frame_key = (
+            Frame.car_id == record.frame_id.car_id,
+            Frame.camera == record.frame_id.camera,
+            Frame.shot == record.frame_id.shot,
+        )
         frame_values = {
             "width": record.width,
             "height": record.height,
@@ -441,8 +436,8 @@ class ResultStore:
             conn.execute(
                 self._insert(Car)
                 .values(
-                    car_id=record.car_id,
-                    frames_expected=record.shots_per_car,
+                    car_id=record.frame_id.car_id,
+                    frames_expected=record.frame_id.shots_per_car,
                     frames_done=0,
                     first_captured_at=captured_at,
                     deadline_at=datetime_from_ns(record.deadline_at_ns),
@@ -451,7 +446,7 @@ class ResultStore:
             )
             replaced = conn.execute(select(Frame.id).where(*frame_key)).first() is not None
             upsert = self._insert(Frame).values(
-                car_id=record.car_id, camera=record.camera, shot=record.shot, **frame_values
+                car_id=record.frame_id.car_id, camera=record.frame_id.camera, shot=record.frame_id.shot, **frame_values
             )
             upsert = upsert.on_conflict_do_update(
                 index_elements=[Frame.car_id, Frame.camera, Frame.shot],
@@ -464,8 +459,7 @@ class ResultStore:
             if kept_success:
                 frame_id = conn.execute(select(Frame.id).where(*frame_key)).scalar_one()
                 detection_count = conn.execute(select(Frame.detection_count).where(Frame.id == frame_id)).scalar_one()
-                log.info("frame car=%s cam=%d shot=%d: keeping its stored result, not the later error %s",
-                         record.car_id, record.camera, record.shot, error_kind)
+                log.info("frame %s: keeping its stored result, not the later error %s", record.label, error_kind)
             else:
                 detection_count = len(detection_rows)
                 # Unconditional: a concurrent redelivery may have written the row since `replaced` was read.
@@ -473,10 +467,8 @@ class ResultStore:
                 self._insert_detections(conn, int(frame_id), detection_rows)
             car_done, car_expected, completed = self._update_car(conn, record, captured_at)
         return StoredFrame(
-            frame_id=int(frame_id),
-            car_id=record.car_id,
-            camera=record.camera,
-            shot=record.shot,
+            row_id=int(frame_id),
+            frame=record.frame_id,
             detections=int(detection_count),
             replaced=replaced,
             error_kind=None if kept_success else error_kind,
@@ -502,23 +494,21 @@ class ResultStore:
             [dict(zip(DETECTION_COLUMNS, row), frame_id=frame_id) for row in rows],
         )
 
-    def _update_car(
-        self, conn: Connection, record: FrameRecord, captured_at: datetime
-    ) -> tuple[int, int, CarDeadline | None]:
+    def _update_car(self, conn: Connection, record: FrameRecord, captured_at: datetime) -> tuple[int, int, CarDeadline | None]:
         car = conn.execute(
             select(Car.frames_expected, Car.first_captured_at, Car.deadline_at, Car.completed_at)
-            .where(Car.car_id == record.car_id)
+            .where(Car.car_id == record.frame_id.car_id)
             .with_for_update(key_share=True)
         ).one()
         # A new statement after the lock: under READ COMMITTED it sees frames committed meanwhile.
         done, last_processed = conn.execute(
-            select(func.count(Frame.id), func.max(Frame.processed_at)).where(Frame.car_id == record.car_id)
+            select(func.count(Frame.id), func.max(Frame.processed_at)).where(Frame.car_id == record.frame_id.car_id)
         ).one()
-        if record.shots_per_car != car.frames_expected:
+        if record.frame_id.shots_per_car != car.frames_expected:
             # A car's frame count is fixed when it is registered; a frame that disagrees is not
             # one of its frames (the whole transaction rolls back, the caller parks the record).
             raise RecordRefused(
-                f"frame {record.label} says {record.shots_per_car} frames per car; the car was registered "
+                f"frame {record.label} says {record.frame_id.shots_per_car} frames per car; the car was registered "
                 f"with {car.frames_expected} (configs: line.cameras × line.shots_per_camera must agree on every producer and consumer)"
             )
         values: dict[str, Any] = {"frames_done": done}
@@ -527,14 +517,14 @@ class ResultStore:
         completed = None
         if car.completed_at is None and done >= car.frames_expected:
             completed = evaluate_car(
-                record.car_id, last_processed, car.deadline_at, values.get("first_captured_at", car.first_captured_at)
+                record.frame_id.car_id, last_processed, car.deadline_at, values.get("first_captured_at", car.first_captured_at)
             )
             values.update(
                 completed_at=completed.completed_at,
                 deadline_met=completed.met,
                 lateness_s=completed.lateness_s,
             )
-        conn.execute(update(Car).where(Car.car_id == record.car_id).values(values))
+        conn.execute(update(Car).where(Car.car_id == record.frame_id.car_id).values(values))
         return int(done), int(car.frames_expected), completed
 
     def prune(self, rows_before: datetime | None, images_before: datetime | None, *, dry_run: bool = True) -> PruneCounts:
@@ -558,16 +548,22 @@ class ResultStore:
             ).scalar_one()
             cleared = conn.execute(select(func.count(Frame.id)).where(image_gone, not_(frame_gone))).scalar_one()
             candidates = set(
-                conn.execute(select(Run.image_dir, Frame.image_uri).join(Run, Run.id == Frame.run_id).where(image_gone).distinct()).all()
-            )
-            kept = set(
                 conn.execute(
-                    select(Run.image_dir, Frame.image_uri)
-                    .join(Run, Run.id == Frame.run_id)
-                    .where(Frame.image_uri.in_([uri for _, uri in candidates]), not_(image_gone))
-                    .distinct()
+                    select(Run.image_dir, Frame.image_uri).join(Run, Run.id == Frame.run_id).where(image_gone).distinct()
                 ).all()
-            ) if candidates else set()
+            )
+            kept = (
+                set(
+                    conn.execute(
+                        select(Run.image_dir, Frame.image_uri)
+                        .join(Run, Run.id == Frame.run_id)
+                        .where(Frame.image_uri.in_([uri for _, uri in candidates]), not_(image_gone))
+                        .distinct()
+                    ).all()
+                )
+                if candidates
+                else set()
+            )
             files = tuple(sorted(((d, u) for d, u in candidates - kept), key=lambda item: (item[0] or "", item[1])))
             if not dry_run:
                 conn.execute(update(Frame).where(image_gone, not_(frame_gone)).values(image_uri=None))
@@ -596,8 +592,15 @@ class ResultStore:
             .subquery()
         )
         return (
-            select(Car, per_frame.c.frames, per_frame.c.errors, per_frame.c.detections,
-                   per_frame.c.mean_latency, per_frame.c.max_latency, per_frame.c.last_processed)
+            select(
+                Car,
+                per_frame.c.frames,
+                per_frame.c.errors,
+                per_frame.c.detections,
+                per_frame.c.mean_latency,
+                per_frame.c.max_latency,
+                per_frame.c.last_processed,
+            )
             .outerjoin(per_frame, per_frame.c.car_id == Car.car_id)
             .order_by(Car.first_captured_at, Car.car_id)
         )
@@ -634,15 +637,6 @@ class ResultStore:
         if not rows:
             raise CarNotFoundError(f"no car {car_id!r} in the results database")
         return self._summary(rows[0])
-
-    def car_summaries(self, *, completed_only: bool = False, limit: int | None = None) -> list[CarSummary]:
-        """All cars (or the completed ones), oldest first."""
-        statement = self._summary_select()
-        if completed_only:
-            statement = statement.where(Car.completed_at.is_not(None))
-        if limit is not None:
-            statement = statement.limit(limit)
-        return [self._summary(row) for row in self._read(statement)]
 
     def overdue_cars(self, now: datetime | None = None, *, marked_only: bool = False) -> list[CarSummary]:
         """Cars still incomplete after their deadline (frames lost or stuck), oldest first.
@@ -702,7 +696,9 @@ class ResultStore:
                 )
                 text = describe_missing(missing, shots_per_camera)
                 conn.execute(update(Car).where(Car.car_id == row.car_id).values(missing_frames=text))
-                out.append(OverdueCar(row.car_id, row.deadline_at, now, int(row.frames_done), int(row.frames_expected), missing, text))
+                out.append(
+                    OverdueCar(row.car_id, row.deadline_at, now, int(row.frames_done), int(row.frames_expected), missing, text)
+                )
         return out
 
     def car_states(self) -> CarStates:
@@ -720,8 +716,9 @@ class ResultStore:
         """The car's deadline verdict, None while it is incomplete."""
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(Car.car_id, Car.completed_at, Car.deadline_at, Car.deadline_met, Car.lateness_s, Car.first_captured_at)
-                .where(Car.car_id == car_id)
+                select(
+                    Car.car_id, Car.completed_at, Car.deadline_at, Car.deadline_met, Car.lateness_s, Car.first_captured_at
+                ).where(Car.car_id == car_id)
             ).first()
         if row is None:
             raise CarNotFoundError(f"no car {car_id!r} in the results database")
@@ -736,8 +733,15 @@ class ResultStore:
             if frame_id is None:
                 raise FrameNotFoundError(f"no frame car={car_id!r} cam={camera} shot={shot} in the results database")
             rows = conn.execute(
-                select(Detection.x1, Detection.y1, Detection.x2, Detection.y2,
-                       Detection.score, Detection.class_id, Detection.tile_index)
+                select(
+                    Detection.x1,
+                    Detection.y1,
+                    Detection.x2,
+                    Detection.y2,
+                    Detection.score,
+                    Detection.class_id,
+                    Detection.tile_index,
+                )
                 .where(Detection.frame_id == frame_id)
                 .order_by(Detection.score.desc(), Detection.id)
             ).all()
@@ -748,9 +752,7 @@ class ResultStore:
 
     def rejected_messages(self, limit: int | None = None) -> list[RejectedMessage]:
         """Rejected (frameless, dead-lettered) messages, most recently received first."""
-        statement = select(RejectedMessageRow).order_by(
-            RejectedMessageRow.received_at.desc(), RejectedMessageRow.id.desc()
-        )
+        statement = select(RejectedMessageRow).order_by(RejectedMessageRow.received_at.desc(), RejectedMessageRow.id.desc())
         if limit is not None:
             statement = statement.limit(limit)
         return [
@@ -861,7 +863,10 @@ def _detection_rows(detections: Detections, class_names: Mapping[int, str] | Seq
             ids,
             [names_of[c] for c in ids],
             detections.score.astype(np.float64).tolist(),
-            x1, y1, x2, y2,
+            x1,
+            y1,
+            x2,
+            y2,
             detections.tile_index.tolist(),
         )
     )

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -36,7 +37,7 @@ class RetryPolicy:
             raise ValueError("backoff_s and max_backoff_s must be > 0 (configs: store.connect_backoff_s, store.max_backoff_s)")
 
     @classmethod
-    def from_config(cls, config: StoreConfig) -> "RetryPolicy":
+    def from_config(cls, config: StoreConfig) -> RetryPolicy:
         return cls(config.connect_retries, config.connect_backoff_s, config.max_backoff_s)
 
     @property
@@ -61,7 +62,11 @@ class RetryPolicy:
             exc = state.outcome.exception() if state.outcome else None
             log.warning(
                 "%s failed (attempt %d/%d), retrying in %.2f s: %s",
-                what, state.attempt_number, self.attempts, state.upcoming_sleep, exc,
+                what,
+                state.attempt_number,
+                self.attempts,
+                state.upcoming_sleep,
+                exc,
             )
 
         retrying = Retrying(

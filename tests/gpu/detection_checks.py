@@ -66,7 +66,7 @@ def tile_level_map(detector, coco_root: Path, batch: int = 64) -> float:
     tiles, scale, ids = coco_tiles(coco_root)
     rows = []
     for start in range(0, len(tiles), batch):
-        det = detector.detect(tiles[start:start + batch], 0.001)
+        det = detector.detect(tiles[start : start + batch], 0.001)
         tile = det.tile_index + start
         xyxy = det.xyxy.astype(np.float64) * np.tile(scale[tile], 2)  # (sx, sy, sx, sy)
         rows.append(np.c_[np.asarray(ids)[tile], xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2], det.score, det.class_id])
@@ -85,7 +85,9 @@ def match(reference: Detections, candidate: Detections) -> tuple[np.ndarray, np.
     Returns (iou (R,), |score difference| (R,), matched candidate index (R,), -1 where none).
     """
     iou = box_iou(reference.xyxy, candidate.xyxy)
-    same = (reference.tile_index[:, None] == candidate.tile_index[None, :]) & (reference.class_id[:, None] == candidate.class_id[None, :])
+    same = (reference.tile_index[:, None] == candidate.tile_index[None, :]) & (
+        reference.class_id[:, None] == candidate.class_id[None, :]
+    )
     iou = np.where(same, iou, -1.0)
     if iou.shape[1] == 0:
         return np.zeros(len(reference)), np.full(len(reference), np.inf), np.full(len(reference), -1)

@@ -16,14 +16,14 @@ import pytest
 if importlib.util.find_spec("tensorrt") is None or importlib.util.find_spec("pycuda") is None:
     pytest.skip("TensorRT/pycuda not installed", allow_module_level=True)
 
-from inspection.config import DetectConfig, ModelConfig  # noqa: E402
-from inspection.detect import load_spec  # noqa: E402
-from inspection.detect.engine import EngineBuildError, build_engine, cuda_primary_context  # noqa: E402
-from inspection.detect.onnxruntime import OnnxRuntimeDetector  # noqa: E402
-from inspection.detect.quantize import QuantizeSettings, quantize_model  # noqa: E402
-from inspection.detect.tensorrt import TensorRTDetector  # noqa: E402
-from inspection.tiling import TileGrid  # noqa: E402
-from tests.gpu.detection_checks import assert_detections_agree, coco_tiles, tile_level_map  # noqa: E402
+from inspection.config import DetectConfig, ModelConfig
+from inspection.detect import load_spec
+from inspection.detect.engine import EngineBuildError, build_engine, cuda_primary_context
+from inspection.detect.onnxruntime import OnnxRuntimeDetector
+from inspection.detect.quantize import QuantizeSettings, quantize_model
+from inspection.detect.tensorrt import TensorRTDetector
+from inspection.tiling import TileGrid
+from tests.gpu.detection_checks import assert_detections_agree, coco_tiles, tile_level_map
 
 pytestmark = pytest.mark.gpu
 
@@ -92,7 +92,9 @@ def test_detect_many_pipelines_batches_in_order(spec, ssd_onnx, cache_dir, tiles
 def qdq_tensorrt(spec, ssd_onnx, tmp_path_factory):
     """The TensorRT flavour of the QDQ graph, calibrated on the demo's photo frames."""
     out = tmp_path_factory.mktemp("int8")
-    return quantize_model(spec, TileGrid(), settings=QuantizeSettings(tiles=256), fp32_path=ssd_onnx, out_dir=out, flavours=["tensorrt"])["tensorrt"]
+    return quantize_model(
+        spec, TileGrid(), settings=QuantizeSettings(tiles=256), fp32_path=ssd_onnx, out_dir=out, flavours=["tensorrt"]
+    )["tensorrt"]
 
 
 @pytest.mark.slow
@@ -123,7 +125,9 @@ def test_fp16_tile_level_map_matches_onnxruntime(spec, ssd_onnx, cache_dir, coco
 def test_int8_without_a_quantized_graph_says_how_to_make_one(spec, tmp_path, monkeypatch):
     monkeypatch.setenv("INSPECTION_MODEL_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="inspection model quantize ssd_mobilenet_v2_coco"):
-        TensorRTDetector(spec, ModelConfig(backend="tensorrt", device="cuda", precision="int8", engine_cache_dir=tmp_path), DetectConfig())
+        TensorRTDetector(
+            spec, ModelConfig(backend="tensorrt", device="cuda", precision="int8", engine_cache_dir=tmp_path), DetectConfig()
+        )
 
 
 def test_results_are_independent_of_tile_order(spec, ssd_onnx, cache_dir, tiles64):

@@ -19,7 +19,7 @@ from inspection.config import DetectConfig, ModelConfig  # noqa: E402
 from inspection.detect import load_spec  # noqa: E402
 from inspection.detect.onnxruntime import OnnxRuntimeDetector  # noqa: E402
 from inspection.detect.postprocess import OutputDecoder, select_detections  # noqa: E402
-from inspection.detect.torch import TorchDetector, decode_jpegs_cuda, tile_on_gpu  # noqa: E402
+from inspection.detect.torch import TorchDetector  # noqa: E402
 from inspection.detect.torch_graph import OnnxGraphModule  # noqa: E402
 from inspection.detect.torch_post import (  # noqa: E402
     TorchCandidates,
@@ -30,6 +30,7 @@ from inspection.detect.torch_post import (  # noqa: E402
     top_k_per_group_torch,
     torchvision_batched_nms,
 )
+from inspection.edge.gpu_frames import decode_jpegs_cuda, tile_on_gpu  # noqa: E402
 from inspection.tiling import FrameSizeError, TileGrid  # noqa: E402
 from tests.conftest import SSD_DIR  # noqa: E402
 from tests.gpu.detection_checks import assert_detections_agree, coco_tiles, fp32_copy, tile_level_map  # noqa: E402
@@ -70,7 +71,9 @@ def cpu_detector(spec, ssd_path):
 
 
 def _cuda_detector(spec, path, precision, cuda_graph=True):
-    return TorchDetector(spec, ModelConfig(backend="torch", device="cuda", precision=precision, path=path, cuda_graph=cuda_graph), DetectConfig())
+    return TorchDetector(
+        spec, ModelConfig(backend="torch", device="cuda", precision=precision, path=path, cuda_graph=cuda_graph), DetectConfig()
+    )
 
 
 # -- the graph interpreter -------------------------------------------------------------------
@@ -110,7 +113,10 @@ def test_graph_module_traces_whole_under_torch_compile(model, ssd_path, yolox_on
     if model == "ssd":
         net, x = OnnxGraphModule(ssd_path).eval(), torch.from_numpy(to_network_input(tiles64[:2], reference.spec))
     else:
-        net, x = OnnxGraphModule(yolox_onnx).eval(), torch.from_numpy(np.random.default_rng(2).uniform(0, 255, (2, 3, 320, 320)).astype(np.float32))
+        net, x = (
+            OnnxGraphModule(yolox_onnx).eval(),
+            torch.from_numpy(np.random.default_rng(2).uniform(0, 255, (2, 3, 320, 320)).astype(np.float32)),
+        )
     torch._dynamo.reset()
     with torch.inference_mode():
         eager = net(x)
@@ -153,8 +159,10 @@ def test_nms_rounds_over_tile_prefixes_change_nothing(spec, raw64):
     tile's best 7 boxes (many rounds), its best 300 (the default) or all of them (one round)."""
     candidates = _torch_candidates(spec, raw64)
     class_ids = torch.as_tensor(spec.output_class_ids)
-    results = [select_from_candidates(candidates, 16, class_ids, DetectConfig(), (300, 300), 0.001, numpy_nms, prefix)
-               for prefix in (7, None, 10**9)]
+    results = [
+        select_from_candidates(candidates, 16, class_ids, DetectConfig(), (300, 300), 0.001, numpy_nms, prefix)
+        for prefix in (7, None, 10**9)
+    ]
     assert len(results[0]) == 16 * DetectConfig().max_per_tile
     for other in results[1:]:
         for field in ("xyxy", "score", "class_id", "tile_index"):
@@ -171,8 +179,14 @@ def test_tile_dense_nms_matches_numpy_nms(seed, n, n_tiles, per_step):
     tiles = rng.integers(0, n_tiles, n)
     groups = tiles * 3 + rng.integers(0, 3, n)
     expected = batched_nms(boxes, scores, groups, 0.5)
-    got = tile_dense_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(groups), 0.5,
-                         torch.from_numpy(tiles), max_pairs_per_step=per_step).numpy()
+    got = tile_dense_nms(
+        torch.from_numpy(boxes),
+        torch.from_numpy(scores),
+        torch.from_numpy(groups),
+        0.5,
+        torch.from_numpy(tiles),
+        max_pairs_per_step=per_step,
+    ).numpy()
     np.testing.assert_array_equal(got, expected)
 
 
@@ -198,8 +212,14 @@ def test_torchvision_batched_nms_matches_numpy_nms(seed, n, per_call):
     tiles = rng.integers(0, 4, n)
     groups = tiles * 3 + rng.integers(0, 3, n)
     expected = batched_nms(boxes, scores, groups, 0.5)
-    got = torchvision_batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(groups), 0.5,
-                                  torch.from_numpy(tiles), max_boxes_per_call=per_call).numpy()
+    got = torchvision_batched_nms(
+        torch.from_numpy(boxes),
+        torch.from_numpy(scores),
+        torch.from_numpy(groups),
+        0.5,
+        torch.from_numpy(tiles),
+        max_boxes_per_call=per_call,
+    ).numpy()
     np.testing.assert_array_equal(got, expected)
 
 
@@ -221,8 +241,13 @@ def test_compiled_detector_traces_whole_and_agrees_with_eager(spec, ssd_path, cp
     """model.compile: normalisation + network + decode + top-k as one fullgraph trace; a short chunk is
     padded to the batch size (one static shape). Traced with dynamo's "eager" backend (fast)."""
     torch._dynamo.reset()
-    compiled = TorchDetector(spec, ModelConfig(backend="torch", device="cpu", compile="default", path=ssd_path), DetectConfig(),
-                             batch_size=8, compile_backend="eager")
+    compiled = TorchDetector(
+        spec,
+        ModelConfig(backend="torch", device="cpu", compile="default", path=ssd_path),
+        DetectConfig(),
+        batch_size=8,
+        compile_backend="eager",
+    )
     for tiles in (tiles64[:8], tiles64[8:13]):
         assert_detections_agree(cpu_detector.detect(tiles), compiled.detect(tiles), DetectConfig().score_threshold, 0.999, 1e-5)
     assert list(compiled._fixed) == [("detect", (300, 300))]  # one compiled function for both lengths
@@ -230,7 +255,9 @@ def test_compiled_detector_traces_whole_and_agrees_with_eager(spec, ssd_path, cp
 
 def test_bf16_cpu_detector_runs_close_to_onnxruntime(spec, ssd_path, reference, tiles64):
     """bf16 keeps 8 bits of mantissa: boxes and scores drift more than fp16's (accuracy: the mAP test)."""
-    bf16 = TorchDetector(spec, ModelConfig(backend="torch", device="cpu", precision="bf16", path=ssd_path), DetectConfig(), batch_size=16)
+    bf16 = TorchDetector(
+        spec, ModelConfig(backend="torch", device="cpu", precision="bf16", path=ssd_path), DetectConfig(), batch_size=16
+    )
     assert bf16.net.const_0.dtype == torch.bfloat16
     assert_detections_agree(reference.detect(tiles64[:16]), bf16.detect(tiles64[:16]), 0.3, 0.7, 0.1)
 
@@ -248,7 +275,9 @@ def test_detector_rejects_bad_input_and_settings(spec, ssd_path, cpu_detector):
 
 def test_yolox_runs_on_the_torch_backend(yolox_onnx, tiles64):
     spec = load_spec("yolox_nano")
-    torch_det = TorchDetector(spec, ModelConfig(name="yolox_nano", backend="torch", device="cpu", path=yolox_onnx), DetectConfig())
+    torch_det = TorchDetector(
+        spec, ModelConfig(name="yolox_nano", backend="torch", device="cpu", path=yolox_onnx), DetectConfig()
+    )
     ort_det = OnnxRuntimeDetector(spec, ModelConfig(name="yolox_nano", backend="onnxruntime", path=yolox_onnx), DetectConfig())
     assert_detections_agree(ort_det.detect(tiles64[:16]), torch_det.detect(tiles64[:16]), DetectConfig().score_threshold)
 
@@ -306,8 +335,11 @@ def test_compiled_cuda_detector_agrees_with_onnxruntime(spec, ssd_path, referenc
     """Inductor kernels replayed in the backend's own CUDA graph (inductor's cudagraphs off), or, without
     it, inductor's own cudagraphs: both agree with onnxruntime like the eager fp16 path, replay after replay."""
     torch._dynamo.reset()
-    detector = TorchDetector(spec, ModelConfig(backend="torch", device="cuda", precision="fp16", path=ssd_path, cuda_graph=cuda_graph,
-                                               compile=compile_mode), DetectConfig())
+    detector = TorchDetector(
+        spec,
+        ModelConfig(backend="torch", device="cuda", precision="fp16", path=ssd_path, cuda_graph=cuda_graph, compile=compile_mode),
+        DetectConfig(),
+    )
     expected = reference.detect(tiles64)
     for _ in range(2):
         assert_detections_agree(expected, detector.detect(tiles64), 0.3, 0.9, 0.05)

@@ -23,8 +23,11 @@ F32 = TensorProto.FLOAT
 RNG = np.random.default_rng(13)
 
 
-def _model(nodes, inputs: dict[str, np.ndarray], outputs: list[str], initializers: dict[str, np.ndarray] | None = None, opset: int = 13):
+def _model(
+    nodes, inputs: dict[str, np.ndarray], outputs: list[str], initializers: dict[str, np.ndarray] | None = None, opset: int = 13
+):
     """One ONNX model: inputs given as example arrays (their shapes, batch left dynamic)."""
+
     def info(name, array):
         elem = helper.np_dtype_to_tensor_dtype(array.dtype)
         return helper.make_tensor_value_info(name, elem, ["N", *array.shape[1:]] if array.ndim else [])
@@ -39,7 +42,9 @@ def _model(nodes, inputs: dict[str, np.ndarray], outputs: list[str], initializer
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
-def _case(nodes, inputs: dict[str, np.ndarray], outputs: list[str], initializers: dict[str, np.ndarray] | None = None, opset: int = 13):
+def _case(
+    nodes, inputs: dict[str, np.ndarray], outputs: list[str], initializers: dict[str, np.ndarray] | None = None, opset: int = 13
+):
     return _model(nodes, inputs, outputs, initializers, opset), inputs
 
 
@@ -90,25 +95,73 @@ CASES = {
     "Conv same pads, bias": lambda: _conv_case([1, 1, 1, 1], [1, 1], 1, True),
     "Conv TF SAME stride 2 (bottom/right pads only)": lambda: _conv_case([0, 0, 1, 1], [2, 2], 1, False),
     "Conv depthwise": lambda: _conv_case([1, 1, 1, 1], [1, 1], 8, True),
-    "Clip 0..6 (ReLU6)": lambda: _case([helper.make_node("Clip", ["x", "lo", "hi"], ["y"])], {"x": _x(2, 3, 4) * 5}, ["y"],
-               {"lo": np.array(0, np.float32), "hi": np.array(6, np.float32)}),
-    "Clip other bounds": lambda: _case([helper.make_node("Clip", ["x", "lo", "hi"], ["y"])], {"x": _x(2, 3, 4)}, ["y"],
-               {"lo": np.array(-0.5, np.float32), "hi": np.array(0.25, np.float32)}),
+    "Clip 0..6 (ReLU6)": lambda: _case(
+        [helper.make_node("Clip", ["x", "lo", "hi"], ["y"])],
+        {"x": _x(2, 3, 4) * 5},
+        ["y"],
+        {"lo": np.array(0, np.float32), "hi": np.array(6, np.float32)},
+    ),
+    "Clip other bounds": lambda: _case(
+        [helper.make_node("Clip", ["x", "lo", "hi"], ["y"])],
+        {"x": _x(2, 3, 4)},
+        ["y"],
+        {"lo": np.array(-0.5, np.float32), "hi": np.array(0.25, np.float32)},
+    ),
     "Add broadcast": lambda: _case([helper.make_node("Add", ["x", "c"], ["y"])], {"x": _x(2, 3, 4)}, ["y"], {"c": _x(3, 1)}),
     "Mul two inputs": lambda: _case([helper.make_node("Mul", ["x", "z"], ["y"])], {"x": _x(2, 3, 4), "z": _x(2, 3, 4)}, ["y"]),
     "Sigmoid": lambda: _case([helper.make_node("Sigmoid", ["x"], ["y"])], {"x": _x(2, 5)}, ["y"]),
-    "Transpose NHWC->NCHW": lambda: _case([helper.make_node("Transpose", ["x"], ["y"], perm=[0, 3, 1, 2])], {"x": _x(2, 4, 5, 3)}, ["y"]),
-    "Reshape constant target with 0": lambda: _case([helper.make_node("Reshape", ["x", "s"], ["y"])], {"x": _x(2, 3, 4, 5)}, ["y"], {"s": np.array([0, -1, 5], np.int64)}),
-    "Concat axis 1": lambda: _case([helper.make_node("Concat", ["x", "z"], ["y"], axis=1)], {"x": _x(2, 3, 4), "z": _x(2, 2, 4)}, ["y"]),
-    "Slice with step (YOLOX Focus)": lambda: _case([helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["y"])], {"x": _x(2, 3, 8, 9)}, ["y"],
-               {"st": np.array([1, 0], np.int64), "en": np.array([2**62, 2**62], np.int64),
-                "ax": np.array([2, 3], np.int64), "sp": np.array([2, 2], np.int64)}, opset=11),
-    "Gather on data": lambda: _case([helper.make_node("Gather", ["x", "i"], ["y"], axis=1)], {"x": _x(2, 5, 3)}, ["y"], {"i": np.array([[4, -1], [0, 2]], np.int64)}),
-    "Cast float to float16 (fp16 graph ends)": lambda: _case([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT16)], {"x": _x(2, 3)}, ["y"]),
-    "MaxPool 5x5 same (YOLOX SPP)": lambda: _case([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[5, 5], pads=[2, 2, 2, 2], strides=[1, 1])], {"x": _x(2, 3, 9, 10)}, ["y"], opset=11),
-    "Resize nearest x2 (YOLOX PAN)": lambda: _case([helper.make_node("Resize", ["x", "roi", "sc"], ["y"], mode="nearest", coordinate_transformation_mode="asymmetric",
-                                 nearest_mode="floor")], {"x": _x(2, 3, 5, 6)}, ["y"],
-               {"roi": np.zeros(0, np.float32), "sc": np.array([1, 1, 2, 2], np.float32)}, opset=11),
+    "Transpose NHWC->NCHW": lambda: _case(
+        [helper.make_node("Transpose", ["x"], ["y"], perm=[0, 3, 1, 2])], {"x": _x(2, 4, 5, 3)}, ["y"]
+    ),
+    "Reshape constant target with 0": lambda: _case(
+        [helper.make_node("Reshape", ["x", "s"], ["y"])], {"x": _x(2, 3, 4, 5)}, ["y"], {"s": np.array([0, -1, 5], np.int64)}
+    ),
+    "Concat axis 1": lambda: _case(
+        [helper.make_node("Concat", ["x", "z"], ["y"], axis=1)], {"x": _x(2, 3, 4), "z": _x(2, 2, 4)}, ["y"]
+    ),
+    "Slice with step (YOLOX Focus)": lambda: _case(
+        [helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["y"])],
+        {"x": _x(2, 3, 8, 9)},
+        ["y"],
+        {
+            "st": np.array([1, 0], np.int64),
+            "en": np.array([2**62, 2**62], np.int64),
+            "ax": np.array([2, 3], np.int64),
+            "sp": np.array([2, 2], np.int64),
+        },
+        opset=11,
+    ),
+    "Gather on data": lambda: _case(
+        [helper.make_node("Gather", ["x", "i"], ["y"], axis=1)],
+        {"x": _x(2, 5, 3)},
+        ["y"],
+        {"i": np.array([[4, -1], [0, 2]], np.int64)},
+    ),
+    "Cast float to float16 (fp16 graph ends)": lambda: _case(
+        [helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT16)], {"x": _x(2, 3)}, ["y"]
+    ),
+    "MaxPool 5x5 same (YOLOX SPP)": lambda: _case(
+        [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[5, 5], pads=[2, 2, 2, 2], strides=[1, 1])],
+        {"x": _x(2, 3, 9, 10)},
+        ["y"],
+        opset=11,
+    ),
+    "Resize nearest x2 (YOLOX PAN)": lambda: _case(
+        [
+            helper.make_node(
+                "Resize",
+                ["x", "roi", "sc"],
+                ["y"],
+                mode="nearest",
+                coordinate_transformation_mode="asymmetric",
+                nearest_mode="floor",
+            )
+        ],
+        {"x": _x(2, 3, 5, 6)},
+        ["y"],
+        {"roi": np.zeros(0, np.float32), "sc": np.array([1, 1, 2, 2], np.float32)},
+        opset=11,
+    ),
 }
 
 
@@ -160,8 +213,12 @@ def test_shape_arithmetic_of_tf_box_predictors_runs_on_python_ints():
         helper.make_node("Reshape", ["x", "target"], ["y"]),
     ]
     inits = {
-        "first": np.array([0], np.int64), "s0": np.array([0], np.int64), "s1": np.array([1], np.int64), "ax": np.array([0], np.int64),
-        "minus1": np.array([-1], np.int32), "four": np.array([4], np.int32),
+        "first": np.array([0], np.int64),
+        "s0": np.array([0], np.int64),
+        "s1": np.array([1], np.int64),
+        "ax": np.array([0], np.int64),
+        "minus1": np.array([-1], np.int32),
+        "four": np.array([4], np.int32),
     }
     model = _model(nodes, {"x": _x(3, 5, 5, 8)}, ["y"], inits)
     for batch in (3, 1):
@@ -176,7 +233,11 @@ def test_unsupported_operators_are_named_at_load_time():
     with pytest.raises(NotImplementedError, match="Einsum.*onnxruntime"):
         OnnxGraphModule(_model([node], {"x": _x(2, 2)}, ["y"]))
     # An operator the data path has but the shape path has not (shape arithmetic is Python ints).
-    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Mul", ["s", "two"], ["t"]), helper.make_node("Reshape", ["x", "t"], ["y"])]
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Mul", ["s", "two"], ["t"]),
+        helper.make_node("Reshape", ["x", "t"], ["y"]),
+    ]
     with pytest.raises(NotImplementedError, match="Mul.*on a shape"):
         OnnxGraphModule(_model(nodes, {"x": _x(2, 2)}, ["y"], {"two": np.array([1, 1], np.int64)}))
 
@@ -200,8 +261,14 @@ def test_inductor_compiles_the_interpreter_on_cpu():
         helper.make_node("Concat", ["boxes", "scores"], ["y"], axis=1),
     ]
     inits = {
-        "w": _x(8, 3, 3, 3), "m": _x(1, 8, 1, 1), "a": _x(8, 1, 1), "lo": np.array(0, np.float32), "hi": np.array(6, np.float32),
-        "first": np.array([0], np.int64), "minus1": np.array([-1], np.int64), "four": np.array([4], np.int64),
+        "w": _x(8, 3, 3, 3),
+        "m": _x(1, 8, 1, 1),
+        "a": _x(8, 1, 1),
+        "lo": np.array(0, np.float32),
+        "hi": np.array(6, np.float32),
+        "first": np.array([0], np.int64),
+        "minus1": np.array([-1], np.int64),
+        "four": np.array([4], np.int64),
     }
     x = _x(2, 17, 17, 3)
     model = _model(nodes, {"x": x}, ["y"], inits)

@@ -31,8 +31,9 @@ sys.path.insert(0, str(REPO))
 
 from inspection.config import DetectConfig, ModelConfig  # noqa: E402
 from inspection.detect import load_spec  # noqa: E402
-from inspection.detect.torch import TorchDetector, decode_jpegs_cuda, tile_on_gpu  # noqa: E402
+from inspection.detect.torch import TorchDetector  # noqa: E402
 from inspection.detect.torch_post import torchvision_batched_nms  # noqa: E402
+from inspection.edge.gpu_frames import decode_jpegs_cuda, tile_on_gpu  # noqa: E402
 from inspection.tiling import TileGrid  # noqa: E402
 from tests.gpu.detection_checks import coco_tiles  # noqa: E402
 
@@ -73,7 +74,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--onnx", type=Path, default=None)
-    parser.add_argument("--map", action="store_true", help="also the coco_tiny tile-level mAP (onnxruntime reference, torch fp32/fp16)")
+    parser.add_argument(
+        "--map", action="store_true", help="also the coco_tiny tile-level mAP (onnxruntime reference, torch fp32/fp16)"
+    )
     parser.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN time its algorithms for these shapes")
     args = parser.parse_args()
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
@@ -95,7 +98,7 @@ def main() -> None:
             value = fn()
             results[name] = round(value, 3) if isinstance(value, float) else value
             print(f"{name:58s} {results[name]}", flush=True)
-        except Exception:  # noqa: BLE001 - a timing script reports every part it can
+        except Exception:
             results[name] = "error: " + traceback.format_exc(limit=3)
             print(f"{name}: FAILED\n{traceback.format_exc()}", flush=True)
 
@@ -116,17 +119,27 @@ def main() -> None:
     section("forward fp32 eager batch64 ms", lambda: gpu_median_ms(lambda: eager32_64.forward_only(tiles_gpu)))
 
     section("detect() fp16 graph, numpy 64 tiles, floor 0.3, wall ms", lambda: wall_median_ms(lambda: fp16.detect(tiles)))
-    section("detect() fp16 graph, numpy 64 tiles, floor 0.001, wall ms", lambda: wall_median_ms(lambda: fp16.detect(tiles, 0.001)))
+    section(
+        "detect() fp16 graph, numpy 64 tiles, floor 0.001, wall ms", lambda: wall_median_ms(lambda: fp16.detect(tiles, 0.001))
+    )
     section("detect() fp32 graph, numpy 64 tiles, floor 0.3, wall ms", lambda: wall_median_ms(lambda: fp32.detect(tiles)))
     section("detect() fp16 eager, numpy 64 tiles, floor 0.3, wall ms", lambda: wall_median_ms(lambda: eager16.detect(tiles)))
-    section("detect_tensor() fp16 graph, GPU 64 tiles, floor 0.3, wall ms", lambda: wall_median_ms(lambda: fp16.detect_tensor(tiles_gpu)))
+    section(
+        "detect_tensor() fp16 graph, GPU 64 tiles, floor 0.3, wall ms",
+        lambda: wall_median_ms(lambda: fp16.detect_tensor(tiles_gpu)),
+    )
     section("detections per batch at floor 0.3 (fp16)", lambda: len(fp16.detect(tiles)))
     section("detections per batch at floor 0.001 (fp16)", lambda: len(fp16.detect(tiles, 0.001)))
-    section("fixed part fp16 graph (normalise+net+decode+top-k) ms", lambda: gpu_median_ms(lambda: fp16._run("detect", tiles_gpu)))
+    section(
+        "fixed part fp16 graph (normalise+net+decode+top-k) ms", lambda: gpu_median_ms(lambda: fp16._run("detect", tiles_gpu))
+    )
     default_nms = fp16.nms
     for per_call in (1024, 2048, 8192, 16384):
         fp16.nms = functools.partial(torchvision_batched_nms, max_boxes_per_call=per_call)
-        section(f"detect() fp16 floor 0.001, NMS calls of <= {per_call} boxes, wall ms", lambda: wall_median_ms(lambda: fp16.detect(tiles, 0.001), reps=10))
+        section(
+            f"detect() fp16 floor 0.001, NMS calls of <= {per_call} boxes, wall ms",
+            lambda: wall_median_ms(lambda: fp16.detect(tiles, 0.001), reps=10),
+        )
     fp16.nms = default_nms
 
     grid = TileGrid()
@@ -135,9 +148,14 @@ def main() -> None:
     data = jpeg.tobytes()
     results["jpeg_bytes"] = len(data)
     section("nvJPEG decode 1 frame 2700x2100 wall ms", lambda: wall_median_ms(lambda: decode_jpegs_cuda([data])))
-    section("nvJPEG decode 8 frames batched, per frame wall ms", lambda: wall_median_ms(lambda: decode_jpegs_cuda([data] * 8)) / 8)
+    section(
+        "nvJPEG decode 8 frames batched, per frame wall ms", lambda: wall_median_ms(lambda: decode_jpegs_cuda([data] * 8)) / 8
+    )
     cv2.setNumThreads(1)
-    section("cv2.imdecode 1 frame (1 CPU thread) wall ms", lambda: wall_median_ms(lambda: cv2.imdecode(jpeg, cv2.IMREAD_COLOR), reps=10))
+    section(
+        "cv2.imdecode 1 frame (1 CPU thread) wall ms",
+        lambda: wall_median_ms(lambda: cv2.imdecode(jpeg, cv2.IMREAD_COLOR), reps=10),
+    )
     decoded = decode_jpegs_cuda([data])[0]
     out = torch.empty((64, 300, 300, 3), dtype=torch.uint8, device="cuda")
     section("tile_on_gpu 2700x2100 -> 64 tiles ms (events)", lambda: gpu_median_ms(lambda: tile_on_gpu(decoded, grid, out)))
@@ -148,7 +166,10 @@ def main() -> None:
     host_tiles = grid.new_batch()
     section(
         "host frame path: cv2 decode + grid.tiles + detect fp16, wall ms",
-        lambda: wall_median_ms(lambda: fp16.detect(grid.tiles(cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), host_tiles)), reps=10),
+        lambda: wall_median_ms(
+            lambda: fp16.detect(grid.tiles(cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), host_tiles)),
+            reps=10,
+        ),
     )
     yolox = SHARED / "models" / "yolox_nano" / "yolox_nano_dynamic.onnx"
     if yolox.is_file():

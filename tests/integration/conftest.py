@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import pytest
 
@@ -54,4 +54,4 @@ def kafka_config(kafka_broker) -> KafkaConfig:
     )
 
 
-from tests.integration.conftest_store import *  # noqa: E402,F401,F403  (postgres_url, store_db_url, sqlite_url)
+from tests.integration.conftest_store import *  # noqa: E402, F403  (postgres_url, store_db_url, sqlite_url)

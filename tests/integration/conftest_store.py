@@ -51,8 +51,10 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
     with psycopg.connect(_libpq(postgres_server_url), autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        yield make_url(postgres_server_url).set(drivername="postgresql+psycopg", database=name).render_as_string(
-            hide_password=False
+        yield (
+            make_url(postgres_server_url)
+            .set(drivername="postgresql+psycopg", database=name)
+            .render_as_string(hide_password=False)
         )
     finally:
         with psycopg.connect(_libpq(postgres_server_url), autocommit=True) as admin:

@@ -20,7 +20,8 @@ import numpy as np
 
 from inspection.config import StoreConfig
 from inspection.detections import Detections
-from inspection.messages import encode_image
+from inspection.messages.frame_id import FrameId
+from inspection.messages.images import encode_image
 from inspection.store import FrameRecord, ResultStore
 from inspection.tiling import TileGrid
 
@@ -60,21 +61,51 @@ def populate(url: str, images: Path, now_ns: int) -> Populated:
     with ResultStore.open(StoreConfig(url=url, image_dir=images)) as store:
         run_id = store.start_run("ssd_mobilenet_v2_coco", "onnxruntime", "fp32", "cafe", host="h", consumer_id="h:1")
 
-        def put(car: str, cam: int, shot: int, expected: int, first_ns: int, deadline_ns: int, processed_ns: int,
-                error: str | None = None) -> None:
+        def put(
+            car: str,
+            cam: int,
+            shot: int,
+            expected: int,
+            first_ns: int,
+            deadline_ns: int,
+            processed_ns: int,
+            error: str | None = None,
+        ) -> None:
             captured = first_ns + (cam * 2 + shot) * S_NS
-            record = FrameRecord(car, cam, shot, expected, captured, deadline_ns, captured + S_NS // 10, processed_ns,
-                                 run_id, width=2700, height=2100, image=jpegs[cam], kafka_topic="frames",
-                                 kafka_partition=cam, kafka_offset=100 + cam * 2 + shot)
-            stored = (store.store_error(record, "decode", error) if error else
-                      store.store_frame(record, boxes_of(cam, shot), CLASS_NAMES))
-            ids[car, cam, shot] = stored.frame_id
+            record = FrameRecord(
+                FrameId(car, cam, shot, expected),
+                captured,
+                deadline_ns,
+                captured + S_NS // 10,
+                processed_ns,
+                run_id,
+                width=2700,
+                height=2100,
+                image=jpegs[cam],
+                kafka_topic="frames",
+                kafka_partition=cam,
+                kafka_offset=100 + cam * 2 + shot,
+            )
+            stored = (
+                store.store_error(record, "decode", error)
+                if error
+                else store.store_frame(record, boxes_of(cam, shot), CLASS_NAMES)
+            )
+            ids[car, cam, shot] = stored.row_id
 
         t0 = now_ns - 3600 * S_NS
         for cam in range(CAMERAS):
             for shot in range(2):
-                put("c-ok", cam, shot, 10, t0, t0 + 60 * S_NS, t0 + (20 + cam + shot) * S_NS,
-                    error="not a JPEG: <b>bad</b> bytes" if (cam, shot) == (4, 1) else None)
+                put(
+                    "c-ok",
+                    cam,
+                    shot,
+                    10,
+                    t0,
+                    t0 + 60 * S_NS,
+                    t0 + (20 + cam + shot) * S_NS,
+                    error="not a JPEG: <b>bad</b> bytes" if (cam, shot) == (4, 1) else None,
+                )
         t1 = t0 + 60 * S_NS
         for cam in range(CAMERAS):
             for shot in range(2):
@@ -87,5 +118,7 @@ def populate(url: str, images: Path, now_ns: int) -> Populated:
             put(car, 0, 0, 1, t3 + k * S_NS, t3 + 60 * S_NS, t3 + (k + 2) * S_NS)
         t4 = now_ns - 5 * S_NS
         put("c-fresh", 0, 0, 10, t4, t4 + 600 * S_NS, t4 + 2 * S_NS)
-        store.store_rejected("frames", 3, 4242, b"\xff<i>key</i>", "headers", "no car_id header <img src=x>", now_ns - 60 * S_NS, run_id)
+        store.store_rejected(
+            "frames", 3, 4242, b"\xff<i>key</i>", "headers", "no car_id header <img src=x>", now_ns - 60 * S_NS, run_id
+        )
     return Populated(url, images, datetime.fromtimestamp(now_ns / 1e9, tz=timezone.utc), ids)

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from inspection.analytics import AnalyticsReader, DetectionFilter, open_readonly_engine
 from inspection.analytics.rollup import MinuteClassRollup
 from inspection.detections import Detections
+from inspection.messages.frame_id import FrameId
 from inspection.store import FrameRecord, ResultStore
 
 S_NS = 10**9
@@ -30,8 +31,9 @@ def _boxes(classes: list[int], score: float = 0.9) -> Detections:
 
 def _exact(reader: AnalyticsReader, since: datetime, class_name: str | None = None) -> list:
     """The same counts through SQL: an `until` in the far future keeps the rollup out of it."""
-    return reader.class_counts(DetectionFilter(since=since, until=datetime(2100, 1, 1, tzinfo=timezone.utc),
-                                               class_name=class_name))
+    return reader.class_counts(
+        DetectionFilter(since=since, until=datetime(2100, 1, 1, tzinfo=timezone.utc), class_name=class_name)
+    )
 
 
 def test_rollup_counts_equal_the_table_through_changes(store_db_url: str) -> None:
@@ -41,15 +43,28 @@ def test_rollup_counts_equal_the_table_through_changes(store_db_url: str) -> Non
     store = ResultStore.open(StoreConfig(url=store_db_url, image_dir=None))
     run_id = store.start_run("m", "onnxruntime", "fp32", "x", host="h", consumer_id="h:1")
 
-    def put(car: str, cam: int, minute: int, second: int, classes: list[int], processed_delay_s: int = 2,
-            processed_ns: int | None = None) -> None:
+    def put(
+        car: str,
+        cam: int,
+        minute: int,
+        second: int,
+        classes: list[int],
+        processed_delay_s: int = 2,
+        processed_ns: int | None = None,
+    ) -> None:
         captured = now_ns + minute * 60 * S_NS + second * S_NS
-        record = FrameRecord(car, cam, 0, 5, captured, captured + 600 * S_NS, captured + S_NS // 10,
-                             processed_ns or captured + processed_delay_s * S_NS, run_id)
+        record = FrameRecord(
+            FrameId(car, cam, 0, 5),
+            captured,
+            captured + 600 * S_NS,
+            captured + S_NS // 10,
+            processed_ns or captured + processed_delay_s * S_NS,
+            run_id,
+        )
         store.store_frame(record, _boxes(classes), NAMES)
 
-    put("a", 0, 0, 0, [1, 1, 3])        # exactly on a minute edge
-    put("a", 1, 0, 59, [3, 44])         # last second of that minute
+    put("a", 0, 0, 0, [1, 1, 3])  # exactly on a minute edge
+    put("a", 1, 0, 59, [3, 44])  # last second of that minute
     put("a", 2, 1, 0, [1])
     put("b", 0, 5, 30, [44, 44, 44, 1])
     engine = open_readonly_engine(store_db_url)

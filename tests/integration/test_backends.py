@@ -114,9 +114,14 @@ def test_yolox_through_the_same_interface(coco_tiles, yolox_onnx):
 
 def test_missing_model_file_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setenv("INSPECTION_MODEL_DIR", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match=r"onnx file not found at .*yolox_nano_dynamic.onnx; get it with: copy yolox_nano_dynamic.onnx into"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"onnx file not found at .*yolox_nano_dynamic.onnx; get it with: copy yolox_nano_dynamic.onnx into",
+    ):
         create_detector(ModelConfig(name="yolox_nano", backend="onnxruntime"), DetectConfig())
-    with pytest.raises(FileNotFoundError, match=r"no INT8 \(QDQ\) graph .*make it with: inspection model quantize ssd_mobilenet_v2_coco"):
+    with pytest.raises(
+        FileNotFoundError, match=r"no INT8 \(QDQ\) graph .*make it with: inspection model quantize ssd_mobilenet_v2_coco"
+    ):
         create_detector(ModelConfig(backend="onnxruntime", precision="int8"), DetectConfig())
     with pytest.raises(FileNotFoundError, match="model.path .*nope.onnx does not exist"):
         create_detector(ModelConfig(backend="onnxruntime", path=tmp_path / "nope.onnx"), DetectConfig())

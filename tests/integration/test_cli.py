@@ -6,7 +6,6 @@ import json
 import re
 
 import pytest
-
 from typer.testing import CliRunner
 
 from inspection.cli import app
@@ -16,10 +15,26 @@ runner = CliRunner()
 
 def test_eval_writes_the_json_the_issue_names(tmp_path, coco_tiny, yolox_onnx):
     out = tmp_path / "eval.json"
-    result = runner.invoke(app, [
-        "eval", "--images", str(coco_tiny / "val2017"), "--annotations", str(coco_tiny / "annotations" / "instances_val2017.json"),
-        "--model", "yolox_nano", "--backend", "onnxruntime", "--path", str(yolox_onnx), "--max-tiles", "12", "--json", str(out),
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--images",
+            str(coco_tiny / "val2017"),
+            "--annotations",
+            str(coco_tiny / "annotations" / "instances_val2017.json"),
+            "--model",
+            "yolox_nano",
+            "--backend",
+            "onnxruntime",
+            "--path",
+            str(yolox_onnx),
+            "--max-tiles",
+            "12",
+            "--json",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     for level in ("tile", "frame"):
@@ -30,10 +45,21 @@ def test_eval_writes_the_json_the_issue_names(tmp_path, coco_tiny, yolox_onnx):
 
 def test_bench_writes_csv_json_png(tmp_path, yolox_onnx, monkeypatch):
     monkeypatch.setenv("INSPECTION__MODEL__PATH", str(yolox_onnx))
-    result = runner.invoke(app, [
-        "bench", "--combo", "yolox_nano:onnxruntime:fp32", "--batch-sizes", "32,64", "--repeats", "1",
-        "--no-naive", "--out", str(tmp_path),
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "--combo",
+            "yolox_nano:onnxruntime:fp32",
+            "--batch-sizes",
+            "32,64",
+            "--repeats",
+            "1",
+            "--no-naive",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "bench.json").read_text())
     modes = {(r["mode"], r["batch_size"]) for r in data["rows"]}
@@ -60,7 +86,7 @@ def test_model_list_names_both_models():
 
 @pytest.mark.parametrize("command", ["edge", "produce"])
 def test_unreachable_broker_is_one_error_line(command):
-    result = runner.invoke(app, [command, "--bootstrap", "127.0.0.1:1"])
+    result = runner.invoke(app, [command, "--bootstrap", "127.0.0.1:1"], env={"INSPECTION__KAFKA__CONNECT_TIMEOUT_S": "1"})
     assert result.exit_code == 1 and "Traceback" not in result.output
     (line,) = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert "no Kafka broker answered at 127.0.0.1:1" in line and "kafka.bootstrap_servers" in line
@@ -77,10 +103,23 @@ def small_line(monkeypatch, yolox_onnx, kafka_broker, cameras: int, shots: int) 
 def test_bench_end_to_end_mode_times_whole_cars(tmp_path, yolox_onnx, kafka_broker, monkeypatch):
     """`inspection bench --e2e`: cars through a real broker into SQLite, with a stage breakdown."""
     small_line(monkeypatch, yolox_onnx, kafka_broker, cameras=2, shots=1)
-    result = runner.invoke(app, [
-        "bench", "--combo", "yolox_nano:onnxruntime:fp32", "--batch-sizes", "0", "--e2e", "1",
-        "--deadline", "120", "--out", str(tmp_path),
-    ], env={"COLUMNS": "200"})
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "--combo",
+            "yolox_nano:onnxruntime:fp32",
+            "--batch-sizes",
+            "0",
+            "--e2e",
+            "1",
+            "--deadline",
+            "120",
+            "--out",
+            str(tmp_path),
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "e2e.json").read_text())
     (car,) = data["cars"]
@@ -96,10 +135,25 @@ def test_bench_end_to_end_mode_times_whole_cars(tmp_path, yolox_onnx, kafka_brok
 def test_bench_end_to_end_with_two_consumer_processes(tmp_path, yolox_onnx, kafka_broker, monkeypatch):
     """--consumers 2: one `inspection edge --workers 2` (the supervisor) consumes each car; timings from the DB."""
     small_line(monkeypatch, yolox_onnx, kafka_broker, cameras=2, shots=2)
-    result = runner.invoke(app, [
-        "bench", "--combo", "yolox_nano:onnxruntime:fp32", "--batch-sizes", "0", "--e2e", "1",
-        "--deadline", "120", "--consumers", "2", "--out", str(tmp_path),
-    ], env={"COLUMNS": "200"})
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "--combo",
+            "yolox_nano:onnxruntime:fp32",
+            "--batch-sizes",
+            "0",
+            "--e2e",
+            "1",
+            "--deadline",
+            "120",
+            "--consumers",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "e2e.json").read_text())
     (car,) = data["cars"]

@@ -89,9 +89,14 @@ def test_missing_frozen_graph_package_names_the_package_to_install(tmp_path, mon
     monkeypatch.setenv("INSPECTION_MODEL_DIR", str(tmp_path))
     spec = load_spec("ssd_mobilenet_v2_coco")
     files = json.loads(json.dumps(spec.files))
-    files["frozen_graph"] = {"package": "inspection_no_such_models_package", "resource": "models/frozen_inference_graph.pb",
-                             "pip": "inspection-no-such-models-package==1.0"}
-    with pytest.raises(ModelNotFoundError, match=r"package inspection_no_such_models_package.*pip install inspection-no-such-models-package==1.0"):
+    files["frozen_graph"] = {
+        "package": "inspection_no_such_models_package",
+        "resource": "models/frozen_inference_graph.pb",
+        "pip": "inspection-no-such-models-package==1.0",
+    }
+    with pytest.raises(
+        ModelNotFoundError, match=r"package inspection_no_such_models_package.*pip install inspection-no-such-models-package==1.0"
+    ):
         ensure_onnx(replace(spec, files=files), progress=None)
 
 

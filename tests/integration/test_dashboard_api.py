@@ -6,8 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import simplejpeg
@@ -30,8 +30,9 @@ def populated(store_db_url: str, tmp_path: Path) -> Populated:
 
 
 def _client(populated: Populated, tmp_path: Path, **options) -> TestClient:
-    config = DashboardConfig(db_url=populated.url, images_dir=populated.images, thumbs_dir=tmp_path / "thumbs",
-                             cameras=CAMERAS, **options)
+    config = DashboardConfig(
+        db_url=populated.url, images_dir=populated.images, thumbs_dir=tmp_path / "thumbs", cameras=CAMERAS, **options
+    )
     return TestClient(create_app(config))
 
 
@@ -43,8 +44,9 @@ def client(populated: Populated, tmp_path: Path) -> Iterator[TestClient]:
 
 def _db_boxes(url: str, frame_id: int, min_score: float = 0.0) -> int:
     with ResultStore(url) as store, store.engine.connect() as conn:
-        return conn.execute(text("SELECT COUNT(*) FROM detections WHERE frame_id = :f AND score >= :s"),
-                            {"f": frame_id, "s": min_score}).scalar_one()
+        return conn.execute(
+            text("SELECT COUNT(*) FROM detections WHERE frame_id = :f AND score >= :s"), {"f": frame_id, "s": min_score}
+        ).scalar_one()
 
 
 def test_cars_api_gives_each_verdict_newest_first(client: TestClient, populated: Populated) -> None:
@@ -53,8 +55,12 @@ def test_cars_api_gives_each_verdict_newest_first(client: TestClient, populated:
     assert page["total"] == 6 == len(cars)
     assert [c["car_id"] for c in page["items"]][0] == "c-fresh"  # newest first
     assert {k: c["verdict"] for k, c in cars.items()} == {
-        "c-ok": "met", "c-late": "missed", "c-partial": "overdue", "c-fresh": "incomplete",
-        HOSTILE[0]: "met", HOSTILE[1]: "met",
+        "c-ok": "met",
+        "c-late": "missed",
+        "c-partial": "overdue",
+        "c-fresh": "incomplete",
+        HOSTILE[0]: "met",
+        HOSTILE[1]: "met",
     }
     ok = cars["c-ok"]
     assert (ok["frames_stored"], ok["frames_expected"], ok["errors"]) == (10, 10, 1)
@@ -211,8 +217,14 @@ def test_no_endpoint_writes(client: TestClient) -> None:
 
 def test_openapi_and_docs_are_served_locally(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
-    assert {"/api/cars", "/api/line", "/api/detections", "/api/detections.csv", "/api/problems",
-            "/api/frames/{frame_id}/detections"} <= set(spec["paths"])
+    assert {
+        "/api/cars",
+        "/api/line",
+        "/api/detections",
+        "/api/detections.csv",
+        "/api/problems",
+        "/api/frames/{frame_id}/detections",
+    } <= set(spec["paths"])
     docs = client.get("/docs").text
     assert "/static/swagger/swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
     assert client.get("/static/swagger/swagger-ui-bundle.js").status_code == 200
@@ -223,8 +235,15 @@ def test_openapi_and_docs_are_served_locally(client: TestClient) -> None:
 
 def test_token_is_checked_on_every_request(populated: Populated, tmp_path: Path) -> None:
     with _client(populated, tmp_path, token="s3cret") as c:
-        for path in ("/", "/api/cars", "/static/app.js", "/docs", "/openapi.json", "/api/detections.csv",
-                     f"/frames/{populated.frame_ids['c-ok', 0, 0]}/image.jpg"):
+        for path in (
+            "/",
+            "/api/cars",
+            "/static/app.js",
+            "/docs",
+            "/openapi.json",
+            "/api/detections.csv",
+            f"/frames/{populated.frame_ids['c-ok', 0, 0]}/image.jpg",
+        ):
             assert c.get(path).status_code == 401, path
         assert c.get("/api/cars", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert c.get("/api/cars", headers={"Authorization": "Bearer s3cret"}).status_code == 200
@@ -242,14 +261,19 @@ def test_non_loopback_bind_needs_a_token() -> None:
     check_bind("0.0.0.0", "t")
     with pytest.raises(BindRefusedError, match="--token"):
         check_bind("0.0.0.0", None)
-    result = CliRunner().invoke(cli_app, ["dashboard", "--host", "0.0.0.0", "--db", "sqlite:///nowhere.db"],
-                                env={"COLUMNS": "200", "INSPECTION_DASHBOARD_TOKEN": ""})
+    result = CliRunner().invoke(
+        cli_app,
+        ["dashboard", "--host", "0.0.0.0", "--db", "sqlite:///nowhere.db"],
+        env={"COLUMNS": "200", "INSPECTION_DASHBOARD_TOKEN": ""},
+    )
     assert result.exit_code == 2 and result.output.startswith("error: --host 0.0.0.0") and "--token" in result.output
 
 
 def test_dashboard_command_explains_a_missing_database(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli_app, ["dashboard", "--db", f"sqlite:///{tmp_path / 'none.db'}"], env={"COLUMNS": "200"})
-    assert result.exit_code == 2 and result.output.startswith("error: no SQLite database at") and "inspection demo" in result.output
+    assert (
+        result.exit_code == 2 and result.output.startswith("error: no SQLite database at") and "inspection demo" in result.output
+    )
 
 
 def test_charts_series_follow_the_data(client: TestClient, populated: Populated) -> None:

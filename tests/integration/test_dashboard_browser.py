@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from confluent_kafka import Producer
@@ -24,10 +24,12 @@ from sqlalchemy import text
 from inspection.config import KafkaConfig, LineConfig, ModelConfig, PipelineConfig, Settings, StoreConfig
 from inspection.dashboard import BindRefusedError, DashboardConfig, DashboardServer
 from inspection.detect import create_detector
+from inspection.edge import EdgePipeline
 from inspection.kafka import FrameProducer, ensure_topics
 from inspection.kafka.admin import producer_config
-from inspection.messages import FrameMessage, encode_image
-from inspection.pipeline import EdgePipeline
+from inspection.messages.contract import FrameMessage
+from inspection.messages.frame_id import FrameId
+from inspection.messages.images import encode_image
 from inspection.store import FrameRecord, ResultStore
 from inspection.tiling import TileGrid
 from synthetic.line import LineSimulator
@@ -65,8 +67,14 @@ def line_run(kafka_broker, yolox_onnx, tmp_path_factory: pytest.TempPathFactory)
     _browser_or_skip()
     root = tmp_path_factory.mktemp("line-run")
     suffix = uuid.uuid4().hex[:8]
-    kafka = KafkaConfig(bootstrap_servers=kafka_broker.bootstrap_servers, topic=f"frames-{suffix}",
-                        dlq_topic=f"frames-{suffix}.dlq", group_id=f"edge-{suffix}", partitions=3, session_timeout_ms=6000)
+    kafka = KafkaConfig(
+        bootstrap_servers=kafka_broker.bootstrap_servers,
+        topic=f"frames-{suffix}",
+        dlq_topic=f"frames-{suffix}.dlq",
+        group_id=f"edge-{suffix}",
+        partitions=3,
+        session_timeout_ms=6000,
+    )
     settings = Settings(
         model=ModelConfig(name="yolox_nano", backend="onnxruntime", path=yolox_onnx),
         kafka=kafka,
@@ -80,14 +88,28 @@ def line_run(kafka_broker, yolox_onnx, tmp_path_factory: pytest.TempPathFactory)
         produced = LineSimulator(settings.line, source, producer).run(1, start_car=1, realtime=False)
         jpeg = encode_image(source(7, 2, 0), 85)
         now = time.time_ns()
+        frames_per_car = settings.line.frames_per_car  # one frame each: the line's own geometry, or it is refused
         for car in HOSTILE:
-            producer.send(FrameMessage(car_id=car, camera=0, shot=0, shots_per_car=5, captured_at_ns=now,
-                                       deadline_at_ns=now + 600 * 10**9, payload=jpeg))
-        producer.send(FrameMessage(car_id="car-bad", camera=0, shot=0, shots_per_car=5, captured_at_ns=now,
-                                   deadline_at_ns=now + 600 * 10**9, payload=jpeg[: len(jpeg) // 3] + b"\xff\xd9"))
+            producer.send(
+                FrameMessage(
+                    frame_id=FrameId(car, 0, 0, frames_per_car),
+                    captured_at_ns=now,
+                    deadline_at_ns=now + 600 * 10**9,
+                    payload=jpeg,
+                )
+            )
+        producer.send(
+            FrameMessage(
+                frame_id=FrameId("car-bad", 0, 0, frames_per_car),
+                captured_at_ns=now,
+                deadline_at_ns=now + 600 * 10**9,
+                payload=jpeg[: len(jpeg) // 3] + b"\xff\xd9",
+            )
+        )
         producer.flush(60)
-    key, value, headers = FrameMessage(car_id="nobody", camera=0, shot=0, shots_per_car=5, captured_at_ns=now,
-                                       deadline_at_ns=now, payload=jpeg).encode()
+    key, value, headers = FrameMessage(
+        frame_id=FrameId("nobody", 0, 0, frames_per_car), captured_at_ns=now, deadline_at_ns=now, payload=jpeg
+    ).encode()
     raw = Producer(producer_config(kafka.bootstrap_servers, kafka, dlq=True))
     raw.produce(kafka.topic, value=value, key=key, headers=[(k, v) for k, v in headers if k != "car_id"], partition=0)
     assert raw.flush(30) == 0
@@ -101,8 +123,14 @@ def line_run(kafka_broker, yolox_onnx, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="module")
 def dashboard(line_run: LineRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardServer]:
-    config = DashboardConfig(db_url=line_run.url, images_dir=line_run.images, port=0, cameras=5,
-                             thumbs_dir=tmp_path_factory.mktemp("thumbs"), poll_s=1.0)
+    config = DashboardConfig(
+        db_url=line_run.url,
+        images_dir=line_run.images,
+        port=0,
+        cameras=5,
+        thumbs_dir=tmp_path_factory.mktemp("thumbs"),
+        poll_s=1.0,
+    )
     with DashboardServer(config) as server:
         yield server
 
@@ -115,9 +143,18 @@ def browser(tmp_path_factory: pytest.TempPathFactory):
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1100",
-                 "--hide-scrollbars", f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,1100",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(60)
@@ -210,23 +247,32 @@ def test_car_page_shows_every_frame_with_its_count(browser, dashboard, line_run:
     counts = dict(_db(line_run, "SELECT camera, detection_count FROM frames WHERE car_id = :c", c=CAR))
     for cell in cells:
         assert cell.text.strip().endswith(str(counts[int(cell.get_attribute("data-camera"))]))
-    _wait(browser, lambda d: d.execute_script(
-        "return Array.from(document.querySelectorAll('#frame-grid img')).every(i => i.complete && i.naturalWidth === 160)"))
+    _wait(
+        browser,
+        lambda d: d.execute_script(
+            "return Array.from(document.querySelectorAll('#frame-grid img')).every(i => i.complete && i.naturalWidth === 160)"
+        ),
+    )
     bad = _db(line_run, "SELECT id FROM frames WHERE car_id = 'car-bad'")[0][0]
     browser.get(dashboard.url + "/cars/car-bad")
     error_cells = [c for c in _css(browser, "#frame-grid td.cell") if c.get_attribute("data-state") == "error"]
     assert len(error_cells) == 1 and f"/frames/{bad}" in error_cells[0].get_attribute("innerHTML")
     browser.get(dashboard.url + "/cars/" + CAR)
-    _wait(browser, lambda d: d.execute_script(
-        "return Array.from(document.querySelectorAll('#frame-grid img')).every(i => i.complete && i.naturalWidth > 0)"))
+    _wait(
+        browser,
+        lambda d: d.execute_script(
+            "return Array.from(document.querySelectorAll('#frame-grid img')).every(i => i.complete && i.naturalWidth > 0)"
+        ),
+    )
     _screenshot(browser, shots / "car.png")
 
 
 def test_viewer_draws_exactly_the_boxes_above_the_slider(browser, dashboard, line_run: LineRun, shots: Path) -> None:
     from selenium.webdriver.support.ui import Select
 
-    frame_id, total = _db(line_run, "SELECT id, detection_count FROM frames WHERE car_id = :c "
-                                    "ORDER BY detection_count DESC, id LIMIT 1", c=CAR)[0]
+    frame_id, total = _db(
+        line_run, "SELECT id, detection_count FROM frames WHERE car_id = :c ORDER BY detection_count DESC, id LIMIT 1", c=CAR
+    )[0]
     assert total >= 3, "the photos should give the detector something to find"
     browser.get(f"{dashboard.url}/frames/{frame_id}")
     _wait(browser, lambda d: d.find_element("id", "viewer").get_attribute("data-loaded") == "true")
@@ -240,13 +286,16 @@ def test_viewer_draws_exactly_the_boxes_above_the_slider(browser, dashboard, lin
     scores = sorted(r[0] for r in _db(line_run, "SELECT score FROM detections WHERE frame_id = :f", f=frame_id))
     threshold = round(scores[len(scores) // 2], 2)  # about half the boxes
     browser.execute_script(
-        "const s = document.getElementById('min-score'); s.value = arguments[0]; s.dispatchEvent(new Event('input'));",
-        threshold)
+        "const s = document.getElementById('min-score'); s.value = arguments[0]; s.dispatchEvent(new Event('input'));", threshold
+    )
     shown = len(_css(browser, "#boxes g.box"))
     assert shown == above(threshold) and 0 < shown < total
     assert _css(browser, "#box-count")[0].text == f"{shown} of {total} boxes shown"
-    top_class = _db(line_run, "SELECT class_name FROM detections WHERE frame_id = :f GROUP BY class_name "
-                              "ORDER BY COUNT(*) DESC, class_name LIMIT 1", f=frame_id)[0][0]
+    top_class = _db(
+        line_run,
+        "SELECT class_name FROM detections WHERE frame_id = :f GROUP BY class_name ORDER BY COUNT(*) DESC, class_name LIMIT 1",
+        f=frame_id,
+    )[0][0]
     Select(browser.find_element("id", "class-filter")).select_by_value(top_class)
     assert len(_css(browser, "#boxes g.box")) == above(threshold, top_class)
     assert {g.get_attribute("data-class-name") for g in _css(browser, "#boxes g.box")} <= {top_class}
@@ -254,7 +303,8 @@ def test_viewer_draws_exactly_the_boxes_above_the_slider(browser, dashboard, lin
     assert all(label.startswith(top_class + " ") for label in labels)
     browser.find_element("id", "show-tiles").click()
     assert len(_css(browser, "#tiles line")) == 63 * 4 and browser.execute_script(
-        "return !document.getElementById('tiles').hidden")
+        "return !document.getElementById('tiles').hidden"
+    )
     width = browser.execute_script("return document.getElementById('stage').getBoundingClientRect().width")
     browser.find_element("id", "zoom-in").click()
     assert browser.execute_script("return document.getElementById('stage').getBoundingClientRect().width") > 1.4 * width
@@ -297,11 +347,14 @@ def test_detection_filters_change_the_counts(browser, dashboard, line_run: LineR
 def test_problems_page_lists_what_was_parked(browser, dashboard, line_run: LineRun, shots: Path) -> None:
     browser.get(dashboard.url + "/problems")
     (error,) = _css(browser, "#error-frames tbody tr")
-    kind, partition, offset = _db(line_run, "SELECT error_kind, kafka_partition, kafka_offset FROM frames WHERE error IS NOT NULL")[0]
+    kind, partition, offset = _db(
+        line_run, "SELECT error_kind, kafka_partition, kafka_offset FROM frames WHERE error IS NOT NULL"
+    )[0]
     assert "car-bad" in error.text and kind in error.text and f"[{partition}] @ {offset}" in error.text
     (rejected,) = _css(browser, "#rejected tbody tr")
-    topic, r_partition, r_offset, r_kind = _db(line_run, "SELECT kafka_topic, kafka_partition, kafka_offset, error_kind "
-                                                         "FROM rejected_messages")[0]
+    topic, r_partition, r_offset, r_kind = _db(
+        line_run, "SELECT kafka_topic, kafka_partition, kafka_offset, error_kind FROM rejected_messages"
+    )[0]
     assert f"{topic} [{r_partition}] @ {r_offset}" in rejected.text and r_kind in rejected.text
     _screenshot(browser, shots / "problems.png")
 
@@ -313,17 +366,26 @@ def test_line_page_updates_by_itself(browser, dashboard, line_run: LineRun) -> N
     now = time.time_ns()
     with ResultStore(line_run.url) as store:
         run_id = store.start_run("yolox_nano", "onnxruntime", "fp32", "live", host="t", consumer_id="t:1")
-        record = FrameRecord("car-live", 0, 0, 1, now, now + 600 * 10**9, now + 10**8, now + 2 * 10**8, run_id)
+        record = FrameRecord(FrameId("car-live", 0, 0, 1), now, now + 600 * 10**9, now + 10**8, now + 2 * 10**8, run_id)
         store.store_frame(record, boxes_of(0, 0), {1: "person", 3: "car", 44: "bottle"})
     # read in one script: the rows are being replaced under us, which is the point
-    _wait(browser, lambda d: "car-live" in d.execute_script(
-        "return Array.from(document.querySelectorAll('#cars-table tr.car-row')).map(r => r.dataset.carId)"), timeout=5.0)
+    _wait(
+        browser,
+        lambda d: (
+            "car-live"
+            in d.execute_script(
+                "return Array.from(document.querySelectorAll('#cars-table tr.car-row')).map(r => r.dataset.carId)"
+            )
+        ),
+        timeout=5.0,
+    )
     assert browser.execute_script("return window.__same_page === true")
 
 
 def test_token_guards_every_page(browser, line_run: LineRun, tmp_path: Path) -> None:
-    config = DashboardConfig(db_url=line_run.url, images_dir=line_run.images, port=0, token="open-sesame",
-                             thumbs_dir=tmp_path / "thumbs")
+    config = DashboardConfig(
+        db_url=line_run.url, images_dir=line_run.images, port=0, token="open-sesame", thumbs_dir=tmp_path / "thumbs"
+    )
     with DashboardServer(config) as server:
         browser.delete_all_cookies()
         browser.get(server.url + "/problems")

@@ -18,8 +18,12 @@ def test_demo_dashboard_shows_the_car_with_its_boxes(kafka_broker, tmp_path):
     db = f"sqlite:///{tmp_path / 'demo.db'}"
     suffix = uuid.uuid4().hex[:6]
     settings = Settings(
-        kafka={"bootstrap_servers": kafka_broker.bootstrap_servers, "topic": f"demo-{suffix}",
-               "dlq_topic": f"demo-{suffix}.dlq", "group_id": f"demo-{suffix}"},
+        kafka={
+            "bootstrap_servers": kafka_broker.bootstrap_servers,
+            "topic": f"demo-{suffix}",
+            "dlq_topic": f"demo-{suffix}.dlq",
+            "group_id": f"demo-{suffix}",
+        },
         store={"url": db, "image_dir": str(tmp_path / "images")},
         line={"cameras": 2, "shots_per_camera": 1},
     )

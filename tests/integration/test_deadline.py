@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from inspection.deadline import CarDeadline, DeadlineTracker, car_deadline_from_row, evaluate_car, log_car_deadline
+from inspection.deadline import CarDeadline, car_deadline_from_row, evaluate_car, log_car_deadline
 from inspection.detections import Detections
+from inspection.messages.frame_id import FrameId
 from inspection.store import FrameRecord, ResultStore, upgrade_database
 from inspection.store.models import Car
 
@@ -39,28 +40,14 @@ def test_late_cars_are_logged_as_warnings_with_how_late(caplog: pytest.LogCaptur
     ]
 
 
-def test_tracker_totals() -> None:
-    tracker = DeadlineTracker()
-    assert tracker.on_time_ratio is None
-    tracker.record_all(
-        [
-            evaluate_car("a", NOON + timedelta(seconds=1), NOON),
-            evaluate_car("b", NOON, NOON + timedelta(seconds=5)),
-            evaluate_car("c", NOON + timedelta(seconds=3), NOON),
-            evaluate_car("d", NOON, NOON + timedelta(seconds=1)),
-        ],
-        logger=None,
-    )
-    assert (tracker.cars_completed, tracker.cars_late) == (4, 2)
-    assert tracker.worst_lateness_s == pytest.approx(3.0)
-    assert tracker.on_time_ratio == pytest.approx(0.5)
-    assert tracker.last is not None and tracker.last.car_id == "d"
-
-
 def _frame(car_id: str, camera: int, run_id: int, processed_s: float, deadline_s: float) -> FrameRecord:
     return FrameRecord(
-        car_id=car_id, camera=camera, shot=0, shots_per_car=2, captured_at_ns=T0, deadline_at_ns=T0 + int(deadline_s * S),
-        received_at_ns=T0, processed_at_ns=T0 + int(processed_s * S), run_id=run_id,
+        frame_id=FrameId(car_id, camera, 0, 2),
+        captured_at_ns=T0,
+        deadline_at_ns=T0 + int(deadline_s * S),
+        received_at_ns=T0,
+        processed_at_ns=T0 + int(processed_s * S),
+        run_id=run_id,
     )
 
 
@@ -68,17 +55,18 @@ def test_deadlines_read_back_from_the_store(store_db_url: str, caplog: pytest.Lo
     upgrade_database(store_db_url)
     with ResultStore(store_db_url) as store:
         run = store.start_run("m", "b", "fp32", "h", host="t", consumer_id="c")
-        tracker = DeadlineTracker()
+        completed = []
         for car_id, deadline_s in (("car-000001", 10.0), ("car-000003", 1.0)):
             for camera in range(2):
                 stored = store.store_frame(_frame(car_id, camera, run, 1.0 + 2.41 * camera, deadline_s), Detections(), {})
                 if stored.completed is not None:
-                    tracker.record(stored.completed)
-        assert (tracker.cars_completed, tracker.cars_late) == (2, 1)
+                    log_car_deadline(stored.completed)
+                    completed.append(stored.completed)
+        assert (len(completed), sum(not c.met for c in completed)) == (2, 1)
         late = store.car_deadline("car-000003")
         assert isinstance(late, CarDeadline) and not late.met
         assert late.describe() == "car car-000003 missed its deadline by 2.41 s"
-        assert late == tracker.last
+        assert late == completed[-1]
         with store.engine.connect() as conn:
             row = conn.execute(select(Car).where(Car.car_id == "car-000001")).one()
         verdict = car_deadline_from_row(row)
@@ -89,4 +77,4 @@ def test_deadlines_read_back_from_the_store(store_db_url: str, caplog: pytest.Lo
         deadline_at = store.car_summary("car-000009").deadline_at
         assert store.overdue_cars(now=deadline_at - timedelta(seconds=1)) == []
         assert [c.car_id for c in store.overdue_cars(now=deadline_at + timedelta(seconds=1))] == ["car-000009"]
-    assert np.isclose(tracker.worst_lateness_s or 0.0, 2.41)
+    assert np.isclose(max(c.lateness_s for c in completed), 2.41)

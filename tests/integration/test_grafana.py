@@ -43,8 +43,9 @@ def expand_macros(statement: str, start: datetime, end: datetime) -> str:
         return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     out = re.sub(r"\$__timeGroup(?P<alias>Alias)?\((?P<col>[^,()]+),\s*'?(?P<n>\d+)(?P<unit>[smhd])'?\)", group, statement)
-    out = re.sub(r"\$__timeFilter\((?P<col>[^()]+)\)",
-                 lambda m: f"{m['col']} BETWEEN '{rfc3339(start)}' AND '{rfc3339(end)}'", out)
+    out = re.sub(
+        r"\$__timeFilter\((?P<col>[^()]+)\)", lambda m: f"{m['col']} BETWEEN '{rfc3339(start)}' AND '{rfc3339(end)}'", out
+    )
     assert "$__" not in out, f"a macro the test does not expand: {out}"
     return out
 

@@ -27,15 +27,11 @@ from inspection.kafka import (
     topic_max_message_bytes,
 )
 from inspection.kafka.broker import free_port, process_alive
-from inspection.messages import (
-    DeadLetter,
-    FrameMessage,
-    MessageError,
-    PayloadTooLargeError,
-    decode_image,
-    encode_image,
-    payload_limit,
-)
+from inspection.messages.contract import FrameMessage, payload_limit
+from inspection.messages.dead_letters import DeadLetter
+from inspection.messages.errors import MessageError, PayloadTooLargeError
+from inspection.messages.frame_id import FrameId
+from inspection.messages.images import decode_image, encode_image
 from synthetic.line import LineSimulator, car_id
 
 W, H = 2700, 2100
@@ -125,8 +121,7 @@ def test_unreachable_broker_named_in_error() -> None:
 def test_undeliverable_frame_raises_at_flush_naming_it(jpegs) -> None:
     address = f"127.0.0.1:{free_port()}"
     producer = FrameProducer(address, KafkaConfig(topic="frames-nowhere"), extra_config={"message.timeout.ms": 1000})
-    frame = FrameMessage(car_id="car-000001", camera=4, shot=18, shots_per_car=95,
-                         captured_at_ns=1, deadline_at_ns=2, payload=jpegs[0])
+    frame = FrameMessage(frame_id=FrameId("car-000001", 4, 18, 95), captured_at_ns=1, deadline_at_ns=2, payload=jpegs[0])
     producer.send(frame)
     with pytest.raises(DeliveryError, match="car=car-000001 cam=4 shot=18") as info:
         producer.flush(10)
@@ -157,9 +152,14 @@ def test_frames_round_trip_with_headers_through_consumer_group(kafka_broker, kaf
     bootstrap = kafka_broker.bootstrap_servers
     ensure_topics(bootstrap, kafka_config)
     sent = [
-        FrameMessage(car_id="car-000042", camera=cam, shot=shot, shots_per_car=6,
-                     captured_at_ns=1_000 + shot, deadline_at_ns=9_000, payload=jpegs[(cam + shot) % 2])
-        for shot in range(3) for cam in range(2)
+        FrameMessage(
+            frame_id=FrameId("car-000042", cam, shot, 6),
+            captured_at_ns=1_000 + shot,
+            deadline_at_ns=9_000,
+            payload=jpegs[(cam + shot) % 2],
+        )
+        for shot in range(3)
+        for cam in range(2)
     ]
     with FrameProducer(bootstrap, kafka_config) as producer:
         for frame in sent:
@@ -195,8 +195,7 @@ def test_oversized_payload_refused_before_sending(kafka_broker) -> None:
     cfg = KafkaConfig(topic="frames-oversize", message_max_bytes=256 * 1024)
     noise = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
     payload = encode_image(noise, 90)
-    frame = FrameMessage(car_id="car-000003", camera=1, shot=2, shots_per_car=95,
-                         captured_at_ns=1, deadline_at_ns=2, payload=payload)
+    frame = FrameMessage(frame_id=FrameId("car-000003", 1, 2, 95), captured_at_ns=1, deadline_at_ns=2, payload=payload)
     producer = FrameProducer(kafka_broker.bootstrap_servers, cfg)
     with pytest.raises(PayloadTooLargeError) as info:
         producer.send(frame)
@@ -260,7 +259,7 @@ def test_line_simulator_cars_arrive_with_schedule(kafka_broker, kafka_config, jp
     got = {(f.car_id, f.camera, f.shot): f for f in received}
     assert set(got) == {(car_id(c), cam, s) for c in (7, 8) for cam in range(2) for s in range(3)}
     first = {car: min(f.captured_at_ns for (c, _, _), f in got.items() if c == car) for car in (car_id(7), car_id(8))}
-    for (car, cam, shot), frame in got.items():
+    for (car, cam, _shot), frame in got.items():
         # --no-realtime: stamped when sent (never in the future), deadline one takt after the car's first frame
         assert before_ns <= frame.captured_at_ns <= after_ns
         assert frame.deadline_at_ns == first[car] + takt_ns

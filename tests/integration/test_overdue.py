@@ -20,12 +20,14 @@ from prometheus_client import generate_latest
 from inspection.config import LineConfig, ModelConfig, OverdueConfig
 from inspection.detect import create_detector
 from inspection.detections import Detections
+from inspection.edge import EdgePipeline
 from inspection.kafka import ensure_topics
 from inspection.kafka.admin import producer_config
-from inspection.messages import FrameMessage, encode_image
+from inspection.messages.contract import FrameMessage
+from inspection.messages.frame_id import FrameId
+from inspection.messages.images import encode_image
 from inspection.metrics import PipelineMetrics
 from inspection.overdue import OverdueWatcher
-from inspection.pipeline import EdgePipeline
 from inspection.store import FrameRecord, ResultStore, upgrade_database
 from inspection.store.repository import describe_missing
 from inspection.tiling import TileGrid
@@ -40,8 +42,14 @@ LINE = LineConfig(cameras=2, shots_per_camera=3, takt_s=60)
 
 def frame(car: str, camera: int, shot: int, run_id: int, t0: int, deadline_s: float = 10.0, late: bool = False) -> FrameRecord:
     processed = time.time_ns() if late else t0 + S
-    return FrameRecord(car_id=car, camera=camera, shot=shot, shots_per_car=LINE.frames_per_car, captured_at_ns=t0,
-                       deadline_at_ns=t0 + int(deadline_s * S), received_at_ns=processed, processed_at_ns=processed, run_id=run_id)
+    return FrameRecord(
+        frame_id=FrameId(car, camera, shot, LINE.frames_per_car),
+        captured_at_ns=t0,
+        deadline_at_ns=t0 + int(deadline_s * S),
+        received_at_ns=processed,
+        processed_at_ns=processed,
+        run_id=run_id,
+    )
 
 
 def metric(metrics: PipelineMetrics, line_start: str) -> float:
@@ -89,9 +97,14 @@ def test_two_consumers_checking_at_once_report_each_overdue_car_exactly_once(sto
     assert sorted(names) == cars, "each overdue car is reported by exactly one consumer, once"
     warnings = [r.getMessage() for r in caplog.records if "overdue" in r.getMessage()]
     assert len(warnings) == len(cars)
-    assert any(w.startswith("car car-001 overdue: ") and "with 2 of 6 frames stored; missing cam 0 shots 1-2; cam 1 shots 0-1" in w
-               for w in warnings), warnings
-    assert metric(metrics[0], "inspection_cars_marked_overdue_total") + metric(metrics[1], "inspection_cars_marked_overdue_total") == 12
+    assert any(
+        w.startswith("car car-001 overdue: ") and "with 2 of 6 frames stored; missing cam 0 shots 1-2; cam 1 shots 0-1" in w
+        for w in warnings
+    ), warnings
+    assert (
+        metric(metrics[0], "inspection_cars_marked_overdue_total") + metric(metrics[1], "inspection_cars_marked_overdue_total")
+        == 12
+    )
     assert metric(metrics[0], 'inspection_cars{state="overdue"}') == 12
     assert metric(metrics[0], 'inspection_cars{state="in_flight"}') == 1  # car-fresh: deadline not reached
     summary = stores[0].car_summary("car-000")
@@ -120,8 +133,9 @@ def test_a_car_whose_producer_stopped_goes_overdue_then_completes_late(kafka_con
     captured = time.time_ns()
 
     def send(camera: int) -> None:
-        msg = FrameMessage(car_id="car-stopped", camera=camera, shot=0, shots_per_car=2, captured_at_ns=captured,
-                           deadline_at_ns=captured + 4 * S, payload=jpeg)
+        msg = FrameMessage(
+            frame_id=FrameId("car-stopped", camera, 0, 2), captured_at_ns=captured, deadline_at_ns=captured + 4 * S, payload=jpeg
+        )
         producer = Producer(producer_config(bootstrap, settings.kafka))
         key, value, headers = msg.encode()
         producer.produce(settings.kafka.topic, value=value, key=key, headers=headers)
@@ -149,7 +163,11 @@ def test_a_car_whose_producer_stopped_goes_overdue_then_completes_late(kafka_con
     assert metric(pipeline.metrics, "inspection_cars_marked_overdue_total") == 1
     (done,) = stats.cars_completed
     assert done.car_id == "car-stopped" and not done.met
-    completed_lines = [r for r in caplog.records if r.name == "inspection.pipeline" and "car car-stopped missed its deadline" in r.getMessage()]
+    completed_lines = [
+        r
+        for r in caplog.records
+        if r.name == "inspection.edge.persist" and "car car-stopped missed its deadline" in r.getMessage()
+    ]
     assert len(completed_lines) == 1 and "2/2 frames, car latency" in completed_lines[0].getMessage()
     summary = store.car_summary("car-stopped")
     assert summary.state == "missed" and summary.overdue_at is not None and summary.missing_frames == "cam 1 shot 0"

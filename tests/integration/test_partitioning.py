@@ -19,7 +19,8 @@ from confluent_kafka import Consumer
 from inspection.config import KafkaConfig, LineConfig
 from inspection.kafka import FrameProducer, consumer_config, ensure_topics
 from inspection.kafka.partitioning import FramePartitioner
-from inspection.messages import FrameMessage
+from inspection.messages.contract import FrameMessage
+from inspection.messages.frame_id import FrameId
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -43,9 +44,14 @@ def _send_cars(cfg: KafkaConfig, cars: list[str], shots_per_camera: int | None) 
         for car in cars:
             for cam in range(LINE.cameras):
                 for shot in range(LINE.shots_per_camera):
-                    producer.send(FrameMessage(car_id=car, camera=cam, shot=shot, shots_per_car=LINE.frames_per_car,
-                                               captured_at_ns=time.time_ns(), deadline_at_ns=time.time_ns() + 10**11,
-                                               payload=b"\xff\xd8 not decoded here"))
+                    producer.send(
+                        FrameMessage(
+                            frame_id=FrameId(car, cam, shot, LINE.frames_per_car),
+                            captured_at_ns=time.time_ns(),
+                            deadline_at_ns=time.time_ns() + 10**11,
+                            payload=b"\xff\xd8 not decoded here",
+                        )
+                    )
 
 
 def _consume_split(cfg: KafkaConfig, consumers: int, cars: list[str], shots_per_camera: int | None) -> list[Counter]:
@@ -56,9 +62,11 @@ def _consume_split(cfg: KafkaConfig, consumers: int, cars: list[str], shots_per_
     owned: list[set[int]] = [set() for _ in members]  # kept by the poll thread's rebalance callbacks
     stop = threading.Event()
     for k, m in enumerate(members):
-        m.subscribe([cfg.topic],
-                    on_assign=lambda _c, parts, k=k: owned[k].update(p.partition for p in parts),
-                    on_revoke=lambda _c, parts, k=k: owned[k].difference_update(p.partition for p in parts))
+        m.subscribe(
+            [cfg.topic],
+            on_assign=lambda _c, parts, k=k: owned[k].update(p.partition for p in parts),
+            on_revoke=lambda _c, parts, k=k: owned[k].difference_update(p.partition for p in parts),
+        )
 
     def loop(k: int) -> None:
         while not stop.is_set():

@@ -25,8 +25,9 @@ def peer_setup(yolox_onnx, coco_tiny):
 
 def test_our_path_is_timed_and_scored_at_both_thresholds(peer_setup):
     detector, dataset = peer_setup
-    rows = run_peers(detector, dataset, TileGrid.from_config(GRID), StitchConfig(), thresholds=(0.3, 0.001),
-                     sahi_batches=(6, 1), frames=2)
+    rows = run_peers(
+        detector, dataset, TileGrid.from_config(GRID), StitchConfig(), thresholds=(0.3, 0.001), sahi_batches=(6, 1), frames=2
+    )
     ours = {r.score_threshold: r for r in rows if r.method == "ours"}
     assert set(ours) == {0.3, 0.001}
     assert all(r.ms_per_frame > 0 and r.frames == 2 for r in rows)

@@ -20,10 +20,13 @@ from sqlalchemy import text
 
 from inspection.config import LineConfig, ModelConfig, PipelineConfig, Settings, StoreConfig
 from inspection.detect import create_detector
+from inspection.edge import EdgePipeline
 from inspection.kafka import FrameProducer, ensure_topics
 from inspection.kafka.admin import consumer_config, producer_config
-from inspection.messages import DeadLetter, FrameMessage, encode_image
-from inspection.pipeline import EdgePipeline
+from inspection.messages.contract import FrameMessage
+from inspection.messages.dead_letters import DeadLetter
+from inspection.messages.frame_id import FrameId
+from inspection.messages.images import encode_image
 from inspection.store import ResultStore
 from inspection.tiling import TileGrid
 from synthetic.line import LineSimulator
@@ -105,7 +108,9 @@ def test_small_car_end_to_end(kafka_config, store_db_url, yolox_model, photo_sou
 
 
 @pytest.mark.slow
-def test_consumer_killed_mid_car_then_restarted_stores_every_frame_once(kafka_config, sqlite_url, yolox_model, photo_source, tmp_path):
+def test_consumer_killed_mid_car_then_restarted_stores_every_frame_once(
+    kafka_config, sqlite_url, yolox_model, photo_source, tmp_path
+):
     """SIGKILL a consumer process while it works on a car; a new consumer finishes it, no duplicates."""
     settings = make_settings(kafka_config, sqlite_url, yolox_model, shots=3, cameras=2)
     produced = produce_car(settings, photo_source)
@@ -125,9 +130,21 @@ def test_consumer_killed_mid_car_then_restarted_stores_every_frame_once(kafka_co
         "INSPECTION__LINE__SHOTS_PER_CAMERA": str(settings.line.shots_per_camera),
     }
     victim = subprocess.Popen(
-        [sys.executable, "-m", "inspection.cli", "edge", "--bootstrap", kafka_config.bootstrap_servers,
-         "--db", sqlite_url, "--backend", "onnxruntime"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "inspection.cli",
+            "edge",
+            "--bootstrap",
+            kafka_config.bootstrap_servers,
+            "--db",
+            sqlite_url,
+            "--backend",
+            "onnxruntime",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     store = ResultStore.open(settings.store)
     try:
@@ -174,7 +191,10 @@ def test_two_consumers_share_a_car_and_it_completes_once(kafka_config, postgres_
     threads = [threading.Thread(target=p.run, kwargs={"stop_when": finished}) for p in pipelines]
     for t in threads:
         t.start()
-    time.sleep(8)  # both members join the group and split the partitions
+    joined = time.monotonic() + 60  # both members join the group and split the partitions
+    while time.monotonic() < joined and not all(p.assigned_partitions() for p in pipelines):
+        time.sleep(0.1)
+    assert all(p.assigned_partitions() for p in pipelines), "the two consumers never split the partitions"
     produced = produce_car(settings, photo_source)
     assert len(produced) == expected
     deadline = time.monotonic() + 200
@@ -217,8 +237,9 @@ def test_each_kind_of_bad_message_is_parked_and_offsets_move_on(kafka_config, st
     now = time.time_ns()
 
     def message(shot: int, payload: bytes, **overrides) -> tuple[bytes, bytes, list]:
-        frame = FrameMessage(car_id="car-bad", camera=0, shot=shot, shots_per_car=8, captured_at_ns=now,
-                             deadline_at_ns=now + 10**12, payload=payload)
+        frame = FrameMessage(
+            frame_id=FrameId("car-bad", 0, shot, 8), captured_at_ns=now, deadline_at_ns=now + 10**12, payload=payload
+        )
         key, value, headers = frame.encode()
         headers = [(k, overrides.get(k, v)) for k, v in headers if overrides.get(k, v) is not None]
         return key, value, headers
@@ -265,8 +286,12 @@ def test_demo_json_agrees_with_database(kafka_broker, tmp_path):
 
     db = f"sqlite:///{tmp_path / 'demo.db'}"
     settings = Settings(
-        kafka={"bootstrap_servers": kafka_broker.bootstrap_servers, "topic": f"demo-{uuid.uuid4().hex[:6]}",
-               "dlq_topic": f"demo-{uuid.uuid4().hex[:6]}.dlq", "group_id": f"demo-{uuid.uuid4().hex[:6]}"},
+        kafka={
+            "bootstrap_servers": kafka_broker.bootstrap_servers,
+            "topic": f"demo-{uuid.uuid4().hex[:6]}",
+            "dlq_topic": f"demo-{uuid.uuid4().hex[:6]}.dlq",
+            "group_id": f"demo-{uuid.uuid4().hex[:6]}",
+        },
         store={"url": db, "image_dir": str(tmp_path / "images")},
         line={"cameras": 2, "shots_per_camera": 1, "takt_s": 600.0},  # a deadline a loaded 2-core machine meets
     )
@@ -285,16 +310,20 @@ def test_demo_json_agrees_with_database(kafka_broker, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_database_lost_mid_run_stops_without_committing_unstored_frames(kafka_config, postgres_url, postgres_server_url, yolox_model, photo_source):
+def test_database_lost_mid_run_stops_without_committing_unstored_frames(
+    kafka_config, postgres_url, postgres_server_url, yolox_model, photo_source
+):
     """The results database disappears under a running consumer: it retries with backoff, then
     stops with an error naming the database; offsets never pass a frame that was not stored."""
     import psycopg
     from sqlalchemy.engine import make_url
 
-    from inspection.pipeline import PipelineError
+    from inspection.edge import PipelineError
 
     settings = make_settings(kafka_config, postgres_url, yolox_model, shots=3, cameras=2)
-    settings = settings.model_copy(update={"store": settings.store.model_copy(update={"connect_retries": 2, "connect_backoff_s": 0.05})})
+    settings = settings.model_copy(
+        update={"store": settings.store.model_copy(update={"connect_retries": 2, "connect_backoff_s": 0.05})}
+    )
     produced = produce_car(settings, photo_source)
     store = ResultStore.open(settings.store)
     pipeline = EdgePipeline(settings, create_detector(settings.model, settings.detect), store, kafka_config.bootstrap_servers)
@@ -323,7 +352,7 @@ def test_two_infer_workers_store_every_frame_once(kafka_config, sqlite_url, yolo
     settings = settings.model_copy(update={"pipeline": settings.pipeline.model_copy(update={"infer_workers": 2})})
     produced = produce_car(settings, photo_source)
     store = ResultStore.open(settings.store)
-    from inspection.pipeline import create_detectors
+    from inspection.edge import create_detectors
 
     detectors = create_detectors(settings)
     assert len(detectors) == 2 and detectors[0] is not detectors[1]

@@ -23,9 +23,13 @@ from hypothesis import strategies as st
 
 from inspection.config import GridConfig, KafkaConfig, LineConfig, Settings, ValidationConfig
 from inspection.detections import Detections
+from inspection.edge.persist import FrameWriter
 from inspection.kafka import DeadLetterProducer, ensure_topics
-from inspection.messages import HEADER_NAMES, DeadLetter, MessageError, SourceRecord, decode_image, encode_image
-from inspection.persist import FrameWriter
+from inspection.messages.contract import HEADER_NAMES, SourceRecord
+from inspection.messages.dead_letters import DeadLetter
+from inspection.messages.errors import MessageError
+from inspection.messages.frame_id import FrameId
+from inspection.messages.images import decode_image, encode_image
 from inspection.store import FrameRecord, ResultStore, RetryPolicy, upgrade_database
 from inspection.validation import FrameValidator, read_frame
 from tests.integration.test_pipeline import _dlq_records
@@ -71,7 +75,10 @@ times = st.integers(NOW_NS - 7200 * S, NOW_NS + 20 * S)
 header_text = st.text(max_size=80)
 header_bytes = st.binary(max_size=80)
 anything = st.one_of(
-    st.just(ABSENT), st.none(), header_bytes, header_text.map(lambda t: t.encode("utf-8", "surrogatepass")),
+    st.just(ABSENT),
+    st.none(),
+    header_bytes,
+    header_text.map(lambda t: t.encode("utf-8", "surrogatepass")),
     hostile_ints.map(str.encode),
 )
 hostile: dict[str, st.SearchStrategy] = {
@@ -83,7 +90,9 @@ hostile: dict[str, st.SearchStrategy] = {
     "camera": st.one_of(anything, st.integers(-1, 5).map(lambda v: str(v).encode())),
     "shot": st.one_of(anything, st.integers(-1, 4).map(lambda v: str(v).encode())),
     "shots_per_car": st.one_of(anything, st.sampled_from([b"1", b"5", b"7", b"1000000000"])),
-    "captured_at_ns": st.one_of(anything, st.sampled_from([NOW_NS + 10**17, NOW_NS - 10 * 86400 * S]).map(lambda v: str(v).encode())),
+    "captured_at_ns": st.one_of(
+        anything, st.sampled_from([NOW_NS + 10**17, NOW_NS - 10 * 86400 * S]).map(lambda v: str(v).encode())
+    ),
     "deadline_at_ns": st.one_of(anything, st.sampled_from([-S, 10**15, 10**18]).map(lambda d: d)),  # offsets, see below
     "content_type": st.one_of(anything, st.sampled_from([b"image/jpeg", b"image/png", b"image/webp"])),
 }
@@ -98,9 +107,14 @@ def records(draw) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes | N
     camera, shot = draw(st.integers(0, LINE.cameras - 1)), draw(st.integers(0, LINE.shots_per_camera - 1))
     content_type = draw(st.sampled_from(["image/jpeg", "image/png"]))
     values: dict[str, object] = {
-        "schema": b"1", "car_id": car.encode(), "camera": str(camera).encode(), "shot": str(shot).encode(),
-        "shots_per_car": str(LINE.frames_per_car).encode(), "captured_at_ns": str(captured).encode(),
-        "deadline_at_ns": str(captured + 60 * S).encode(), "content_type": content_type.encode(),
+        "schema": b"1",
+        "car_id": car.encode(),
+        "camera": str(camera).encode(),
+        "shot": str(shot).encode(),
+        "shots_per_car": str(LINE.frames_per_car).encode(),
+        "captured_at_ns": str(captured).encode(),
+        "deadline_at_ns": str(captured + 60 * S).encode(),
+        "content_type": content_type.encode(),
     }
     payload = IMAGES["jpeg" if content_type == "image/jpeg" else "png"]
     key: bytes | None = None
@@ -141,8 +155,14 @@ def detections(draw) -> Detections:
 def _line_record(payload: bytes, drop: str | None = None) -> tuple[bytes, bytes, list[tuple[str, bytes | None]]]:
     """A well-formed record of the line (camera 1, shot 0), optionally without one header."""
     values = {
-        "schema": b"1", "car_id": b"car-1", "camera": b"1", "shot": b"0", "shots_per_car": str(LINE.frames_per_car).encode(),
-        "captured_at_ns": str(NOW_NS).encode(), "deadline_at_ns": str(NOW_NS + 60 * S).encode(), "content_type": b"image/jpeg",
+        "schema": b"1",
+        "car_id": b"car-1",
+        "camera": b"1",
+        "shot": b"0",
+        "shots_per_car": str(LINE.frames_per_car).encode(),
+        "captured_at_ns": str(NOW_NS).encode(),
+        "deadline_at_ns": str(NOW_NS + 60 * S).encode(),
+        "content_type": b"image/jpeg",
     }
     return b"car-1:1", payload, [(name, value) for name, value in values.items() if name != drop]
 
@@ -216,9 +236,14 @@ def run_property(url: str, kafka_config: KafkaConfig) -> None:
         frame_record = None
         if frame is not None:
             frame_record = FrameRecord(
-                car_id=frame.car_id, camera=frame.camera, shot=frame.shot, shots_per_car=frame.shots_per_car,
-                captured_at_ns=frame.captured_at_ns, deadline_at_ns=frame.deadline_at_ns, received_at_ns=received,
-                processed_at_ns=received + 1000, run_id=run_id, kafka_topic="frames", kafka_partition=0,
+                frame_id=FrameId(frame.car_id, frame.camera, frame.shot, frame.shots_per_car),
+                captured_at_ns=frame.captured_at_ns,
+                deadline_at_ns=frame.deadline_at_ns,
+                received_at_ns=received,
+                processed_at_ns=received + 1000,
+                run_id=run_id,
+                kafka_topic="frames",
+                kafka_partition=0,
                 kafka_offset=source.offset,
             )
         if error is None:

@@ -27,10 +27,12 @@ from sqlalchemy import text
 
 from inspection.config import ModelConfig
 from inspection.detect import create_detector
+from inspection.edge import EdgePipeline
 from inspection.kafka import ensure_topics
 from inspection.kafka.admin import producer_config
-from inspection.messages import FrameMessage, encode_image
-from inspection.pipeline import EdgePipeline
+from inspection.messages.contract import FrameMessage
+from inspection.messages.frame_id import FrameId
+from inspection.messages.images import encode_image
 from inspection.store import ResultStore
 from inspection.tiling import TileGrid
 from synthetic.photos import PhotoFrameSource
@@ -57,8 +59,7 @@ def get(url: str) -> tuple[int, bytes]:
 
 def record(car: str, cam: int | bytes, shot: int, payload: bytes, now: int, **headers: object) -> tuple[bytes, bytes, list]:
     """A frame record of the 2-camera × 1-shot test line, with some headers replaced (None: left out)."""
-    frame = FrameMessage(car_id="car-x", camera=0, shot=0, shots_per_car=2, captured_at_ns=now,
-                         deadline_at_ns=now + 600 * S, payload=payload)
+    frame = FrameMessage(frame_id=FrameId("car-x", 0, 0, 2), captured_at_ns=now, deadline_at_ns=now + 600 * S, payload=payload)
     camera = cam if isinstance(cam, bytes) else str(cam).encode()
     values = {**dict(frame.headers()), "car_id": car.encode(), "camera": camera, "shot": str(shot).encode()}
     for name, value in headers.items():
@@ -112,7 +113,9 @@ def test_poison_records_are_parked_and_a_restarted_consumer_stays_up(kafka_confi
     for offset, case in enumerate(poison):
         assert by_offset[offset].error_kind in ("bad_message", "invalid_frame"), case
     errors = [letter.error for letter in letters]
-    assert any("has 5000 digits" in e for e in errors) and any("camera 7 outside the line's 2 cameras (configs: line.cameras)" in e for e in errors)
+    assert any("has 5000 digits" in e for e in errors) and any(
+        "camera 7 outside the line's 2 cameras (configs: line.cameras)" in e for e in errors
+    )
     assert any("shots_per_car=1 disagrees with the line's 2 frames per car" in e for e in errors)
     assert any("2200-01-01" in e and "validation.max_future_s" in e for e in errors)
     assert by_offset[len(poison)].error_kind == "content_type_mismatch"
@@ -149,9 +152,24 @@ def test_poison_records_are_parked_and_a_restarted_consumer_stays_up(kafka_confi
         "INSPECTION__LOGGING__FORMAT": "json",
     }
     edge = subprocess.Popen(
-        [sys.executable, "-m", "inspection.cli", "edge", "--bootstrap", bootstrap, "--db", store_db_url,
-         "--backend", "onnxruntime", "--metrics-port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "inspection.cli",
+            "edge",
+            "--bootstrap",
+            bootstrap,
+            "--db",
+            store_db_url,
+            "--backend",
+            "onnxruntime",
+            "--metrics-port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -172,9 +190,15 @@ def test_poison_records_are_parked_and_a_restarted_consumer_stays_up(kafka_confi
         checks = ready[1]["checks"]
         assert checks["database"] == "reachable" and checks["progress"] == "lag 0" and checks["assigned"]
         assert get(base + "/healthz")[0] == 200
-        time.sleep(3)  # a few statistics intervals: lag gauges for every assigned partition
-        metrics = get(base + "/metrics")[1].decode()
-        lags = [line for line in metrics.splitlines() if line.startswith("inspection_consumer_lag{")]
+        assigned = len(checks["assigned"]) if isinstance(checks["assigned"], list) else None
+        lags: list[str] = []
+        until = time.monotonic() + 30
+        while time.monotonic() < until:  # statistics every 0.5 s: until every assigned partition has its gauge
+            metrics = get(base + "/metrics")[1].decode()
+            lags = [line for line in metrics.splitlines() if line.startswith("inspection_consumer_lag{")]
+            if lags and (assigned is None or len(lags) >= assigned):
+                break
+            time.sleep(0.2)
         assert lags and all(line.endswith(" 0.0") for line in lags), lags
         assert "inspection_frames_received_total 0.0" in metrics  # nothing was redelivered
         assert 'inspection_queue_depth{stage="detect"} 0.0' in metrics

@@ -47,16 +47,28 @@ def test_quantize_writes_both_flavours_with_their_activation_types(quantized):
     assert trt_zero and {z.dtype for z in trt_zero} == {np.dtype(np.int8)} and all(not z.any() for z in trt_zero)
     # weights: int8, symmetric, one scale per output channel
     inits = {t.name: numpy_helper.to_array(t) for t in trt.graph.initializer}
-    conv_weights = [n for n in trt.graph.node if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None and inits[n.input[0]].ndim == 4]
+    conv_weights = [
+        n
+        for n in trt.graph.node
+        if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None and inits[n.input[0]].ndim == 4
+    ]
     assert len(conv_weights) == 76 and all(inits[n.input[1]].ndim == 1 for n in conv_weights)  # every conv, heads included
     # after the heads' convolutions everything is float: no QuantizeLinear reads a tail node's output
     kinds = {n.name: n.op_type for n in trt.graph.node}
     tail = {name for name in output_tail(trt) if kinds[name] not in ("QuantizeLinear", "DequantizeLinear")}
     producers = {o: n for n in trt.graph.node for o in n.output}
-    assert len(tail) == 41 - 12 and "Postprocessor/convert_scores" in tail  # 12 transposes + 12 reshapes, 2 concats, sigmoid, 2 outputs
-    assert not [n.name for n in trt.graph.node if n.op_type == "QuantizeLinear" and producers.get(n.input[0]) and producers[n.input[0]].name in tail]
+    assert (
+        len(tail) == 41 - 12 and "Postprocessor/convert_scores" in tail
+    )  # 12 transposes + 12 reshapes, 2 concats, sigmoid, 2 outputs
+    assert not [
+        n.name
+        for n in trt.graph.node
+        if n.op_type == "QuantizeLinear" and producers.get(n.input[0]) and producers[n.input[0]].name in tail
+    ]
     meta = json.loads((folder / "int8_qdq.json").read_text())
-    assert meta["tiles"] == 16 and meta["source"].startswith("photo frames") and set(meta["flavours"]) == {"onnxruntime", "tensorrt"}
+    assert (
+        meta["tiles"] == 16 and meta["source"].startswith("photo frames") and set(meta["flavours"]) == {"onnxruntime", "tensorrt"}
+    )
 
 
 def test_int8_detector_agrees_with_fp32_on_real_tiles(quantized, coco_tiny):
@@ -79,7 +91,9 @@ def test_int8_detector_agrees_with_fp32_on_real_tiles(quantized, coco_tiny):
 
 def test_quantize_command_and_int8_from_the_model_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("INSPECTION_MODEL_DIR", str(tmp_path))
-    result = runner.invoke(app, ["model", "quantize", "ssd_mobilenet_v2_coco", "--tiles", "8", "--for", "onnxruntime"], env={"COLUMNS": "200"})
+    result = runner.invoke(
+        app, ["model", "quantize", "ssd_mobilenet_v2_coco", "--tiles", "8", "--for", "onnxruntime"], env={"COLUMNS": "200"}
+    )
     assert result.exit_code == 0, result.output
     path = int8_path(load_spec("ssd_mobilenet_v2_coco"))
     assert path.is_file() and not int8_path(load_spec("ssd_mobilenet_v2_coco"), flavour="tensorrt").is_file()
@@ -95,7 +109,12 @@ def test_int8_map_on_coco_tiny_within_001_of_fp32(coco_tiny, tmp_path):
     dataset = CocoDataset.load(coco_tiny / "val2017", coco_tiny / "annotations" / "instances_val2017.json")
     scores = {}
     for flavour, model in (("fp32", ModelConfig()), *((f, ModelConfig(precision="int8", path=p)) for f, p in paths.items())):
-        report = evaluate(create_detector(model, DetectConfig()), dataset, TileGrid(), stitch_fn=functools.partial(stitch, config=StitchConfig()))
+        report = evaluate(
+            create_detector(model, DetectConfig()),
+            dataset,
+            TileGrid(),
+            stitch_fn=functools.partial(stitch, config=StitchConfig()),
+        )
         scores[flavour] = (report.tile["mAP"], report.frame["mAP"])
     for flavour in paths:
         for level in (0, 1):  # tile, frame: INT8 loses at most 0.01 (on 80 images it may also score a little higher)

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from inspection.cli import app
 from inspection.detections import Detections
+from inspection.messages.frame_id import FrameId
 from inspection.retention import parse_duration
 from inspection.store import FrameRecord, ImageStore, ResultStore, upgrade_database
 
@@ -21,9 +22,15 @@ runner = CliRunner()
 
 
 def record(car: str, camera: int, run_id: int, captured_ns: int, image: bytes) -> FrameRecord:
-    return FrameRecord(car_id=car, camera=camera, shot=0, shots_per_car=2, captured_at_ns=captured_ns,
-                       deadline_at_ns=captured_ns + 60 * S, received_at_ns=captured_ns, processed_at_ns=captured_ns + S,
-                       run_id=run_id, image=image)
+    return FrameRecord(
+        frame_id=FrameId(car, camera, 0, 2),
+        captured_at_ns=captured_ns,
+        deadline_at_ns=captured_ns + 60 * S,
+        received_at_ns=captured_ns,
+        processed_at_ns=captured_ns + S,
+        run_id=run_id,
+        image=image,
+    )
 
 
 def boxes(n: int) -> Detections:
@@ -73,7 +80,9 @@ def test_prune_dry_run_then_delete_keeps_shared_images(store_db_url: str, tmp_pa
     done = runner.invoke(app, ["db", "prune", "--older-than", "30d", "--db", store_db_url, "--yes"], env=env)
     assert done.exit_code == 0 and "deleted:" in done.output, done.output
     with ResultStore(store_db_url, ImageStore(images)) as after:
-        assert [c.car_id for c in after.car_summaries()] == ["car-mid", "car-new"]
+        with after.engine.connect() as conn:
+            cars = conn.execute(text("SELECT car_id FROM cars ORDER BY car_id")).scalars().all()
+        assert cars == ["car-mid", "car-new"]
         assert [m.error for m in after.rejected_messages()] == ["new"]
         counts = after.counts()
         assert (counts.frames, counts.detections) == (3, 3)

@@ -18,8 +18,9 @@ def dataset(coco_tiny) -> CocoDataset:
 
 def test_one_scene_scores_every_configuration_and_tiling_beats_one_shot(dataset, ssd_onnx):
     detector = create_detector(ModelConfig(backend="onnxruntime", path=ssd_onnx), DetectConfig())
-    report = evaluate_scenes(detector, dataset, TileGrid(global_view=True), StitchConfig(), num_scenes=1, seeds=(0,),
-                             overlaps=(), sahi=False)
+    report = evaluate_scenes(
+        detector, dataset, TileGrid(global_view=True), StitchConfig(), num_scenes=1, seeds=(0,), overlaps=(), sahi=False
+    )
     names = report.names()
     assert names[0] == ONE_SHOT and len(names) == 5
     assert report.scenes[0]["objects"] > 0 and 0 < report.scenes[0]["crossing_share"] <= 1

@@ -17,6 +17,7 @@ from alembic.migration import MigrationContext
 
 from inspection.config import StoreConfig
 from inspection.detections import Detections
+from inspection.messages.frame_id import FrameId
 from inspection.store import (
     CarNotFoundError,
     DatabaseUnreachableError,
@@ -38,13 +39,31 @@ S = 1_000_000_000
 NAMES = {1: "person", 3: "car", 44: "bottle"}
 
 
-def record(car_id: str, camera: int, shot: int, *, run_id: int, expected: int = 3, captured_s: float = 0.0,
-           deadline_s: float = 60.0, processed_s: float = 1.0, offset: int = 0, **extra: object) -> FrameRecord:
+def record(
+    car_id: str,
+    camera: int,
+    shot: int,
+    *,
+    run_id: int,
+    expected: int = 3,
+    captured_s: float = 0.0,
+    deadline_s: float = 60.0,
+    processed_s: float = 1.0,
+    offset: int = 0,
+    **extra: object,
+) -> FrameRecord:
     return FrameRecord(
-        car_id=car_id, camera=camera, shot=shot, shots_per_car=expected,
-        captured_at_ns=T0 + int(captured_s * S), deadline_at_ns=T0 + int(deadline_s * S),
-        received_at_ns=T0 + int((captured_s + 0.1) * S), processed_at_ns=T0 + int(processed_s * S),
-        run_id=run_id, width=2700, height=2100, kafka_topic="frames", kafka_partition=camera, kafka_offset=offset,
+        frame_id=FrameId(car_id, camera, shot, expected),
+        captured_at_ns=T0 + int(captured_s * S),
+        deadline_at_ns=T0 + int(deadline_s * S),
+        received_at_ns=T0 + int((captured_s + 0.1) * S),
+        processed_at_ns=T0 + int(processed_s * S),
+        run_id=run_id,
+        width=2700,
+        height=2100,
+        kafka_topic="frames",
+        kafka_partition=camera,
+        kafka_offset=offset,
         **extra,  # type: ignore[arg-type]
     )
 
@@ -205,11 +224,11 @@ def test_frame_and_detections_round_trip(store: ResultStore, run_id: int) -> Non
 
 
 def test_redelivered_frame_replaces_its_detections(store: ResultStore, run_id: int) -> None:
-    first = store.store_frame(record("car-1", 2, 7, run_id=run_id, offset=10), dets(30, seed=1), NAMES)
-    store.store_frame(record("car-1", 2, 8, run_id=run_id, offset=11), dets(5, seed=3), NAMES)
+    first = store.store_frame(record("car-1", 2, 7, run_id=run_id, offset=10, expected=20), dets(30, seed=1), NAMES)
+    store.store_frame(record("car-1", 2, 8, run_id=run_id, offset=11, expected=20), dets(5, seed=3), NAMES)
     second_boxes = dets(12, seed=2)
-    again = store.store_frame(record("car-1", 2, 7, run_id=run_id, offset=10, processed_s=2.0), second_boxes, NAMES)
-    assert again.frame_id == first.frame_id
+    again = store.store_frame(record("car-1", 2, 7, run_id=run_id, offset=10, processed_s=2.0, expected=20), second_boxes, NAMES)
+    assert again.row_id == first.row_id
     assert again.replaced and again.detections == 12 and again.car_frames_done == 2
     back = store.frame_detections("car-1", 2, 7)
     np.testing.assert_allclose(np.sort(back.score), np.sort(second_boxes.score), rtol=1e-6)
@@ -223,9 +242,9 @@ def test_car_completes_exactly_once_early_and_late(store: ResultStore, run_id: i
     for car_id, deadline_s in (("car-early", 60.0), ("car-late", 2.0)):
         results = [
             store.store_frame(
-                record(car_id, cam, 0, run_id=run_id, deadline_s=deadline_s, captured_s=cam * 0.5,
-                       processed_s=1.0 + cam * 1.705),
-                dets(4, seed=cam), NAMES,
+                record(car_id, cam, 0, run_id=run_id, deadline_s=deadline_s, captured_s=cam * 0.5, processed_s=1.0 + cam * 1.705),
+                dets(4, seed=cam),
+                NAMES,
             )
             for cam in range(3)
         ]
@@ -265,8 +284,9 @@ def test_first_captured_at_is_the_earliest_frame_whatever_the_arrival_order(stor
 
 def test_error_rows_count_toward_completion_and_never_replace_a_result(store: ResultStore, run_id: int) -> None:
     store.store_frame(record("car-e", 0, 0, run_id=run_id, expected=2), dets(6), NAMES)
-    err = store.store_error(record("car-e", 1, 0, run_id=run_id, expected=2, processed_s=2.0),
-                            "decode", "not a JPEG: starts with b'GIF8'")
+    err = store.store_error(
+        record("car-e", 1, 0, run_id=run_id, expected=2, processed_s=2.0), "decode", "not a JPEG: starts with b'GIF8'"
+    )
     assert err.error_kind == "decode" and err.detections == 0 and err.completed is not None
     summary = store.car_summary("car-e")
     assert (summary.frames, summary.errors, summary.detections, summary.deadline_met) == (2, 1, 6, True)
@@ -335,9 +355,7 @@ def test_concurrent_last_frames_complete_a_car_exactly_once(store: ResultStore, 
     for n in range(8):
         car_id = f"car-{n:06d}"
         store.store_frame(record(car_id, 0, 0, run_id=run_id), dets(2), NAMES)
-        results = _store_concurrently(
-            migrated_url, [record(car_id, 1, 0, run_id=run_id), record(car_id, 2, 0, run_id=run_id)]
-        )
+        results = _store_concurrently(migrated_url, [record(car_id, 1, 0, run_id=run_id), record(car_id, 2, 0, run_id=run_id)])
         assert not [r for r in results if isinstance(r, Exception)], results
         assert sum(r.completed is not None for r in results) == 1  # type: ignore[union-attr]
         summary = store.car_summary(car_id)
@@ -376,9 +394,7 @@ def test_postgres_last_frames_waiting_on_the_car_lock_complete_it_once(postgres_
 
 def _wait_for_lock_waiters(store: ResultStore, n: int, limit_s: float = 60.0) -> None:
     deadline = time.monotonic() + limit_s
-    query = sa.text(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
+    query = sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
     with store.engine.connect() as conn:
         while conn.execute(query).scalar_one() < n:
             if time.monotonic() > deadline:

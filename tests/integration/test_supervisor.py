@@ -21,9 +21,9 @@ from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import text
 
 from inspection.config import GridConfig, LineConfig, ModelConfig, PipelineConfig, Settings, StoreConfig
+from inspection.edge.supervisor import EdgeSupervisor, RestartPolicy, resolve_workers, worker_gpus
 from inspection.kafka import FrameProducer, consumer_config, ensure_topics
 from inspection.store import ResultStore
-from inspection.supervisor import EdgeSupervisor, RestartPolicy, resolve_workers, worker_gpus
 from inspection.tiling import TileGrid
 from synthetic.line import LineSimulator
 from synthetic.photos import PhotoFrameSource
@@ -47,7 +47,9 @@ def _settings(kafka_config, db_url: str, yolox_onnx: Path, workers: int | str = 
 def _produce(settings: Settings, car_index: int) -> list:
     ensure_topics(settings.kafka.bootstrap_servers, settings.kafka)
     source = PhotoFrameSource(TileGrid.from_config(settings.grid))
-    with FrameProducer(settings.kafka.bootstrap_servers, settings.kafka, shots_per_camera=settings.line.shots_per_camera) as producer:
+    with FrameProducer(
+        settings.kafka.bootstrap_servers, settings.kafka, shots_per_camera=settings.line.shots_per_camera
+    ) as producer:
         return LineSimulator(settings.line, source, producer).run(1, start_car=car_index, realtime=False)
 
 
@@ -92,7 +94,8 @@ def test_two_workers_store_every_frame_once_through_a_worker_kill_and_drain_on_s
     with open(log, "wb") as err:
         supervisor = subprocess.Popen(
             [sys.executable, "-m", "inspection.cli", "edge", "--config", str(config), "--workers", "2"],
-            stdout=subprocess.DEVNULL, stderr=err,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
         )
     store = ResultStore.open(settings.store)
     try:
@@ -134,8 +137,12 @@ def test_workers_that_keep_dying_stop_the_supervisor_with_one_error(kafka_config
     missing = tmp_path / "no-such-model.onnx"
     settings = _settings(kafka_config, sqlite_url, missing)
     ResultStore.open(settings.store).close()
-    supervisor = EdgeSupervisor(settings, kafka_config.bootstrap_servers,
-                                restart=RestartPolicy(backoff_s=0.05, max_backoff_s=0.1, max_restarts=2), poll_s=0.05)
+    supervisor = EdgeSupervisor(
+        settings,
+        kafka_config.bootstrap_servers,
+        restart=RestartPolicy(backoff_s=0.05, max_backoff_s=0.1, max_restarts=2),
+        poll_s=0.05,
+    )
     result = supervisor.run()
     assert result.exit_code == 1
     assert result.restarts >= 2

@@ -51,9 +51,12 @@ def gate_by_centre_pixel(input_name: str, layout: str, scale: float, offset: flo
         helper.make_node("Mul", ["g_flat", "g_scale"], ["g_scaled"]),
         helper.make_node("Add", ["g_scaled", "g_offset"], ["g"]),
     ], [
-        numpy_helper.from_array(np.array(starts, np.int64), "g_starts"), numpy_helper.from_array(np.array(ends, np.int64), "g_ends"),
-        numpy_helper.from_array(np.array(axes, np.int64), "g_axes"), numpy_helper.from_array(np.array([-1, 1, 1], np.int64), "g_shape"),
-        numpy_helper.from_array(np.array(scale, np.float32), "g_scale"), numpy_helper.from_array(np.array(offset, np.float32), "g_offset"),
+        numpy_helper.from_array(np.array(starts, np.int64), "g_starts"),
+        numpy_helper.from_array(np.array(ends, np.int64), "g_ends"),
+        numpy_helper.from_array(np.array(axes, np.int64), "g_axes"),
+        numpy_helper.from_array(np.array([-1, 1, 1], np.int64), "g_shape"),
+        numpy_helper.from_array(np.array(scale, np.float32), "g_scale"),
+        numpy_helper.from_array(np.array(offset, np.float32), "g_offset"),
     ]
 
 
@@ -75,19 +78,38 @@ def yolov8_export(path: Path, size: int = 320) -> tuple[Path, list]:
     a, c = yolo_points(size), len(CLASSES)
     boxes = np.zeros((1, 4, a), np.float32)
     scores = np.zeros((1, c, a), np.float32)
-    planted = [(17, (100.0, 50.0, 40.0, 20.0), 2, 0.9), (1000, (200.0, 150.0, 60.0, 80.0), 0, 0.75), (2000, (280.0, 290.0, 60.0, 30.0), 1, 0.6)]
+    planted = [
+        (17, (100.0, 50.0, 40.0, 20.0), 2, 0.9),
+        (1000, (200.0, 150.0, 60.0, 80.0), 0, 0.75),
+        (2000, (280.0, 290.0, 60.0, 30.0), 1, 0.6),
+    ]
     for anchor, (cx, cy, w, h), cls, score in planted:
         boxes[0, :, anchor] = cx, cy, w, h
         scores[0, cls, anchor] = score
     gate, inits = gate_by_centre_pixel("images", "NCHW", 1.0, 0.0)  # input already /255
-    nodes = [*gate,
-             helper.make_node("Mul", ["g", "zero"], ["g0"]), helper.make_node("Add", ["box_const", "g0"], ["boxes"]),
-             helper.make_node("Mul", ["score_const", "g"], ["scores"]), helper.make_node("Concat", ["boxes", "scores"], ["output0"], axis=1)]
-    inits += [numpy_helper.from_array(boxes, "box_const"), numpy_helper.from_array(scores, "score_const"),
-              numpy_helper.from_array(np.array(0.0, np.float32), "zero")]
-    save_model(path, nodes, inits, [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, size, size])],
-               [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", 4 + c, a])])
-    expected = [((cx - w / 2, cy - h / 2, min(cx + w / 2, 300), min(cy + h / 2, 300)), cls, score) for _, (cx, cy, w, h), cls, score in planted]
+    nodes = [
+        *gate,
+        helper.make_node("Mul", ["g", "zero"], ["g0"]),
+        helper.make_node("Add", ["box_const", "g0"], ["boxes"]),
+        helper.make_node("Mul", ["score_const", "g"], ["scores"]),
+        helper.make_node("Concat", ["boxes", "scores"], ["output0"], axis=1),
+    ]
+    inits += [
+        numpy_helper.from_array(boxes, "box_const"),
+        numpy_helper.from_array(scores, "score_const"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+    ]
+    save_model(
+        path,
+        nodes,
+        inits,
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, size, size])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", 4 + c, a])],
+    )
+    expected = [
+        ((cx - w / 2, cy - h / 2, min(cx + w / 2, 300), min(cy + h / 2, 300)), cls, score)
+        for _, (cx, cy, w, h), cls, score in planted
+    ]
     return path, expected
 
 
@@ -109,12 +131,24 @@ def yolox_export(path: Path, size: int = 320) -> tuple[Path, list]:
     # output = raw * (box_mask + g * obj_mask): boxes and class scores as planted, objectness gated per tile
     obj_mask = np.zeros((1, 1, 5 + c), np.float32)
     obj_mask[..., 4] = 1.0
-    nodes = [*gate, helper.make_node("Mul", ["g", "obj_mask"], ["gated"]), helper.make_node("Add", ["gated", "box_mask"], ["factor"]),
-             helper.make_node("Mul", ["raw_const", "factor"], ["output"])]
-    inits += [numpy_helper.from_array(raw, "raw_const"), numpy_helper.from_array(obj_mask, "obj_mask"),
-              numpy_helper.from_array(1.0 - obj_mask, "box_mask")]
-    save_model(path, nodes, inits, [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-               [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", a, 5 + c])])
+    nodes = [
+        *gate,
+        helper.make_node("Mul", ["g", "obj_mask"], ["gated"]),
+        helper.make_node("Add", ["gated", "box_mask"], ["factor"]),
+        helper.make_node("Mul", ["raw_const", "factor"], ["output"]),
+    ]
+    inits += [
+        numpy_helper.from_array(raw, "raw_const"),
+        numpy_helper.from_array(obj_mask, "obj_mask"),
+        numpy_helper.from_array(1.0 - obj_mask, "box_mask"),
+    ]
+    save_model(
+        path,
+        nodes,
+        inits,
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", a, 5 + c])],
+    )
     return path, expected
 
 
@@ -127,14 +161,29 @@ def ssd_export(path: Path, anchors: np.ndarray) -> tuple[Path, list]:
     for anchor, column, score in planted:
         scores[0, anchor, column] = score
     gate, inits = gate_by_centre_pixel("Preprocessor/sub:0", "NHWC", 0.5, 0.5)  # (x - 127.5)/127.5 -> 0..1
-    nodes = [*gate, helper.make_node("Mul", ["g", "zero"], ["g0"]), helper.make_node("Reshape", ["g0", "g4"], ["g04"]),
-             helper.make_node("Add", ["enc_const", "g04"], ["concat:0"]),
-             helper.make_node("Mul", ["score_const", "g"], ["Postprocessor/convert_scores:0"])]
-    inits += [numpy_helper.from_array(enc, "enc_const"), numpy_helper.from_array(scores, "score_const"),
-              numpy_helper.from_array(np.array(0.0, np.float32), "zero"), numpy_helper.from_array(np.array([-1, 1, 1, 1], np.int64), "g4")]
-    save_model(path, nodes, inits, [helper.make_tensor_value_info("Preprocessor/sub:0", TensorProto.FLOAT, ["N", 300, 300, 3])],
-               [helper.make_tensor_value_info("concat:0", TensorProto.FLOAT, ["N", a, 1, 4]),
-                helper.make_tensor_value_info("Postprocessor/convert_scores:0", TensorProto.FLOAT, ["N", a, 1 + c])])
+    nodes = [
+        *gate,
+        helper.make_node("Mul", ["g", "zero"], ["g0"]),
+        helper.make_node("Reshape", ["g0", "g4"], ["g04"]),
+        helper.make_node("Add", ["enc_const", "g04"], ["concat:0"]),
+        helper.make_node("Mul", ["score_const", "g"], ["Postprocessor/convert_scores:0"]),
+    ]
+    inits += [
+        numpy_helper.from_array(enc, "enc_const"),
+        numpy_helper.from_array(scores, "score_const"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+        numpy_helper.from_array(np.array([-1, 1, 1, 1], np.int64), "g4"),
+    ]
+    save_model(
+        path,
+        nodes,
+        inits,
+        [helper.make_tensor_value_info("Preprocessor/sub:0", TensorProto.FLOAT, ["N", 300, 300, 3])],
+        [
+            helper.make_tensor_value_info("concat:0", TensorProto.FLOAT, ["N", a, 1, 4]),
+            helper.make_tensor_value_info("Postprocessor/convert_scores:0", TensorProto.FLOAT, ["N", a, 1 + c]),
+        ],
+    )
     expected = []
     for anchor, column, score in planted:
         ymin, xmin, ymax, xmax = np.clip(anchors[anchor], 0, 1) * 300
@@ -164,7 +213,13 @@ def test_yolov8_export_registered_and_decoded(model_dir, classes_file, tmp_path,
         pytest.importorskip("torch", reason="backend torch needs torch (pip install 'inspection[torch]')")
     path, expected = yolov8_export(tmp_path / "best.onnx")
     spec = register_model("door-defects", path, "yolov8", classes_file)
-    assert (spec.family, spec.input_size, spec.layout, spec.channel_order, spec.fit) == ("yolov8", (320, 320), "NCHW", "RGB", "pad")
+    assert (spec.family, spec.input_size, spec.layout, spec.channel_order, spec.fit) == (
+        "yolov8",
+        (320, 320),
+        "NCHW",
+        "RGB",
+        "pad",
+    )
     assert spec.class_names == dict(enumerate(CLASSES)) and (model_dir / "door-defects" / "best.onnx").is_file()
     detector = create_detector(ModelConfig(name="door-defects", backend=backend, device="cpu"), DetectConfig())
     assert_found(detector.detect(white_and_black_tiles()), expected)
@@ -189,7 +244,9 @@ def test_ssd_export_registered_and_decoded(model_dir, classes_file, tmp_path, ss
 
 def test_a_file_of_another_family_is_refused_with_the_family_it_looks_like(model_dir, classes_file, tmp_path, yolox_onnx):
     path, _ = yolov8_export(tmp_path / "best.onnx")
-    with pytest.raises(ModelMismatchError, match=r"its outputs have the yolov8 layout.*looks like a YOLOv8/YOLO11 export.*--family yolov8"):
+    with pytest.raises(
+        ModelMismatchError, match=r"its outputs have the yolov8 layout.*looks like a YOLOv8/YOLO11 export.*--family yolov8"
+    ):
         register_model("wrong", path, "yolox", classes_file)
     with pytest.raises(ModelMismatchError, match=r"--family yolox"):
         register_model("wrong", yolox_onnx, "yolov8", classes_file)
@@ -203,14 +260,19 @@ def test_a_file_of_another_family_is_refused_with_the_family_it_looks_like(model
 def test_builtin_model_on_a_file_of_another_family_fails_before_the_runtime(model_dir, ssd_onnx):
     """What was OpenCV's "'(int)outnames.size()' is 1 must be equal to 'noutputs' is 2"."""
     for backend in ("opencv", "onnxruntime"):
-        with pytest.raises(ModelMismatchError, match=r"model yolox_nano \(family yolox\) cannot use .*raw_fp32.onnx.*looks like an SSD export"):
+        with pytest.raises(
+            ModelMismatchError, match=r"model yolox_nano \(family yolox\) cannot use .*raw_fp32.onnx.*looks like an SSD export"
+        ):
             create_detector(ModelConfig(name="yolox_nano", backend=backend, path=ssd_onnx), DetectConfig())
 
 
 def test_unknown_model_names_lists_what_exists(model_dir, classes_file, tmp_path):
     register_model("door-defects", yolov8_export(tmp_path / "best.onnx")[0], "yolov8", classes_file)
     assert available_models() == ["ssd_mobilenet_v2_coco", "yolox_nano", "door-defects"]
-    with pytest.raises(ConfigError, match=r"model.name: .*unknown model 'door_defects'.*built-in: ssd_mobilenet_v2_coco, yolox_nano.*door-defects"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model.name: .*unknown model 'door_defects'.*built-in: ssd_mobilenet_v2_coco, yolox_nano.*door-defects",
+    ):
         load_settings(overrides={"model.name": "door_defects"})
     assert load_settings(overrides={"model.name": "door-defects"}).model.name == "door-defects"
     with pytest.raises(UnknownModelError, match="inspection model add NAME"):
@@ -242,9 +304,23 @@ def shared_coco_names(yolox_onnx) -> Path:
 
 def test_user_model_through_eval_and_model_list(plant_yolox, coco_tiny, tmp_path):
     out = tmp_path / "eval-plant.json"
-    result = runner.invoke(app, ["eval", "--images", str(coco_tiny / "val2017"), "--annotations",
-                                 str(coco_tiny / "annotations" / "instances_val2017.json"), "--model", plant_yolox,
-                                 "--max-tiles", "24", "--json", str(out)], env={"COLUMNS": "200"})
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--images",
+            str(coco_tiny / "val2017"),
+            "--annotations",
+            str(coco_tiny / "annotations" / "instances_val2017.json"),
+            "--model",
+            plant_yolox,
+            "--max-tiles",
+            "24",
+            "--json",
+            str(out),
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     # class ids 0..79 in the model, matched to COCO's category ids by name (Darknet spellings included)
@@ -276,16 +352,20 @@ def test_user_model_through_the_edge_on_the_real_broker(plant_yolox, shared_coco
     from sqlalchemy import text
 
     from inspection.config import LineConfig, PipelineConfig, Settings, StoreConfig
+    from inspection.edge import EdgePipeline, create_detectors
     from inspection.kafka import FrameProducer, ensure_topics
-    from inspection.pipeline import EdgePipeline, create_detectors
     from inspection.store import ResultStore
     from inspection.tiling import TileGrid
     from synthetic.line import LineSimulator
     from synthetic.photos import PhotoFrameSource
 
-    settings = Settings(model=ModelConfig(name=plant_yolox, backend="onnxruntime"), kafka=kafka_config,
-                        store=StoreConfig(url=store_db_url, image_dir=None), line=LineConfig(cameras=2, shots_per_camera=1, takt_s=600.0),
-                        pipeline=PipelineConfig(decode_workers=2, queue_size=2))
+    settings = Settings(
+        model=ModelConfig(name=plant_yolox, backend="onnxruntime"),
+        kafka=kafka_config,
+        store=StoreConfig(url=store_db_url, image_dir=None),
+        line=LineConfig(cameras=2, shots_per_camera=1, takt_s=600.0),
+        pipeline=PipelineConfig(decode_workers=2, queue_size=2),
+    )
     ensure_topics(kafka_config.bootstrap_servers, settings.kafka)
     with FrameProducer(kafka_config.bootstrap_servers, settings.kafka) as producer:
         produced = LineSimulator(settings.line, PhotoFrameSource(TileGrid()), producer).run(1, realtime=False)
@@ -307,15 +387,34 @@ def test_user_model_through_the_edge_on_the_real_broker(plant_yolox, shared_coco
 
 
 def test_bench_and_plan_take_a_user_model(plant_yolox, coco_tiny, tmp_path):
-    bench = runner.invoke(app, ["bench", "--combo", f"{plant_yolox}:onnxruntime:fp32", "--batch-sizes", "64", "--repeats", "1",
-                                "--no-naive", "--out", str(tmp_path)], env={"COLUMNS": "200"})
+    bench = runner.invoke(
+        app,
+        [
+            "bench",
+            "--combo",
+            f"{plant_yolox}:onnxruntime:fp32",
+            "--batch-sizes",
+            "64",
+            "--repeats",
+            "1",
+            "--no-naive",
+            "--out",
+            str(tmp_path),
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert bench.exit_code == 0, bench.output
     rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
     assert {r["model"] for r in rows} == {plant_yolox}
-    (tmp_path / "eval_plant.json").write_text(json.dumps({"model": plant_yolox, "backend": "onnxruntime", "precision": "fp32",
-                                                         "tile": {"mAP": 0.29}, "frame": {"mAP": 0.29}}))
+    (tmp_path / "eval_plant.json").write_text(
+        json.dumps(
+            {"model": plant_yolox, "backend": "onnxruntime", "precision": "fp32", "tile": {"mAP": 0.29}, "frame": {"mAP": 0.29}}
+        )
+    )
     plan = runner.invoke(app, ["plan", "--deadline", "3600", "--results", str(tmp_path)], env={"COLUMNS": "200"})
     assert plan.exit_code == 0, plan.output
     assert f"choose {plant_yolox} / onnxruntime / fp32" in plan.output and "0.290" in plan.output
-    unknown = runner.invoke(app, ["bench", "--combo", "door-defects:onnxruntime:fp32", "--batch-sizes", "64"], env={"COLUMNS": "200"})
+    unknown = runner.invoke(
+        app, ["bench", "--combo", "door-defects:onnxruntime:fp32", "--batch-sizes", "64"], env={"COLUMNS": "200"}
+    )
     assert unknown.exit_code == 1 and "unknown model 'door-defects'" in unknown.output and plant_yolox in unknown.output

@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import promql_parser
 import pytest
@@ -25,8 +26,12 @@ PROMETHEUS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 RULES = PROMETHEUS / "alerts.yml"
 RULE_TESTS = PROMETHEUS / "alerts.test.yml"
 REQUIRED = {
-    "InspectionConsumerDown", "InspectionDeadlineMisses", "InspectionCarsOverdue", "InspectionConsumerLagGrowing",
-    "InspectionNoProgress", "InspectionDeadLetterRate",
+    "InspectionConsumerDown",
+    "InspectionDeadlineMisses",
+    "InspectionCarsOverdue",
+    "InspectionConsumerLagGrowing",
+    "InspectionNoProgress",
+    "InspectionDeadLetterRate",
 }
 DURATION = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
 
@@ -116,8 +121,9 @@ def test_promtool_checks_the_rules_and_runs_their_unit_tests() -> None:
     check = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
     assert f"SUCCESS: {len(rules())} rules found" in check.stdout + check.stderr
-    tested = subprocess.run([PROMTOOL, "test", "rules", RULE_TESTS.name], capture_output=True, text=True, timeout=120,
-                            cwd=PROMETHEUS)
+    tested = subprocess.run(
+        [PROMTOOL, "test", "rules", RULE_TESTS.name], capture_output=True, text=True, timeout=120, cwd=PROMETHEUS
+    )
     assert tested.returncode == 0, tested.stdout + tested.stderr
     tested_alerts = set(re.findall(r"alertname: (\w+)", RULE_TESTS.read_text()))
     assert REQUIRED - {"InspectionCarsOverdue"} <= tested_alerts

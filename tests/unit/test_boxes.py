@@ -23,8 +23,13 @@ def random_boxes(rng, n, extent=100.0):
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(0, 60), n_groups=st.integers(1, 4),
-       threshold=st.sampled_from([0.3, 0.5, 0.6]), metric=st.sampled_from(["iou", "ios"]))
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(0, 60),
+    n_groups=st.integers(1, 4),
+    threshold=st.sampled_from([0.3, 0.5, 0.6]),
+    metric=st.sampled_from(["iou", "ios"]),
+)
 def test_batched_nms_matches_brute_force(seed, n, n_groups, threshold, metric):
     rng = np.random.default_rng(seed)
     xyxy = random_boxes(rng, n, extent=60.0)  # dense, so many boxes overlap

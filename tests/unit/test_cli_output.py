@@ -24,27 +24,92 @@ def render(table, width: int = 80) -> str:
 
 def test_demo_table_keeps_car_ids_whole_at_80_columns() -> None:
     cars = [
-        dict(car_id=f"car-{i:06d}", frames=95, frames_expected=95, errors=i, detections=12345, mean_frame_latency_s=12.34,
-             max_frame_latency_s=123.45, car_latency_s=139.2, deadline_s=60.0, deadline_met=i == 1, lateness_s=79.3)
+        dict(
+            car_id=f"car-{i:06d}",
+            frames=95,
+            frames_expected=95,
+            errors=i,
+            detections=12345,
+            mean_frame_latency_s=12.34,
+            max_frame_latency_s=123.45,
+            car_latency_s=139.2,
+            deadline_s=60.0,
+            deadline_met=i == 1,
+            lateness_s=79.3,
+        )
         for i in (1, 2, 17)
-    ] + [dict(car_id="car-000018", frames=40, frames_expected=95, errors=0, detections=10, mean_frame_latency_s=1.0,
-              max_frame_latency_s=2.0, car_latency_s=None, deadline_s=60.0, deadline_met=None, lateness_s=None, state="overdue")]
+    ] + [
+        dict(
+            car_id="car-000018",
+            frames=40,
+            frames_expected=95,
+            errors=0,
+            detections=10,
+            mean_frame_latency_s=1.0,
+            max_frame_latency_s=2.0,
+            car_latency_s=None,
+            deadline_s=60.0,
+            deadline_met=None,
+            lateness_s=None,
+            state="overdue",
+        )
+    ]
     text = render(demo_table(cars, "cars (opencv/fp32, 0.21 frames/s overall)"))
     assert "…" not in text and all(len(line) <= 80 for line in text.splitlines())
-    for value in ("car-000001", "car-000002", "car-000017", "95/95", "12345", "12.34", "123.45", "139.20", "60.0", "late 79.3 s",
-                  "40/95", "overdue"):
+    for value in (
+        "car-000001",
+        "car-000002",
+        "car-000017",
+        "95/95",
+        "12345",
+        "12.34",
+        "123.45",
+        "139.20",
+        "60.0",
+        "late 79.3 s",
+        "40/95",
+        "overdue",
+    ):
         assert value in text
 
 
 def test_bench_and_plan_tables_keep_every_value_whole_at_80_columns() -> None:
-    rows = [BenchRow("ssd_mobilenet_v2_coco", backend, "fp32", "cpu", "batched", 64, 1480.5, 1400.0, 42.6, 512.0,
-                     "rss", 3, 100, {"speedup_vs_naive": 1.11}) for backend in ("onnxruntime", "opencv")]
+    rows = [
+        BenchRow(
+            "ssd_mobilenet_v2_coco",
+            backend,
+            "fp32",
+            "cpu",
+            "batched",
+            64,
+            1480.5,
+            1400.0,
+            42.6,
+            512.0,
+            "rss",
+            3,
+            100,
+            {"speedup_vs_naive": 1.11},
+        )
+        for backend in ("onnxruntime", "opencv")
+    ]
     text = render(bench_table(rows))
     assert "…" not in text and all(len(line) <= 80 for line in text.splitlines())
-    for value in ("ssd_mobilenet_v2_coco", "onnxruntime/fp32", "opencv/fp32", "ms/frame", "tiles/s", "1480.5", "42.6", "512", "1.11"):
+    for value in (
+        "ssd_mobilenet_v2_coco",
+        "onnxruntime/fp32",
+        "opencv/fp32",
+        "ms/frame",
+        "tiles/s",
+        "1480.5",
+        "42.6",
+        "512",
+        "1.11",
+    ):
         assert value in text
-    candidate = Candidate("ssd_mobilenet_v2_coco", "onnxruntime", "fp32", "cuda ×3 consumer(s)", 64, "pipeline", 12.1, 0.32,
-                          1.15, 3, 1, "x")
+    candidate = Candidate(
+        "ssd_mobilenet_v2_coco", "onnxruntime", "fp32", "cuda ×3 consumer(s)", 64, "pipeline", 12.1, 0.32, 1.15, 3, 1, "x"
+    )
     text = render(plan_table([candidate], "deadline 60 s per car (95 frames)"))
     assert "…" not in text and all(len(line) <= 80 for line in text.splitlines())
     for value in ("ssd_mobilenet_v2_coco", "onnxruntime", "consumer(s)", "pipeline", "12.1", "1.15", "0.320", "ms/frame"):
@@ -57,7 +122,9 @@ def error_lines(output: str) -> list[str]:
 
 def test_usage_mistakes_are_one_error_line_with_exit_2(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     result = runner.invoke(app, ["eval", "--images", "/nope", "--annotations", "/nope.json"])
-    assert result.exit_code == 2 and error_lines(result.output) == ["error: --images /nope: no such directory (the COCO images, e.g. val2017/)"]
+    assert result.exit_code == 2 and error_lines(result.output) == [
+        "error: --images /nope: no such directory (the COCO images, e.g. val2017/)"
+    ]
     monkeypatch.chdir(tmp_path)  # `plan` outside the repository: no benchmarks/ here
     result = runner.invoke(app, ["plan", "--deadline", "60"])
     assert result.exit_code == 2 and "Traceback" not in result.output

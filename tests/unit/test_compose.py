@@ -49,8 +49,16 @@ def random_dataset(root: Path, n: int, seed: int = 0) -> CocoDataset:
         w, h = (int(v) for v in rng.integers(40, 200, size=2))
         images.append({"id": image_id, "file_name": f"{image_id}.png", "width": w, "height": h})
         pixels[image_id] = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
-        anns.append({"id": i + 1, "image_id": image_id, "bbox": [2.0, 3.0, w / 2, h / 3], "area": w * h / 6.0,
-                     "category_id": 1, "iscrowd": 0})
+        anns.append(
+            {
+                "id": i + 1,
+                "image_id": image_id,
+                "bbox": [2.0, 3.0, w / 2, h / 3],
+                "area": w * h / 6.0,
+                "category_id": 1,
+                "iscrowd": 0,
+            }
+        )
     return write_dataset(root, images, anns, pixels)
 
 

@@ -38,9 +38,15 @@ def test_charts_escape_names_and_ids() -> None:
     bins = TimeBins(start=T0, width_s=60.0, count=2)
     svg = charts.class_chart(ClassSeries(bins=bins, boxes={"<script>alert(1)</script>": [1, 2], "car": [0, 1]}))
     assert "<script>" not in svg and "&lt;script&gt;" in svg and svg.count('class="bar"') == 3
-    svg = charts.car_latency_chart(CarLatencySeries(
-        car_id=["x'; DROP TABLE frames;--", "<b>c2</b>"], first_captured_at=[T0, T0], car_latency_s=[10.0, None],
-        deadline_s=[60.0, 60.0], verdict=["met", "overdue"]))
+    svg = charts.car_latency_chart(
+        CarLatencySeries(
+            car_id=["x'; DROP TABLE frames;--", "<b>c2</b>"],
+            first_captured_at=[T0, T0],
+            car_latency_s=[10.0, None],
+            deadline_s=[60.0, 60.0],
+            verdict=["met", "overdue"],
+        )
+    )
     assert "<b>" not in svg and "&lt;b&gt;" in svg and "&#x27;" in svg
     latency = charts.latency_chart(LatencySeries(bins=bins, frames=[3, 0], p50_s=[0.5, None], p99_s=[0.9, None]))
     assert latency.count("<circle") == 2  # p50 and p99 of the one bin with frames

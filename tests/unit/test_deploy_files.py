@@ -31,6 +31,7 @@ import inspection.cli
 from inspection.config import ENV_PREFIX, Settings, StoreConfig, load_settings
 from inspection.detections import Detections
 from inspection.kafka.admin import topic_max_message_bytes
+from inspection.messages.frame_id import FrameId
 from inspection.store import FrameRecord, ResultStore, upgrade_database
 from inspection.store.db import create_engine_for
 from tests.integration.conftest_store import postgres_server_url, postgres_url  # noqa: F401 (fixtures)
@@ -131,7 +132,7 @@ def _host_config(container_path: str, mounts: dict[str, Path]) -> Path | None:
     if container_path in mounts:
         return mounts[container_path]
     if container_path.startswith(IMAGE_CONFIGS):
-        return CONFIGS / container_path[len(IMAGE_CONFIGS):]
+        return CONFIGS / container_path[len(IMAGE_CONFIGS) :]
     return None
 
 
@@ -150,8 +151,7 @@ def _compose_commands(compose: dict[str, Any], label: str) -> list[CommandLine]:
                 mounts[parts[1]] = (DEPLOY / parts[0]).resolve()
         env = {k: _compose_interpolate(v) for k, v in _env_dict(service.get("environment")).items()}
         config = argv[argv.index("--config") + 1] if "--config" in argv else None
-        found.append(CommandLine(f"{label} service {name}", argv, env,
-                                 _host_config(config, mounts) if config else None, image))
+        found.append(CommandLine(f"{label} service {name}", argv, env, _host_config(config, mounts) if config else None, image))
     return found
 
 
@@ -179,7 +179,7 @@ def _k8s_commands(tmp_dir: Path) -> list[CommandLine]:
                     env.update(secrets[source["secretRef"]["name"]]["stringData"])
             env.update({e["name"]: str(e["value"]) for e in container.get("env", []) if "value" in e})
             argv = [*container.get("command", []), *container.get("args", [])]
-            argv = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], str(a)) for a in argv]
+            argv = [re.sub(r"\$\((\w+)\)", lambda m, env=env: env[m.group(1)], str(a)) for a in argv]
             mounts = {}
             for mount in container.get("volumeMounts", []):
                 volume = volumes[mount["name"]]
@@ -191,8 +191,15 @@ def _k8s_commands(tmp_dir: Path) -> list[CommandLine]:
                     path.write_text(data[key])
                     mounts[mount["mountPath"]] = path
             config = argv[argv.index("--config") + 1] if "--config" in argv else None
-            found.append(CommandLine(f"k8s {workload['kind']} {workload['metadata']['name']}", argv, env,
-                                     _host_config(config, mounts) if config else None, container["image"]))
+            found.append(
+                CommandLine(
+                    f"k8s {workload['kind']} {workload['metadata']['name']}",
+                    argv,
+                    env,
+                    _host_config(config, mounts) if config else None,
+                    container["image"],
+                )
+            )
     return found
 
 
@@ -208,9 +215,7 @@ def _unit_entries(path: Path) -> dict[str, list[str]]:
 
 
 def _env_file(path: Path) -> dict[str, str]:
-    return dict(
-        line.split("=", 1) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")
-    )
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#"))
 
 
 def _systemd_commands() -> list[CommandLine]:
@@ -221,8 +226,11 @@ def _systemd_commands() -> list[CommandLine]:
         argv = shlex.split(re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], exec_start))
         assert Path(argv[0]).name == "inspection", f"{UNIT.name}: ExecStart runs {argv[0]}, expected the inspection script"
         config = argv[argv.index("--config") + 1] if "--config" in argv else None
-        found.append(CommandLine(f"{UNIT.name} ExecStart", ["inspection", *argv[1:]], env,
-                                 JETSON_PROFILE if config == SITE_CONFIG else None))
+        found.append(
+            CommandLine(
+                f"{UNIT.name} ExecStart", ["inspection", *argv[1:]], env, JETSON_PROFILE if config == SITE_CONFIG else None
+            )
+        )
     return found
 
 
@@ -275,8 +283,10 @@ def _check_cli(argv: list[str]) -> None:
         name = args.pop(0) if args else None
         if name not in command.commands:
             if path == ["inspection", "model"] and name == "build-engine":
-                pytest.skip("`inspection model build-engine` is not in inspection/cli.py yet (being added); "
-                            "its use in deploy/jetson/README.md is checked once it exists")
+                pytest.skip(
+                    "`inspection model build-engine` is not in inspection/cli.py yet (being added); "
+                    "its use in deploy/jetson/README.md is checked once it exists"
+                )
             raise AssertionError(f"`{' '.join(path)}` has no subcommand {name!r}; it has: {', '.join(sorted(command.commands))}")
         command = command.commands[name]
         path.append(name)
@@ -332,7 +342,7 @@ def test_env_files_name_real_settings() -> None:
     env = _env_file(JETSON_ENV)
     assert any(k.startswith(ENV_PREFIX) for k in env)
     load_settings(JETSON_PROFILE, environ=env)
-    for name, config_map in _k8s_objects("ConfigMap").items():
+    for config_map in _k8s_objects("ConfigMap").values():
         data = {k: v for k, v in config_map["data"].items() if k.startswith(ENV_PREFIX)}
         load_settings(environ=data)
 
@@ -343,8 +353,12 @@ def test_edge_runs_with_a_metrics_port_that_prometheus_and_probes_use(commands: 
     ports = {c.source: c.option("--metrics-port") for c in edges}
     assert all(p and int(p) > 0 for p in ports.values()), ports
     compose_port = ports[f"{COMPOSE.name} service edge"]
-    targets = [t for job in yaml.safe_load(PROMETHEUS.read_text())["scrape_configs"]
-               for sc in job["static_configs"] for t in sc["targets"]]
+    targets = [
+        t
+        for job in yaml.safe_load(PROMETHEUS.read_text())["scrape_configs"]
+        for sc in job["static_configs"]
+        for t in sc["targets"]
+    ]
     assert f"localhost:{compose_port}" in targets
     deployment = _k8s_objects("Deployment")["inspection-edge"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
@@ -367,24 +381,52 @@ def test_keda_scales_the_edge_deployment_on_its_own_consumer_group_lag() -> None
     (scaled,) = _k8s_objects("ScaledObject").values()
     assert scaled["apiVersion"] == "keda.sh/v1alpha1"
     spec = scaled["spec"]
-    allowed = {"scaleTargetRef", "minReplicaCount", "maxReplicaCount", "pollingInterval", "cooldownPeriod",
-               "idleReplicaCount", "advanced", "triggers", "fallback", "initialCooldownPeriod"}
+    allowed = {
+        "scaleTargetRef",
+        "minReplicaCount",
+        "maxReplicaCount",
+        "pollingInterval",
+        "cooldownPeriod",
+        "idleReplicaCount",
+        "advanced",
+        "triggers",
+        "fallback",
+        "initialCooldownPeriod",
+    }
     assert set(spec) <= allowed, set(spec) - allowed
     target = spec["scaleTargetRef"]
     deployment = _k8s_objects("Deployment")[target["name"]]
-    assert (target.get("apiVersion", "apps/v1"), target.get("kind", "Deployment")) == (deployment["apiVersion"], deployment["kind"])
+    assert (target.get("apiVersion", "apps/v1"), target.get("kind", "Deployment")) == (
+        deployment["apiVersion"],
+        deployment["kind"],
+    )
     site = _k8s_objects("ConfigMap")["inspection-site"]["data"]["site.yaml"]
     env = _k8s_objects("ConfigMap")["inspection-env"]["data"]
-    settings = load_settings(environ={k: v for k, v in env.items() if k.startswith(ENV_PREFIX)} | {
-        f"{ENV_PREFIX}KAFKA__{k.upper()}": str(v) for k, v in yaml.safe_load(site)["kafka"].items()})
+    settings = load_settings(
+        environ={k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+        | {f"{ENV_PREFIX}KAFKA__{k.upper()}": str(v) for k, v in yaml.safe_load(site)["kafka"].items()}
+    )
     assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= settings.kafka.partitions
     (trigger,) = spec["triggers"]
     assert trigger["type"] == "kafka"
     meta = trigger["metadata"]
     assert all(isinstance(v, str) for v in meta.values()), "KEDA trigger metadata values are strings"
-    known = {"bootstrapServers", "consumerGroup", "topic", "lagThreshold", "activationLagThreshold", "offsetResetPolicy",
-             "allowIdleConsumers", "scaleToZeroOnInvalidOffset", "excludePersistentLag", "limitToPartitionsWithLag",
-             "partitionLimitation", "version", "sasl", "tls"}
+    known = {
+        "bootstrapServers",
+        "consumerGroup",
+        "topic",
+        "lagThreshold",
+        "activationLagThreshold",
+        "offsetResetPolicy",
+        "allowIdleConsumers",
+        "scaleToZeroOnInvalidOffset",
+        "excludePersistentLag",
+        "limitToPartitionsWithLag",
+        "partitionLimitation",
+        "version",
+        "sasl",
+        "tls",
+    }
     assert set(meta) <= known, set(meta) - known
     assert meta["bootstrapServers"] == env["KAFKA_BOOTSTRAP"]
     assert (meta["consumerGroup"], meta["topic"]) == (settings.kafka.group_id, settings.kafka.topic)
@@ -438,7 +480,9 @@ def test_jetson_guide_installs_the_jetson_profile() -> None:
     assert (profile.model.backend, profile.model.precision) == ("tensorrt", "int8")
 
 
-@pytest.mark.parametrize("path", sorted([*DEPLOY.rglob("*.yml"), *DEPLOY.rglob("*.yaml")]), ids=lambda p: str(p.relative_to(DEPLOY)))
+@pytest.mark.parametrize(
+    "path", sorted([*DEPLOY.rglob("*.yml"), *DEPLOY.rglob("*.yaml")]), ids=lambda p: str(p.relative_to(DEPLOY))
+)
 def test_deploy_yaml_parses(path: Path) -> None:
     docs = _yaml_docs(path)
     assert docs and all(isinstance(doc, dict) for doc in docs)
@@ -509,13 +553,26 @@ def queries() -> ModuleType:
 
 
 # every bind parameter any query of the read layer takes
-ANY_PARAMS = {"car_id": "c1", "frame_id": 1, "since": datetime(2000, 1, 1, tzinfo=timezone.utc),
-              "until": datetime(2100, 1, 1, tzinfo=timezone.utc), "start_s": 946_684_800.0, "width_s": 60.0}
+ANY_PARAMS = {
+    "car_id": "c1",
+    "frame_id": 1,
+    "since": datetime(2000, 1, 1, tzinfo=timezone.utc),
+    "until": datetime(2100, 1, 1, tzinfo=timezone.utc),
+    "start_s": 946_684_800.0,
+    "width_s": 60.0,
+}
 
 
 # aggregates without GROUP BY: one row even on an empty database
-ONE_ROW_QUERIES = {"car_count", "latest_capture", "capture_span", "frames_processed_since", "last_processed",
-                   "change_mark", "parked_since"}
+ONE_ROW_QUERIES = {
+    "car_count",
+    "latest_capture",
+    "capture_span",
+    "frames_processed_since",
+    "last_processed",
+    "change_mark",
+    "parked_since",
+}
 
 
 def _run_all_on_empty(url: str, queries: ModuleType) -> None:
@@ -552,8 +609,17 @@ def _populate(url: str) -> None:
 
         def record(car: str, cam: int, shot: int, first_ns: int, deadline_ns: int, processed_ns: int) -> FrameRecord:
             captured = first_ns + (2 * cam + shot) * S_NS
-            return FrameRecord(car, cam, shot, 4, captured, deadline_ns, captured + S_NS // 10, processed_ns, run_id,
-                               kafka_topic="frames", kafka_partition=cam, kafka_offset=2 * cam + shot)
+            return FrameRecord(
+                FrameId(car, cam, shot, 4),
+                captured,
+                deadline_ns,
+                captured + S_NS // 10,
+                processed_ns,
+                run_id,
+                kafka_topic="frames",
+                kafka_partition=cam,
+                kafka_offset=2 * cam + shot,
+            )
 
         def boxes(*items: tuple[int, float]) -> Detections:
             n = len(items)
@@ -642,8 +708,23 @@ def test_bench_loader_reads_what_inspection_bench_writes(tmp_path: Path) -> None
     from inspection.bench import BenchRow, write_results
 
     bench_results = _load_module(NOTEBOOKS / "bench_results.py")
-    rows = [BenchRow("ssd_mobilenet_v2_coco", "onnxruntime", "fp32", "cpu", "batched", b, 100.0 / b, 90.0 / b,
-                     63 * b / 10, 300.0 + b, "rss", 3) for b in (1, 64)]
+    rows = [
+        BenchRow(
+            "ssd_mobilenet_v2_coco",
+            "onnxruntime",
+            "fp32",
+            "cpu",
+            "batched",
+            b,
+            100.0 / b,
+            90.0 / b,
+            63 * b / 10,
+            300.0 + b,
+            "rss",
+            3,
+        )
+        for b in (1, 64)
+    ]
     write_results(rows, tmp_path / "benchmarks" / "cpu", "inspection bench", {"gpu": None, "cpu_model": "Xeon"})
     write_results(rows[:1], tmp_path / "benchmarks" / "h100" / "torch", "inspection bench", {"gpu": "NVIDIA H100"})
     files = bench_results.find_bench_files(tmp_path / "benchmarks")

@@ -24,8 +24,8 @@ from inspection.detect.engine import (
     timing_cache_path,
     write_atomic,
 )
-from inspection.detect.quantize import TileCalibrationReader
 from inspection.detect.preprocess import to_network_input
+from inspection.detect.quantize import TileCalibrationReader
 from inspection.detect.tensorrt import write_network_input
 from inspection.tiling import TileGrid
 
@@ -114,9 +114,13 @@ def test_int8_engines_need_a_qdq_graph(ssd_onnx, tmp_path):
     assert not has_qdq(ssd_onnx)
     q = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"])
     dq = helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])
-    graph = helper.make_graph([q, dq], "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]), helper.make_tensor("z", TensorProto.INT8, [], [0])])
+    graph = helper.make_graph(
+        [q, dq],
+        "qdq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        [helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]), helper.make_tensor("z", TensorProto.INT8, [], [0])],
+    )
     path = tmp_path / "qdq.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
     assert has_qdq(path)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inspection.detect import Detector, load_spec
 from inspection.detections import Detections
 from inspection.evaluate import (
     COCO_MAX_DETS,
@@ -145,13 +146,16 @@ def test_detections_to_coco_array_converts_xyxy_to_xywh() -> None:
     np.testing.assert_allclose(detections_to_coco_array(5, dets), [[5, 10, 20, 30, 40, 0.7, 18]], rtol=1e-6)
 
 
-class OracleDetector:
-    """Returns, for each batch, the tile GT of the frame it belongs to (plus junk on the padding tile)."""
+class OracleDetector(Detector):
+    """Returns, for each batch, the tile GT of the frame it belongs to (plus junk on the padding tile).
+
+    Its spec is the COCO-trained default model's: class ids are COCO category ids, as the GT's."""
 
     backend = "oracle"
     precision = "exact"
 
     def __init__(self, mosaics: Mosaics, shift: float = 0.0) -> None:
+        self.spec = load_spec("ssd_mobilenet_v2_coco")
         self.mosaics = mosaics
         self.shift = shift
         self.calls = 0
@@ -169,9 +173,6 @@ class OracleDetector:
         real = Detections(np.c_[box[:, :2], box[:, :2] + box[:, 2:]], np.ones(len(anns)), [a["category_id"] for a in anns], tile)
         junk = Detections([[0, 0, 300, 300]] * 3, [0.99] * 3, [1] * 3, [63] * 3)  # the padding tile: never scored
         return Detections.merge([real, junk])
-
-    def close(self) -> None:
-        pass
 
 
 def test_evaluate_with_an_oracle_detector_scores_one_at_both_levels(tiny: CocoDataset) -> None:

@@ -98,7 +98,10 @@ def test_server_answers_probes_and_metrics() -> None:
         assert code == 503 and kind == "application/json" and json.loads(body)["status"] == "failing"
         readiness.assigned([("frames", 0)])
         code, _, body = get(base + "/readyz")
-        assert code == 200 and json.loads(body) == {"status": "ok", "checks": {"assigned": ["frames[0]"], "progress": "lag 0", "database": "reachable"}}
+        assert code == 200 and json.loads(body) == {
+            "status": "ok",
+            "checks": {"assigned": ["frames[0]"], "progress": "lag 0", "database": "reachable"},
+        }
         assert get(base + "/healthz")[0] == 200
         code, kind, body = get(base + "/metrics")
         assert code == 200 and kind.startswith("text/plain")
@@ -120,8 +123,12 @@ def test_disk_gauge_reads_the_image_file_system(tmp_path) -> None:
     from prometheus_client import generate_latest
 
     text = generate_latest(metrics.registry).decode()
-    values = {kind: float(line.split()[-1]) for line in text.splitlines() for kind in ("used", "free", "total")
-              if line.startswith(f'inspection_image_disk_bytes{{kind="{kind}"}}')}
+    values = {
+        kind: float(line.split()[-1])
+        for line in text.splitlines()
+        for kind in ("used", "free", "total")
+        if line.startswith(f'inspection_image_disk_bytes{{kind="{kind}"}}')
+    }
     assert set(values) == {"used", "free", "total"} and 0 < values["free"] <= values["total"]
     assert values["used"] <= values["total"]
 

@@ -116,7 +116,9 @@ def test_bad_arguments_fail_clearly(store: ImageStore) -> None:
 
 
 @pytest.mark.parametrize(("umask", "file_mode", "dir_mode"), [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
-def test_files_are_readable_by_others_unless_the_umask_says_otherwise(tmp_path: Path, umask: int, file_mode: int, dir_mode: int) -> None:
+def test_files_are_readable_by_others_unless_the_umask_says_otherwise(
+    tmp_path: Path, umask: int, file_mode: int, dir_mode: int
+) -> None:
     old = os.umask(umask)
     try:
         store = ImageStore(tmp_path / f"images-{umask:o}")

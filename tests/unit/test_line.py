@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import itertools
-
 import time
 
 import numpy as np
 import pytest
 
 from inspection.config import LineConfig
-from inspection.messages import FrameMessage, decode_image
+from inspection.messages.contract import FrameMessage
+from inspection.messages.images import decode_image
 from synthetic.line import LineSimulator, car_id, shot_offsets_ns
 
 
@@ -44,7 +44,10 @@ def test_fast_run_stamps_send_times_and_encodes_each_array_once() -> None:
     sink = ListSink()
     ticks = itertools.count(1_000, 7)
     records = LineSimulator(line, lambda car, cam, shot: frames[cam], sink, clock_ns=lambda: next(ticks)).run(
-        3, start_car=5, realtime=False, start_ns=10**30  # a schedule far in the future is not used
+        3,
+        start_car=5,
+        realtime=False,
+        start_ns=10**30,  # a schedule far in the future is not used
     )
     assert len(records) == len(sink.frames) == 3 * line.frames_per_car
     assert sink.flushes == 3  # one flush per car

@@ -35,7 +35,7 @@ def test_text_off_a_terminal_is_one_plain_line_per_record() -> None:
 def test_json_is_one_object_per_line_with_level_logger_and_traceback() -> None:
     stream = io.StringIO()
     configure_logging("json", stream=stream)
-    log = logging.getLogger("inspection.pipeline")
+    log = logging.getLogger("inspection.edge.pipeline")
     log.info("car %s met its deadline", "car-000017")
     try:
         raise RuntimeError("database gone")
@@ -43,7 +43,7 @@ def test_json_is_one_object_per_line_with_level_logger_and_traceback() -> None:
         log.exception("pipeline stage persist failed")
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["message"] == "car car-000017 met its deadline" and first["level"] == "INFO"
-    assert first["logger"] == "inspection.pipeline" and "time" in first
+    assert first["logger"] == "inspection.edge.pipeline" and "time" in first
     assert second["level"] == "ERROR" and "RuntimeError: database gone" in second["exc_info"]
 
 

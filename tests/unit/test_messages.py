@@ -7,39 +7,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inspection.messages import (
-    CAR_ID_MAX_CHARS,
-    DLQ_HEADER_NAMES,
-    INDEX_MAX,
-    TIME_NS_MAX,
-    HEADER_NAMES,
-    DeadLetter,
-    FrameMessage,
-    ImageError,
-    ImageSizeError,
-    MessageError,
-    PayloadTooLargeError,
-    decode_image,
-    encode_image,
-    error_kind,
-    image_size,
-    payload_limit,
-)
+from inspection.messages.contract import HEADER_NAMES, TIME_NS_MAX, FrameMessage, payload_limit
+from inspection.messages.dead_letters import DLQ_HEADER_NAMES, DeadLetter
+from inspection.messages.errors import ImageError, ImageSizeError, MessageError, PayloadTooLargeError, error_kind
+from inspection.messages.frame_id import CAR_ID_MAX_CHARS, INDEX_MAX, FrameId
+from inspection.messages.images import decode_image, encode_image, image_size
 from inspection.tiling import FrameSizeError
 
 
 def make_frame(**overrides) -> FrameMessage:
+    identity = dict(car_id="car-000017", camera=2, shot=5, shots_per_car=95)
+    identity.update({name: overrides.pop(name) for name in list(overrides) if name in identity})
     fields = dict(
-        car_id="car-000017",
-        camera=2,
-        shot=5,
-        shots_per_car=95,
         captured_at_ns=1_700_000_000_000_000_000,
         deadline_at_ns=1_700_000_060_000_000_000,
         payload=b"\xff\xd8fake-jpeg\xff\xd9",
     )
     fields.update(overrides)
-    return FrameMessage(**fields)
+    return FrameMessage(frame_id=FrameId(**identity), **fields)
 
 
 def gradient(width: int, height: int) -> np.ndarray:
@@ -56,7 +41,8 @@ def replace_header(headers, name, value):
 # Printable text: the contract refuses control, format, separator and unassigned characters in car_id.
 car_ids = st.text(
     st.characters(min_codepoint=33, max_codepoint=0x2FFF, exclude_categories=("Cs", "Cc", "Cf", "Co", "Cn", "Zl", "Zp", "Zs")),
-    min_size=1, max_size=CAR_ID_MAX_CHARS,
+    min_size=1,
+    max_size=CAR_ID_MAX_CHARS,
 )
 
 
@@ -65,10 +51,7 @@ def frames(draw) -> FrameMessage:
     shots_per_car = draw(st.integers(1, 10_000))
     captured = draw(st.integers(0, 2**63 - 1))
     return FrameMessage(
-        car_id=draw(car_ids),
-        camera=draw(st.integers(0, 2**31 - 1)),
-        shot=draw(st.integers(0, shots_per_car - 1)),
-        shots_per_car=shots_per_car,
+        frame_id=FrameId(draw(car_ids), draw(st.integers(0, 2**31 - 1)), draw(st.integers(0, shots_per_car - 1)), shots_per_car),
         captured_at_ns=captured,
         deadline_at_ns=draw(st.integers(0, 2**63 - 1)),
         content_type=draw(st.sampled_from(["image/jpeg", "image/png"])),
@@ -311,7 +294,7 @@ def test_dead_letter_round_trip_keeps_original_record() -> None:
     out_key, out_value, out_headers = letter.encode()
     assert out_key == key and out_value == value
     assert out_headers[: len(headers)] == headers
-    assert [n for n, _ in out_headers[len(headers):]] == list(DLQ_HEADER_NAMES)
+    assert [n for n, _ in out_headers[len(headers) :]] == list(DLQ_HEADER_NAMES)
     back = DeadLetter.decode(out_key, out_value, out_headers)
     assert back == letter
     assert back.error_kind == "bad_message"

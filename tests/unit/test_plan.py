@@ -7,10 +7,42 @@ from inspection.plan import GpuScaling, best, load_accuracy, load_rows, plan
 
 def rows():
     return [
-        {"model": "big", "backend": "torch", "precision": "fp16", "device": "cuda", "mode": "batched", "batch_size": 64, "frame_ms": 10.0},
-        {"model": "small", "backend": "torch", "precision": "fp16", "device": "cuda", "mode": "batched", "batch_size": 64, "frame_ms": 2.0},
-        {"model": "big", "backend": "opencv", "precision": "fp32", "device": "cpu", "mode": "batched", "batch_size": 64, "frame_ms": 4000.0},
-        {"model": "big", "backend": "torch", "precision": "fp16", "device": "cuda", "mode": "naive", "batch_size": 1, "frame_ms": 50.0},
+        {
+            "model": "big",
+            "backend": "torch",
+            "precision": "fp16",
+            "device": "cuda",
+            "mode": "batched",
+            "batch_size": 64,
+            "frame_ms": 10.0,
+        },
+        {
+            "model": "small",
+            "backend": "torch",
+            "precision": "fp16",
+            "device": "cuda",
+            "mode": "batched",
+            "batch_size": 64,
+            "frame_ms": 2.0,
+        },
+        {
+            "model": "big",
+            "backend": "opencv",
+            "precision": "fp32",
+            "device": "cpu",
+            "mode": "batched",
+            "batch_size": 64,
+            "frame_ms": 4000.0,
+        },
+        {
+            "model": "big",
+            "backend": "torch",
+            "precision": "fp16",
+            "device": "cuda",
+            "mode": "naive",
+            "batch_size": 1,
+            "frame_ms": 50.0,
+        },
     ]
 
 
@@ -43,16 +75,28 @@ def test_nothing_fits_picks_fewest_devices():
 
 def test_loads_bench_and_eval_files(tmp_path):
     (tmp_path / "bench.json").write_text(json.dumps({"rows": rows()}))
-    (tmp_path / "eval_big.json").write_text(json.dumps({"model": "big", "backend": "torch", "precision": "fp16", "tile": {"mAP": 0.3}}))
+    (tmp_path / "eval_big.json").write_text(
+        json.dumps({"model": "big", "backend": "torch", "precision": "fp16", "tile": {"mAP": 0.3}})
+    )
     assert len(load_rows([tmp_path])) == 4
     assert load_accuracy([tmp_path]) == {("big", "torch", "fp16"): 0.3}
 
 
 def test_end_to_end_results_become_pipeline_rows(tmp_path):
     cars = [{"car_latency_s": t} for t in (1.9, 1.2, 1.1)]
-    (tmp_path / "e2e.json").write_text(json.dumps({
-        "model": "big", "backend": "torch", "precision": "fp16", "device": "cuda", "frames_per_car": 95,
-        "cars": cars, "extra": {"consumers": 3}}))
+    (tmp_path / "e2e.json").write_text(
+        json.dumps(
+            {
+                "model": "big",
+                "backend": "torch",
+                "precision": "fp16",
+                "device": "cuda",
+                "frames_per_car": 95,
+                "cars": cars,
+                "extra": {"consumers": 3},
+            }
+        )
+    )
     (row,) = load_rows([tmp_path])
     assert row["mode"] == "pipeline" and row["frame_ms"] == 1.2 / 95 * 1e3 and "×3" in row["device"]
     ranked = plan([row], ACC, deadline_s=1.5, frames_per_car=95)
@@ -61,8 +105,14 @@ def test_end_to_end_results_become_pipeline_rows(tmp_path):
 
 def test_cars_spread_over_several_gpus_are_no_single_device_row(tmp_path):
     """A 2-GPU end-to-end run is a scaling measurement (scaling.json), not one device's speed."""
-    car = {"model": "big", "backend": "torch", "precision": "fp16", "device": "cuda", "frames_per_car": 95,
-           "cars": [{"car_latency_s": 0.9}]}
+    car = {
+        "model": "big",
+        "backend": "torch",
+        "precision": "fp16",
+        "device": "cuda",
+        "frames_per_car": 95,
+        "cars": [{"car_latency_s": 0.9}],
+    }
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
     (tmp_path / "one" / "e2e.json").write_text(json.dumps({**car, "extra": {"consumers": 4, "gpus": [0]}}))
@@ -72,8 +122,15 @@ def test_cars_spread_over_several_gpus_are_no_single_device_row(tmp_path):
 
 
 def test_whole_car_measurement_replaces_detector_only_rows():
-    whole = {"model": "big", "backend": "torch", "precision": "fp16", "device": "cuda ×1 consumer(s)",
-             "mode": "pipeline", "batch_size": 64, "frame_ms": 20.0}
+    whole = {
+        "model": "big",
+        "backend": "torch",
+        "precision": "fp16",
+        "device": "cuda ×1 consumer(s)",
+        "mode": "pipeline",
+        "batch_size": 64,
+        "frame_ms": 20.0,
+    }
     ranked = plan([*rows(), whole], ACC, deadline_s=60, frames_per_car=95)
     torch_fp16 = [c for c in ranked if (c.model, c.backend, c.precision) == ("big", "torch", "fp16")]
     assert [c.mode for c in torch_fp16] == ["pipeline"] and torch_fp16[0].frame_ms == 20.0

@@ -56,8 +56,11 @@ def test_clip_stays_inside_is_idempotent_and_keeps_inside_boxes(b, rect):
     inside = (b[:, 0] >= x0) & (b[:, 1] >= y0) & (b[:, 2] <= x1) & (b[:, 3] <= y1)
     np.testing.assert_array_equal(clipped[inside], b[inside])
     # a translated frame clips the translated box the same way
-    np.testing.assert_allclose(clip_boxes(translate_boxes(b, 10, -20), (x0 + 10, y0 - 20, x1 + 10, y1 - 20)),
-                               translate_boxes(clipped, 10, -20), atol=1e-6)
+    np.testing.assert_allclose(
+        clip_boxes(translate_boxes(b, 10, -20), (x0 + 10, y0 - 20, x1 + 10, y1 - 20)),
+        translate_boxes(clipped, 10, -20),
+        atol=1e-6,
+    )
 
 
 @settings(max_examples=80, deadline=None)
@@ -78,7 +81,9 @@ def _dataset(root: Path) -> CocoDataset:
         pixels[20:50, 10:70] = (40 * (i + 1), 255 - 40 * i, 9)
         cv2.imwrite(str(root / "images" / f"{i}.png"), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
         images.append({"id": i + 1, "file_name": f"{i}.png", "width": 100, "height": 80})
-        anns.append({"id": i + 1, "image_id": i + 1, "bbox": [10, 20, 60, 30], "area": 1800.0, "category_id": i + 1, "iscrowd": 0})
+        anns.append(
+            {"id": i + 1, "image_id": i + 1, "bbox": [10, 20, 60, 30], "area": 1800.0, "category_id": i + 1, "iscrowd": 0}
+        )
     cats = [{"id": i + 1, "name": f"c{i}"} for i in range(4)]
     (root / "instances.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
     return CocoDataset.load(root / "images", root / "instances.json")

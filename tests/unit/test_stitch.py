@@ -233,6 +233,14 @@ def test_box_pairs_equal_the_brute_force_pairs(seed, n, cell):
     group = rng.integers(0, 2, n)
     i, j = box_pairs(xyxy, group, cell)
     got = [tuple(sorted(p)) for p in zip(i.tolist(), j.tolist())]
-    want = {(a, b) for a in range(n) for b in range(a + 1, n) if group[a] == group[b]
-            and xyxy[b, 0] <= xyxy[a, 2] and xyxy[a, 0] <= xyxy[b, 2] and xyxy[b, 1] <= xyxy[a, 3] and xyxy[a, 1] <= xyxy[b, 3]}
+    want = {
+        (a, b)
+        for a in range(n)
+        for b in range(a + 1, n)
+        if group[a] == group[b]
+        and xyxy[b, 0] <= xyxy[a, 2]
+        and xyxy[a, 0] <= xyxy[b, 2]
+        and xyxy[b, 1] <= xyxy[a, 3]
+        and xyxy[a, 1] <= xyxy[b, 3]
+    }
     assert set(got) == want and len(got) == len(want)

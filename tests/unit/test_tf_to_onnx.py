@@ -71,8 +71,11 @@ class GraphBuilder:
         rsqrt = self.node(f"{name}/Rsqrt", "Rsqrt", [add])
         scale = self.node(f"{name}/mul", "Mul", [rsqrt, self.read(f"{name}/gamma", gamma)])
         scaled = self.node(f"{name}/mul_1", "Mul", [x, scale])
-        shift = self.node(f"{name}/sub", "Sub", [self.read(f"{name}/beta", beta),
-                                                 self.node(f"{name}/mul_2", "Mul", [self.read(f"{name}/moving_mean", mean), scale])])
+        shift = self.node(
+            f"{name}/sub",
+            "Sub",
+            [self.read(f"{name}/beta", beta), self.node(f"{name}/mul_2", "Mul", [self.read(f"{name}/moving_mean", mean), scale])],
+        )
         return self.node(f"{name}/add_1", "Add", [scaled, shift]), (gamma, beta, mean, var)
 
     def convert(self, inputs: str, shape: list, outputs: list[str]):
@@ -125,15 +128,28 @@ def test_conv_batchnorm_relu6_block_folds_into_one_conv_and_matches_tf(size, str
     g = GraphBuilder()
     x = g.node("input", "Placeholder")
     w1 = RNG.normal(0, 0.3, (3, 3, 3, 8)).astype(np.float32)
-    conv = g.node("conv/Conv2D", "Conv2D", [x, g.read("conv/weights", w1)], strides=[1, stride, stride, 1], padding="SAME",
-                  data_format="NHWC", dilations=[1, 1, 1, 1])
+    conv = g.node(
+        "conv/Conv2D",
+        "Conv2D",
+        [x, g.read("conv/weights", w1)],
+        strides=[1, stride, stride, 1],
+        padding="SAME",
+        data_format="NHWC",
+        dilations=[1, 1, 1, 1],
+    )
     bn, stats = g.batch_norm_unfolded(conv, "conv/BatchNorm/batchnorm", 8)
     relu = g.node("conv/Relu6", "Relu6", [bn])
     wd = RNG.normal(0, 0.3, (3, 3, 8, 2)).astype(np.float32)
-    dw = g.node("dw/depthwise", "DepthwiseConv2dNative", [relu, g.read("dw/weights", wd)], strides=[1, 2, 2, 1], padding="SAME",
-                data_format="NHWC")
+    dw = g.node(
+        "dw/depthwise",
+        "DepthwiseConv2dNative",
+        [relu, g.read("dw/weights", wd)],
+        strides=[1, 2, 2, 1],
+        padding="SAME",
+        data_format="NHWC",
+    )
     bias = RNG.normal(0, 0.1, 16).astype(np.float32)
-    out = g.node("dw/BiasAdd", "BiasAdd", [dw, g.read("dw/biases", bias)], data_format="NHWC")
+    g.node("dw/BiasAdd", "BiasAdd", [dw, g.read("dw/biases", bias)], data_format="NHWC")
 
     model = g.convert("input:0", [None, size, size, 3], ["dw/BiasAdd:0"])
     ops = [n.op_type for n in model.graph.node]
@@ -170,11 +186,32 @@ def test_box_predictor_reshape_keeps_the_dynamic_batch_and_tf_element_order():
     w = RNG.normal(0, 0.3, (1, 1, 3, 8)).astype(np.float32)
     conv = g.node("pred/Conv2D", "Conv2D", [x, g.const("w", w)], strides=[1, 1, 1, 1], padding="SAME")
     shape = g.node("pred/Shape", "Shape", [x], out_type=3)
-    batch = g.node("pred/strided_slice", "StridedSlice",
-                   [shape, g.const("b", np.array([0], np.int32)), g.const("e", np.array([1], np.int32)), g.const("s", np.array([1], np.int32))],
-                   shrink_axis_mask=1, begin_mask=0, end_mask=0, ellipsis_mask=0, new_axis_mask=0)
-    target = g.node("pred/stack", "Pack", [batch, g.const("a", np.array(-1, np.int32)), g.const("one", np.array(1, np.int32)),
-                                           g.const("four", np.array(4, np.int32))], axis=0)
+    batch = g.node(
+        "pred/strided_slice",
+        "StridedSlice",
+        [
+            shape,
+            g.const("b", np.array([0], np.int32)),
+            g.const("e", np.array([1], np.int32)),
+            g.const("s", np.array([1], np.int32)),
+        ],
+        shrink_axis_mask=1,
+        begin_mask=0,
+        end_mask=0,
+        ellipsis_mask=0,
+        new_axis_mask=0,
+    )
+    target = g.node(
+        "pred/stack",
+        "Pack",
+        [
+            batch,
+            g.const("a", np.array(-1, np.int32)),
+            g.const("one", np.array(1, np.int32)),
+            g.const("four", np.array(4, np.int32)),
+        ],
+        axis=0,
+    )
     boxes = g.node("pred/Reshape", "Reshape", [conv, target])
     second = g.node("pred/Reshape_1", "Reshape", [x, g.const("flat", np.array([-1, 12, 1, 4], np.int32))])
     g.node("concat", "ConcatV2", [boxes, second, g.const("axis", np.array(1, np.int32))])

@@ -20,10 +20,18 @@ def api_car(car_id: str, reader: AnalyticsReader = Depends(get_reader)) -> CarDe
 
 
 @router.get("/cars/{car_id:path}", response_class=HTMLResponse, include_in_schema=False)
-def car_page(car_id: str, request: Request, reader: AnalyticsReader = Depends(get_reader),
-             config: DashboardConfig = Depends(get_config)) -> HTMLResponse:
+def car_page(
+    car_id: str, request: Request, reader: AnalyticsReader = Depends(get_reader), config: DashboardConfig = Depends(get_config)
+) -> HTMLResponse:
     detail = reader.car(car_id)
     rows = [[detail.cells[camera * detail.shots + shot] for camera in range(detail.cameras)] for shot in range(detail.shots)]
-    return templates.TemplateResponse(request, "car.html", {
-        "detail": detail, "rows": rows, "mark": reader.change_mark().mark, "poll_s": config.poll_s,
-    })
+    return templates.TemplateResponse(
+        request,
+        "car.html",
+        {
+            "detail": detail,
+            "rows": rows,
+            "mark": reader.change_mark().mark,
+            "poll_s": config.poll_s,
+        },
+    )

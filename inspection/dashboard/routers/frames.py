@@ -27,8 +27,11 @@ def api_frame(frame_id: int, reader: AnalyticsReader = Depends(get_reader)) -> F
     return reader.frame(frame_id)
 
 
-@router.get("/api/frames/{frame_id}/detections", response_model=FrameBoxes,
-            summary="a frame's boxes in frame pixels, highest score first, as parallel arrays")
+@router.get(
+    "/api/frames/{frame_id}/detections",
+    response_model=FrameBoxes,
+    summary="a frame's boxes in frame pixels, highest score first, as parallel arrays",
+)
 def api_frame_boxes(frame_id: int, reader: AnalyticsReader = Depends(get_reader)) -> FrameBoxes:
     return reader.frame_boxes(frame_id)
 
@@ -49,19 +52,32 @@ def _digest(uri: str) -> str:
     return uri.rsplit("/", 1)[-1].split(".", 1)[0]
 
 
-@router.get("/frames/{frame_id}/image.jpg", summary="the original JPEG of a frame", response_class=Response,
-            responses={200: {"content": {"image/jpeg": {}}}})
-def frame_image(frame_id: int, reader: AnalyticsReader = Depends(get_reader),
-                images: ImageStore = Depends(get_images)) -> Response:
+@router.get(
+    "/frames/{frame_id}/image.jpg",
+    summary="the original JPEG of a frame",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+def frame_image(
+    frame_id: int, reader: AnalyticsReader = Depends(get_reader), images: ImageStore = Depends(get_images)
+) -> Response:
     uri, data = _image_bytes(frame_id, reader, images)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": IMMUTABLE, "ETag": f'"{_digest(uri)}"'})
 
 
-@router.get("/frames/{frame_id}/thumb.jpg", summary="a thumbnail (DCT-domain downscaled, cached)", response_class=Response,
-            responses={200: {"content": {"image/jpeg": {}}}})
-def frame_thumb(frame_id: int, w: int = Query(160, description=f"width: one of {THUMB_WIDTHS}"),
-                reader: AnalyticsReader = Depends(get_reader), images: ImageStore = Depends(get_images),
-                thumbs: ThumbnailCache = Depends(get_thumbs)) -> Response:
+@router.get(
+    "/frames/{frame_id}/thumb.jpg",
+    summary="a thumbnail (DCT-domain downscaled, cached)",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+def frame_thumb(
+    frame_id: int,
+    w: int = Query(160, description=f"width: one of {THUMB_WIDTHS}"),
+    reader: AnalyticsReader = Depends(get_reader),
+    images: ImageStore = Depends(get_images),
+    thumbs: ThumbnailCache = Depends(get_thumbs),
+) -> Response:
     if w not in THUMB_WIDTHS:
         raise HTTPException(422, f"w={w}: thumbnails come in widths {', '.join(map(str, THUMB_WIDTHS))}")
     uri = reader.frame_image_uri(frame_id)
@@ -72,13 +88,22 @@ def frame_thumb(frame_id: int, w: int = Query(160, description=f"width: one of {
 
 
 @router.get("/frames/{frame_id}", response_class=HTMLResponse, include_in_schema=False)
-def frame_page(frame_id: int, request: Request, reader: AnalyticsReader = Depends(get_reader),
-               config: DashboardConfig = Depends(get_config)) -> HTMLResponse:
+def frame_page(
+    frame_id: int, request: Request, reader: AnalyticsReader = Depends(get_reader), config: DashboardConfig = Depends(get_config)
+) -> HTMLResponse:
     frame = reader.frame(frame_id)
     grid = TileGrid.from_config(config.grid)
     tiles = [(int(x), int(y)) for y in grid.y_starts for x in grid.x_starts]
     width, height = frame.width or grid.frame_width, frame.height or grid.frame_height
-    return templates.TemplateResponse(request, "frame.html", {
-        "frame": frame, "width": width, "height": height, "tiles": tiles, "tile_size": grid.tile_size,
-        "has_images": request.app.state.images is not None,
-    })
+    return templates.TemplateResponse(
+        request,
+        "frame.html",
+        {
+            "frame": frame,
+            "width": width,
+            "height": height,
+            "tiles": tiles,
+            "tile_size": grid.tile_size,
+            "has_images": request.app.state.images is not None,
+        },
+    )

@@ -29,8 +29,10 @@ def api_cars(page: int = PageQ, per_page: int = PerPageQ, reader: AnalyticsReade
 
 
 @router.get("/api/line/charts", response_model=LineCharts, summary="series of the line page's charts")
-def api_charts(window_s: float = Query(1800.0, gt=0, le=7 * 86400, description="seconds of captures, ending at the newest"),
-               reader: AnalyticsReader = Depends(get_reader)) -> LineCharts:
+def api_charts(
+    window_s: float = Query(1800.0, gt=0, le=7 * 86400, description="seconds of captures, ending at the newest"),
+    reader: AnalyticsReader = Depends(get_reader),
+) -> LineCharts:
     return reader.charts(window_s)
 
 
@@ -40,14 +42,26 @@ def api_mark(reader: AnalyticsReader = Depends(get_reader)) -> ChangeMark:
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def line_page(request: Request, page: int = PageQ, per_page: int = PerPageQ,
-              reader: AnalyticsReader = Depends(get_reader), config: DashboardConfig = Depends(get_config)) -> HTMLResponse:
+def line_page(
+    request: Request,
+    page: int = PageQ,
+    per_page: int = PerPageQ,
+    reader: AnalyticsReader = Depends(get_reader),
+    config: DashboardConfig = Depends(get_config),
+) -> HTMLResponse:
     series = reader.charts()
-    return templates.TemplateResponse(request, "line.html", {
-        "headline": reader.headline(),
-        "cars": reader.cars(page, per_page),
-        "mark": reader.change_mark().mark,
-        "poll_s": config.poll_s,
-        "charts": [charts.car_latency_chart(series.cars), charts.class_chart(series.classes),
-                   charts.latency_chart(series.latency)],
-    })
+    return templates.TemplateResponse(
+        request,
+        "line.html",
+        {
+            "headline": reader.headline(),
+            "cars": reader.cars(page, per_page),
+            "mark": reader.change_mark().mark,
+            "poll_s": config.poll_s,
+            "charts": [
+                charts.car_latency_chart(series.cars),
+                charts.class_chart(series.classes),
+                charts.latency_chart(series.latency),
+            ],
+        },
+    )

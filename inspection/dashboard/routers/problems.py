@@ -16,14 +16,29 @@ PageQ = Query(1, ge=1, le=100_000)
 PerPageQ = Query(50, ge=1, le=500)
 
 
-@router.get("/api/problems", response_model=Problems, summary="error frames and rejected messages with reason, time, topic/partition/offset")
+@router.get(
+    "/api/problems",
+    response_model=Problems,
+    summary="error frames and rejected messages with reason, time, topic/partition/offset",
+)
 def api_problems(page: int = PageQ, per_page: int = PerPageQ, reader: AnalyticsReader = Depends(get_reader)) -> Problems:
     return reader.problems(page, per_page)
 
 
 @router.get("/problems", response_class=HTMLResponse, include_in_schema=False)
-def problems_page(request: Request, page: int = PageQ, per_page: int = PerPageQ,
-                  reader: AnalyticsReader = Depends(get_reader), config: DashboardConfig = Depends(get_config)) -> HTMLResponse:
-    return templates.TemplateResponse(request, "problems.html", {
-        "problems": reader.problems(page, per_page), "mark": reader.change_mark().mark, "poll_s": config.poll_s,
-    })
+def problems_page(
+    request: Request,
+    page: int = PageQ,
+    per_page: int = PerPageQ,
+    reader: AnalyticsReader = Depends(get_reader),
+    config: DashboardConfig = Depends(get_config),
+) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request,
+        "problems.html",
+        {
+            "problems": reader.problems(page, per_page),
+            "mark": reader.change_mark().mark,
+            "poll_s": config.poll_s,
+        },
+    )

@@ -7,7 +7,8 @@ Create Date: 2026-11-25
 Hand-written to match inspection/store/models.py (tests compare the two after upgrade).
 """
 
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import sqlalchemy as sa
 from alembic import op
@@ -84,9 +85,7 @@ def upgrade() -> None:
         sa.Column("y2", sa.Float(), nullable=False),
         sa.Column("tile_index", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_detections"),
-        sa.ForeignKeyConstraint(
-            ["frame_id"], ["frames.id"], name="fk_detections_frame_id_frames", ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["frame_id"], ["frames.id"], name="fk_detections_frame_id_frames", ondelete="CASCADE"),
     )
     op.create_index("ix_detections_frame_id", "detections", ["frame_id"])
     op.create_index("ix_detections_class_id_score", "detections", ["class_id", "score"])

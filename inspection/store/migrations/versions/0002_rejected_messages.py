@@ -7,7 +7,8 @@ Create Date: 2026-11-26
 Hand-written to match RejectedMessageRow in inspection/store/models.py (tests compare the two).
 """
 
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import sqlalchemy as sa
 from alembic import op
@@ -33,7 +34,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_rejected_messages"),
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_rejected_messages_run_id_runs"),
         sa.UniqueConstraint(
-            "kafka_topic", "kafka_partition", "kafka_offset",
+            "kafka_topic",
+            "kafka_partition",
+            "kafka_offset",
             name="uq_rejected_messages_kafka_topic_kafka_partition_kafka_offset",
         ),
     )

@@ -12,7 +12,8 @@ Create Date: 2026-11-27
 Hand-written to match inspection/store/models.py (tests compare the two).
 """
 
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import sqlalchemy as sa
 from alembic import op

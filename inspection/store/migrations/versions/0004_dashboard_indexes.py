@@ -10,7 +10,8 @@ Only indexes: nothing is rewritten, so the upgrade is quick on a small database;
 PostgreSQL one each CREATE INDEX holds a write lock on its table while it builds.
 """
 
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import sqlalchemy as sa
 from alembic import op
@@ -28,8 +29,11 @@ def upgrade() -> None:
     op.create_index("ix_frames_captured_at", "frames", ["captured_at"])
     op.create_index("ix_frames_processed_at", "frames", ["processed_at"])
     op.create_index(
-        "ix_frames_processed_at_errors", "frames", ["processed_at"],
-        postgresql_where=ERRORS_ONLY, sqlite_where=ERRORS_ONLY,
+        "ix_frames_processed_at_errors",
+        "frames",
+        ["processed_at"],
+        postgresql_where=ERRORS_ONLY,
+        sqlite_where=ERRORS_ONLY,
     )
     op.create_index("ix_rejected_messages_received_at", "rejected_messages", ["received_at"])
 

@@ -1,20 +1,26 @@
-"""Frame preparation: JPEG bytes -> the detector's 64-tile batch, on the CPU or on the GPU.
+"""Prepare stage: JPEG bytes -> the detector's 64-tile batch, on the CPU or on the GPU.
 
 Both preparers hand out batch buffers from a fixed pool (allocated once, returned with
-`release`), so memory stays bounded and nothing is allocated per frame.
+`release` by the infer stage), so memory stays bounded and nothing is allocated per frame.
+`PrepareStage` runs a preparer on each job: a payload that cannot be decoded is the record's
+fault (it is parked); a GPU fault is the device's (the consumer stops).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Any, Protocol
 
 import numpy as np
 import simplejpeg
 
-from .messages import FrameMessage, ImageError, check_frame_size, decode_image, image_size
-from .tiling import TileGrid
+from ..messages.contract import FrameMessage
+from ..messages.errors import ImageError, MessageError
+from ..messages.images import check_frame_size, decode_image, image_size
+from ..tiling import TileGrid
+from .job import FrameJob
 
 
 class FramePreparer(Protocol):
@@ -68,7 +74,7 @@ class CudaFramePreparer:
     def __init__(self, grid: TileGrid, pool_size: int, device: str = "cuda", validate: bool = True) -> None:
         import torch
 
-        from .detect.torch import decode_jpegs_cuda, tile_on_gpu
+        from .gpu_frames import decode_jpegs_cuda, tile_on_gpu
 
         self._torch = torch
         self._decode = decode_jpegs_cuda
@@ -102,8 +108,13 @@ class CudaFramePreparer:
         check_frame_size(message.payload, expected, what)
         if self.validate:
             try:
-                simplejpeg.decode_jpeg(message.payload, colorspace="RGB", strict=True,
-                                       min_width=expected[0] // _VALIDATE_SCALE, min_height=expected[1] // _VALIDATE_SCALE)
+                simplejpeg.decode_jpeg(
+                    message.payload,
+                    colorspace="RGB",
+                    strict=True,
+                    min_width=expected[0] // _VALIDATE_SCALE,
+                    min_height=expected[1] // _VALIDATE_SCALE,
+                )
             except ValueError as exc:
                 raise ImageError(f"{what}: corrupt JPEG of {len(message.payload)} bytes ({exc})", field="payload") from None
         batch = self._pool.get()
@@ -134,3 +145,28 @@ def make_preparer(decode: str, grid: TileGrid, pool_size: int, device: str = "cu
     if decode == "gpu":
         return CudaFramePreparer(grid, pool_size, device)
     return CpuFramePreparer(grid, pool_size)
+
+
+class PrepareStage:
+    """Decode and tile each job's frame into a pooled batch (`job.batch`); jobs already refused pass through."""
+
+    def __init__(self, preparer: FramePreparer) -> None:
+        self.preparer = preparer
+
+    def __call__(self, job: FrameJob) -> FrameJob:
+        if job.error is not None or job.frame is None:
+            return job
+        start = time.perf_counter()
+        try:
+            job.batch = self.preparer.prepare(job.frame)
+        except MessageError as exc:  # the frame's image is bad: park it
+            job.error = exc
+        except Exception as exc:
+            if self.preparer.on_device:  # a GPU fault is the device's, not the frame's: stop
+                raise
+            # The CPU decoder failing in a way it does not name is still this payload's doing.
+            job.error = ImageError(f"frame {job.frame.label}: cannot be decoded ({type(exc).__name__}: {exc})", field="payload")
+        finally:
+            job.prepared_at = time.perf_counter()
+            job.stage_s["prepare"] = job.prepared_at - start
+        return job

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 
-from .config import ModelConfig, PipelineConfig, Settings
+from ..config import ModelConfig, PipelineConfig, Settings
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,10 @@ def run_worker(spec: WorkerSpec) -> None:
     """Worker process body: one EdgePipeline until SIGTERM/SIGINT; exit status 1 on a pipeline failure."""
     if spec.gpu is not None:  # before anything initialises CUDA in this process
         os.environ["CUDA_VISIBLE_DEVICES"] = str(spec.gpu)
-    from .health import HealthServer
-    from .logs import configure_logging
+    from ..health import HealthServer
+    from ..logs import configure_logging
+    from ..store import ResultStore
     from .pipeline import EdgePipeline, PipelineError, create_detectors
-    from .store import ResultStore
 
     configure_logging(spec.settings.logging.format, verbose=spec.verbose)
     name = f"worker {spec.index}" + (f" (gpu {spec.gpu})" if spec.gpu is not None else "")
@@ -158,8 +158,7 @@ class EdgeSupervisor:
         self.poll_s = poll_s
         gpus = worker_gpus(settings.pipeline, settings.model)
         self.slots = [
-            WorkerSlot(WorkerSpec(k, gpu, settings, bootstrap, metrics_port, metrics_addr, verbose))
-            for k, gpu in enumerate(gpus)
+            WorkerSlot(WorkerSpec(k, gpu, settings, bootstrap, metrics_port, metrics_addr, verbose)) for k, gpu in enumerate(gpus)
         ]
         self._ctx = mp.get_context("spawn")
         self._stop = threading.Event()
@@ -207,8 +206,10 @@ class EdgeSupervisor:
         slot.last_exit = slot.process.exitcode
         slot.deaths = [t for t in slot.deaths if now - t <= self.restart.window_s] + [now]
         if len(slot.deaths) > self.restart.max_restarts:
-            return (f"{slot.name} died {len(slot.deaths)} times within {self.restart.window_s:g} s "
-                    f"(last exit status {slot.last_exit}); see its log lines above")
+            return (
+                f"{slot.name} died {len(slot.deaths)} times within {self.restart.window_s:g} s "
+                f"(last exit status {slot.last_exit}); see its log lines above"
+            )
         wait = min(self.restart.backoff_s * 2 ** (len(slot.deaths) - 1), self.restart.max_backoff_s)
         log.warning("%s exited with status %s; restarting in %.1f s", slot.name, slot.last_exit, wait)
         slot.restart_at = now + wait
@@ -225,7 +226,11 @@ class EdgeSupervisor:
             assert slot.process is not None
             slot.process.join(max(0.0, deadline - time.monotonic()))
             if slot.process.is_alive():
-                log.error("%s did not drain within %g s: killed (its uncommitted frames are redelivered)", slot.name, self.drain_timeout_s)
+                log.error(
+                    "%s did not drain within %g s: killed (its uncommitted frames are redelivered)",
+                    slot.name,
+                    self.drain_timeout_s,
+                )
                 slot.process.kill()
                 slot.process.join()
             slot.last_exit = slot.process.exitcode

@@ -1,0 +1,232 @@
+"""Persist stage. The rule, in one place: every record is stored or parked; only an unavailable database stops a consumer.
+
+`FrameWriter` is the persist stage's whole decision:
+
+- `store(...)` writes a frame and its detections. If the store refuses the content
+  (`RecordRefused`: NaN boxes, a value no column holds, a car registered with another frame count)
+  the record is parked instead.
+- `park(...)` writes the original record to the dead-letter topic with the error, then an error row
+  on the frame's slot when the frame is known (it counts as handled toward its car), else a
+  `rejected_messages` row. If the error row is refused too, the rejected row records both errors; if
+  even that is refused, the dead letter alone keeps the record (logged) and the offset still moves on.
+
+Every database write goes through one `RetryPolicy`: `StoreUnavailable` is retried with a capped
+backoff and, when retries run out, raised to the caller, which stops without committing the record.
+A failed dead-letter write (broker unreachable) is raised as well. Nothing else escapes.
+
+`PersistStage` runs the writer on each job, then marks the record's offset durable (the source
+commits up to it), counts it and tells the metrics, the car's completion log line and `on_stored`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from ..detections import Detections
+from ..health import Readiness
+from ..kafka.offsets import OffsetTracker
+from ..messages.contract import SourceRecord
+from ..messages.dead_letters import DeadLetter, dead_letter_of
+from ..messages.errors import error_kind
+from ..metrics import PipelineMetrics
+from ..store import FrameRecord, RecordRefused, ResultStore, RetryPolicy, StoredFrame, StoreUnavailable
+from ..store.models import ERROR_KIND_MAX
+from ..tiling import TileGrid
+from .job import FrameJob
+from .stats import PipelineStats
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class DeadLetterSink(Protocol):
+    """Where parked records go: `inspection.kafka.DeadLetterProducer` (durable before it returns)."""
+
+    def send(self, letter: DeadLetter) -> tuple[int, int]: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one record: stored (frame row with detections), or parked with `kind`."""
+
+    stored: StoredFrame | None  # the frame row written: detections, or the error row of a parked frame
+    parked: str | None = None  # error kind of a parked record
+    error: str | None = None
+
+    @property
+    def rejected(self) -> bool:
+        """Parked without a frame row (a rejected-message row, or the dead letter alone)."""
+        return self.parked is not None and self.stored is None
+
+
+class FrameWriter:
+    """Store or park each record; `run_id` and `class_names` are the consumer's."""
+
+    def __init__(
+        self,
+        store: ResultStore,
+        dead_letters: DeadLetterSink,
+        retry: RetryPolicy,
+        *,
+        run_id: int | None,
+        class_names: Mapping[int, str] | Sequence[str],
+    ) -> None:
+        self.store = store
+        self.dead_letters = dead_letters
+        self.retry = retry
+        self.run_id = run_id
+        self.class_names = class_names
+
+    def _write(self, write: Callable[[], T], what: str) -> T:
+        try:
+            return self.retry.call(write, what=f"database write of {what}")
+        except StoreUnavailable as exc:
+            raise StoreUnavailable(
+                f"database {self.store.where} failed storing {what} after {self.retry.attempts} attempt(s): {exc}"
+            ) from exc
+
+    def store_frame(self, source: SourceRecord, record: FrameRecord, detections: Detections, received_at_ns: int) -> Outcome:
+        """Write the frame and its detections; park it when the store refuses the content."""
+        try:
+            stored = self._write(lambda: self.store.store_frame(record, detections, self.class_names), record.label)
+        except RecordRefused as exc:
+            log.warning("frame %s refused by the store, parking it: %s", record.label, exc)
+            plain = dataclasses.replace(record, image=None, width=None, height=None)
+            return self.park(source, exc, plain, received_at_ns)
+        return Outcome(stored)
+
+    def park(self, source: SourceRecord, error: BaseException, record: FrameRecord | None, received_at_ns: int) -> Outcome:
+        """Dead letter, then an error row (record known) or a rejected row; the offset may move on after."""
+        kind = error_kind(error)[:ERROR_KIND_MAX]
+        text = str(error) or type(error).__name__
+        self.dead_letters.send(dead_letter_of(source, error, kind=kind))
+        if record is not None:
+            try:
+                stored = self._write(lambda: self.store.store_error(record, kind, text), f"the error row of {record.label}")
+                return Outcome(stored, kind, text)
+            except RecordRefused as refused:
+                text = f"{text}; its error row was refused too: {refused}"
+        where = f"rejected record {source.topic}[{source.partition}]@{source.offset}"
+        try:
+            self._write(
+                lambda: self.store.store_rejected(
+                    source.topic or "",
+                    source.partition if source.partition is not None else -1,
+                    source.offset if source.offset is not None else -1,
+                    source.key,
+                    kind,
+                    text,
+                    received_at_ns,
+                    run_id=self.run_id,
+                ),
+                where,
+            )
+        except RecordRefused as refused:
+            log.error("%s: no row could hold it (%s); it is kept on the dead-letter topic only", where, refused)
+        return Outcome(None, kind, text)
+
+
+class PersistStage:
+    """Store or park each job (`FrameWriter`), then mark its offset durable and account for it.
+
+    `StoreUnavailable` (retries exhausted) and a failed dead-letter write propagate: the runner
+    stops the consumer and the offset of this job is never committed.
+    """
+
+    def __init__(
+        self,
+        writer: FrameWriter,
+        offsets: OffsetTracker,
+        grid: TileGrid,
+        stats: PipelineStats,
+        metrics: PipelineMetrics,
+        readiness: Readiness,
+        on_stored: Callable[[StoredFrame, FrameJob], None] | None = None,
+    ) -> None:
+        self.writer = writer
+        self.offsets = offsets
+        self.grid = grid
+        self.stats = stats
+        self.metrics = metrics
+        self.readiness = readiness
+        self.on_stored = on_stored
+
+    def __call__(self, job: FrameJob) -> FrameJob:
+        start = time.perf_counter()
+        outcome = self.persist(job)
+        job.stage_s["store"] = time.perf_counter() - start
+        self._account(job, outcome)
+        self.offsets.durable(job.tp, job.offset)
+        self.readiness.progress()
+        self.metrics.last_progress.set_to_current_time()
+        for stage, seconds in job.stage_s.items():
+            self.stats.stage_totals_s[stage] += seconds
+            self.metrics.stage_seconds.labels(stage).observe(seconds)
+        return job
+
+    def persist(self, job: FrameJob) -> Outcome:
+        """Store the frame or park the record (FrameWriter decides)."""
+        record: FrameRecord | None = None
+        error = job.error
+        if job.frame is not None:
+            try:
+                record = self.record(job, with_image=error is None)
+            except RecordRefused as exc:  # validation keeps records in bounds; this is the last guard
+                record, error = None, exc
+        if error is not None:
+            if record is not None and record.image is not None:
+                record = self.record(job, with_image=False)
+            return self.writer.park(job.source, error, record, job.received_at_ns)
+        assert record is not None and job.detections is not None
+        return self.writer.store_frame(job.source, record, job.detections, job.received_at_ns)
+
+    def record(self, job: FrameJob, with_image: bool = True) -> FrameRecord:
+        """The store's row of the job's frame (raises RecordRefused when a value no column holds)."""
+        frame = job.frame
+        assert frame is not None
+        ok = job.error is None
+        return FrameRecord(
+            frame_id=frame.frame_id,
+            captured_at_ns=frame.captured_at_ns,
+            deadline_at_ns=frame.deadline_at_ns,
+            received_at_ns=job.received_at_ns,
+            processed_at_ns=time.time_ns(),
+            run_id=self.writer.run_id,
+            width=self.grid.frame_width if ok else None,
+            height=self.grid.frame_height if ok else None,
+            image=frame.payload if with_image else None,
+            kafka_topic=job.source.topic,
+            kafka_partition=job.source.partition,
+            kafka_offset=job.source.offset,
+        )
+
+    def _account(self, job: FrameJob, outcome: Outcome) -> None:
+        stored = outcome.stored
+        if outcome.parked is not None:
+            self.stats.frames_parked += 1
+            self.metrics.frames_parked.labels(outcome.parked).inc()
+        else:
+            assert stored is not None and job.frame is not None
+            self.stats.frames_stored += 1
+            self.stats.detections += stored.detections
+            self.metrics.frames_stored.inc()
+            self.metrics.detections.inc(stored.detections)
+            self.metrics.frame_latency.observe((time.time_ns() - job.frame.captured_at_ns) / 1e9)
+        if stored is None:
+            return
+        if stored.completed is not None:
+            done = stored.completed
+            self.stats.cars_completed.append(done)
+            self.metrics.cars_completed.labels("met" if done.met else "missed").inc()
+            line = f"{done.describe()}: {stored.car_frames_done}/{stored.car_frames_expected} frames"
+            if done.car_latency_s is not None:
+                line += f", car latency {done.car_latency_s:.2f} s"
+            log.log(logging.INFO if done.met else logging.WARNING, line)
+        if self.on_stored is not None:
+            self.on_stored(stored, job)

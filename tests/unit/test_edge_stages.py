@@ -1,0 +1,367 @@
+"""Each edge stage alone, on in-memory records: no broker; the persist stage on an SQLite file.
+
+The stages' wiring on the real broker and databases is tests/integration/test_pipeline.py's job.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from inspection.config import HealthConfig, Settings, StitchConfig, StoreConfig
+from inspection.detect import Detector, load_spec
+from inspection.detect.base import UnsupportedCapability
+from inspection.detections import Detections
+from inspection.edge.infer import InferStage
+from inspection.edge.job import FrameJob
+from inspection.edge.persist import FrameWriter, PersistStage
+from inspection.edge.prepare import CpuFramePreparer, PrepareStage
+from inspection.edge.runner import Stage, StageRunner, StageTimeout
+from inspection.edge.source import read_job
+from inspection.edge.stats import PipelineStats
+from inspection.health import Readiness
+from inspection.kafka.offsets import OffsetTracker
+from inspection.messages.contract import FrameMessage, SourceRecord, payload_limit
+from inspection.messages.dead_letters import DeadLetter
+from inspection.messages.errors import ImageError, MessageError
+from inspection.messages.frame_id import FrameId
+from inspection.messages.images import encode_image
+from inspection.metrics import PipelineMetrics
+from inspection.store import ResultStore, RetryPolicy
+from inspection.tiling import TileGrid
+from inspection.validation import FrameValidator
+
+GRID = TileGrid()
+SETTINGS = Settings(line={"cameras": 1, "shots_per_camera": 2})
+
+
+@dataclass
+class Record:
+    """An in-memory record with confluent_kafka.Message's accessors (what `read_job` reads)."""
+
+    k: bytes | None
+    v: bytes | None
+    h: list
+    off: int = 0
+
+    def key(self):
+        return self.k
+
+    def value(self):
+        return self.v
+
+    def headers(self):
+        return self.h
+
+    def topic(self):
+        return "frames"
+
+    def partition(self):
+        return 0
+
+    def offset(self):
+        return self.off
+
+
+@pytest.fixture(scope="module")
+def jpeg() -> bytes:
+    frame = np.zeros((GRID.frame_height, GRID.frame_width, 3), np.uint8)
+    frame[:, :, 0] = np.arange(GRID.frame_width, dtype=np.uint32)[None, :] % 251
+    return encode_image(frame, 80)
+
+
+def frame_record(payload: bytes, shot: int = 0, offset: int = 0, **header_overrides) -> Record:
+    now = time.time_ns()
+    frame = FrameMessage(frame_id=FrameId("car-1", 0, shot, 2), captured_at_ns=now, deadline_at_ns=now + 10**10, payload=payload)
+    key, value, headers = frame.encode()
+    headers = [(n, header_overrides.get(n, v)) for n, v in headers]
+    return Record(key, value, headers, offset)
+
+
+def job_of(record: Record) -> FrameJob:
+    return read_job(record, FrameValidator.from_settings(SETTINGS), payload_limit(SETTINGS.kafka.message_max_bytes))
+
+
+# ----------------------------------------------------------------------------- runner
+
+
+def test_runner_passes_every_item_through_every_stage_before_it_stops() -> None:
+    seen: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def step(name: str):
+        def process(item: int) -> int:
+            with lock:
+                seen.append((name, item))
+            return item + 1
+
+        return process
+
+    runner = StageRunner(
+        [
+            Stage.threads("a", step("a"), 2, queue_size=1),
+            Stage("b", (step("b"),), queue_size=1),
+            Stage("c", (step("c"),), queue_size=1),
+        ]
+    )
+    runner.start()
+    for i in range(20):
+        assert runner.put(i * 10)
+    runner.close()
+    runner.join()
+    assert runner.failure is None
+    assert sorted(i for n, i in seen if n == "c") == [i * 10 + 2 for i in range(20)]
+    assert len(seen) == 60
+
+
+def test_runner_gives_each_worker_its_own_process() -> None:
+    """One process per worker thread (the infer stage: one detector per thread)."""
+    threads: dict[int, set[str]] = {0: set(), 1: set()}
+
+    def worker(index: int):
+        def process(item: int) -> int:
+            threads[index].add(threading.current_thread().name)
+            time.sleep(0.001)
+            return item
+
+        return process
+
+    runner = StageRunner([Stage("infer", (worker(0), worker(1)), queue_size=2)])
+    runner.start()
+    for i in range(40):
+        runner.put(i)
+    runner.close()
+    runner.join()
+    assert all(len(names) == 1 for names in threads.values()) and threads[0] != threads[1]
+
+
+def test_a_failing_stage_stops_the_chain_and_is_reported_once() -> None:
+    told: list[BaseException] = []
+    stored: list[int] = []
+
+    def flaky(item: int) -> int:
+        if item == 3:
+            raise ConnectionError("database gone")
+        return item
+
+    runner = StageRunner(
+        [Stage("work", (flaky,), queue_size=1), Stage("store", (stored.append,), queue_size=1)], on_failure=told.append
+    )
+    runner.start()
+    accepted = [runner.put(i) for i in range(50)]
+    runner.close()
+    runner.join()  # returns: no thread waits forever behind the failed stage
+    assert isinstance(runner.failure, ConnectionError) and told == [runner.failure]
+    assert 3 not in stored and stored == sorted(stored) and max(stored, default=0) < 3
+    assert accepted[-1] is False  # the feeder learns the chain failed
+
+
+def test_the_watchdog_fails_a_stage_holding_one_item_too_long() -> None:
+    release = threading.Event()
+    runner = StageRunner(
+        [Stage("prepare", (lambda item: release.wait(30),), timeout_s=0.05, describe=lambda item: f"frame {item}")]
+    )
+    runner.start()
+    runner.put("car=1 cam=0 shot=0")
+    time.sleep(0.2)
+    runner.check()
+    assert isinstance(runner.failure, StageTimeout)
+    assert "frame car=1 cam=0 shot=0 still in stage prepare after 0.05 s" in str(runner.failure)
+    release.set()
+    runner.close()
+    runner.join()
+
+
+def test_shutdown_does_not_wait_for_a_stuck_stage() -> None:
+    """A decoder hung on one frame: closing the runner returns once the watchdog fired, without it."""
+    release = threading.Event()
+    runner = StageRunner([Stage("prepare", (lambda item: release.wait(30),), timeout_s=0.2)])
+    runner.start()
+    runner.put("frame")
+    runner.close()
+    started = time.monotonic()
+    runner.join()
+    assert isinstance(runner.failure, StageTimeout) and time.monotonic() - started < 10
+    release.set()
+
+
+# ----------------------------------------------------------------------------- source
+
+
+def test_source_reads_a_good_record_into_a_job(jpeg: bytes) -> None:
+    job = job_of(frame_record(jpeg, shot=1, offset=7))
+    assert job.error is None and job.frame is not None
+    assert (job.frame.car_id, job.frame.camera, job.frame.shot) == ("car-1", 0, 1)
+    assert job.tp == ("frames", 0) and job.offset == 7
+
+
+def test_source_refuses_a_record_whose_headers_name_no_frame(jpeg: bytes) -> None:
+    job = job_of(frame_record(jpeg, camera=b"two"))
+    assert job.frame is None and isinstance(job.error, MessageError) and job.error.field == "camera"
+    job = job_of(frame_record(jpeg, shots_per_car=b"5"))  # disagrees with the line's 1 × 2 frames
+    assert job.frame is None and job.error is not None and job.error.kind == "invalid_frame"
+
+
+def test_source_keeps_the_frame_of_a_record_whose_bytes_are_refused(jpeg: bytes) -> None:
+    png_labelled_jpeg = b"\x89PNG\r\n\x1a\n" + jpeg[8:]
+    job = job_of(frame_record(png_labelled_jpeg))
+    assert job.frame is not None and job.error is not None and job.error.kind == "content_type_mismatch"
+
+
+# ----------------------------------------------------------------------------- prepare
+
+
+def test_prepare_tiles_a_good_frame_into_a_pooled_batch(jpeg: bytes) -> None:
+    preparer = CpuFramePreparer(GRID, pool_size=1)
+    job = PrepareStage(preparer)(job_of(frame_record(jpeg)))
+    assert job.error is None and job.batch.shape == (GRID.batch_size, GRID.tile_size, GRID.tile_size, 3)
+    assert job.stage_s["prepare"] > 0 and job.prepared_at is not None
+    assert preparer._pool.empty()  # the batch is out of the pool until the infer stage releases it
+
+
+def test_prepare_parks_a_corrupt_jpeg_and_returns_nothing_from_the_pool(jpeg: bytes) -> None:
+    preparer = CpuFramePreparer(GRID, pool_size=1)
+    job = PrepareStage(preparer)(job_of(frame_record(jpeg[: len(jpeg) // 2] + b"\xff\xd9")))
+    assert isinstance(job.error, ImageError) and job.error.kind == "bad_image" and job.batch is None
+    assert preparer._pool.qsize() == 1
+
+
+def test_prepare_passes_a_refused_record_through_untouched(jpeg: bytes) -> None:
+    preparer = CpuFramePreparer(GRID, pool_size=1)
+    refused = job_of(frame_record(jpeg, schema=b"7"))
+    assert PrepareStage(preparer)(refused) is refused and refused.batch is None and "prepare" not in refused.stage_s
+
+
+# ----------------------------------------------------------------------------- infer
+
+
+class OneBoxPerTile(Detector):
+    """A box at (10, 20)-(30, 40) on tiles 0 and 9: enough to see stitching move it to frame pixels."""
+
+    backend = "fixed"
+    precision = "fp32"
+
+    def __init__(self) -> None:
+        self.spec = load_spec("ssd_mobilenet_v2_coco")
+        self.batches: list[tuple[int, ...]] = []
+
+    def detect(self, tiles: np.ndarray, score_threshold: float | None = None) -> Detections:
+        self.batches.append(tiles.shape)
+        return Detections([[10, 20, 30, 40]] * 2, [0.9, 0.8], [1, 3], [0, 9])
+
+
+def test_infer_detects_stitches_into_frame_pixels_and_releases_the_batch(jpeg: bytes) -> None:
+    preparer = CpuFramePreparer(GRID, pool_size=1)
+    detector = OneBoxPerTile()
+    job = PrepareStage(preparer)(job_of(frame_record(jpeg)))
+    job = InferStage(detector, preparer, GRID, StitchConfig(border_merge=False))(job)
+    assert detector.batches == [(GRID.batch_size, GRID.tile_size, GRID.tile_size, 3)]  # the fixed 64-tile call
+    assert job.batch is None and preparer._pool.qsize() == 1
+    origin = GRID.origins[9]
+    expected = np.array([[10, 20, 30, 40], [10 + origin[0], 20 + origin[1], 30 + origin[0], 40 + origin[1]]], np.float32)
+    order = np.argsort(job.detections.score)[::-1]
+    np.testing.assert_allclose(job.detections.xyxy[order], expected)
+    assert {"wait", "detect", "stitch"} <= set(job.stage_s)
+
+
+def test_infer_skips_a_parked_job() -> None:
+    preparer = CpuFramePreparer(GRID, pool_size=1)
+    detector = OneBoxPerTile()
+    job = FrameJob(SourceRecord(b"k", b"v"), 0, error=ValueError("refused"))
+    assert InferStage(detector, preparer, GRID, StitchConfig())(job).detections is None and detector.batches == []
+
+
+def test_detector_defaults_name_the_backend_that_lacks_a_capability() -> None:
+    detector = OneBoxPerTile()
+    assert not detector.takes_device_batches and not detector.has_forward
+    detector.warmup((300, 300))  # nothing to prepare: no error
+    for call in (
+        lambda: detector.detect_tensor(None),
+        lambda: detector.forward_only(None),
+        lambda: detector.forward(np.zeros((1, 300, 300, 3), np.uint8)),
+    ):
+        with pytest.raises(UnsupportedCapability, match="backend fixed"):
+            call()
+    with pytest.raises(TypeError):
+        Detector()  # detect is abstract
+
+
+# ----------------------------------------------------------------------------- persist
+
+
+class DeadLetters:
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+
+    def send(self, letter: DeadLetter) -> tuple[int, int]:
+        self.letters.append(letter)
+        return (0, len(self.letters) - 1)
+
+
+@pytest.fixture
+def persist(tmp_path):
+    config = StoreConfig(url=f"sqlite:///{tmp_path / 'results.db'}")
+    store = ResultStore.open(config)
+    sink = DeadLetters()
+    offsets = OffsetTracker()
+    stats = PipelineStats()
+    stored: list = []
+    writer = FrameWriter(
+        store,
+        sink,
+        RetryPolicy.from_config(config),
+        run_id=store.start_run("m", "b", "fp32", "digest"),
+        class_names={1: "person", 3: "car"},
+    )
+    stage = PersistStage(
+        writer,
+        offsets,
+        GRID,
+        stats,
+        PipelineMetrics(),
+        Readiness(HealthConfig(), store.ping),
+        on_stored=lambda frame, job: stored.append(frame),
+    )
+    yield stage, store, sink, offsets, stats, stored
+    store.close()
+
+
+def test_persist_stores_a_frame_marks_its_offset_durable_and_completes_the_car(persist, jpeg: bytes) -> None:
+    stage, store, sink, offsets, stats, stored = persist
+    for shot in range(2):
+        job = job_of(frame_record(jpeg, shot=shot, offset=shot))
+        offsets.polled(job.tp, job.offset)
+        job.detections = Detections([[100, 100, 200, 300]], [0.9], [3])
+        stage(job)
+    assert (stats.frames_stored, stats.frames_parked, stats.detections) == (2, 0, 2) and sink.letters == []
+    assert len(stats.cars_completed) == 1 and len(stored) == 2
+    assert offsets.pending() == 0 and [tp.offset for tp in offsets.to_commit()] == [2]
+    assert store.car_summary("car-1").complete
+    np.testing.assert_allclose(store.frame_detections("car-1", 0, 1).xyxy, [[100, 100, 200, 300]])
+    assert stats.stage_totals_s["store"] > 0
+
+
+def test_persist_parks_a_refused_record_with_a_dead_letter_and_a_rejected_row(persist, jpeg: bytes) -> None:
+    stage, store, sink, offsets, stats, stored = persist
+    job = job_of(frame_record(jpeg, camera=b"two", offset=5))
+    offsets.polled(job.tp, job.offset)
+    stage(job)
+    assert (stats.frames_stored, stats.frames_parked) == (0, 1) and stored == []
+    (letter,) = sink.letters
+    assert letter.error_kind == "bad_message" and letter.source_offset == 5 and letter.value == jpeg
+    (row,) = store.rejected_messages()
+    assert row.error_kind == "bad_message"
+    assert offsets.pending() == 0
+
+
+def test_persist_parks_a_known_frame_with_an_error_row_that_counts_toward_its_car(persist, jpeg: bytes) -> None:
+    stage, store, sink, offsets, stats, stored = persist
+    job = job_of(frame_record(jpeg, shot=1))
+    job.error = ImageError("frame car=car-1 cam=0 shot=1: corrupt JPEG", field="payload")
+    stage(job)
+    assert stats.frames_parked == 1 and sink.letters[0].error_kind == "bad_image"
+    assert store.car_summary("car-1").errors == 1 and len(stored) == 1  # the error row is the frame's slot

@@ -1,0 +1,42 @@
+"""Names vulture cannot see used (`vulture` in .ci/run; config in pyproject's [tool.vulture]).
+
+Commands (typer) and routes (FastAPI) are skipped by their decorators (ignore_decorators). What
+is listed here is called by a framework, read from outside the package, or written out as data.
+"""
+
+# ruff: noqa
+# fmt: off
+_ = object()
+
+# Frameworks call these: SQLAlchemy events and TypeDecorator, pydantic, http.server, uvicorn,
+# onnxruntime's calibration reader and session options, FastAPI handlers, Alembic revisions.
+_read_only; _on_connect; _on_begin; _.isolation_level
+impl; cache_ok; _.process_bind_param; _.process_result_value
+model_config; _._registered
+_.do_GET; _.log_message; _.daemon_threads
+_.install_signal_handlers; _.should_exit
+_.get_next; _.intra_op_num_threads
+_root; _not_found; docs
+down_revision; branch_labels; depends_on; downgrade
+_._positive_workers; _._gpu_indices
+# SAHI calls these on its DetectionModel subclass (sahi_adapter.py)
+_.load_model; _.set_model; _.set_device; _.perform_inference; _.perform_batch_inference; _._batch_images
+_._create_object_prediction_list_from_original_predictions; _._object_prediction_list_per_image
+
+# Kept alive by reference (TensorRT runtime outlives its engine); protobuf descriptor fields read by name.
+_._runtime; _.oneof_index; _.map_entry
+
+# Data written out (JSON reports, API responses, dataclass fields read by notebooks and the dashboard).
+cars_today; completed_today; missed_today; overdue_today; miss_rate_today; frames_per_s
+parked_frames_today; rejected_today; frame_ms_min; jpeg_bytes_mean; _.median_car_latency_s
+frame_detections; tile_max_dets; row_id; cars_late; frame_errors; onnx_sha256
+dropped_annotations; frame_paths; payload_bytes; exit_code
+
+# The analyst's and notebooks' API (notebooks/*.ipynb, Grafana panels are built from ALL_QUERIES).
+ALL_QUERIES; engine_from_env; read_df; find_bench_files; to_dataframe
+
+# Public helpers used today only by tests (and the GPU benchmark scripts): the store's read API,
+# IoU functions, migration introspection. Candidates for removal; listed in issue 12's report.
+box_iou; box_ios; log_car_deadline; _.with_score_at_least; process_alive; head_revision; current_revision
+_.overdue_cars; _.car_deadline; _.frame_detections; _.rejected_messages; _.delays; _.num_blank
+_.tile_image_id; write_mosaics; clip_boxes; _.assigned_partitions; _.worker_pids
