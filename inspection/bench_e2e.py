@@ -251,7 +251,7 @@ def run_e2e(
     wait_timeout_s: float = 120.0,
     consumers: int = 1,
     workdir: Path | None = None,
-    join_wait_s: float = 30.0,
+    join_wait_s: float = 0.0,
     gpus: list[int] | None = None,
     max_warmup_cars: int = 5,
 ) -> E2EResult:
@@ -342,7 +342,7 @@ def run_e2e(
         else:
             assert runner is not None
             runner.start()
-        if children:
+        if children and join_wait_s > 0:
             say(f"waiting {join_wait_s:g} s for the workers to join the group")
             time.sleep(join_wait_s)
         say("warm-up car (group join, CUDA graph capture)")

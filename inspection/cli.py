@@ -615,7 +615,9 @@ def bench(
         None, help="end to end on these GPUs, e.g. 0,1: `inspection edge --workers CONSUMERS --gpus ...`"
     ),
     join_wait: float = typer.Option(
-        30.0, help="end to end with worker processes: seconds they get to start and join the group before the warm-up car"
+        0.0,
+        help="end to end with worker processes: extra seconds before the warm-up car (warm-up cars are sent "
+        "until one was stored by every worker, so none is needed)",
     ),
     db: Optional[str] = typer.Option(None, help="database of the end-to-end run (default: a fresh SQLite file in --out)"),
     out: Path = typer.Option(Path("benchmarks/results"), help="folder for bench.json/csv/png and e2e.json"),
@@ -795,7 +797,7 @@ def _bench_e2e(
     machine: dict[str, Any],
     consumers: int = 1,
     gpus: list[int] | None = None,
-    join_wait: float = 30.0,
+    join_wait: float = 0.0,
 ) -> None:
     from .bench_e2e import e2e_settings, run_e2e
     from .demo import kafka_cluster
