@@ -108,7 +108,7 @@ def base_env(args: argparse.Namespace) -> dict[str, str]:
 CPU_CHECK_COMBO = "yolox_nano:onnxruntime:fp32"  # --cpu-check with --onnx = YOLOX-Nano: fast on a small CPU
 
 
-def e2e_args(args: argparse.Namespace, workers: int, gpus: str) -> list[str]:
+def e2e_args(args: argparse.Namespace, workers: int, gpus: str, deadline_s: float = 0.75) -> list[str]:
     combo = CPU_CHECK_COMBO if args.cpu_check else COMBO
     config = [] if args.cpu_check else ["--config", "configs/h100.yaml"]
     return [
@@ -123,7 +123,7 @@ def e2e_args(args: argparse.Namespace, workers: int, gpus: str) -> list[str]:
         "--e2e",
         str(args.cars),
         "--deadline",
-        "0.75",
+        f"{deadline_s:g}",
         "--consumers",
         str(workers),
         "--gpus",

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.h100.run_edge import COMBO, CPU_CHECK_COMBO, base_env, e2e_summary, run_step
+from benchmarks.h100.run_edge import base_env, e2e_args, e2e_summary, run_step
 
 
 def main() -> None:
@@ -42,27 +42,7 @@ def main() -> None:
         if left < 30:
             steps.append({"step": f"gpus_{g}", "skipped": "budget spent"})
             continue
-        combo = CPU_CHECK_COMBO if args.cpu_check else COMBO
-        argv = [
-            "bench",
-            *([] if args.cpu_check else ["--config", "configs/h100.yaml"]),
-            "--device",
-            "cpu" if args.cpu_check else "cuda",
-            "--combo",
-            combo,
-            "--batch-sizes",
-            "0",
-            "--e2e",
-            str(args.cars),
-            "--deadline",
-            "0.4",
-            "--consumers",
-            str(args.workers),
-            "--gpus",
-            ",".join(str(i) for i in range(g)),
-            "--join-wait",
-            f"{args.join_wait:g}",
-        ]
+        argv = e2e_args(args, args.workers, ",".join(str(i) for i in range(g)), deadline_s=0.4)
         step = run_step(f"gpus_{g}", argv, args.out, min(left, args.budget / len(counts) + 30), env)
         steps.append(step)
         summary = e2e_summary(Path(step["folder"]))
