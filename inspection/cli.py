@@ -366,7 +366,7 @@ def edge(
     With --metrics-port, also serves /healthz (process up) and /readyz (assigned, making progress
     while lagging, database reachable) for probes. With --workers N (or auto) and/or --gpus, one
     supervisor starts N worker processes per GPU in the same consumer group, forwards SIGTERM/SIGINT,
-    restarts a worker that dies, and serves worker k's metrics on --metrics-port + k.
+    restarts a worker that dies, and serves one /metrics, /healthz, /readyz for all workers on --metrics-port.
     """
     from .edge import EdgePipeline, PipelineError, create_detectors
     from .health import HealthServer

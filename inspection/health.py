@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -116,10 +116,18 @@ class Readiness:
         return error
 
 
+class Probes(Protocol):
+    """What /healthz and /readyz ask: (ok, checks). `Readiness` for one pipeline; the edge supervisor's for its workers."""
+
+    def live(self) -> tuple[bool, dict[str, Any]]: ...
+
+    def ready(self) -> tuple[bool, dict[str, Any]]: ...
+
+
 class HealthServer:
     """Serves /metrics (the registry), /healthz and /readyz on `addr:port` from a daemon thread."""
 
-    def __init__(self, registry: CollectorRegistry, readiness: Readiness | None) -> None:
+    def __init__(self, registry: CollectorRegistry, readiness: Probes | None) -> None:
         self.registry = registry
         self.readiness = readiness
         self._server: ThreadingHTTPServer | None = None

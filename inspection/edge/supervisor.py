@@ -13,7 +13,9 @@ replaced, and the group redelivers what it had not committed (frames upsert: no 
 - A worker that exits while the supervisor is not stopping is restarted after a backoff that
   doubles (`RestartPolicy`); more than `max_restarts` deaths of one slot within `window_s` stop
   every worker and the supervisor exits non-zero with one `error:` line.
-- Metrics: worker k serves /metrics, /healthz and /readyz on `metrics_port + k` (listed at start).
+- Metrics: the supervisor serves one /metrics, /healthz and /readyz on `metrics_port` for all workers
+  (`worker_metrics.py`: every worker's samples with a `worker` label, `inspection_edge_worker_up`,
+  restarts); worker k serves its own on 127.0.0.1:`metrics_port + 1 + k`, which that endpoint reads.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 
 from ..config import ModelConfig, PipelineConfig, Settings
+from ..health import HealthServer
+from .worker_metrics import WorkersCollector, WorkersReadiness, workers_registry
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +85,6 @@ def run_worker(spec: WorkerSpec) -> None:
     """Worker process body: one EdgePipeline until SIGTERM/SIGINT; exit status 1 on a pipeline failure."""
     if spec.gpu is not None:  # before anything initialises CUDA in this process
         os.environ["CUDA_VISIBLE_DEVICES"] = str(spec.gpu)
-    from ..health import HealthServer
     from ..logs import configure_logging
     from ..store import ResultStore
     from .pipeline import EdgePipeline, PipelineError, create_detectors
@@ -104,9 +107,9 @@ def run_worker(spec: WorkerSpec) -> None:
         pipeline = EdgePipeline(spec.settings, create_detectors(spec.settings), store, spec.bootstrap)
         if stop.is_set():
             return
-        if spec.metrics_port:
+        if spec.metrics_port:  # loopback only: the supervisor's endpoint is the one a scraper reads
             server = HealthServer(pipeline.metrics.registry, pipeline.readiness)
-            server.start(spec.metrics_port + spec.index, spec.metrics_addr)
+            server.start(worker_metrics_port(spec.metrics_port, spec.index))
         stats = pipeline.run()
         log.info("%s stopped cleanly: %d frames stored, %d parked", name, stats.frames_stored, stats.frames_parked)
     except PipelineError as exc:
@@ -116,6 +119,11 @@ def run_worker(spec: WorkerSpec) -> None:
         if server is not None:
             server.close()
         store.close()
+
+
+def worker_metrics_port(metrics_port: int, index: int) -> int:
+    """Worker `index`'s own loopback port: the ones after the supervisor's `metrics_port`."""
+    return metrics_port + 1 + index
 
 
 @dataclass
@@ -180,19 +188,36 @@ class EdgeSupervisor:
     def run(self) -> SupervisorResult:
         for slot in self.slots:
             self._start(slot)
-        if self.slots[0].spec.metrics_port:
-            base = self.slots[0].spec.metrics_port
-            log.info("metrics: %s", ", ".join(f"{s.name} :{base + s.spec.index}/metrics" for s in self.slots))
+        server = self._serve_metrics()
         error: str | None = None
-        while not self._stop.is_set() and error is None:
-            now = time.monotonic()
-            for slot in self.slots:
-                error = error or self._watch(slot, now)
-            self._stop.wait(self.poll_s)
-        failed = [s for s in self._drain() if s.last_exit != 0]
+        try:
+            while not self._stop.is_set() and error is None:
+                now = time.monotonic()
+                for slot in self.slots:
+                    error = error or self._watch(slot, now)
+                self._stop.wait(self.poll_s)
+            failed = [s for s in self._drain() if s.last_exit != 0]
+        finally:
+            if server is not None:
+                server.close()
         if error is None and failed:
             error = "; ".join(f"{s.name} exited with status {s.last_exit} while draining" for s in failed)
         return SupervisorResult(1 if error else 0, self.restarts, error)
+
+    def _serve_metrics(self) -> HealthServer | None:
+        """One endpoint for every worker on `metrics_port` (none when the port is 0)."""
+        spec = self.slots[0].spec
+        if not spec.metrics_port:
+            return None
+        urls = {str(s.spec.index): f"http://127.0.0.1:{worker_metrics_port(spec.metrics_port, s.spec.index)}" for s in self.slots}
+
+        def alive() -> dict[str, bool]:
+            return {str(s.spec.index): s.process is not None and s.process.is_alive() for s in self.slots}
+
+        server = HealthServer(workers_registry(WorkersCollector(urls, lambda: self.restarts)), WorkersReadiness(urls, alive))
+        port = server.start(spec.metrics_port, spec.metrics_addr)
+        log.info("metrics of all %d workers: http://%s:%d/metrics (/healthz, /readyz)", len(self.slots), spec.metrics_addr, port)
+        return server
 
     def _watch(self, slot: WorkerSlot, now: float) -> str | None:
         """Restart a dead worker when its backoff ends; an error text when it keeps dying."""

@@ -10,14 +10,18 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 from confluent_kafka import Consumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from inspection.config import GridConfig, LineConfig, ModelConfig, PipelineConfig, Settings, StoreConfig
@@ -67,6 +71,36 @@ def _committed(settings: Settings) -> int:
         consumer.close()
 
 
+def _free_port_pair() -> int:
+    """A port P with P+1..P+2 free too (the supervisor's endpoint and its two workers')."""
+    for _ in range(50):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port + 2 < 65536 and all(_port_free(port + k) for k in (1, 2)):
+            return port
+    raise RuntimeError("no three consecutive free ports")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
 def _wait(condition, timeout_s: float, what: str) -> None:
     limit = time.monotonic() + timeout_s
     while not condition():
@@ -91,9 +125,21 @@ def test_two_workers_store_every_frame_once_through_a_worker_kill_and_drain_on_s
     config = tmp_path / "edge.yaml"
     config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
     log = tmp_path / "edge.log"
+    port = _free_port_pair()
     with open(log, "wb") as err:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "inspection.cli", "edge", "--config", str(config), "--workers", "2"],
+            [
+                sys.executable,
+                "-m",
+                "inspection.cli",
+                "edge",
+                "--config",
+                str(config),
+                "--workers",
+                "2",
+                "--metrics-port",
+                str(port),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=err,
         )
@@ -111,6 +157,15 @@ def test_two_workers_store_every_frame_once_through_a_worker_kill_and_drain_on_s
         _wait(lambda: len(_frames(store)) >= len(expected), 200, "every frame to be stored")
         _wait(lambda: _committed(settings) == len(produced), 60, "every offset to be committed")
         assert supervisor.poll() is None, "the supervisor stopped on its own"
+        # one endpoint for the host: both workers' samples (labelled), both up, the restart counted
+        _wait(lambda: _get(f"http://127.0.0.1:{port}/readyz")[0] == 200, 60, "every worker ready behind the one /readyz")
+        status, body = _get(f"http://127.0.0.1:{port}/metrics")
+        families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+        assert status == 200 and _get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+        assert {s.labels["worker"]: s.value for s in families["inspection_edge_worker_up"].samples} == {"0": 1.0, "1": 1.0}
+        assert families["inspection_edge_worker_restarts"].samples[0].value >= 1
+        stored_by = {s.labels["worker"] for s in families["inspection_frames_stored"].samples if s.name.endswith("_total")}
+        assert stored_by == {"0", "1"}
     finally:
         if supervisor.poll() is None:
             supervisor.send_signal(signal.SIGTERM)
