@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Settings
+from .config import ModelConfig, Settings
 from .detect import FIXED_BATCH_BACKENDS, Detector, create_detector
 from .tiling import TileGrid
 
@@ -48,6 +48,18 @@ class Combo:
 
     def __str__(self) -> str:
         return f"{self.model}:{self.backend}:{self.precision}" + (":eager" if self.eager else "")
+
+    def model_config(self, base: ModelConfig, device: str) -> ModelConfig:
+        """`base` running this combo on `device`; CPU-only backends run on the CPU beside the GPU ones."""
+        return base.model_copy(
+            update={
+                "name": self.model,
+                "backend": self.backend,
+                "precision": self.precision,
+                "device": "cpu" if self.backend in CPU_BACKENDS else device,
+                "cuda_graph": base.cuda_graph and not self.eager,
+            }
+        )
 
 
 @dataclass
@@ -406,16 +418,8 @@ def run_bench(
     baseline = MemorySampler(gpu_index).current() if gpu_index is not None else None
     rows: list[BenchRow] = []
     for combo in combos:
-        combo_device = "cpu" if combo.backend in CPU_BACKENDS else device  # CPU backends run beside the GPU ones
-        model = settings.model.model_copy(
-            update={
-                "name": combo.model,
-                "backend": combo.backend,
-                "precision": combo.precision,
-                "device": combo_device,
-                "cuda_graph": settings.model.cuda_graph and not combo.eager,
-            }
-        )
+        model = combo.model_config(settings.model, device)
+        combo_device = model.device
         label = f"{combo.precision}-eager" if combo.eager else None
         combo_gpu = gpu_index if combo_device == "cuda" else None
         memory_baseline = baseline if combo_gpu is not None else None

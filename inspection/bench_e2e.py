@@ -162,14 +162,7 @@ def e2e_settings(settings: Settings, combo: Combo, device: str, deadline_s: floa
     """The settings of an end-to-end run of `combo`: its model on `device` (CPU-only backends on the
     CPU), the database `db` (default: a fresh SQLite file in `out`, no images kept) and the line's
     takt, hence each car's deadline, set to `deadline_s`."""
-    model = settings.model.model_copy(
-        update={
-            "name": combo.model,
-            "backend": combo.backend,
-            "precision": combo.precision,
-            "device": "cpu" if combo.backend in ("opencv", "onnxruntime") else device,
-        }
-    )
+    model = combo.model_config(settings.model, device)
     store = settings.store.model_copy(update={"url": db or f"sqlite:///{(out / 'e2e.db').resolve()}", "image_dir": None})
     return settings.model_copy(
         update={"model": model, "store": store, "line": settings.line.model_copy(update={"takt_s": deadline_s})}

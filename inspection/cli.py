@@ -733,14 +733,7 @@ def _bench_peers(
     reason = sahi_missing()
     if reason:
         console.print(f"skipped: {reason}")
-    model = settings.model.model_copy(
-        update={
-            "name": combo.model,
-            "backend": combo.backend,
-            "precision": combo.precision,
-            "device": "cpu" if combo.backend in ("opencv", "onnxruntime") else device,
-        }
-    )
+    model = combo.model_config(settings.model, device)
     try:
         detector = create_detector(model, settings.detect)
     except _model_errors() as exc:
