@@ -185,7 +185,7 @@ def demo(
     log_format: Optional[str] = LogFormatOpt,
 ) -> None:
     """Run the whole system locally: embedded broker, one car on the simulated line, an edge consumer, SQLite."""
-    from .demo import dashboard_hint, run_demo, start_demo_dashboard
+    from .tools.demo import dashboard_hint, run_demo, start_demo_dashboard
 
     settings = _settings(
         config,
@@ -466,13 +466,13 @@ def eval_(
     device: Optional[str] = typer.Option(None, help="model.device: cpu, cuda or auto"),
 ) -> None:
     """pycocotools mAP at tile level and at stitched-frame level on mosaics of a COCO dataset, plus tiles/s
-    (with --scenes: the scene table of tiling and stitching configurations, see inspection.scene_eval)."""
+    (with --scenes: the scene table of tiling and stitching configurations, see inspection.tools.scene_eval)."""
     from synthetic.coco import CocoDataset
 
     from .detect import create_detector
-    from .evaluate import evaluate
     from .stitch import stitch
     from .tiling import TileGrid
+    from .tools.evaluate import evaluate
 
     settings = _settings(
         config,
@@ -553,7 +553,7 @@ def _scene_table(
     json_path: Optional[Path],
 ) -> None:
     """`inspection eval --scenes N`: one table, mean ± spread over the seeds, JSON beside it."""
-    from .scene_eval import evaluate_scenes
+    from .tools.scene_eval import evaluate_scenes
 
     seed_list = _int_list(seeds, "--seeds")
     if not seed_list:
@@ -629,7 +629,7 @@ def bench(
     peer_batches: str = typer.Option("64,1", help="--peers: SAHI batch sizes"),
 ) -> None:
     """Time per frame and tiles/s per model × backend × precision × batch size, with peak memory; optionally whole cars end to end."""
-    from .bench import Combo, comparison, machine_description, run_bench, write_results
+    from .tools.bench import Combo, comparison, machine_description, run_bench, write_results
 
     settings = _settings(config)
     try:
@@ -722,8 +722,8 @@ def _bench_peers(
     from synthetic.coco import CocoDataset
 
     from .detect import create_detector
-    from .peers import run_peers, sahi_missing
     from .tiling import TileGrid
+    from .tools.peers import run_peers, sahi_missing
 
     unknown = sorted(set(peers) - {"sahi"})
     if unknown:
@@ -792,8 +792,8 @@ def _bench_e2e(
     gpus: list[int] | None = None,
     join_wait: float = 0.0,
 ) -> None:
-    from .bench_e2e import e2e_settings, run_e2e
-    from .demo import kafka_cluster
+    from .tools.bench_e2e import e2e_settings, run_e2e
+    from .tools.demo import kafka_cluster
 
     out.mkdir(parents=True, exist_ok=True)
     settings = e2e_settings(settings, combo, device, deadline, db, out)
@@ -865,7 +865,7 @@ def plan_cmd(
     ),
 ) -> None:
     """Most accurate model/backend/precision/batch meeting the per-car deadline on measured hardware, and GPUs per line."""
-    from .plan import GpuScaling, best, load_accuracy, load_rows, plan
+    from .tools.plan import GpuScaling, best, load_accuracy, load_rows, plan
 
     missing = [p for p in results if not p.exists()]
     if missing:
@@ -985,7 +985,7 @@ def model_list(
     from .detect import available_models, load_spec
     from .detect.base import model_cache_dir
     from .detect.inventory import model_status
-    from .plan import load_accuracy
+    from .tools.plan import load_accuracy
 
     accuracy = load_accuracy([p for p in results if p.exists()])
     console.print(f"model directory (user models, converted and quantized files): {model_cache_dir()}")
@@ -1085,8 +1085,8 @@ def model_quantize(
 ) -> None:
     """INT8 by explicit quantization: the raw ONNX graph -> QDQ graphs (per-channel INT8 weights, activations calibrated on real tiles)."""
     from .detect import load_spec
-    from .detect.quantize import FLAVOURS, QuantizeSettings, quantize_model
     from .tiling import TileGrid
+    from .tools.quantize import FLAVOURS, QuantizeSettings, quantize_model
 
     flavours = [f.strip() for f in for_.split(",") if f.strip()]
     unknown = [f for f in flavours if f not in FLAVOURS]
@@ -1130,8 +1130,8 @@ def model_build_engine(
     import importlib.util
 
     from .detect import load_spec, resolve_model_file
-    from .detect.quantize import QuantizeSettings, int8_path, quantize_model
     from .tiling import TileGrid
+    from .tools.quantize import QuantizeSettings, int8_path, quantize_model
 
     if precision not in ("fp32", "fp16", "int8"):
         raise _fail(f"--precision {precision!r}: allowed fp32, fp16, int8", 2)

@@ -14,7 +14,8 @@ import numpy as np
 from ..boxes import top_k_per_group
 from ..config import DetectConfig, ModelConfig
 from ..detections import Detections
-from .base import Detector, ModelSpec, resolve_model_file
+from .base import Detector, ModelSpec
+from .convert import resolve_model_file
 from .postprocess import OutputDecoder, select_detections
 from .preprocess import to_network_input
 from .signature import check_model_file

@@ -73,9 +73,3 @@ class KeyOrder:
             if not queue:
                 del self._pending[key]  # type: ignore[arg-type]
             return ready
-
-    @property
-    def waiting(self) -> int:
-        """Jobs that arrived before an earlier job of their key and wait for it."""
-        with self._lock:
-            return sum(len(jobs) for jobs in self._early.values())

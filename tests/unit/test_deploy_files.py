@@ -705,7 +705,7 @@ def test_read_df_parses_times_and_booleans(tmp_path: Path, queries: ModuleType) 
 
 
 def test_bench_loader_reads_what_inspection_bench_writes(tmp_path: Path) -> None:
-    from inspection.bench import BenchRow, write_results
+    from inspection.tools.bench import BenchRow, write_results
 
     bench_results = _load_module(NOTEBOOKS / "bench_results.py")
     rows = [

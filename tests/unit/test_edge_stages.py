@@ -376,10 +376,13 @@ def test_key_order_holds_a_job_until_the_earlier_jobs_of_its_key_arrived(jpeg: b
     nameless = job_of(frame_record(jpeg, camera=b"two", offset=9))
     for job in [*jobs, nameless]:
         order.admit(job)
-    assert order.arrived(jobs[3]) == [] and order.arrived(jobs[2]) == [] and order.waiting == 2
+    assert order.arrived(jobs[3]) == [] and order.arrived(jobs[2]) == []
     assert order.arrived(jobs[1]) == [jobs[1]]  # another key: not held
     assert order.arrived(nameless) == [nameless]  # no frame key: not held
-    assert order.arrived(jobs[0]) == [jobs[0], jobs[2], jobs[3]] and order.waiting == 0
+    assert order.arrived(jobs[0]) == [jobs[0], jobs[2], jobs[3]]
+    again = job_of(frame_record(jpeg, shot=0, offset=7))  # nothing of the key is held any more
+    order.admit(again)
+    assert order.arrived(again) == [again]
 
 
 def test_persist_applies_retakes_of_one_frame_in_offset_order_whatever_order_they_arrive(persist, jpeg: bytes) -> None:
