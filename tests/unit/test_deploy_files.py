@@ -284,7 +284,7 @@ def _check_cli(argv: list[str]) -> None:
         if name not in command.commands:
             if path == ["inspection", "model"] and name == "build-engine":
                 pytest.skip(
-                    "`inspection model build-engine` is not in inspection/cli.py yet (being added); "
+                    "`inspection model build-engine` is not in inspection/cli/ yet (being added); "
                     "its use in deploy/jetson/README.md is checked once it exists"
                 )
             raise AssertionError(f"`{' '.join(path)}` has no subcommand {name!r}; it has: {', '.join(sorted(command.commands))}")
