@@ -20,11 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 ENV_PREFIX = "INSPECTION__"
 
 # OpenCV 5 dropped the TensorFlow importer the backend ran on, and OpenCV 4's ONNX importer cannot batch the
-# converted graph; on the ONNX graph OpenCV 5 gives the same boxes as onnxruntime at 2.6x the time
+# converted graph; on the ONNX graph OpenCV 5 gives the same outputs (to 1e-4) as onnxruntime at 2.2x the time
 # (benchmarks/cpu-2core/opencv_retired.json), so the backend was retired rather than ported.
 RETIRED_OPENCV = (
     "backend opencv was retired (OpenCV 5 dropped its TensorFlow importer; on the same ONNX graph onnxruntime gives "
-    "the same detections 2.6x faster): use model.backend=onnxruntime"
+    "the same detections 2.2x faster): use model.backend=onnxruntime"
 )
 
 

@@ -35,6 +35,18 @@ def _smoke_cases(tmp: Path) -> dict[str, list[str]]:
     return {
         "benchmarks/cpu-2core/stitch_scaling.py": ["--frames", "1", "--reps", "1", "--out", str(tmp / "stitch.json")],
         "benchmarks/cpu-2core/post_scaling.py": ["--reps", "1"],
+        "benchmarks/cpu-2core/opencv_vs_onnxruntime.py": [
+            "--onnx",
+            str(SSD_DIR / "raw_fp32.onnx"),
+            "--images",
+            images,
+            "--tiles",
+            "2",
+            "--rounds",
+            "1",
+            "--out",
+            str(tmp / "opencv.json"),
+        ],
         "benchmarks/cpu-2core/int8_vs_fp32.py": [
             "--images",
             images,
