@@ -19,10 +19,10 @@ from .errors import CliError, UsageError
 def bench(
     config: Optional[Path] = ConfigOpt,
     combo: list[str] = typer.Option(
-        ["ssd_mobilenet_v2_coco:onnxruntime:fp32", "ssd_mobilenet_v2_coco:opencv:fp32"],
+        ["ssd_mobilenet_v2_coco:onnxruntime:fp32", "ssd_mobilenet_v2_coco:onnxruntime:int8"],
         help="MODEL:BACKEND:PRECISION[:eager], repeatable (MODEL: built-in or `model add`ed; int8: the QDQ graph of `model quantize`; eager: torch without CUDA graph, the GPU baseline)",
     ),
-    device: str = typer.Option("cpu", help="cpu or cuda for the torch/tensorrt combos (opencv/onnxruntime run on the CPU)"),
+    device: str = typer.Option("cpu", help="cpu or cuda for the torch/tensorrt combos (onnxruntime runs on the CPU)"),
     batch_sizes: str = typer.Option("1,2,4,8,16,32,64"),
     repeats: int = typer.Option(3, min=1),
     naive: bool = typer.Option(True, help="also time the one-tile-at-a-time baseline"),

@@ -162,7 +162,8 @@ def model_build_engine(
     if missing:
         raise CliError(
             f"building an engine needs {' and '.join(missing)}: on a Jetson JetPack 6 ships TensorRT 10 (python3-libnvinfer) "
-            "and pycuda installs with pip; on an x86 GPU node: pip install 'inspection[gpu]' (see deploy/jetson/README.md)"
+            "and pycuda installs with pip install 'inspection[gpu]'; on an x86 GPU node: the NGC TensorRT image or NVIDIA's "
+            "pip install 'tensorrt>=10,<11', then pip install 'inspection[gpu]' (see deploy/jetson/README.md)"
         )
     settings = _settings(config)
     path = build_model_engine(

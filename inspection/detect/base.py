@@ -133,8 +133,8 @@ def model_file_location(spec: ModelSpec, kind: str) -> tuple[Path | None, str]:
 
 
 def find_model_file(spec: ModelSpec, kind: str, override: str | Path | None = None) -> Path | None:
-    """Path of one of the model's files (`onnx`, `frozen_graph`, `opencv_pbtxt`); None for a model
-    cache file not made yet (`convert.resolve_model_file` converts it or says how to get it).
+    """Path of one of the model's files (`onnx`, `frozen_graph`); None for a model cache file not
+    made yet (`convert.resolve_model_file` converts it or says how to get it).
 
     Order: an explicit override (config `model.path`), the package that ships it, the model cache.
     """

@@ -34,7 +34,7 @@ def cache_path(spec: ModelSpec) -> Path:
 
 
 def resolve_model_file(spec: ModelSpec, kind: str, override: str | Path | None = None, auto_convert: bool = True) -> Path:
-    """Path of one of the model's files (`onnx`, `frozen_graph`, `opencv_pbtxt`), see `base.find_model_file`.
+    """Path of one of the model's files (`onnx`, `frozen_graph`), see `base.find_model_file`.
 
     A model with a conversion recipe gets its ONNX file converted into the cache on first use
     (`auto_convert`, `ensure_onnx`); otherwise a missing file raises ModelNotFoundError saying how to get it.
