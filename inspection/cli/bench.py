@@ -11,7 +11,7 @@ from rich.console import Group
 from rich.table import Table
 
 from ..config import Settings
-from .app import ConfigOpt, _command_line, _settings, _table, app, console
+from .base import ConfigOpt, _command_line, _settings, _table, app, console
 from .errors import CliError, UsageError
 
 

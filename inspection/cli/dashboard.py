@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from ..extras import require
-from .app import ConfigOpt, _settings, app, console
+from .base import ConfigOpt, _settings, app, console
 from .errors import UsageError
 
 

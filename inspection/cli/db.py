@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .app import ConfigOpt, _settings, _table, console, db_app
+from .base import ConfigOpt, _settings, _table, console, db_app
 from .errors import CliError, UsageError
 
 

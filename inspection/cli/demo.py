@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..logs import configure_logging
-from .app import DEMO_SHOTS, ConfigOpt, LogFormatOpt, _settings, _table, app, console
+from .base import DEMO_SHOTS, ConfigOpt, LogFormatOpt, _settings, _table, app, console
 from .errors import CliError
 
 

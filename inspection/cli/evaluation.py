@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..config import Settings
-from .app import ConfigOpt, _settings, _table, app, console
+from .base import ConfigOpt, _settings, _table, app, console
 from .errors import UsageError
 
 

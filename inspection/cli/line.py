@@ -11,7 +11,7 @@ import typer
 
 from ..config import Settings
 from ..logs import configure_logging
-from .app import ConfigOpt, LogFormatOpt, _settings, app, console
+from .base import ConfigOpt, LogFormatOpt, _settings, app, console
 from .errors import CliError, UsageError
 
 

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from .app import ConfigOpt, _model_errors, _settings, console, model_app
+from .base import ConfigOpt, _model_errors, _settings, console, model_app
 from .errors import CliError, UsageError
 
 
