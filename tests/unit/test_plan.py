@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from inspection.plan import GpuScaling, best, load_accuracy, load_rows, plan
+from inspection.tools.plan import GpuScaling, best, load_accuracy, load_rows, plan
 
 
 def rows():

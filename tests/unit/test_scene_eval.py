@@ -8,8 +8,8 @@ import pytest
 
 from inspection.config import StitchConfig
 from inspection.detections import Detections
-from inspection.scene_eval import border_recall, default_configurations
 from inspection.tiling import TileGrid
+from inspection.tools.scene_eval import border_recall, default_configurations
 
 
 def _gt() -> dict:
@@ -47,7 +47,7 @@ def test_table_rows_keep_the_old_rule_and_the_overlapping_grids():
 
 
 def test_sahi_row_names_its_extra_when_sahi_is_missing(monkeypatch):
-    from inspection.sahi_adapter import SahiNotInstalled, make_sahi_model
+    from inspection.tools.sahi_adapter import SahiNotInstalled, make_sahi_model
 
     monkeypatch.setitem(sys.modules, "sahi", None)  # `import sahi` raises ImportError, as on a machine without it
     with pytest.raises(SahiNotInstalled, match=r"pip install -e '\.\[sahi\]'"):
