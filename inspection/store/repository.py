@@ -41,6 +41,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
+from ..car_state import DEFAULT_GRACE_S, CarState, car_state_case, overdue_before
 from ..config import StoreConfig
 from ..deadline import CarDeadline, car_deadline_from_row, evaluate_car
 from ..detections import Detections
@@ -158,19 +159,13 @@ class CarSummary:
     completed_at: datetime | None
     deadline_met: bool | None
     lateness_s: float | None
+    state: CarState  # inspection.car_state: met | missed | overdue | in_flight, at the time it was read
     overdue_at: datetime | None = None  # found past its deadline with frames missing (kept once complete)
     missing_frames: str | None = None  # what was missing then, e.g. "cam 1 shots 0-4"
 
     @property
     def complete(self) -> bool:
         return self.completed_at is not None
-
-    @property
-    def state(self) -> str:
-        """met | missed (complete) | overdue (deadline passed, frames missing) | in_flight."""
-        if self.completed_at is not None:
-            return "met" if self.deadline_met else "missed"
-        return "overdue" if self.overdue_at is not None else "in_flight"
 
 
 @dataclass(frozen=True)
@@ -577,7 +572,7 @@ class ResultStore:
 
     # ------------------------------------------------------------------ reads
 
-    def _summary_select(self) -> Any:
+    def _summary_select(self, now: datetime | None = None, grace_s: float = DEFAULT_GRACE_S) -> Any:
         per_frame = (
             select(
                 Frame.car_id.label("car_id"),
@@ -600,6 +595,7 @@ class ResultStore:
                 per_frame.c.mean_latency,
                 per_frame.c.max_latency,
                 per_frame.c.last_processed,
+                car_state_case(Car, overdue_before(now or datetime.now(timezone.utc), grace_s)).label("state"),
             )
             .outerjoin(per_frame, per_frame.c.car_id == Car.car_id)
             .order_by(Car.first_captured_at, Car.car_id)
@@ -624,6 +620,7 @@ class ResultStore:
             completed_at=car.completed_at,
             deadline_met=car.deadline_met,
             lateness_s=car.lateness_s,
+            state=CarState(row.state),
             overdue_at=car.overdue_at,
             missing_frames=car.missing_frames,
         )
@@ -632,8 +629,9 @@ class ResultStore:
         with Session(self.engine) as session:
             return list(session.execute(statement).all())
 
-    def car_summary(self, car_id: str) -> CarSummary:
-        rows = self._read(self._summary_select().where(Car.car_id == car_id))
+    def car_summary(self, car_id: str, now: datetime | None = None, grace_s: float = DEFAULT_GRACE_S) -> CarSummary:
+        """The car's frames, latency and deadline, and its state at `now` (default: the current time)."""
+        rows = self._read(self._summary_select(now, grace_s).where(Car.car_id == car_id))
         if not rows:
             raise CarNotFoundError(f"no car {car_id!r} in the results database")
         return self._summary(rows[0])
@@ -646,7 +644,7 @@ class ResultStore:
         is before `now`, marked yet or not.
         """
         now = now or datetime.now(timezone.utc)
-        statement = self._summary_select().where(Car.completed_at.is_(None))
+        statement = self._summary_select(now).where(Car.completed_at.is_(None))
         if marked_only:
             statement = statement.where(Car.overdue_at.is_not(None))
         else:
@@ -701,16 +699,12 @@ class ResultStore:
                 )
         return out
 
-    def car_states(self) -> CarStates:
-        """How many cars are incomplete: in flight (not marked overdue) and overdue."""
+    def car_states(self, now: datetime | None = None, grace_s: float = DEFAULT_GRACE_S) -> CarStates:
+        """How many cars are incomplete at `now`, by inspection.car_state: in flight and overdue."""
+        state = car_state_case(Car, overdue_before(now or datetime.now(timezone.utc), grace_s))
         with self.engine.connect() as conn:
-            in_flight, overdue = conn.execute(
-                select(
-                    func.coalesce(func.sum(case((Car.overdue_at.is_(None), 1), else_=0)), 0),
-                    func.coalesce(func.sum(case((Car.overdue_at.is_not(None), 1), else_=0)), 0),
-                ).where(Car.completed_at.is_(None))
-            ).one()
-        return CarStates(int(in_flight), int(overdue))
+            counts = dict(conn.execute(select(state, func.count()).where(Car.completed_at.is_(None)).group_by(state)).all())
+        return CarStates(int(counts.get(CarState.IN_FLIGHT, 0)), int(counts.get(CarState.OVERDUE, 0)))
 
     def car_deadline(self, car_id: str) -> CarDeadline | None:
         """The car's deadline verdict, None while it is incomplete."""
