@@ -33,7 +33,7 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import Connection, Engine, and_, case, delete, func, insert, not_, or_, select, update
@@ -56,11 +56,15 @@ from .models import (
     KAFKA_TOPIC_MAX,
     MESSAGE_KEY_MAX,
     Car,
+    CarVerdict,
     Detection,
     Frame,
     RejectedMessageRow,
     Run,
 )
+
+if TYPE_CHECKING:
+    from ..rules.verdict import VerdictWriter
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +236,10 @@ class StoreCounts:
 class ResultStore:
     """The results database: one `store_frame` / `store_error` transaction per frame, read API for analysts."""
 
-    def __init__(self, target: Engine | str | URL, image_store: ImageStore | None = None) -> None:
+    def __init__(
+        self, target: Engine | str | URL, image_store: ImageStore | None = None, verdicts: VerdictWriter | None = None
+    ) -> None:
+        self.verdicts = verdicts  # decides each car's inspection verdict in the transaction that completes it (issue 19)
         self._owns_engine = not isinstance(target, Engine)
         self.engine: Engine = create_engine_for(target) if self._owns_engine else target  # type: ignore[arg-type]
         self.image_store = image_store
@@ -520,6 +527,10 @@ class ResultStore:
                 lateness_s=completed.lateness_s,
             )
         conn.execute(update(Car).where(Car.car_id == record.frame_id.car_id).values(values))
+        if completed is not None and self.verdicts is not None:
+            self.verdicts.decide_complete(
+                conn, completed.car_id, values.get("first_captured_at", car.first_captured_at), completed.completed_at
+            )
         return int(done), int(car.frames_expected), completed
 
     def prune(self, rows_before: datetime | None, images_before: datetime | None, *, dry_run: bool = True) -> PruneCounts:
@@ -563,6 +574,7 @@ class ResultStore:
             if not dry_run:
                 conn.execute(update(Frame).where(image_gone, not_(frame_gone)).values(image_uri=None))
                 conn.execute(delete(Detection).where(Detection.frame_id.in_(select(Frame.id).where(frame_gone))))
+                conn.execute(delete(CarVerdict).where(CarVerdict.car_id.in_(old_cars)))  # its frame_defects cascade
                 conn.execute(delete(Frame).where(frame_gone))
                 conn.execute(delete(Car).where(Car.first_captured_at < rows_cut))
                 conn.execute(delete(RejectedMessageRow).where(RejectedMessageRow.received_at < rows_cut))
@@ -678,7 +690,7 @@ class ResultStore:
                 update(Car)
                 .where(Car.car_id.in_(ids), Car.completed_at.is_(None), Car.overdue_at.is_(None))
                 .values(overdue_at=now)
-                .returning(Car.car_id, Car.deadline_at, Car.frames_done, Car.frames_expected)
+                .returning(Car.car_id, Car.deadline_at, Car.frames_done, Car.frames_expected, Car.first_captured_at)
             ).all()
             if not marked:
                 return []
@@ -694,6 +706,8 @@ class ResultStore:
                 )
                 text = describe_missing(missing, shots_per_camera)
                 conn.execute(update(Car).where(Car.car_id == row.car_id).values(missing_frames=text))
+                if self.verdicts is not None:
+                    self.verdicts.decide_incomplete(conn, row.car_id, row.first_captured_at, text, now)
                 out.append(
                     OverdueCar(row.car_id, row.deadline_at, now, int(row.frames_done), int(row.frames_expected), missing, text)
                 )
