@@ -35,3 +35,11 @@ def load_rules(path: Path, settings: Settings) -> RuleSet:
     except ValueError as exc:
         raise ConfigError(f"rules file {path}: {exc}") from None
     return RuleSet.compile(rules, names)
+
+
+def example_rules() -> RulesConfig:
+    """The example rule set for the COCO demo model, shipped with the package (rules/coco_example.yaml)."""
+    import importlib.resources
+
+    text = (importlib.resources.files("inspection.rules") / "coco_example.yaml").read_text()
+    return RulesConfig.model_validate(yaml.safe_load(text)["inspection"]["rules"])
