@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -28,6 +29,8 @@ class Mosquitto:
     def __init__(self, folder: Path, port: int, passwd: Path | None = None, tls: tuple[Path, Path, Path] | None = None) -> None:
         self.folder, self.port = folder, port
         lines = [f"listener {port} 127.0.0.1", "persistence true", f"persistence_location {folder}/", "log_type error"]
+        if os.geteuid() == 0:
+            lines.append("user root")  # as root mosquitto drops to user mosquitto, which cannot write the test's folder
         lines += [f"password_file {passwd}", "allow_anonymous false"] if passwd else ["allow_anonymous true"]
         if tls:
             ca, cert, key = tls
@@ -60,10 +63,12 @@ class Mosquitto:
 class Subscriber:
     """A persistent-session QoS 1 subscriber to inspection/<line>/#; collects (topic, payload, retained)."""
 
-    def __init__(self, port: int, line: str, *, auth: tuple[str, str] | None = None, ca: Path | None = None) -> None:
+    def __init__(
+        self, port: int, line: str, *, auth: tuple[str, str] | None = None, ca: Path | None = None, name: str = "test-sub"
+    ) -> None:
         self.messages: list[tuple[str, dict[str, Any], bool]] = []
         self.changed = threading.Condition()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-sub-{port}", clean_session=False)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{name}-{port}", clean_session=False)
         if auth:
             self.client.username_pw_set(*auth)
         if ca:
