@@ -57,7 +57,7 @@ class MqttConfig(_Section):
 class OpcUaConfig(_Section):
     enabled: bool = False
     host: str = "127.0.0.1"
-    port: int = Field(4840, ge=0, le=65535)
+    port: int = Field(4840, ge=1, le=65535)
     security: Literal["none", "Basic256Sha256"] = "none"
     cert_file: Path | None = Field(None, description="server certificate (DER or PEM), for Basic256Sha256")
     key_file: Path | None = Field(None, description="server private key (PEM)")
