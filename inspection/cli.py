@@ -1285,10 +1285,17 @@ def rules_check(
 
 
 @app.command("signal")
-def signal_command(config: Optional[Path] = ConfigOpt) -> None:
+def signal_command(
+    config: Optional[Path] = ConfigOpt,
+    metrics_port: int = typer.Option(0, help="serve the outbox gauges on /metrics at this port (0: none)"),
+    metrics_addr: str = typer.Option("127.0.0.1", help="address of /metrics (0.0.0.0 in a container)"),
+) -> None:
     """Publish decided cars to the line (MQTT, OPC UA) from the outbox until Ctrl-C."""
     import time as _time
 
+    from prometheus_client import start_http_server
+
+    from .signal.outbox import OutboxMetrics
     from .signal.service import running_relay
     from .store import upgrade_database
     from .store.db import create_engine_for
@@ -1297,7 +1304,10 @@ def signal_command(config: Optional[Path] = ConfigOpt) -> None:
     upgrade_database(settings.store.url)
     engine = create_engine_for(settings.store.url)
     try:
-        with running_relay(engine, settings.signal):
+        metrics = OutboxMetrics()
+        if metrics_port:
+            start_http_server(metrics_port, metrics_addr, registry=metrics.registry)
+        with running_relay(engine, settings.signal, metrics):
             console.print(f"publishing decided cars of line {settings.signal.line}; Ctrl-C stops")
             while True:
                 _time.sleep(3600)
