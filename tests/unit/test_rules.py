@@ -153,3 +153,22 @@ def test_the_demo_ships_a_rule_set_for_the_coco_model() -> None:
     )
     assert phone.ignored.tolist() == [True, False] and phone.defect.tolist() == [False, True]  # the fixture corner on cam 0
     assert compiled.decide(phone).verdict == "ng"
+
+
+def test_the_signal_config_refuses_open_listeners_off_loopback() -> None:
+    from inspection.signal.config import MqttConfig, OpcUaConfig
+
+    MqttConfig(enabled=True, host="127.0.0.1")  # loopback: fine without TLS
+    with pytest.raises(ValueError, match="tls: true and username/password"):
+        MqttConfig(enabled=True, host="10.0.0.5")
+    with pytest.raises(ValueError, match="tls: true and username/password"):
+        MqttConfig(enabled=True, host="broker.plant", tls=True)  # TLS but anyone may publish
+    MqttConfig(enabled=True, host="broker.plant", tls=True, username="u", password="p")
+    MqttConfig(enabled=True, host="10.0.0.5", insecure=True)
+    with pytest.raises(ValueError, match="security: Basic256Sha256"):
+        OpcUaConfig(enabled=True, host="0.0.0.0")
+    with pytest.raises(ValueError, match="needs cert_file and key_file"):
+        OpcUaConfig(enabled=True, host="0.0.0.0", security="Basic256Sha256")
+    OpcUaConfig(enabled=True, host="0.0.0.0", insecure=True)
+    with pytest.raises(ConfigError, match="signal.opcua.host 0.0.0.0"):
+        load_settings(overrides={"signal.opcua.enabled": True, "signal.opcua.host": "0.0.0.0"})
