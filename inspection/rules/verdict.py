@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, Engine, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 if TYPE_CHECKING:
@@ -230,3 +230,9 @@ def verdict_writer(settings: Settings) -> VerdictWriter | None:
         return None
     spec = load_spec(settings.model.name)
     return VerdictWriter(RuleSet.compile(rules, spec.class_names), settings.model.name, settings.signal.outbox_max)
+
+
+def stored_verdicts(engine: Engine, car_ids: list[str]) -> dict[str, str]:
+    """car -> its stored inspection verdict, for the cars that have one."""
+    with engine.connect() as conn:
+        return dict(conn.execute(select(CarVerdict.car_id, CarVerdict.verdict).where(CarVerdict.car_id.in_(car_ids))).all())
