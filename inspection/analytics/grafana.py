@@ -66,6 +66,20 @@ ORDER BY 1""",
         description="(missed + overdue) / (completed + overdue) of the cars first captured in each hour",
     ),
     Panel(
+        "Inspection NG rate per hour",
+        """SELECT $__timeGroupAlias(v.decided_at, 1h),
+       100.0 * SUM(CASE WHEN v.verdict = 'ng' THEN 1 ELSE 0 END)
+             / NULLIF(SUM(CASE WHEN v.verdict IN ('ok', 'ng') THEN 1 ELSE 0 END), 0) AS "NG rate"
+FROM car_verdicts AS v
+WHERE $__timeFilter(v.decided_at)
+GROUP BY 1
+ORDER BY 1""",
+        "timeseries",
+        "time_series",
+        unit="percent",
+        description="NG / (OK + NG) of the cars decided in each hour (incomplete and error cars apart)",
+    ),
+    Panel(
         "Car lateness (completion - deadline)",
         """SELECT c.completed_at AS "time",
        c.lateness_s AS "lateness"

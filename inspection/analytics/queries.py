@@ -104,7 +104,14 @@ _CAR_COLUMNS = f"""c.car_id,
            c.completed_at,
            c.deadline_met,
            c.lateness_s,
-           {VERDICT_SQL} AS status"""
+           {VERDICT_SQL} AS status,
+           (SELECT v.verdict FROM car_verdicts AS v WHERE v.car_id = c.car_id) AS inspection,
+           (SELECT v.reason FROM car_verdicts AS v WHERE v.car_id = c.car_id) AS inspection_reason"""
+
+# The inspection verdict filter (:verdict; NULL = every car) and the order the line page lists cars in:
+# NG cars first, then newest first.
+_VERDICT_FILTER = "(CAST(:verdict AS VARCHAR(16)) IS NULL OR v.verdict = :verdict)"
+_NG_FIRST = "CASE WHEN v.verdict = 'ng' THEN 0 ELSE 1 END"
 
 _CAR_TIMES = ("first_captured_at", "deadline_at", "completed_at", "last_processed_at")
 
@@ -140,12 +147,15 @@ CARS = Query(
 
 # The newest cars, one page of them: the frames aggregate only touches the page's cars
 # (ix_cars_first_captured_at_car_id orders them, uq_frames_car_id_camera_shot finds their frames).
-_PAGE_OF_CARS = """SELECT car_id FROM cars ORDER BY first_captured_at DESC, car_id DESC LIMIT :limit OFFSET :offset"""
+_PAGE_OF_CARS = f"""SELECT c.car_id FROM cars AS c LEFT JOIN car_verdicts AS v ON v.car_id = c.car_id
+        WHERE {_VERDICT_FILTER}
+        ORDER BY {_NG_FIRST}, c.first_captured_at DESC, c.car_id DESC LIMIT :limit OFFSET :offset"""
 
 LATEST_CARS = Query(
     "latest_cars",
-    "A page of cars, newest first (:limit rows from :offset): what CARS gives, plus frames stored "
-    "(error rows included) and the car latency's end (completion, else the last frame processed).",
+    "A page of cars, NG first then newest first (:limit rows from :offset), only those whose inspection "
+    "verdict is :verdict unless it is NULL: what CARS gives, plus frames stored (error rows included) and "
+    "the car latency's end (completion, else the last frame processed).",
     f"""
     SELECT {_CAR_COLUMNS},
            COALESCE(f.frames, 0)                  AS frames_stored,
@@ -167,12 +177,13 @@ LATEST_CARS = Query(
         WHERE car_id IN ({_PAGE_OF_CARS})
         GROUP BY car_id
     ) AS f ON f.car_id = c.car_id
+    LEFT JOIN car_verdicts AS v ON v.car_id = c.car_id
     WHERE c.car_id IN ({_PAGE_OF_CARS})
-    ORDER BY c.first_captured_at DESC, c.car_id DESC
+    ORDER BY {_NG_FIRST}, c.first_captured_at DESC, c.car_id DESC
     """,
     time_columns=_CAR_TIMES,
     bool_columns=("deadline_met",),
-    defaults={"limit": 25, "offset": 0},
+    defaults={"limit": 25, "offset": 0, "verdict": None},
     time_params=("overdue_before",),
 )
 
@@ -228,7 +239,25 @@ CAR_CHART = Query(
     time_params=("overdue_before",),
 )
 
-CAR_COUNT = Query("car_count", "How many cars the database holds.", "SELECT COUNT(*) AS cars FROM cars")
+CAR_COUNT = Query(
+    "car_count",
+    "How many cars the database holds (only those whose inspection verdict is :verdict unless it is NULL).",
+    f"SELECT COUNT(*) AS cars FROM cars AS c LEFT JOIN car_verdicts AS v ON v.car_id = c.car_id WHERE {_VERDICT_FILTER}",
+    defaults={"verdict": None},
+)
+
+FRAME_DEFECTS = Query(
+    "frame_defects",
+    "The boxes of frame :frame_id the inspection rules looked at: kept as defects (kept, with the rule "
+    "that kept them) or removed by an ignore region (not kept, with the region), highest score first.",
+    """
+    SELECT d.class_name, d.score, d.x1, d.y1, d.x2, d.y2, d.rule, d.kept
+    FROM frame_defects AS d
+    WHERE d.frame_id = :frame_id
+    ORDER BY d.kept DESC, d.score DESC, d.id
+    """,
+    bool_columns=("kept",),
+)
 
 CARS_SINCE = Query(
     "cars_since",
@@ -584,6 +613,7 @@ ALL_QUERIES: tuple[Query, ...] = (
     ONE_CAR,
     CAR_CHART,
     CAR_COUNT,
+    FRAME_DEFECTS,
     CARS_SINCE,
     FRAMES_PROCESSED_SINCE,
     PARKED_SINCE,
