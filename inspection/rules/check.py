@@ -47,7 +47,7 @@ def check_rules(engine: Engine, rules: RuleSet, limit: int = 1000) -> list[RuleC
             ).all()
         )
         for car in cars:
-            boxes = CarBoxes.read(conn, car.car_id)
+            boxes = CarBoxes.read(conn, car.car_id, rules)
             decision = rules.decide(rules.apply(boxes.camera, boxes.class_id, boxes.score, boxes.xyxy))
             if car.overdue_at is not None:
                 decision = CarDecision("incomplete", f"frames missing at the deadline; {decision.reason}", decision.defects)

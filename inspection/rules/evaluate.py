@@ -71,6 +71,7 @@ class _Regions:
 @dataclass(frozen=True)
 class RuleSet:
     digest: str
+    class_names: Mapping[int, str]  # the model's classes (id -> name)
     rule_names: tuple[str, ...]  # one per defect rule, the text stored as frame_defects.rule
     region_names: tuple[str, ...]  # "ignore cam 0 logo"
     rule_classes: tuple[str, ...]  # class name of each defect rule
@@ -80,6 +81,8 @@ class RuleSet:
     regions: Mapping[int, _Regions]
     ng_on_any: bool
     counts: Mapping[int, int]  # rule index -> count that makes the car NG
+    defect_class_ids: tuple[int, ...]  # the classes any rule names (boxes of other classes never count)
+    min_any_score: float  # the lowest min_score of any rule (boxes below it never count)
 
     @classmethod
     def compile(cls, rules: RulesConfig, class_names: Mapping[int, str]) -> RuleSet:
@@ -104,6 +107,7 @@ class RuleSet:
         rule_index = {rule.class_name: i for i, rule in enumerate(rules.defects)}
         return cls(
             digest=rules.digest(),
+            class_names=dict(class_names),
             rule_names=tuple(rule.name for rule in rules.defects),
             region_names=tuple(region_names),
             rule_classes=tuple(rule.class_name for rule in rules.defects),
@@ -113,6 +117,8 @@ class RuleSet:
             regions=regions,
             ng_on_any=rules.car.ng_on_any,
             counts={rule_index[name]: count for name, count in rules.car.counts.items()},
+            defect_class_ids=tuple(sorted(ids_of[rule.class_name] for rule in rules.defects)),
+            min_any_score=min((rule.min_score for rule in rules.defects), default=1.0),
         )
 
     def apply(self, camera: np.ndarray, class_id: np.ndarray, score: np.ndarray, xyxy: np.ndarray) -> BoxOutcome:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 if TYPE_CHECKING:
     from ..config import Settings
 
-from ..store.models import CarVerdict, Detection, Frame, FrameDefect, SignalOutbox
+from ..store.models import CarVerdict, Frame, FrameDefect, SignalOutbox
 from .evaluate import CarDecision, RuleSet
 
 log = logging.getLogger(__name__)
@@ -35,60 +34,51 @@ MAX_REASON = 2000
 
 @dataclass(frozen=True)
 class CarBoxes:
-    """All boxes of one car as parallel arrays, with the frame row each belongs to."""
+    """The boxes of one car the rules can count (their classes, above the lowest threshold), as parallel arrays."""
 
     frame_row: np.ndarray  # (N,) frames.id
     camera: np.ndarray  # (N,)
     shot: np.ndarray  # (N,)
     class_id: np.ndarray  # (N,)
-    class_name: list[str]  # (N,) as stored with the detection
     score: np.ndarray  # (N,)
     xyxy: np.ndarray  # (N, 4)
 
     @classmethod
-    def read(cls, conn: Connection, car_id: str) -> CarBoxes:
-        rows = conn.execute(
-            select(
-                Detection.frame_id,
-                Frame.camera,
-                Frame.shot,
-                Detection.class_id,
-                Detection.score,
-                Detection.x1,
-                Detection.y1,
-                Detection.x2,
-                Detection.y2,
-                Detection.class_name,
+    def read(cls, conn: Connection, car_id: str, rules: RuleSet) -> CarBoxes:
+        """One query through the DB-API cursor (no per-row ORM objects): boxes of the rules' classes at or
+        above the lowest threshold; most of a car's boxes are of other classes and never leave the database."""
+        table = np.zeros((0, 9))
+        if rules.defect_class_ids:
+            mark = "?" if conn.dialect.name == "sqlite" else "%s"
+            sql = (
+                "SELECT d.frame_id, f.camera, f.shot, d.class_id, d.score, d.x1, d.y1, d.x2, d.y2 "
+                f"FROM detections AS d JOIN frames AS f ON f.id = d.frame_id WHERE f.car_id = {mark} "
+                f"AND d.class_id IN ({', '.join(str(int(c)) for c in rules.defect_class_ids)}) AND d.score >= {mark}"
             )
-            .join(Frame, Frame.id == Detection.frame_id)
-            .where(Frame.car_id == car_id)
-        ).all()
-        if not rows:
-            table = np.zeros((0, 9))
-            names: list[str] = []
-        else:
-            names = [r[9] for r in rows]
-            table = np.asarray([r[:9] for r in rows], np.float64)
+            rows = conn.exec_driver_sql(sql, (car_id, float(rules.min_any_score))).fetchall()
+            if rows:
+                table = np.asarray([tuple(row) for row in rows], np.float64)  # plain tuples: numpy probes Row objects slowly
         ints = table[:, :4].astype(np.int64)
-        return cls(ints[:, 0], ints[:, 1], ints[:, 2], ints[:, 3], names, table[:, 4], table[:, 5:9])
+        return cls(ints[:, 0], ints[:, 1], ints[:, 2], ints[:, 3], table[:, 4], table[:, 5:9])
 
 
 def payload(
-    car_id: str, decision: CarDecision, boxes: CarBoxes, kept: np.ndarray, rules: RuleSet, outcome_rule: np.ndarray, **extra: Any
+    car_id: str, decision: CarDecision, boxes: CarBoxes, rule: np.ndarray, rules: RuleSet, **extra: Any
 ) -> dict[str, Any]:
-    """The line signal: verdict, defects per camera (class, score, box, shot, rule), rules version, model, times."""
-    per_camera: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for i in np.flatnonzero(kept):
-        per_camera[str(int(boxes.camera[i]))].append(
-            {
-                "shot": int(boxes.shot[i]),
-                "class": boxes.class_name[i],
-                "score": round(float(boxes.score[i]), 4),
-                "xyxy": [round(float(v), 1) for v in boxes.xyxy[i]],
-                "rule": rules.rule_names[outcome_rule[i]],
-            }
-        )
-    return {"car_id": car_id, "verdict": decision.verdict, "reason": decision.reason, "defects": dict(per_camera), **extra}
+    """The line signal: verdict, reason, defects per camera (parallel lists: shot, class, score, xyxy, rule),
+    rules version, model, times."""
+    kept = rule >= 0
+    per_camera: dict[str, dict[str, list[Any]]] = {}
+    for camera in np.unique(boxes.camera[kept]).tolist():
+        here = kept & (boxes.camera == camera)
+        per_camera[str(camera)] = {
+            "shot": boxes.shot[here].tolist(),
+            "class": [rules.class_names[c] for c in boxes.class_id[here].tolist()],
+            "score": np.round(boxes.score[here], 4).tolist(),
+            "xyxy": np.round(boxes.xyxy[here], 1).tolist(),
+            "rule": [rules.rule_names[r] for r in rule[here].tolist()],
+        }
+    return {"car_id": car_id, "verdict": decision.verdict, "reason": decision.reason, "defects": per_camera, **extra}
 
 
 class VerdictWriter:
@@ -104,7 +94,7 @@ class VerdictWriter:
     ) -> CarDecision | None:
         """The verdict of a car whose frames are all handled: error when any frame failed, else the rules'."""
         now = now or datetime.now(timezone.utc)
-        boxes = CarBoxes.read(conn, car_id)
+        boxes = CarBoxes.read(conn, car_id, self.rules)
         outcome = self.rules.apply(boxes.camera, boxes.class_id, boxes.score, boxes.xyxy)
         decision = self.rules.decide(outcome)
         failed = conn.execute(
@@ -122,7 +112,7 @@ class VerdictWriter:
         self, conn: Connection, car_id: str, first_captured_at: datetime, missing: str, now: datetime
     ) -> CarDecision | None:
         """A car marked overdue: frames were missing at its deadline, whatever the rest shows."""
-        boxes = CarBoxes.read(conn, car_id)
+        boxes = CarBoxes.read(conn, car_id, self.rules)
         outcome = self.rules.apply(boxes.camera, boxes.class_id, boxes.score, boxes.xyxy)
         found = self.rules.decide(outcome)
         decision = CarDecision("incomplete", f"frames missing at the deadline: {missing}; {found.reason}", found.defects)
@@ -170,7 +160,7 @@ class VerdictWriter:
                         "car_id": car_id,
                         "frame_id": frame,
                         "class_id": class_id,
-                        "class_name": boxes.class_name[i],
+                        "class_name": self.rules.class_names[class_id],
                         "score": score,
                         "x1": a,
                         "y1": b,
@@ -179,8 +169,7 @@ class VerdictWriter:
                         "rule": self.rules.rule_names[r] if r >= 0 else self.rules.region_names[g],
                         "kept": bool(r >= 0),
                     }
-                    for i, frame, class_id, score, a, b, c, d, r, g in zip(
-                        rows.tolist(),
+                    for frame, class_id, score, a, b, c, d, r, g in zip(
                         boxes.frame_row[rows].tolist(),
                         boxes.class_id[rows].tolist(),
                         boxes.score[rows].tolist(),
@@ -197,9 +186,8 @@ class VerdictWriter:
             car_id,
             decision,
             boxes,
-            kept,
-            self.rules,
             rule,
+            self.rules,
             rules_version=self.rules.digest,
             model=self.model,
             decided_at=now.isoformat(),

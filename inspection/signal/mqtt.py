@@ -57,8 +57,9 @@ class MqttSink:
         client = self._client
         if client is None or not client.is_connected():
             raise SinkUnavailable(f"MQTT broker {self.config.host}:{self.config.port} not connected")
-        for topic, retain in ((car_topic(self.line, car_id), False), (last_topic(self.line), True)):
-            info = client.publish(topic, payload, qos=1, retain=retain)
+        topics = ((car_topic(self.line, car_id), False), (last_topic(self.line), True))
+        sent = [(topic, client.publish(topic, payload, qos=1, retain=retain)) for topic, retain in topics]  # both in flight
+        for topic, info in sent:
             try:
                 info.wait_for_publish(self.config.ack_timeout_s)
             except (RuntimeError, ValueError) as exc:

@@ -77,7 +77,7 @@ def test_cars_reach_a_real_subscriber_once_across_a_broker_outage(sqlite_url: st
         cars = {p["car_id"]: p for t, p, _ in subscriber.messages if "/cars/" in t}
         assert {c: p["verdict"] for c, p in cars.items()} == {"car-1-ng": "ng", "car-2-ok": "ok", "car-3-ng": "ng"}
         assert set(cars["car-1-ng"]) >= {"car_id", "verdict", "defects", "rules_version", "model", "decided_at", "car_latency_s"}
-        assert cars["car-1-ng"]["defects"]["0"][0]["class"] == "person"
+        assert cars["car-1-ng"]["defects"]["0"]["class"] == ["person"]
         last = [p["car_id"] for t, p, _ in subscriber.messages if t == "inspection/line7/last"]
         assert last[-1] == "car-3-ng"
     finally:

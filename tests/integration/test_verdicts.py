@@ -93,15 +93,13 @@ def test_verdicts_are_written_with_their_reasons_once_per_car(store_db_url: str)
     signal = json.loads(outbox[0].payload)
     assert signal["verdict"] == "ng" and signal["rules_version"] == RULES.digest() and signal["model"] == "ssd_test"
     assert signal["defects"] == {
-        "0": [
-            {
-                "shot": 0,
-                "class": "person",
-                "score": 0.9,
-                "xyxy": [200.0, 200.0, 300.0, 400.0],
-                "rule": "person: score >= 0.5, size >= 10 px",
-            }
-        ]
+        "0": {
+            "shot": [0],
+            "class": ["person"],
+            "score": [0.9],
+            "xyxy": [[200.0, 200.0, 300.0, 400.0]],
+            "rule": ["person: score >= 0.5, size >= 10 px"],
+        }
     }
     assert signal["car_latency_s"] == 1.0 and signal["decided_at"]
 
