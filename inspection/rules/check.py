@@ -20,7 +20,6 @@ from .verdict import CarBoxes
 class RuleCheckRow:
     car_id: str
     stored: str | None  # the verdict stored for the car (None: not decided)
-    stored_rules: str | None  # hash of the rules that decided it
     new: CarDecision  # what the new rules decide
 
     @property
@@ -33,7 +32,7 @@ def check_rules(engine: Engine, rules: RuleSet, limit: int = 1000) -> list[RuleC
     out = []
     with engine.connect() as conn:
         cars = conn.execute(
-            select(Car.car_id, Car.completed_at, Car.overdue_at, CarVerdict.verdict, CarVerdict.rules_hash)
+            select(Car.car_id, Car.completed_at, Car.overdue_at, CarVerdict.verdict)
             .outerjoin(CarVerdict, CarVerdict.car_id == Car.car_id)
             .where((Car.completed_at.is_not(None)) | (Car.overdue_at.is_not(None)))
             .order_by(Car.first_captured_at.desc(), Car.car_id.desc())
@@ -53,5 +52,5 @@ def check_rules(engine: Engine, rules: RuleSet, limit: int = 1000) -> list[RuleC
                 decision = CarDecision("incomplete", f"frames missing at the deadline; {decision.reason}", decision.defects)
             elif errors.get(car.car_id):
                 decision = CarDecision("error", f"{errors[car.car_id]} frames failed; {decision.reason}", decision.defects)
-            out.append(RuleCheckRow(car.car_id, car.verdict, car.rules_hash, decision))
+            out.append(RuleCheckRow(car.car_id, car.verdict, decision))
     return out
