@@ -49,7 +49,7 @@ def secure_config(certs: dict[str, Path]) -> OpcUaConfig:
 
 
 async def client_for(config: OpcUaConfig, certs: dict[str, Path], who: str = "client") -> Client:
-    client = Client(endpoint_url(config), timeout=10)
+    client = Client(endpoint_url(config), timeout=30)
     client.application_uri = CLIENT_URI
     await client.set_security(
         SecurityPolicyBasic256Sha256,
@@ -99,7 +99,7 @@ def test_a_real_client_reads_the_nodes_and_gets_an_event_per_car(tmp_path: Path)
                 await loop.run_in_executor(None, sink.publish, car, payload)  # c2 twice: a retried round
             while len(collector.events) < 4:
                 collector.arrived.clear()
-                await asyncio.wait_for(collector.arrived.wait(), 10)
+                await asyncio.wait_for(collector.arrived.wait(), 30)
             values = await line_nodes(client, "line3")
             assert (values["LastCarId"], values["LastVerdict"]) == ("c4", "incomplete")
             assert (values["OkCount"], values["NgCount"], values["IncompleteCount"], values["ErrorCount"]) == (1, 2, 1, 0)
@@ -126,7 +126,7 @@ def test_untrusted_and_unencrypted_clients_are_refused(tmp_path: Path) -> None:
         with pytest.raises(Exception):  # noqa: B017 - asyncua reports the refusal as one of several errors
             async with stranger:
                 await line_nodes(stranger, "line3")
-        plain = Client(endpoint_url(config), timeout=5)
+        plain = Client(endpoint_url(config), timeout=30)
         with pytest.raises(Exception):  # noqa: B017 - no unencrypted endpoint exists
             async with plain:
                 await line_nodes(plain, "line3")
