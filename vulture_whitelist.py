@@ -40,3 +40,8 @@ ALL_QUERIES; engine_from_env; read_df; find_bench_files; to_dataframe
 box_iou; box_ios; log_car_deadline; _.with_score_at_least; process_alive; head_revision; current_revision
 _.overdue_cars; _.car_deadline; _.frame_detections; _.rejected_messages; _.delays; _.num_blank
 _.tile_image_id; write_mosaics; clip_boxes; _.assigned_partitions; _.worker_pids
+
+# issue 19: pydantic validators, the `rules check` command (a sub-typer), OPC UA event fields set by
+# name, columns written for analysts, the demo signal's port and BoxOutcome.ignored read by tests.
+rules_check; _._rules_fit_the_model_and_frame; _._closed; _._positive; _._consistent; _._secure_off_loopback
+_.CarId; _.RulesVersion; decided_at; last_error; rules_hash; mqtt_port; _.ignored

@@ -19,6 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import EnvSettingsSource, SettingsError
 from pydantic_settings.sources.utils import parse_env_vars
 
+from .rules.config import InspectionConfig
+from .signal.config import SignalConfig
+
 ENV_PREFIX = "INSPECTION__"
 
 # OpenCV 5 dropped the TensorFlow importer the backend ran on, and OpenCV 4's ONNX importer cannot batch the
@@ -290,6 +293,19 @@ class Settings(_Section):
     health: HealthConfig = HealthConfig()
     logging: LoggingConfig = LoggingConfig()
     retention: RetentionConfig = RetentionConfig()
+    inspection: InspectionConfig = InspectionConfig()
+    signal: SignalConfig = SignalConfig()
+
+    @model_validator(mode="after")
+    def _rules_fit_the_model_and_frame(self) -> Settings:
+        from .detect.registry import load_spec
+
+        names = load_spec(self.model.name).class_names.values()
+        try:
+            self.inspection.rules.check_against(names, self.grid.frame_width, self.grid.frame_height, self.line.cameras)
+        except ValueError as exc:
+            raise ValueError(f"inspection.rules: {exc}") from None
+        return self
 
     def digest(self) -> str:
         """Stable short hash of the whole configuration (recorded on each run row)."""

@@ -11,13 +11,16 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-Verdict = Literal["met", "missed", "overdue", "incomplete"]
+Verdict = Literal["met", "missed", "overdue", "in_flight"]  # inspection.car_state.CarState
 FrameState = Literal["stored", "error", "missing"]
+InspectionVerdict = Literal["ok", "ng", "incomplete", "error"]  # car_verdicts.verdict
 
 
 class CarRow(BaseModel):
     car_id: str
     verdict: Verdict
+    inspection: InspectionVerdict | None = Field(None, description="the inspection verdict; None: not decided (yet)")
+    inspection_reason: str | None = None
     first_captured_at: datetime
     deadline_at: datetime
     completed_at: datetime | None
@@ -217,3 +220,14 @@ class ChangeMark(BaseModel):
     """Changes whenever a consumer stores, replaces or parks anything."""
 
     mark: str
+
+
+class FrameDefects(BaseModel):
+    """The boxes the inspection rules looked at in one frame, as parallel arrays."""
+
+    frame_id: int
+    xyxy: list[tuple[float, float, float, float]]
+    score: list[float]
+    class_name: list[str]
+    rule: list[str] = Field(description="the rule that kept the box, or the ignore region that removed it")
+    kept: list[bool] = Field(description="true: a defect; false: removed by an ignore region")

@@ -11,9 +11,10 @@ Portable on purpose:
   results come back as timezone-aware UTC datetimes on both backends;
 - booleans (`bool_columns`) come back as Python booleans on both backends.
 
-The car verdict (`VERDICT_SQL`) is one expression: completed and deadline met = `met`,
-completed late = `missed`, not complete and past the deadline at `:now` = `overdue`,
-otherwise `incomplete`.
+The car's state is the one expression of inspection/car_state.py (`CAR_STATE_SQL`): met, missed,
+overdue (marked, or past its deadline by more than the grace at `:now`), in_flight. Queries that
+show it take `now` (default: the current time) and `grace_s` (default: overdue.grace_s's) and
+bind `:overdue_before` = now - grace_s.
 
 Tables (inspection/store/models.py): runs (one consumer process), cars (one per car; completion
 and deadline verdict), frames (one per car × camera × shot: latency, detection_count, or an
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Boolean, Connection, Engine, TextClause, bindparam, text
 
+from ..car_state import CAR_STATE_SQL, DEFAULT_GRACE_S, overdue_before
 from ..extras import require
 from ..store.db import create_engine_for
 from ..store.models import UTCDateTime
@@ -46,11 +48,8 @@ DB_ENV = "INSPECTION_DB"
 DEFAULT_DB_URL = "sqlite:///inspection.db"
 
 
-# One definition of a car's verdict; `c` is the cars row, :now the time "overdue" is judged at.
-VERDICT_SQL = """CASE WHEN c.completed_at IS NOT NULL AND c.deadline_met THEN 'met'
-                WHEN c.completed_at IS NOT NULL THEN 'missed'
-                WHEN c.deadline_at < :now THEN 'overdue'
-                ELSE 'incomplete' END"""
+# The car's state (deadline verdict), defined once in car_state; `c` is the cars row.
+VERDICT_SQL = CAR_STATE_SQL
 
 
 def _binned(template: str, column: str) -> dict[str, str]:
@@ -74,7 +73,7 @@ class Query:
     time_columns: tuple[str, ...] = ()
     bool_columns: tuple[str, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)  # values of the :bind parameters
-    time_params: tuple[str, ...] = ()  # bind parameters that are datetimes (":now" gets the current time by default)
+    time_params: tuple[str, ...] = ()  # bind parameters that are datetimes (":overdue_before" from now and grace_s)
     variants: Mapping[str, str] = field(default_factory=dict)  # dialect name -> its SQL, where `sql` cannot serve both
 
     def sql_for(self, dialect: str) -> str:
@@ -90,8 +89,10 @@ class Query:
 
     def params(self, **params: Any) -> dict[str, Any]:
         values = {**self.defaults, **params}
-        if "now" in self.time_params and values.get("now") is None:
-            values["now"] = datetime.now(timezone.utc)
+        now = values.pop("now", None) or datetime.now(timezone.utc)
+        grace_s = values.pop("grace_s", None)
+        if "overdue_before" in self.time_params and values.get("overdue_before") is None:
+            values["overdue_before"] = overdue_before(now, DEFAULT_GRACE_S if grace_s is None else grace_s)
         return values
 
 
@@ -103,14 +104,21 @@ _CAR_COLUMNS = f"""c.car_id,
            c.completed_at,
            c.deadline_met,
            c.lateness_s,
-           {VERDICT_SQL} AS status"""
+           {VERDICT_SQL} AS status,
+           (SELECT v.verdict FROM car_verdicts AS v WHERE v.car_id = c.car_id) AS inspection,
+           (SELECT v.reason FROM car_verdicts AS v WHERE v.car_id = c.car_id) AS inspection_reason"""
+
+# The inspection verdict filter (:verdict; NULL = every car) and the order the line page lists cars in:
+# NG cars first, then newest first.
+_VERDICT_FILTER = "(CAST(:verdict AS VARCHAR(16)) IS NULL OR v.verdict = :verdict)"
+_NG_FIRST = "CASE WHEN v.verdict = 'ng' THEN 0 ELSE 1 END"
 
 _CAR_TIMES = ("first_captured_at", "deadline_at", "completed_at", "last_processed_at")
 
 CARS = Query(
     "cars",
     "One row per car, oldest first: frames done of expected, completion, verdict (met / missed / "
-    "overdue / incomplete at :now), lateness (completed_at - deadline_at, s; negative = early), "
+    "overdue / in_flight at :now), lateness (completed_at - deadline_at, s; negative = early), "
     "and per-car aggregates of its frames.",
     f"""
     SELECT {_CAR_COLUMNS},
@@ -134,17 +142,20 @@ CARS = Query(
     """,
     time_columns=_CAR_TIMES,
     bool_columns=("deadline_met",),
-    time_params=("now",),
+    time_params=("overdue_before",),
 )
 
 # The newest cars, one page of them: the frames aggregate only touches the page's cars
 # (ix_cars_first_captured_at_car_id orders them, uq_frames_car_id_camera_shot finds their frames).
-_PAGE_OF_CARS = """SELECT car_id FROM cars ORDER BY first_captured_at DESC, car_id DESC LIMIT :limit OFFSET :offset"""
+_PAGE_OF_CARS = f"""SELECT c.car_id FROM cars AS c LEFT JOIN car_verdicts AS v ON v.car_id = c.car_id
+        WHERE {_VERDICT_FILTER}
+        ORDER BY {_NG_FIRST}, c.first_captured_at DESC, c.car_id DESC LIMIT :limit OFFSET :offset"""
 
 LATEST_CARS = Query(
     "latest_cars",
-    "A page of cars, newest first (:limit rows from :offset): what CARS gives, plus frames stored "
-    "(error rows included) and the car latency's end (completion, else the last frame processed).",
+    "A page of cars, NG first then newest first (:limit rows from :offset), only those whose inspection "
+    "verdict is :verdict unless it is NULL: what CARS gives, plus frames stored (error rows included) and "
+    "the car latency's end (completion, else the last frame processed).",
     f"""
     SELECT {_CAR_COLUMNS},
            COALESCE(f.frames, 0)                  AS frames_stored,
@@ -166,13 +177,14 @@ LATEST_CARS = Query(
         WHERE car_id IN ({_PAGE_OF_CARS})
         GROUP BY car_id
     ) AS f ON f.car_id = c.car_id
+    LEFT JOIN car_verdicts AS v ON v.car_id = c.car_id
     WHERE c.car_id IN ({_PAGE_OF_CARS})
-    ORDER BY c.first_captured_at DESC, c.car_id DESC
+    ORDER BY {_NG_FIRST}, c.first_captured_at DESC, c.car_id DESC
     """,
     time_columns=_CAR_TIMES,
     bool_columns=("deadline_met",),
-    defaults={"limit": 25, "offset": 0},
-    time_params=("now",),
+    defaults={"limit": 25, "offset": 0, "verdict": None},
+    time_params=("overdue_before",),
 )
 
 ONE_CAR = Query(
@@ -203,7 +215,7 @@ ONE_CAR = Query(
     """,
     time_columns=_CAR_TIMES,
     bool_columns=("deadline_met",),
-    time_params=("now",),
+    time_params=("overdue_before",),
 )
 
 CAR_CHART = Query(
@@ -224,10 +236,28 @@ CAR_CHART = Query(
     """,
     time_columns=("first_captured_at", "deadline_at", "completed_at", "last_processed_at"),
     defaults={"limit": 100},
-    time_params=("now",),
+    time_params=("overdue_before",),
 )
 
-CAR_COUNT = Query("car_count", "How many cars the database holds.", "SELECT COUNT(*) AS cars FROM cars")
+CAR_COUNT = Query(
+    "car_count",
+    "How many cars the database holds (only those whose inspection verdict is :verdict unless it is NULL).",
+    f"SELECT COUNT(*) AS cars FROM cars AS c LEFT JOIN car_verdicts AS v ON v.car_id = c.car_id WHERE {_VERDICT_FILTER}",
+    defaults={"verdict": None},
+)
+
+FRAME_DEFECTS = Query(
+    "frame_defects",
+    "The boxes of frame :frame_id the inspection rules looked at: kept as defects (kept, with the rule "
+    "that kept them) or removed by an ignore region (not kept, with the region), highest score first.",
+    """
+    SELECT d.class_name, d.score, d.x1, d.y1, d.x2, d.y2, d.rule, d.kept
+    FROM frame_defects AS d
+    WHERE d.frame_id = :frame_id
+    ORDER BY d.kept DESC, d.score DESC, d.id
+    """,
+    bool_columns=("kept",),
+)
 
 CARS_SINCE = Query(
     "cars_since",
@@ -238,7 +268,7 @@ CARS_SINCE = Query(
     WHERE c.first_captured_at >= :since
     GROUP BY 1
     """,
-    time_params=("since", "now"),
+    time_params=("since", "overdue_before"),
 )
 
 FRAMES_PROCESSED_SINCE = Query(
@@ -583,6 +613,7 @@ ALL_QUERIES: tuple[Query, ...] = (
     ONE_CAR,
     CAR_CHART,
     CAR_COUNT,
+    FRAME_DEFECTS,
     CARS_SINCE,
     FRAMES_PROCESSED_SINCE,
     PARKED_SINCE,

@@ -35,6 +35,7 @@ from .models import (
     ErrorFrame,
     FrameBoxes,
     FrameCell,
+    FrameDefects,
     FrameDetail,
     Headline,
     LatencySeries,
@@ -100,6 +101,8 @@ class AnalyticsReader:
         return CarRow(
             car_id=row.car_id,
             verdict=row.status,
+            inspection=row.inspection,
+            inspection_reason=row.inspection_reason,
             first_captured_at=row.first_captured_at,
             deadline_at=row.deadline_at,
             completed_at=row.completed_at,
@@ -116,11 +119,12 @@ class AnalyticsReader:
 
     # ----------------------------------------------------------------- line
 
-    def cars(self, page: int = 1, per_page: int = 25) -> CarsPage:
-        """Newest cars first, one page."""
+    def cars(self, page: int = 1, per_page: int = 25, verdict: str | None = None) -> CarsPage:
+        """NG cars first, then newest first, one page; only cars with inspection verdict `verdict` when given."""
         with self.engine.connect() as conn:
-            rows = q.run(conn, q.LATEST_CARS, limit=per_page, offset=(page - 1) * per_page, now=self.clock())
-            total = q.run(conn, q.CAR_COUNT)[0].cars
+            page_of = {"limit": per_page, "offset": (page - 1) * per_page, "verdict": verdict}
+            rows = q.run(conn, q.LATEST_CARS, **page_of, now=self.clock())
+            total = q.run(conn, q.CAR_COUNT, verdict=verdict)[0].cars
         return CarsPage(items=[self._car(r) for r in rows], page=page, per_page=per_page, total=int(total))
 
     def headline(self, window_s: float = 60.0) -> Headline:
@@ -272,6 +276,22 @@ class AnalyticsReader:
             class_id=list(class_id),
             class_name=list(class_name),
             tile_index=list(tile),
+        )
+
+    def frame_defects(self, frame_id: int) -> FrameDefects:
+        """The boxes the inspection rules kept or an ignore region removed in one frame (empty: none, or not decided)."""
+        with self.engine.connect() as conn:
+            if not q.run(conn, q.FRAME, frame_id=frame_id):
+                raise NotFoundError(f"no frame with id {frame_id} in the results database")
+            rows = q.run(conn, q.FRAME_DEFECTS, frame_id=frame_id)
+        class_name, score, x1, y1, x2, y2, rule, kept = list(zip(*rows)) if rows else [()] * 8
+        return FrameDefects(
+            frame_id=frame_id,
+            xyxy=list(zip(x1, y1, x2, y2)),
+            score=list(score),
+            class_name=list(class_name),
+            rule=list(rule),
+            kept=[bool(k) for k in kept],
         )
 
     # ----------------------------------------------------------------- detections

@@ -83,8 +83,10 @@ model_app = _Typer(
     help="Models: list, add your own, convert to ONNX, quantize to INT8, build TensorRT engines.", no_args_is_help=True
 )
 db_app = _Typer(help="Results database: migrations, retention.", no_args_is_help=True)
+rules_app = _Typer(help="Inspection rules: try a rule set on the stored cars before it goes live.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(db_app, name="db")
+app.add_typer(rules_app, name="rules")
 console = Console()
 err_console = Console(stderr=True)
 

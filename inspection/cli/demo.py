@@ -66,7 +66,14 @@ def demo(
         except Exception as exc:
             raise CliError(f"cannot start the dashboard: {exc}") from None
         console.print(f"dashboard: [bold]{dashboard.url}[/bold] (watch the car arrive; Ctrl-C ends the demo)")
-    with Progress(TextColumn("frames stored"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+    from ..signal.demo import demo_signal
+
+    with (
+        demo_signal(settings) as line_signal,
+        Progress(TextColumn("frames stored"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar,
+    ):
+        settings = line_signal.settings
+        console.print(f"line signal: MQTT  {line_signal.subscribe}\n             OPC UA {line_signal.opcua_endpoint}")
         task = bar.add_task("frames", total=cars * line.frames_per_car)
         try:
             result = run_demo(settings, cars, realtime, on_progress=lambda done, total: bar.update(task, completed=done))
@@ -123,8 +130,11 @@ def demo_table(cars: list[dict[str, Any]], title: str | None = None) -> Table:
             seconds(car["max_frame_latency_s"]),
             seconds(car["car_latency_s"]),
             f"{car['deadline_s']:.1f} s",
-            ("[yellow]overdue[/yellow]" if car.get("state") == "overdue" else "-")
-            if met is None
-            else ("[green]met[/green]" if met else f"[red]late {car['lateness_s']:.1f} s[/red]"),
+            (
+                ("[yellow]overdue[/yellow]" if car.get("state") == "overdue" else "-")
+                if met is None
+                else ("[green]met[/green]" if met else f"[red]late {car['lateness_s']:.1f} s[/red]")
+            )
+            + (f"\n{car['verdict'].upper()}" if car.get("verdict") else ""),  # the inspection verdict under it
         )
     return table

@@ -104,6 +104,7 @@ def edge(
     """
     from ..edge import EdgePipeline, create_detectors
     from ..health import HealthServer
+    from ..rules.verdict import verdict_writer
     from ..store import ResultStore
 
     gpu_list = None
@@ -138,6 +139,7 @@ def edge(
         _supervise(settings, bootstrap, metrics_port, metrics_addr, verbose)
         return
     store = ResultStore.open(settings.store)
+    store.verdicts = verdict_writer(settings)
     pipeline = EdgePipeline(settings, create_detectors(settings), store, bootstrap)
     server = HealthServer(pipeline.metrics.registry, pipeline.readiness)
     if metrics_port:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 
@@ -17,12 +18,16 @@ from .records import (
 )
 from .writer import StoreDatabase
 
+if TYPE_CHECKING:
+    from ..rules.verdict import VerdictWriter
+
 
 class OverdueMarker:
     """`mark_overdue`."""
 
-    def __init__(self, db: StoreDatabase) -> None:
+    def __init__(self, db: StoreDatabase, verdicts: VerdictWriter | None = None) -> None:
         self.db = db
+        self.verdicts = verdicts  # decides `incomplete` for each car this marks (issue 19)
 
     def mark_overdue(
         self, now: datetime, grace_s: float, cameras: int, shots_per_camera: int, *, limit: int = 500
@@ -51,7 +56,7 @@ class OverdueMarker:
                 update(Car)
                 .where(Car.car_id.in_(ids), Car.completed_at.is_(None), Car.overdue_at.is_(None))
                 .values(overdue_at=now)
-                .returning(Car.car_id, Car.deadline_at, Car.frames_done, Car.frames_expected)
+                .returning(Car.car_id, Car.deadline_at, Car.frames_done, Car.frames_expected, Car.first_captured_at)
             ).all()
             if not marked:
                 return []
@@ -67,6 +72,8 @@ class OverdueMarker:
                 )
                 text = describe_missing(missing, shots_per_camera)
                 conn.execute(update(Car).where(Car.car_id == row.car_id).values(missing_frames=text))
+                if self.verdicts is not None:
+                    self.verdicts.decide_incomplete(conn, row.car_id, row.first_captured_at, text, now)
                 out.append(
                     OverdueCar(row.car_id, row.deadline_at, now, int(row.frames_done), int(row.frames_expected), missing, text)
                 )

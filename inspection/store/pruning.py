@@ -9,6 +9,7 @@ from sqlalchemy import and_, delete, func, not_, or_, select, update
 from .errors import store_errors
 from .models import (
     Car,
+    CarVerdict,
     Detection,
     Frame,
     RejectedMessageRow,
@@ -67,6 +68,7 @@ class Pruner:
             if not dry_run:
                 conn.execute(update(Frame).where(image_gone, not_(frame_gone)).values(image_uri=None))
                 conn.execute(delete(Detection).where(Detection.frame_id.in_(select(Frame.id).where(frame_gone))))
+                conn.execute(delete(CarVerdict).where(CarVerdict.car_id.in_(old_cars)))  # its frame_defects cascade
                 conn.execute(delete(Frame).where(frame_gone))
                 conn.execute(delete(Car).where(Car.first_captured_at < rows_cut))
                 conn.execute(delete(RejectedMessageRow).where(RejectedMessageRow.received_at < rows_cut))

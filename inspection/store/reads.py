@@ -9,6 +9,7 @@ import numpy as np
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from ..car_state import DEFAULT_GRACE_S, CarState, car_state_case, overdue_before
 from ..deadline import CarDeadline, car_deadline_from_row
 from ..detections import Detections
 from .models import (
@@ -35,7 +36,7 @@ class StoreReads:
     def __init__(self, db: StoreDatabase) -> None:
         self.db = db
 
-    def _summary_select(self) -> Any:
+    def _summary_select(self, now: datetime | None = None, grace_s: float = DEFAULT_GRACE_S) -> Any:
         per_frame = (
             select(
                 Frame.car_id.label("car_id"),
@@ -58,6 +59,7 @@ class StoreReads:
                 per_frame.c.mean_latency,
                 per_frame.c.max_latency,
                 per_frame.c.last_processed,
+                car_state_case(Car, overdue_before(now or datetime.now(timezone.utc), grace_s)).label("state"),
             )
             .outerjoin(per_frame, per_frame.c.car_id == Car.car_id)
             .order_by(Car.first_captured_at, Car.car_id)
@@ -82,6 +84,7 @@ class StoreReads:
             completed_at=car.completed_at,
             deadline_met=car.deadline_met,
             lateness_s=car.lateness_s,
+            state=CarState(row.state),
             overdue_at=car.overdue_at,
             missing_frames=car.missing_frames,
         )
@@ -90,8 +93,9 @@ class StoreReads:
         with Session(self.db.engine) as session:
             return list(session.execute(statement).all())
 
-    def car_summary(self, car_id: str) -> CarSummary:
-        rows = self._read(self._summary_select().where(Car.car_id == car_id))
+    def car_summary(self, car_id: str, now: datetime | None = None, grace_s: float = DEFAULT_GRACE_S) -> CarSummary:
+        """The car's frames, latency and deadline, and its state at `now` (default: the current time)."""
+        rows = self._read(self._summary_select(now, grace_s).where(Car.car_id == car_id))
         if not rows:
             raise CarNotFoundError(f"no car {car_id!r} in the results database")
         return self._summary(rows[0])
@@ -104,23 +108,19 @@ class StoreReads:
         is before `now`, marked yet or not.
         """
         now = now or datetime.now(timezone.utc)
-        statement = self._summary_select().where(Car.completed_at.is_(None))
+        statement = self._summary_select(now).where(Car.completed_at.is_(None))
         if marked_only:
             statement = statement.where(Car.overdue_at.is_not(None))
         else:
             statement = statement.where(Car.deadline_at < now)
         return [self._summary(row) for row in self._read(statement)]
 
-    def car_states(self) -> CarStates:
-        """How many cars are incomplete: in flight (not marked overdue) and overdue."""
+    def car_states(self, now: datetime | None = None, grace_s: float = DEFAULT_GRACE_S) -> CarStates:
+        """How many cars are incomplete at `now`, by inspection.car_state: in flight and overdue."""
+        state = car_state_case(Car, overdue_before(now or datetime.now(timezone.utc), grace_s))
         with self.db.engine.connect() as conn:
-            in_flight, overdue = conn.execute(
-                select(
-                    func.coalesce(func.sum(case((Car.overdue_at.is_(None), 1), else_=0)), 0),
-                    func.coalesce(func.sum(case((Car.overdue_at.is_not(None), 1), else_=0)), 0),
-                ).where(Car.completed_at.is_(None))
-            ).one()
-        return CarStates(int(in_flight), int(overdue))
+            counts = dict(conn.execute(select(state, func.count()).where(Car.completed_at.is_(None)).group_by(state)).all())
+        return CarStates(int(counts.get(CarState.IN_FLIGHT, 0)), int(counts.get(CarState.OVERDUE, 0)))
 
     def car_deadline(self, car_id: str) -> CarDeadline | None:
         """The car's deadline verdict, None while it is incomplete."""

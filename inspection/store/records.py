@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..car_state import CarState
 from ..deadline import CarDeadline
 from ..detections import Detections
 from ..messages.frame_id import FrameId
@@ -112,19 +113,13 @@ class CarSummary:
     completed_at: datetime | None
     deadline_met: bool | None
     lateness_s: float | None
+    state: CarState  # inspection.car_state: met | missed | overdue | in_flight, at the time it was read
     overdue_at: datetime | None = None  # found past its deadline with frames missing (kept once complete)
     missing_frames: str | None = None  # what was missing then, e.g. "cam 1 shots 0-4"
 
     @property
     def complete(self) -> bool:
         return self.completed_at is not None
-
-    @property
-    def state(self) -> str:
-        """met | missed (complete) | overdue (deadline passed, frames missing) | in_flight."""
-        if self.completed_at is not None:
-            return "met" if self.deadline_met else "missed"
-        return "overdue" if self.overdue_at is not None else "in_flight"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ it takes and answers are in records.py (re-exported here).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import URL
 
@@ -46,22 +48,27 @@ from .records import (  # noqa: F401  (the store's values, importable from here 
 )
 from .writer import FrameTransactions, StoreDatabase
 
+if TYPE_CHECKING:
+    from ..rules.verdict import VerdictWriter
+
 
 class ResultStore:
     """The results database: the frame transactions, retention, overdue marking and the store's reads."""
 
-    def __init__(self, target: Engine | str | URL, image_store: ImageStore | None = None) -> None:
+    def __init__(
+        self, target: Engine | str | URL, image_store: ImageStore | None = None, verdicts: VerdictWriter | None = None
+    ) -> None:
         self._owns_engine = not isinstance(target, Engine)
         self.engine: Engine = create_engine_for(target) if self._owns_engine else target  # type: ignore[arg-type]
         self.image_store = image_store
         db = StoreDatabase(self.engine, image_store)
-        writes, reads = FrameTransactions(db), StoreReads(db)
-        self.start_run = writes.start_run
-        self.store_frame = writes.store_frame
-        self.store_error = writes.store_error
-        self.store_rejected = writes.store_rejected
+        self._writes, self._overdue, reads = FrameTransactions(db, verdicts), OverdueMarker(db, verdicts), StoreReads(db)
+        self.start_run = self._writes.start_run
+        self.store_frame = self._writes.store_frame
+        self.store_error = self._writes.store_error
+        self.store_rejected = self._writes.store_rejected
         self.prune = Pruner(db).prune
-        self.mark_overdue = OverdueMarker(db).mark_overdue
+        self.mark_overdue = self._overdue.mark_overdue
         self.car_summary = reads.car_summary
         self.overdue_cars = reads.overdue_cars
         self.car_states = reads.car_states
@@ -69,6 +76,16 @@ class ResultStore:
         self.frame_detections = reads.frame_detections
         self.rejected_messages = reads.rejected_messages
         self.counts = reads.counts
+
+    @property
+    def verdicts(self) -> VerdictWriter | None:
+        """The inspection verdict writer (issue 19): the car-completing transaction and overdue marking
+        decide each car's verdict with it; None: no verdicts (no defect class configured)."""
+        return self._writes.verdicts
+
+    @verdicts.setter
+    def verdicts(self, writer: VerdictWriter | None) -> None:
+        self._writes.verdicts = self._overdue.verdicts = writer
 
     @classmethod
     def open(cls, config: StoreConfig, *, migrate: bool = True) -> ResultStore:

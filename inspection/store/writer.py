@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
@@ -68,6 +68,9 @@ from .records import (
     message_key_text,
 )
 
+if TYPE_CHECKING:
+    from ..rules.verdict import VerdictWriter
+
 log = logging.getLogger(__name__)
 
 
@@ -90,8 +93,9 @@ class StoreDatabase:
 class FrameTransactions:
     """`start_run`, `store_frame`, `store_error`, `store_rejected`: each one transaction."""
 
-    def __init__(self, db: StoreDatabase) -> None:
+    def __init__(self, db: StoreDatabase, verdicts: VerdictWriter | None = None) -> None:
         self.db = db
+        self.verdicts = verdicts  # decides each car's inspection verdict in the transaction that completes it (issue 19)
 
     def start_run(
         self,
@@ -335,4 +339,8 @@ class FrameTransactions:
                 lateness_s=completed.lateness_s,
             )
         conn.execute(update(Car).where(Car.car_id == record.frame_id.car_id).values(values))
+        if completed is not None and self.verdicts is not None:
+            self.verdicts.decide_complete(
+                conn, completed.car_id, values.get("first_captured_at", car.first_captured_at), completed.completed_at
+            )
         return int(done), int(car.frames_expected), completed

@@ -12,13 +12,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Settings
 from ..edge import EdgePipeline, PipelineStats, create_detectors
 from ..extras import require
 from ..kafka import EmbeddedBroker, FrameProducer, check_reachable, ensure_topics
+from ..rules.verdict import stored_verdicts, verdict_writer
 from ..store import ResultStore
 from ..store.repository import CarSummary
 from ..tiling import TileGrid
@@ -37,6 +38,7 @@ class DemoResult:
     bootstrap: str
     embedded_broker: bool
     wall_s: float
+    verdicts: dict[str, str] = field(default_factory=dict)  # car -> inspection verdict
 
     def car_latency_s(self, car_id: str) -> float | None:
         """First frame produced -> last frame stored (wall clock)."""
@@ -60,6 +62,7 @@ class DemoResult:
                     "deadline_met": c.deadline_met,
                     "lateness_s": c.lateness_s,
                     "state": c.state,  # met | missed | overdue | in_flight
+                    "verdict": self.verdicts.get(c.car_id),  # ok | ng | incomplete | error (None: no rules)
                 }
                 for c in self.cars
             ],
@@ -126,6 +129,7 @@ def run_demo(
     expected = cars * settings.line.frames_per_car
     detectors = create_detectors(settings)
     store = ResultStore.open(settings.store)
+    store.verdicts = verdict_writer(settings)
     start_car = store.counts().cars + 1  # a re-run into the same database gets new car ids
     produced_at: dict[str, int] = {}
     stored_at: dict[str, int] = {}
@@ -164,6 +168,7 @@ def run_demo(
                 raise failure[0]
         car_ids = sorted(produced_at)
         summaries = [store.car_summary(c) for c in car_ids]
+        verdicts = stored_verdicts(store.engine, car_ids)
     finally:
         store.close()
         for detector in detectors:
@@ -178,4 +183,5 @@ def run_demo(
         bootstrap=bootstrap,
         embedded_broker=embedded,
         wall_s=time.monotonic() - started,
+        verdicts=verdicts,
     )

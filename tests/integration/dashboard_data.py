@@ -5,7 +5,7 @@ Cars (5 cameras; frames_expected as given; times relative to NOW):
 - "c-ok": 5 × 2 frames, on time (met); frame cam 4 shot 1 is an error row ("decode").
 - "c-late": 5 × 2 frames, the last stored after the deadline (missed).
 - "c-partial": 3 of 10 frames, deadline passed (overdue).
-- "c-fresh": 1 of 10 frames, deadline ahead (incomplete).
+- "c-fresh": 1 of 10 frames, deadline ahead (in_flight).
 - HOSTILE ids: one frame each, on time (met).
 One rejected message. Boxes: frame (cam, shot) of a car holds `boxes_of(cam, shot)`.
 """
@@ -22,6 +22,8 @@ from inspection.config import StoreConfig
 from inspection.detections import Detections
 from inspection.messages.frame_id import FrameId
 from inspection.messages.images import encode_image
+from inspection.rules import RulesConfig, RuleSet
+from inspection.rules.verdict import VerdictWriter
 from inspection.store import FrameRecord, ResultStore
 from inspection.tiling import TileGrid
 
@@ -29,6 +31,15 @@ S_NS = 10**9
 CLASS_NAMES = {1: "person", 3: "car", 44: "bottle"}
 HOSTILE = ("<script>alert(1)</script>", "x'; DROP TABLE frames;--")
 CAMERAS = 5
+# Inspection rules of the test data: bottles are defects (NG from 3 in a car); a confident person is one,
+# except on camera 0's top-left corner (an ignore region: the first person box of each camera 0 frame).
+RULES = RulesConfig.model_validate(
+    {
+        "defects": [{"class": "bottle", "min_score": 0.5}, {"class": "person", "min_score": 0.9}],
+        "cameras": {0: {"ignore": [{"name": "corner", "points": [[0, 0], [400, 0], [400, 400], [0, 400], [0, 0]]}]}},
+        "car": {"ng_on_any": False, "counts": {"bottle": 3, "person": 1}},
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,7 @@ def populate(url: str, images: Path, now_ns: int) -> Populated:
     jpegs = jpeg_frames()
     ids: dict[tuple[str, int, int], int] = {}
     with ResultStore.open(StoreConfig(url=url, image_dir=images)) as store:
+        store.verdicts = VerdictWriter(RuleSet.compile(RULES, CLASS_NAMES), "dashboard-test-model")
         run_id = store.start_run("ssd_mobilenet_v2_coco", "onnxruntime", "fp32", "cafe", host="h", consumer_id="h:1")
 
         def put(

@@ -49,16 +49,16 @@ def _db_boxes(url: str, frame_id: int, min_score: float = 0.0) -> int:
         ).scalar_one()
 
 
-def test_cars_api_gives_each_verdict_newest_first(client: TestClient, populated: Populated) -> None:
+def test_cars_api_gives_each_verdict_ng_first_then_newest_first(client: TestClient, populated: Populated) -> None:
     page = client.get("/api/cars").json()
     cars = {c["car_id"]: c for c in page["items"]}
     assert page["total"] == 6 == len(cars)
-    assert [c["car_id"] for c in page["items"]][0] == "c-fresh"  # newest first
+    assert [c["car_id"] for c in page["items"]][:2] == ["c-late", "c-fresh"]  # the NG car first, then newest first
     assert {k: c["verdict"] for k, c in cars.items()} == {
         "c-ok": "met",
         "c-late": "missed",
         "c-partial": "overdue",
-        "c-fresh": "incomplete",
+        "c-fresh": "in_flight",
         HOSTILE[0]: "met",
         HOSTILE[1]: "met",
     }
@@ -69,6 +69,34 @@ def test_cars_api_gives_each_verdict_newest_first(client: TestClient, populated:
     assert cars["c-partial"]["completed_at"] is None and cars["c-partial"]["frames_stored"] == 3
     second = client.get("/api/cars", params={"page": 2, "per_page": 4}).json()
     assert [c["car_id"] for c in second["items"]] == [c["car_id"] for c in page["items"]][4:]
+
+
+def test_inspection_verdicts_beside_the_deadline_verdict_with_a_filter(client: TestClient, populated: Populated) -> None:
+    cars = {c["car_id"]: c for c in client.get("/api/cars").json()["items"]}
+    assert {k: c["inspection"] for k, c in cars.items()} == {
+        "c-ok": "error",  # one frame failed
+        "c-late": "ng",  # a confident person on cameras 1-4 (camera 0's is in the ignore region)
+        "c-partial": None,  # not decided: neither complete nor marked overdue
+        "c-fresh": None,
+        HOSTILE[0]: "ok",  # camera 0 only: the person is ignored, the car is no defect
+        HOSTILE[1]: "ok",
+    }
+    assert cars["c-late"]["inspection_reason"] == "count reached: bottle 9 >= 3, person 8 >= 1"  # 2 shots × cameras 1-4
+    ng = client.get("/api/cars", params={"verdict": "ng"}).json()
+    assert (ng["total"], [c["car_id"] for c in ng["items"]]) == (1, ["c-late"])
+    ok = client.get("/api/cars", params={"verdict": "ok"}).json()
+    assert ok["total"] == 2 and {c["car_id"] for c in ok["items"]} == set(HOSTILE)
+    assert client.get("/api/cars", params={"verdict": "maybe"}).status_code == 422
+    page = client.get("/", params={"verdict": "ng"}).text
+    assert 'data-car-id="c-late"' in page and 'data-car-id="c-ok"' not in page and 'class="verdict ng"' in page
+    # The frame viewer's data: camera 0's person removed by the mask, camera 1's kept by the rule.
+    masked = client.get(f"/api/frames/{populated.frame_ids['c-late', 0, 0]}/defects").json()
+    assert masked["kept"] == [False] and masked["rule"] == ["ignore cam 0 corner"] and masked["class_name"] == ["person"]
+    kept = client.get(f"/api/frames/{populated.frame_ids['c-late', 1, 0]}/defects").json()
+    assert kept["kept"] == [True, True] and kept["class_name"] == ["person", "bottle"]
+    assert kept["rule"] == ["person: score >= 0.9, size >= 0 px", "bottle: score >= 0.5, size >= 0 px"]
+    assert client.get(f"/api/frames/{populated.frame_ids['c-fresh', 0, 0]}/defects").json()["kept"] == []
+    assert client.get("/api/frames/999999/defects").status_code == 404
 
 
 def test_headline_counts_today(client: TestClient, populated: Populated) -> None:

@@ -61,7 +61,7 @@ def test_committed_dashboard_is_the_generated_one() -> None:
     targets = [p["targets"][0] for p in dashboard["panels"]]
     assert [t["rawSql"] for t in targets] == [p.sql for p in PANELS]
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
-    for topic in ("cars per hour", "miss rate", "lateness", "per class", "latency p50 / p99"):
+    for topic in ("cars per hour", "miss rate", "lateness", "per class", "latency p50 / p99", "ng rate"):
         assert topic in titles
     (source,) = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "inspection.yml").read_text())["datasources"]
     assert (source["uid"], source["type"]) == (DATASOURCE["uid"], DATASOURCE["type"])
@@ -96,12 +96,12 @@ def test_every_panel_runs_and_agrees_with_the_read_layer(postgres_url: str, tmp_
     judged: Counter[float] = Counter()
     missed: Counter[float] = Counter()
     for car in cars:
-        if car.verdict != "incomplete":
+        if car.verdict != "in_flight":
             judged[hour(car.first_captured_at)] += 1
             missed[hour(car.first_captured_at)] += car.verdict in ("missed", "overdue")
     for t, rate in results["Deadline miss rate per hour"]:
         if judged[float(t)] == 0:
-            assert rate is None  # only incomplete cars in that hour: no rate yet
+            assert rate is None  # only in-flight cars in that hour: no rate yet
         else:
             assert float(rate) == pytest.approx(100 * missed[float(t)] / judged[float(t)])
     assert any(rate is not None and float(rate) > 0 for _, rate in results["Deadline miss rate per hour"])
@@ -109,6 +109,9 @@ def test_every_panel_runs_and_agrees_with_the_read_layer(postgres_url: str, tmp_
     assert lateness == pytest.approx(sorted(c.lateness_s for c in cars if c.lateness_s is not None))
     assert results["Overdue cars now"] == [(sum(c.verdict == "overdue" for c in cars),)] == [(1,)]
     assert results["Parked records in range"] == [(2,)]
+    decided = [c.inspection for c in cars if c.inspection in ("ok", "ng")]
+    ((_, ng_rate),) = results["Inspection NG rate per hour"]  # every verdict of the test data is decided now
+    assert float(ng_rate) == pytest.approx(100 * decided.count("ng") / len(decided)) and decided.count("ng") == 1
     assert [(r[0], r[1]) for r in results["Detections per class"]] == [(c.class_name, c.boxes) for c in counts][:20]
     assert all(p50 <= p99 for _, p50, p99 in results["Frame latency p50 / p99"])
 

@@ -158,12 +158,12 @@ def test_overdue_migration_downgrades_and_upgrades_again(store_db_url: str) -> N
         assert "overdue_at" not in {c["name"] for c in sa.inspect(engine).get_columns("cars")}
         assert "image_dir" not in {c["name"] for c in sa.inspect(engine).get_columns("runs")}
         upgrade_database(engine)
-        assert current_revision(engine) == head_revision() == "0004"
+        assert current_revision(engine) == head_revision() == "0005"
     finally:
         engine.dispose()
     assert _schema_diff(store_db_url, Base.metadata) == []
     with ResultStore(store_db_url) as store:
-        summary = store.car_summary("car-1")  # rows kept through the round trip; new columns empty
+        summary = store.car_summary("car-1", datetime_from_ns(T0))  # rows kept through the round trip; new columns empty
         assert summary.frames == 1 and summary.overdue_at is None and summary.state == "in_flight"
 
 
@@ -436,3 +436,18 @@ def test_unsupported_url_is_refused_with_the_fix() -> None:
         create_engine_for("postgresql+psycopg2://u:pw@h/db")
     with pytest.raises(ValueError, match="unsupported database 'mysql'"):
         create_engine_for("mysql://u@h/db")
+
+
+def test_verdict_migration_downgrades_and_upgrades_again(store_db_url: str) -> None:
+    upgrade_database(store_db_url)
+    command.downgrade(alembic_config(store_db_url), "0004")
+    engine = create_engine_for(store_db_url)
+    try:
+        tables = set(sa.inspect(engine).get_table_names())
+        assert current_revision(engine) == "0004"
+        assert not {"car_verdicts", "frame_defects", "signal_outbox"} & tables
+        upgrade_database(engine)
+        assert {"car_verdicts", "frame_defects", "signal_outbox"} <= set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert _schema_diff(store_db_url, Base.metadata) == []

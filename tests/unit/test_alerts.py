@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from inspection.metrics import PipelineMetrics
+from inspection.signal.outbox import OutboxMetrics
 
 PROMETHEUS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 RULES = PROMETHEUS / "alerts.yml"
@@ -32,6 +33,7 @@ REQUIRED = {
     "InspectionConsumerLagGrowing",
     "InspectionNoProgress",
     "InspectionDeadLetterRate",
+    "InspectionLineSignalBehind",
 }
 DURATION = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
 
@@ -46,9 +48,9 @@ SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), 
 
 def exported() -> dict[str, set[str]]:
     """Series names the edge exports (counters with _total, histograms with _bucket/_sum/_count) -> label names."""
-    metrics = PipelineMetrics()
     series: dict[str, set[str]] = {}
-    for metric in vars(metrics).values():
+    every = [*vars(PipelineMetrics()).values(), *vars(OutboxMetrics()).values()]  # the edge's and the line signal's
+    for metric in every:
         if not hasattr(metric, "describe"):
             continue
         labels = set(getattr(metric, "_labelnames", ()))  # prometheus_client keeps them on the metric object

@@ -52,6 +52,7 @@ def test_demo_table_keeps_car_ids_whole_at_80_columns() -> None:
             deadline_met=None,
             lateness_s=None,
             state="overdue",
+            verdict="incomplete",
         )
     ]
     text = render(demo_table(cars, "cars (onnxruntime/int8, 0.21 frames/s overall)"))
@@ -69,6 +70,7 @@ def test_demo_table_keeps_car_ids_whole_at_80_columns() -> None:
         "late 79.3 s",
         "40/95",
         "overdue",
+        "INCOMPLETE",
     ):
         assert value in text
 

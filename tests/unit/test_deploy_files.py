@@ -171,6 +171,8 @@ def _k8s_commands(tmp_dir: Path) -> list[CommandLine]:
         pod = workload["spec"]["template"]["spec"]
         volumes = {v["name"]: v for v in pod.get("volumes", [])}
         for container in pod["containers"]:
+            if container.get("command", [None])[0] != "inspection":
+                continue  # a third-party image (the MQTT broker)
             env: dict[str, str] = {}
             for source in container.get("envFrom", []):
                 if "configMapRef" in source:
@@ -645,7 +647,7 @@ def _check_populated(url: str, queries: ModuleType) -> None:
             cars = {r.car_id: r for r in queries.run(conn, queries.CARS)}
             assert {k: r.status for k, r in cars.items()} == {"c1": "met", "c2": "missed", "c3": "overdue"}
             before_deadline = datetime.fromtimestamp((T0_NS + 130 * S_NS) / 1e9, tz=timezone.utc)
-            assert queries.run(conn, queries.CARS, now=before_deadline)[-1].status == "incomplete"
+            assert queries.run(conn, queries.CARS, now=before_deadline)[-1].status == "in_flight"
             assert cars["c1"].deadline_met is True and cars["c2"].deadline_met is False
             assert (cars["c1"].error_frames, cars["c1"].boxes, cars["c2"].boxes, cars["c3"].boxes) == (1, 5, 4, 0)
             assert cars["c1"].lateness_s == pytest.approx(-55.0) and cars["c2"].lateness_s == pytest.approx(5.0)
@@ -738,3 +740,24 @@ def test_bench_loader_reads_what_inspection_bench_writes(tmp_path: Path) -> None
     (tmp_path / "other.json").write_text("[]")
     with pytest.raises(ValueError, match="not an `inspection bench` result"):
         bench_results.load_rows([tmp_path / "other.json"])
+
+
+def test_the_line_signal_is_deployed_with_mosquitto_and_the_opcua_port(commands: list[CommandLine]) -> None:
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:") and "8883:8883" in services["mosquitto"]["ports"]
+    conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
+    assert "allow_anonymous false" in conf and "listener 8883" in conf and "certfile" in conf
+    assert "4840:4840" in services["signal"]["ports"]
+    signal = [c for c in commands if c.argv[1:2] == ["signal"]]
+    assert {c.source.split(" ")[0] for c in signal} >= {COMPOSE.name} and any(c.source.startswith("k8s") for c in signal)
+    for command in signal:  # both deployments: MQTT over TLS with a user, OPC UA encrypted, off loopback
+        settings = load_settings(command.config, environ={k: v for k, v in command.env.items() if k.startswith(ENV_PREFIX)})
+        mqtt, opcua = settings.signal.mqtt, settings.signal.opcua
+        assert mqtt.enabled and mqtt.tls and mqtt.username and not mqtt.insecure, command.id
+        assert opcua.enabled and opcua.security == "Basic256Sha256" and opcua.port == 4840 and not opcua.insecure, command.id
+        assert command.option("--metrics-port") == "9110"
+    jobs = {j["job_name"]: j for j in yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]}
+    assert jobs["inspection-signal"]["static_configs"][0]["targets"] == ["signal:9110"]
+    services_k8s = {m["metadata"]["name"]: m for m in _k8s_objects("Service").values()}
+    assert {p["port"] for p in services_k8s["inspection-signal"]["spec"]["ports"]} == {4840}
+    assert {p["port"] for p in services_k8s["inspection-mosquitto"]["spec"]["ports"]} == {8883}

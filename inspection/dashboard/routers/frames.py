@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ...analytics import AnalyticsReader
-from ...analytics.models import FrameBoxes, FrameDetail
+from ...analytics.models import FrameBoxes, FrameDefects, FrameDetail
 from ...store.images import ImageStore, ImageStoreError
 from ...tiling import TileGrid
 from ..config import DashboardConfig
@@ -34,6 +34,15 @@ def api_frame(frame_id: int, reader: AnalyticsReader = Depends(get_reader)) -> F
 )
 def api_frame_boxes(frame_id: int, reader: AnalyticsReader = Depends(get_reader)) -> FrameBoxes:
     return reader.frame_boxes(frame_id)
+
+
+@router.get(
+    "/api/frames/{frame_id}/defects",
+    response_model=FrameDefects,
+    summary="the boxes the inspection rules kept as defects (with the rule) or an ignore region removed",
+)
+def api_frame_defects(frame_id: int, reader: AnalyticsReader = Depends(get_reader)) -> FrameDefects:
+    return reader.frame_defects(frame_id)
 
 
 def _image_bytes(frame_id: int, reader: AnalyticsReader, images: ImageStore) -> tuple[str, bytes]:

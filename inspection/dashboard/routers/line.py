@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
 from ...analytics import AnalyticsReader
-from ...analytics.models import CarsPage, ChangeMark, Headline, LineCharts
+from ...analytics.models import CarsPage, ChangeMark, Headline, InspectionVerdict, LineCharts
 from .. import charts
 from ..config import DashboardConfig
 from ..deps import get_config, get_reader
@@ -16,6 +18,8 @@ router = APIRouter(tags=["line"])
 
 PageQ = Query(1, ge=1, le=100_000)
 PerPageQ = Query(25, ge=1, le=200)
+VerdictQ = Query(None, description="only cars with this inspection verdict")
+VERDICTS = ("ok", "ng", "incomplete", "error")
 
 
 @router.get("/api/line", response_model=Headline, summary="today's figures: cars, miss rate, frames/s, parked")
@@ -23,9 +27,14 @@ def api_headline(reader: AnalyticsReader = Depends(get_reader)) -> Headline:
     return reader.headline()
 
 
-@router.get("/api/cars", response_model=CarsPage, summary="cars, newest first, paginated, with their verdict")
-def api_cars(page: int = PageQ, per_page: int = PerPageQ, reader: AnalyticsReader = Depends(get_reader)) -> CarsPage:
-    return reader.cars(page, per_page)
+@router.get("/api/cars", response_model=CarsPage, summary="cars, NG first then newest first, paginated, with their verdicts")
+def api_cars(
+    page: int = PageQ,
+    per_page: int = PerPageQ,
+    verdict: Optional[InspectionVerdict] = VerdictQ,
+    reader: AnalyticsReader = Depends(get_reader),
+) -> CarsPage:
+    return reader.cars(page, per_page, verdict)
 
 
 @router.get("/api/line/charts", response_model=LineCharts, summary="series of the line page's charts")
@@ -46,6 +55,7 @@ def line_page(
     request: Request,
     page: int = PageQ,
     per_page: int = PerPageQ,
+    verdict: Optional[InspectionVerdict] = VerdictQ,
     reader: AnalyticsReader = Depends(get_reader),
     config: DashboardConfig = Depends(get_config),
 ) -> HTMLResponse:
@@ -55,7 +65,9 @@ def line_page(
         "line.html",
         {
             "headline": reader.headline(),
-            "cars": reader.cars(page, per_page),
+            "cars": reader.cars(page, per_page, verdict),
+            "verdict_filter": verdict,
+            "verdicts": VERDICTS,
             "mark": reader.change_mark().mark,
             "poll_s": config.poll_s,
             "charts": [

@@ -90,6 +90,37 @@
   });
   drawTiles();
 
+  // Inspection defects: a box the rules kept is outlined with the rule that fired; one an ignore
+  // region removed is drawn dimmed with the region's name.
+  function drawDefects(d) {
+    const group = document.getElementById("defects");
+    let kept = 0;
+    for (let i = 0; i < d.kept.length; i++) {
+      const [x1, y1, x2, y2] = d.xyxy[i];
+      const g = document.createElementNS(SVG, "g");
+      g.setAttribute("class", d.kept[i] ? "defect" : "defect ignored");
+      g.dataset.rule = d.rule[i];
+      const rect = document.createElementNS(SVG, "rect");
+      rect.setAttribute("x", x1); rect.setAttribute("y", y1);
+      rect.setAttribute("width", Math.max(1, x2 - x1)); rect.setAttribute("height", Math.max(1, y2 - y1));
+      const label = document.createElementNS(SVG, "text");
+      label.setAttribute("x", x1 + 4); label.setAttribute("y", y2 + 30);
+      label.textContent = (d.kept[i] ? "DEFECT " : "ignored: ") + d.rule[i];
+      const title = document.createElementNS(SVG, "title");
+      title.textContent = d.class_name[i] + " " + d.score[i].toFixed(3) + " — " + label.textContent;
+      g.append(rect, label, title);
+      group.append(g);
+      if (d.kept[i]) kept++;
+    }
+    document.getElementById("defect-count").textContent =
+      d.kept.length ? kept + " defect(s), " + (d.kept.length - kept) + " ignored by a mask" : "";
+  }
+
+  fetch("/api/frames/" + encodeURIComponent(frameId) + "/defects", { headers: { Accept: "application/json" } })
+    .then((r) => { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
+    .then((json) => { drawDefects(json); viewer.dataset.defectsLoaded = "true"; })
+    .catch(() => { document.getElementById("defect-count").textContent = "defects could not be loaded"; });
+
   fetch("/api/frames/" + encodeURIComponent(frameId) + "/detections", { headers: { Accept: "application/json" } })
     .then((r) => { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
     .then((json) => {
