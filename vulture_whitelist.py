@@ -40,3 +40,6 @@ ALL_QUERIES; engine_from_env; read_df; find_bench_files; to_dataframe
 box_iou; box_ios; log_car_deadline; _.with_score_at_least; process_alive; head_revision; current_revision
 _.overdue_cars; _.car_deadline; _.frame_detections; _.rejected_messages; _.delays; _.num_blank
 _.tile_image_id; write_mosaics; clip_boxes; _.assigned_partitions; _.worker_pids
+
+# The review loop (issue 20): pydantic validators, API/DB fields written out as data.
+_._reason; _._valid; verdict_seen; rules_version; last_review; reject_reasons; missed_reasons; shadow_frame_id

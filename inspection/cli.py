@@ -937,6 +937,9 @@ def dashboard(
         None, envvar="INSPECTION_DASHBOARD_TOKEN", help="required on every request (header, or ?token= once in the browser)"
     ),
     thumbs: Optional[Path] = typer.Option(None, help="thumbnail cache folder (default: the user cache directory)"),
+    reviewers: Optional[str] = typer.Option(
+        None, envvar="INSPECTION_REVIEWERS", help="name=sha256 lines/commas (`inspection review-token NAME`); enables reviews"
+    ),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Web dashboard and JSON API on the results database: line, cars, frame viewer, detections, problems."""
@@ -956,7 +959,16 @@ def dashboard(
         "token": token,
         "cameras": settings.line.cameras,
         "grid": settings.grid,
+        "review": settings.review,
+        "score_threshold": settings.detect.score_threshold,
     }
+    if reviewers:
+        from .review.auth import ReviewerConfigError, Reviewers
+
+        try:
+            options["reviewers"] = Reviewers.parse(reviewers)
+        except ReviewerConfigError as exc:
+            raise _fail(str(exc), 2) from None
     if thumbs is not None:
         options["thumbs_dir"] = thumbs
     dashboard_config = DashboardConfig(**options)
@@ -972,6 +984,21 @@ def dashboard(
         + (" — open it once as /?token=<token>" if token else "")
     )
     serve(dashboard_config)
+
+
+@app.command("review-token")
+def review_token(name: str = typer.Argument(..., help="the reviewer's name (letters, digits, . _ @ -)")) -> None:
+    """A new reviewer token: give the token to the reviewer, put the name=sha256 line in INSPECTION_REVIEWERS."""
+    from .review.auth import ReviewerConfigError, Reviewers, hash_token, new_token
+
+    token = new_token()
+    line = f"{name}={hash_token(token)}"
+    try:
+        Reviewers.parse(line)
+    except ReviewerConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    console.print(f"token (give it to {escape(name)}; it is not stored anywhere): {token}")
+    console.print(f"reviewer line for INSPECTION_REVIEWERS: {line}")
 
 
 # --------------------------------------------------------------------------- models and database
