@@ -207,3 +207,77 @@ class RejectedMessageRow(Base):
     error_kind: Mapped[str] = mapped_column(String(ERROR_KIND_MAX), nullable=False)
     error: Mapped[str] = mapped_column(Text, nullable=False)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), nullable=True)
+
+
+# --- issue 19: the inspection verdict of each car, its defects, and the line-signal outbox ----------
+
+VERDICT_MAX = 16
+RULES_HASH_MAX = 64
+RULE_NAME_MAX = 128
+MODEL_NAME_MAX = 128
+
+
+class CarVerdict(Base):
+    """A car's inspection verdict (ok / ng / incomplete / error), decided once and never rewritten.
+
+    Written in the transaction that completes the car (or, for `incomplete`, the one that marks it
+    overdue). `rules_hash` and `model` say which rule set and detector decided it, so a later rule
+    change leaves this row as it was.
+    """
+
+    __tablename__ = "car_verdicts"
+    __table_args__ = (Index(None, "decided_at"), Index(None, "verdict"))
+
+    car_id: Mapped[str] = mapped_column(ForeignKey("cars.car_id"), primary_key=True)
+    verdict: Mapped[str] = mapped_column(String(VERDICT_MAX), nullable=False)
+    rules_hash: Mapped[str] = mapped_column(String(RULES_HASH_MAX), nullable=False)
+    model: Mapped[str] = mapped_column(String(MODEL_NAME_MAX), nullable=False)
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    defects: Mapped[int] = mapped_column(Integer, nullable=False)  # defect boxes the rules kept over all frames
+    # why, in one line: "2 scratch >= count 2 (cam 1 shot 4, …)", "frames missing: cam 1 shots 0-4", "3 frames failed"
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    # first captured -> decided, seconds
+    car_latency_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class FrameDefect(Base):
+    """One box of a frame the rules looked at: a defect they kept (`kept`), or one an ignore mask removed.
+
+    A copy of the detection (not a reference): a redelivered frame replaces its detections, the
+    verdict's reasons stay as they were decided.
+    """
+
+    __tablename__ = "frame_defects"
+    __table_args__ = (Index(None, "car_id"), Index(None, "frame_id"))
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    car_id: Mapped[str] = mapped_column(ForeignKey("car_verdicts.car_id", ondelete="CASCADE"), nullable=False)
+    frame_id: Mapped[int] = mapped_column(ForeignKey("frames.id", ondelete="CASCADE"), nullable=False)
+    class_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    class_name: Mapped[str] = mapped_column(String(64), nullable=False)
+    score: Mapped[float] = mapped_column(Float, nullable=False)
+    x1: Mapped[float] = mapped_column(Float, nullable=False)
+    y1: Mapped[float] = mapped_column(Float, nullable=False)
+    x2: Mapped[float] = mapped_column(Float, nullable=False)
+    y2: Mapped[float] = mapped_column(Float, nullable=False)
+    # the rule that kept it ("defect scratch: score >= 0.5, size >= 20 px") or the mask that removed it
+    rule: Mapped[str] = mapped_column(String(RULE_NAME_MAX), nullable=False)
+    kept: Mapped[bool] = mapped_column(Boolean, nullable=False)
+
+
+class SignalOutbox(Base):
+    """A decided car's line signal waiting to be published (transactional outbox).
+
+    The row is inserted in the transaction that writes the verdict and deleted once every
+    enabled sink (MQTT, OPC UA) took it; one row per car.
+    """
+
+    __tablename__ = "signal_outbox"
+    __table_args__ = (UniqueConstraint("car_id"), Index(None, "created_at"))
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    car_id: Mapped[str] = mapped_column(String(CAR_ID_MAX), nullable=False)
+    payload: Mapped[str] = mapped_column(Text, nullable=False)  # the JSON message, as published
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -436,3 +436,18 @@ def test_unsupported_url_is_refused_with_the_fix() -> None:
         create_engine_for("postgresql+psycopg2://u:pw@h/db")
     with pytest.raises(ValueError, match="unsupported database 'mysql'"):
         create_engine_for("mysql://u@h/db")
+
+
+def test_verdict_migration_downgrades_and_upgrades_again(store_db_url: str) -> None:
+    upgrade_database(store_db_url)
+    command.downgrade(alembic_config(store_db_url), "0004")
+    engine = create_engine_for(store_db_url)
+    try:
+        tables = set(sa.inspect(engine).get_table_names())
+        assert current_revision(engine) == "0004"
+        assert not {"car_verdicts", "frame_defects", "signal_outbox"} & tables
+        upgrade_database(engine)
+        assert {"car_verdicts", "frame_defects", "signal_outbox"} <= set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert _schema_diff(store_db_url, Base.metadata) == []

@@ -2,7 +2,7 @@
 and a candidate model's results, beside the detections (inspection/store/review_models.py).
 
 Revision ID: 0006
-Revises: 0004 (the lead re-chains it after issue 19's 0005)
+Revises: 0005 (issue 19's verdicts)
 Create Date: 2026-12-07
 
 Hand-written to match inspection/store/review_models.py (tests compare the two). Only new tables.
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: Union[str, Sequence[str], None] = "0004"
+down_revision: Union[str, Sequence[str], None] = "0005"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
