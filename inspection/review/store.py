@@ -7,7 +7,7 @@ in one transaction and never touches `frames` or `detections`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, insert, literal, select
 
 from ..config import ReviewConfig
-from ..store.models import Car, Detection, Frame, Run
+from ..store.models import CarVerdict, Detection, Frame, Run
 from ..store.review_models import ReviewBoxRow, ReviewDecisionRow, ReviewRow
 from .models import DrawnBox, LastReview, QueueItem, ReviewBox, ReviewFrame, ReviewIn, ReviewOut, ReviewQueue
 
@@ -34,11 +34,13 @@ class ReviewRefusedError(ValueError):
 
 
 def car_verdicts(conn: Connection, car_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
-    """car id -> (verdict, rules version) of the cars that have one (issue 19's per-car verdict).
-
-    Until the verdict table exists in this database, no car has one."""
-    del conn, car_ids
-    return {}
+    """car id -> (verdict, rules hash) of those cars that have a verdict (ok / ng / incomplete / error)."""
+    if not car_ids:
+        return {}
+    rows = conn.execute(
+        select(CarVerdict.car_id, CarVerdict.verdict, CarVerdict.rules_hash).where(CarVerdict.car_id.in_(car_ids))
+    )
+    return {r.car_id: (r.verdict, r.rules_hash) for r in rows}
 
 
 @lru_cache(maxsize=32)
@@ -261,15 +263,14 @@ def review_queue(conn: Connection, config: ReviewConfig, score_threshold: float,
     reviewed = select(ReviewRow.frame_id).where(ReviewRow.frame_id == Frame.id).exists()
     base = and_(Frame.error.is_(None), ~reviewed, Frame.id != (exclude if exclude is not None else -1))
     size = config.queue_size
-    verdict_of = _verdicts_for_queue(conn)
-    ng_cars = [car for car, v in verdict_of.items() if v == "ng"]
-    ok_cars = [car for car, v in verdict_of.items() if v == "ok"]
     columns = (Frame.id, Frame.car_id, Frame.camera, Frame.shot, Frame.detection_count)
-    buckets: list[tuple[str, Any]] = []
-    if ng_cars:
-        buckets.append(
-            ("ng", select(*columns).where(base, Frame.car_id.in_(ng_cars)).order_by(Frame.captured_at.desc(), Frame.id))
-        )
+
+    def verdict_is(value: str) -> Any:
+        return select(CarVerdict.car_id).where(CarVerdict.car_id == Frame.car_id, CarVerdict.verdict == value).exists()
+
+    buckets: list[tuple[str, Any]] = [
+        ("ng", select(*columns).where(base, verdict_is("ng")).order_by(Frame.captured_at.desc(), Frame.id))
+    ]
     near = (
         select(Detection.frame_id)
         .where(Detection.frame_id == Frame.id, Detection.score < score_threshold + config.near_band)
@@ -277,14 +278,16 @@ def review_queue(conn: Connection, config: ReviewConfig, score_threshold: float,
     )
     buckets.append(("near", select(*columns).where(base, near).order_by(Frame.captured_at.desc(), Frame.id)))
     sample_order = (Frame.id * literal(_HASH_MUL * config.sample_seed)) % literal(_HASH_MOD)
-    ok_filter = Frame.car_id.in_(ok_cars) if ok_cars or verdict_of else literal(True)
-    buckets.append(("ok_sample", select(*columns).where(base, ok_filter).order_by(sample_order, Frame.id)))
+    buckets.append(("ok_sample", select(*columns).where(base, verdict_is("ok")).order_by(sample_order, Frame.id)))
     shares = {"ng": config.ng_share, "near": config.near_share, "ok_sample": config.ok_share}
     total_share = sum(shares[name] for name, _ in buckets) or 1.0
     picked: dict[int, QueueItem] = {}
     fetched: dict[str, list[Any]] = {}
     for name, statement in buckets:
         fetched[name] = list(conn.execute(statement.limit(size)).all())
+    verdict_of = {
+        car: v for car, (v, _) in car_verdicts(conn, sorted({r.car_id for rows in fetched.values() for r in rows})).items()
+    }
     for fill in (False, True):
         for name, _ in buckets:
             quota = size if fill else round(size * shares[name] / total_share)
@@ -308,8 +311,3 @@ def review_queue(conn: Connection, config: ReviewConfig, score_threshold: float,
     items = sorted(picked.values(), key=lambda item: order[item.queue])  # stable: bucket order kept within
     mix = {name: sum(1 for item in items if item.queue == name) for name, _ in buckets}
     return ReviewQueue(items=items, mix=mix)
-
-
-def _verdicts_for_queue(conn: Connection) -> Mapping[str, str]:
-    cars = [row[0] for row in conn.execute(select(Car.car_id))]
-    return {car: v for car, (v, _) in car_verdicts(conn, cars).items()}

@@ -4,6 +4,7 @@ credentials on every host, the writer session, audit columns, the queue's order,
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,26 +156,47 @@ def test_xss_in_note_and_car_id_renders_as_text(client: TestClient, populated: P
     assert "script-src 'self'" in page.headers["content-security-policy"]
 
 
-def test_queue_puts_near_threshold_frames_first_then_the_ok_sample(client: TestClient, populated: Populated) -> None:
+def _verdicts(url: str, **verdicts: str) -> None:
+    """Car verdicts as issue 19's writer leaves them (rows of car_verdicts)."""
+    with ResultStore(url) as store, store.engine.begin() as conn:
+        for car, verdict in verdicts.items():
+            conn.execute(
+                text(
+                    "INSERT INTO car_verdicts (car_id, verdict, rules_hash, model, decided_at, defects, reason) "
+                    "VALUES (:car, :verdict, 'rules-abc', 'ssd_mobilenet_v2_coco', :at, 0, 'test')"
+                ),
+                {"car": car.replace("_", "-"), "verdict": verdict, "at": datetime.now(timezone.utc)},
+            )
+
+
+def test_queue_puts_ng_cars_first_then_near_threshold_then_the_ok_sample(client: TestClient, populated: Populated) -> None:
+    _verdicts(populated.url, c_partial="ng", c_ok="ok")
     queue = client.get("/api/review/queue").json()
     items = queue["items"]
     buckets = [item["queue"] for item in items]
     assert buckets == sorted(buckets, key=["ng", "near", "ok_sample"].index)
+    assert [i["car_id"] for i in items if i["queue"] == "ng"] == ["c-partial"] * 3  # every frame of the NG car, first
+    assert all(i["verdict"] == "ng" for i in items[:3])
+    assert {i["car_id"] for i in items if i["queue"] == "ok_sample"} <= {"c-ok"}
     near = [i for i in items if i["queue"] == "near"]
     # boxes_of gives scores 0.95 - 0.1k floored at 0.3: frames with >= 7 boxes hold one below 0.4
-    assert near and all(len(boxes_of(i["camera"], i["shot"])) >= 7 for i in near)
+    assert [(i["car_id"], i["camera"], i["shot"]) for i in near] == [("c-late", 4, 1)]
     first = items[0]["frame_id"]
     body = _body(client, first)
-    client.post(f"/api/review/frames/{first}", json=body, headers={"X-Review-Token": ALICE})
+    seen = client.post(f"/api/review/frames/{first}", json=body, headers={"X-Review-Token": ALICE}).json()
+    assert (seen["verdict_seen"], seen["rules_version"]) == ("ng", "rules-abc")
+    assert _db(populated.url, "SELECT verdict_seen, rules_version FROM reviews") == [("ng", "rules-abc")]
     assert first not in [i["frame_id"] for i in client.get("/api/review/queue").json()["items"]]  # reviewed leave the queue
     page = client.get("/review")
     assert page.status_code == 200 and 'id="review-queue"' in page.text
 
 
 def test_queue_mix_follows_the_settings(populated: Populated, tmp_path: Path) -> None:
-    with _app(populated, tmp_path, review=ReviewConfig(queue_size=4, near_share=0.25, ok_share=0.75)) as client:
+    _verdicts(populated.url, c_partial="ng", c_ok="ok")
+    mix = ReviewConfig(queue_size=4, ng_share=0.25, near_share=0.25, ok_share=0.5)
+    with _app(populated, tmp_path, review=mix) as client:
         queue = client.get("/api/review/queue").json()
         assert len(queue["items"]) == 4
-        assert queue["mix"] == {"near": 1, "ok_sample": 3}
+        assert queue["mix"] == {"ng": 1, "near": 1, "ok_sample": 2}
         again = client.get("/api/review/queue").json()
         assert again == queue  # the OK sample is stable from one load to the next
