@@ -4,8 +4,8 @@ credentials on every host, the writer session, audit columns, the queue's order,
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
