@@ -13,7 +13,7 @@ import shlex
 import signal
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Optional, TypeVar
 
@@ -441,8 +441,14 @@ def _supervise(settings: Settings, bootstrap: str, metrics_port: int, metrics_ad
 
 @app.command("eval")
 def eval_(
-    images: Path = typer.Option(..., help="COCO images directory (e.g. val2017)"),
-    annotations: Path = typer.Option(..., help="COCO instances JSON"),
+    images: Optional[Path] = typer.Option(None, help="COCO images directory (e.g. val2017)"),
+    annotations: Optional[Path] = typer.Option(None, help="COCO instances JSON"),
+    reviewed: bool = typer.Option(
+        False, "--reviewed", help="score the deployed model on the reviewed frames of --db instead (inspection.review.scoring)"
+    ),
+    db: Optional[str] = typer.Option(None, help="--reviewed: results database URL (default: config store.url)"),
+    since: Optional[datetime] = typer.Option(None, help="--reviewed: reviews at or after this time (UTC)"),
+    weekly: bool = typer.Option(False, "--weekly", help="--reviewed: one table per ISO week of review"),
     config: Optional[Path] = ConfigOpt,
     model: Optional[str] = typer.Option(None),
     backend: Optional[str] = typer.Option(None),
@@ -466,7 +472,13 @@ def eval_(
     device: Optional[str] = typer.Option(None, help="model.device: cpu, cuda or auto"),
 ) -> None:
     """pycocotools mAP at tile level and at stitched-frame level on mosaics of a COCO dataset, plus tiles/s
-    (with --scenes: the scene table of tiling and stitching configurations, see inspection.scene_eval)."""
+    (with --scenes: the scene table of tiling and stitching configurations, see inspection.scene_eval;
+    with --reviewed: precision/recall/AP and verdict agreement on the analysts' reviewed frames)."""
+    if reviewed:
+        _eval_reviewed(_settings(config, **{"store.url": db}).store.url, since, weekly, json_path)
+        return
+    if images is None or annotations is None:
+        raise _fail("eval needs --images and --annotations (a COCO dataset), or --reviewed", 2)
     from synthetic.coco import CocoDataset
 
     from .detect import create_detector
@@ -532,6 +544,96 @@ def eval_(
                 indent=2,
             )
         )
+
+
+def _eval_reviewed(url: str, since: Optional[datetime], weekly: bool, json_path: Optional[Path]) -> None:
+    from .review.scoring import score_reviewed
+    from .review.scoring import weekly as weekly_scores
+    from .store import create_engine_for
+
+    engine = create_engine_for(url)
+    try:
+        with engine.connect() as conn:
+            scores = weekly_scores(conn) if weekly else [score_reviewed(conn, since=_utc(since))]
+    finally:
+        engine.dispose()
+    if not scores or scores[0].frames == 0:
+        raise _fail(
+            f"no reviewed frames in {escape(url)}" + (f" since {since}" if since else "") + ": review some in the dashboard first"
+        )
+    for score in scores:
+        title = (
+            f"{score.label}: {score.frames} reviewed frames ({score.frames_with_drawn} with drawn boxes), "
+            f"verdict agreement {_pct(score.verdict_agreement)} on {score.cars} cars"
+        )
+        table = _table(title, ["class", "confirmed", "rejected", "missed", "precision", "recall", "AP", "AP50"])
+        for c in score.classes:
+            table.add_row(
+                escape(c.class_name),
+                str(c.confirmed),
+                str(c.rejected),
+                str(c.missed),
+                _pct(c.precision),
+                _pct(c.recall),
+                _pct(c.ap),
+                _pct(c.ap50),
+            )
+        table.add_row("all", "", "", "", _pct(score.precision), _pct(score.recall), _pct(score.ap), _pct(score.ap50))
+        console.print(table)
+        if score.verdict_flips:
+            console.print("verdict contradicted by review: " + escape(", ".join(score.verdict_flips)))
+    if json_path:
+        json_path.write_text(json.dumps([s.model_dump() for s in scores], indent=2))
+
+
+def _pct(value: Optional[float]) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def _utc(value: Optional[datetime]) -> Optional[datetime]:
+
+    return value if value is None or value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+@app.command("export")
+def export_cmd(
+    out: Path = typer.Argument(..., help="new folder for the COCO dataset"),
+    reviewed: bool = typer.Option(False, "--reviewed", help="the reviewed frames with their corrected boxes (required)"),
+    since: Optional[datetime] = typer.Option(None, help="reviews at or after this time (UTC)"),
+    tiles: bool = typer.Option(False, "--tiles/--frames", help="one image per grid tile (boxes clipped) or whole frames"),
+    db: Optional[str] = typer.Option(None, help="results database URL (default: config store.url)"),
+    images: Optional[Path] = typer.Option(None, help="image store (default: each run's image_dir, then config store.image_dir)"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """COCO dataset (images + annotations/instances_default.json) of the reviewed frames, for CVAT, Label Studio, pycocotools."""
+    from .review.export import ExportError, export_reviewed
+    from .store import ImageStore, create_engine_for
+    from .tiling import TileGrid
+
+    if not reviewed:
+        raise _fail("export writes reviewed frames only: pass --reviewed", 2)
+    settings = _settings(config, **{"store.url": db, "store.image_dir": str(images) if images else None})
+    store_dir = settings.store.image_dir
+    engine = create_engine_for(settings.store.url)
+    try:
+        summary = export_reviewed(
+            engine,
+            out,
+            images=ImageStore(store_dir) if store_dir and Path(store_dir).is_dir() else None,
+            since=_utc(since),
+            unit="tiles" if tiles else "frames",
+            grid=TileGrid.from_config(settings.grid),
+        )
+    except ExportError as exc:
+        raise _fail(str(exc), 2) from None
+    finally:
+        engine.dispose()
+    for line in summary.skipped:
+        console.print(f"skipped {escape(line)}")
+    console.print(
+        f"{summary.images} images ({summary.frames} frames; {summary.linked} linked, {summary.copied} copied), "
+        f"{summary.annotations} boxes -> {escape(str(out))}/annotations/instances_default.json"
+    )
 
 
 def _int_list(text: str, option: str) -> list[int]:

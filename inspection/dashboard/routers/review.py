@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from ...analytics import AnalyticsReader
 from ...review.models import ReviewFrame, ReviewIn, ReviewOut, ReviewQueue
+from ...review.scoring import ReviewedScore, weekly
 from ...review.store import ReviewNotFoundError, ReviewRefusedError, review_frame, review_queue, submit_review
 from ..config import DashboardConfig
 from ..deps import get_config, get_reader
@@ -91,6 +92,23 @@ def api_submit(
         raise HTTPException(404, str(exc)) from None
     except ReviewRefusedError as exc:
         raise HTTPException(422, str(exc)) from None
+
+
+@router.get(
+    "/api/review/eval",
+    response_model=list[ReviewedScore],
+    summary="the deployed model on the reviewed frames, per ISO week of review (newest first), with how many frames back each",
+)
+def api_eval(reader: AnalyticsReader = Depends(get_reader)) -> list[ReviewedScore]:
+    with reader.engine.connect() as conn:
+        return weekly(conn)
+
+
+@router.get("/review/eval", response_class=HTMLResponse, include_in_schema=False)
+def eval_page(request: Request, reader: AnalyticsReader = Depends(get_reader)) -> HTMLResponse:
+    with reader.engine.connect() as conn:
+        weeks = weekly(conn)
+    return templates.TemplateResponse(request, "review_eval.html", {"weeks": weeks})
 
 
 @router.get("/review", response_class=HTMLResponse, include_in_schema=False)
