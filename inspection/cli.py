@@ -370,6 +370,7 @@ def edge(
     """
     from .edge import EdgePipeline, PipelineError, create_detectors
     from .health import HealthServer
+    from .rules.verdict import verdict_writer
     from .store import ResultStore
 
     gpu_list = None
@@ -405,6 +406,7 @@ def edge(
         _supervise(settings, bootstrap, metrics_port, metrics_addr, verbose)
         return
     store = ResultStore.open(settings.store)
+    store.verdicts = verdict_writer(settings)
     pipeline = EdgePipeline(settings, create_detectors(settings), store, bootstrap)
     server = HealthServer(pipeline.metrics.registry, pipeline.readiness)
     if metrics_port:
@@ -1377,6 +1379,61 @@ def db_prune(
         console.print(f"{report.images_missing} referenced image file(s) were already gone or outside a known image directory")
     if report.dry_run:
         console.print("dry run: nothing deleted; add --yes to delete")
+
+
+# --- issue 19: inspection rules and the line signal (logic in inspection/rules, inspection/signal) ---
+rules_app = _Typer(help="Inspection rules: try a rule set on the stored cars before it goes live.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+
+
+@rules_app.command("check")
+def rules_check(
+    file: Path = typer.Argument(..., help="YAML with the rules (the inspection.rules section, or a site config)"),
+    config: Optional[Path] = ConfigOpt,
+    limit: int = typer.Option(50, min=1, help="newest cars to show"),
+) -> None:
+    """What FILE's rules would have decided on the stored cars, beside their stored verdict (writes nothing)."""
+    from .rules.check import check_rules
+    from .rules.load import load_rules
+    from .store.db import create_engine_for
+
+    settings = _settings(config)
+    rules = load_rules(file, settings)
+    engine = create_engine_for(settings.store.url)
+    try:
+        rows = check_rules(engine, rules, limit)
+    finally:
+        engine.dispose()
+    table = _table(f"rules {rules.digest[:12]} on {len(rows)} stored cars", ["car", "stored", "new", "reason"], fold=("reason",))
+    for row in rows:
+        table.add_row(
+            row.car_id, row.stored or "-", f"[bold]{row.new.verdict}[/bold]" if row.changed else row.new.verdict, row.new.reason
+        )
+    console.print(table)
+    console.print(f"{sum(r.changed for r in rows)} of {len(rows)} cars would change verdict (nothing written)")
+
+
+@app.command("signal")
+def signal_command(config: Optional[Path] = ConfigOpt) -> None:
+    """Publish decided cars to the line (MQTT, OPC UA) from the outbox until Ctrl-C."""
+    import time as _time
+
+    from .signal.service import running_relay
+    from .store import upgrade_database
+    from .store.db import create_engine_for
+
+    settings = _settings(config)
+    upgrade_database(settings.store.url)
+    engine = create_engine_for(settings.store.url)
+    try:
+        with running_relay(engine, settings.signal):
+            console.print(f"publishing decided cars of line {settings.signal.line}; Ctrl-C stops")
+            while True:
+                _time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        engine.dispose()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,6 +17,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .rules.config import InspectionConfig
+from .signal.config import SignalConfig
+
 ENV_PREFIX = "INSPECTION__"
 
 
@@ -285,6 +288,19 @@ class Settings(_Section):
     logging: LoggingConfig = LoggingConfig()
     retention: RetentionConfig = RetentionConfig()
     review: ReviewConfig = ReviewConfig()
+    inspection: InspectionConfig = InspectionConfig()
+    signal: SignalConfig = SignalConfig()
+
+    @model_validator(mode="after")
+    def _rules_fit_the_model_and_frame(self) -> Settings:
+        from .detect.registry import load_spec
+
+        names = load_spec(self.model.name).class_names.values()
+        try:
+            self.inspection.rules.check_against(names, self.grid.frame_width, self.grid.frame_height, self.line.cameras)
+        except ValueError as exc:
+            raise ValueError(f"inspection.rules: {exc}") from None
+        return self
 
     def digest(self) -> str:
         """Stable short hash of the whole configuration (recorded on each run row)."""

@@ -19,6 +19,7 @@ from .config import Settings
 from .edge import EdgePipeline, PipelineStats, create_detectors
 from .extras import require
 from .kafka import EmbeddedBroker, FrameProducer, check_reachable, ensure_topics
+from .rules.verdict import verdict_writer
 from .store import ResultStore
 from .store.repository import CarSummary
 from .tiling import TileGrid
@@ -126,6 +127,7 @@ def run_demo(
     expected = cars * settings.line.frames_per_car
     detectors = create_detectors(settings)
     store = ResultStore.open(settings.store)
+    store.verdicts = verdict_writer(settings)
     start_car = store.counts().cars + 1  # a re-run into the same database gets new car ids
     produced_at: dict[str, int] = {}
     stored_at: dict[str, int] = {}

@@ -50,7 +50,7 @@ class OverdueWatcher:
                 car.missing_text,
             )
             self.metrics.cars_marked_overdue.inc()
-        states = self.store.car_states()
+        states = self.store.car_states(now, self.config.grace_s)
         self.metrics.cars.labels("in_flight").set(states.in_flight)
         self.metrics.cars.labels("overdue").set(states.overdue)
         return marked

@@ -2,7 +2,7 @@
 
 Grafana talks to PostgreSQL directly (its own datasource, deploy/grafana), so these statements
 are PostgreSQL with Grafana's macros (`$__timeFilter(col)`, `$__timeGroupAlias(col, 1h)`); the
-car verdict is the read layer's `VERDICT_SQL`, judged at `now()`. `dashboard_json()` renders the
+car state is inspection.car_state's expression, judged at `now()` with overdue.grace_s's default. `dashboard_json()` renders the
 dashboard that deploy/grafana/dashboards/inspection.json holds; a test checks that file is this
 output and runs every panel's SQL, macros expanded as Grafana does, on a migrated PostgreSQL.
 
@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ..car_state import DEFAULT_GRACE_S
 from .queries import VERDICT_SQL
 
 DATASOURCE = {"type": "grafana-postgresql-datasource", "uid": "inspection-pg"}
-_VERDICT_NOW = VERDICT_SQL.replace(":now", "now()")
+# overdue.grace_s's default: the same cutoff the edge's overdue watcher and gauge use
+_VERDICT_NOW = VERDICT_SQL.replace(":overdue_before", f"(now() - interval '{DEFAULT_GRACE_S:g} seconds')")
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ ORDER BY 1""",
         "Deadline miss rate per hour",
         f"""SELECT $__timeGroupAlias(c.first_captured_at, 1h),
        100.0 * SUM(CASE WHEN v.verdict IN ('missed', 'overdue') THEN 1 ELSE 0 END)
-             / NULLIF(SUM(CASE WHEN v.verdict <> 'incomplete' THEN 1 ELSE 0 END), 0) AS "miss rate"
+             / NULLIF(SUM(CASE WHEN v.verdict <> 'in_flight' THEN 1 ELSE 0 END), 0) AS "miss rate"
 FROM cars AS c
 CROSS JOIN LATERAL (SELECT {_VERDICT_NOW} AS verdict) AS v
 WHERE $__timeFilter(c.first_captured_at)

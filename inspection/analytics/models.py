@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-Verdict = Literal["met", "missed", "overdue", "incomplete"]
+Verdict = Literal["met", "missed", "overdue", "in_flight"]  # inspection.car_state.CarState
 FrameState = Literal["stored", "error", "missing"]
 
 

@@ -11,9 +11,10 @@ Portable on purpose:
   results come back as timezone-aware UTC datetimes on both backends;
 - booleans (`bool_columns`) come back as Python booleans on both backends.
 
-The car verdict (`VERDICT_SQL`) is one expression: completed and deadline met = `met`,
-completed late = `missed`, not complete and past the deadline at `:now` = `overdue`,
-otherwise `incomplete`.
+The car's state is the one expression of inspection/car_state.py (`CAR_STATE_SQL`): met, missed,
+overdue (marked, or past its deadline by more than the grace at `:now`), in_flight. Queries that
+show it take `now` (default: the current time) and `grace_s` (default: overdue.grace_s's) and
+bind `:overdue_before` = now - grace_s.
 
 Tables (inspection/store/models.py): runs (one consumer process), cars (one per car; completion
 and deadline verdict), frames (one per car × camera × shot: latency, detection_count, or an
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Boolean, Connection, Engine, TextClause, bindparam, text
 
+from ..car_state import CAR_STATE_SQL, DEFAULT_GRACE_S, overdue_before
 from ..extras import require
 from ..store.db import create_engine_for
 from ..store.models import UTCDateTime
@@ -46,11 +48,8 @@ DB_ENV = "INSPECTION_DB"
 DEFAULT_DB_URL = "sqlite:///inspection.db"
 
 
-# One definition of a car's verdict; `c` is the cars row, :now the time "overdue" is judged at.
-VERDICT_SQL = """CASE WHEN c.completed_at IS NOT NULL AND c.deadline_met THEN 'met'
-                WHEN c.completed_at IS NOT NULL THEN 'missed'
-                WHEN c.deadline_at < :now THEN 'overdue'
-                ELSE 'incomplete' END"""
+# The car's state (deadline verdict), defined once in car_state; `c` is the cars row.
+VERDICT_SQL = CAR_STATE_SQL
 
 
 def _binned(template: str, column: str) -> dict[str, str]:
@@ -74,7 +73,7 @@ class Query:
     time_columns: tuple[str, ...] = ()
     bool_columns: tuple[str, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)  # values of the :bind parameters
-    time_params: tuple[str, ...] = ()  # bind parameters that are datetimes (":now" gets the current time by default)
+    time_params: tuple[str, ...] = ()  # bind parameters that are datetimes (":overdue_before" from now and grace_s)
     variants: Mapping[str, str] = field(default_factory=dict)  # dialect name -> its SQL, where `sql` cannot serve both
 
     def sql_for(self, dialect: str) -> str:
@@ -90,8 +89,10 @@ class Query:
 
     def params(self, **params: Any) -> dict[str, Any]:
         values = {**self.defaults, **params}
-        if "now" in self.time_params and values.get("now") is None:
-            values["now"] = datetime.now(timezone.utc)
+        now = values.pop("now", None) or datetime.now(timezone.utc)
+        grace_s = values.pop("grace_s", None)
+        if "overdue_before" in self.time_params and values.get("overdue_before") is None:
+            values["overdue_before"] = overdue_before(now, DEFAULT_GRACE_S if grace_s is None else grace_s)
         return values
 
 
@@ -110,7 +111,7 @@ _CAR_TIMES = ("first_captured_at", "deadline_at", "completed_at", "last_processe
 CARS = Query(
     "cars",
     "One row per car, oldest first: frames done of expected, completion, verdict (met / missed / "
-    "overdue / incomplete at :now), lateness (completed_at - deadline_at, s; negative = early), "
+    "overdue / in_flight at :now), lateness (completed_at - deadline_at, s; negative = early), "
     "and per-car aggregates of its frames.",
     f"""
     SELECT {_CAR_COLUMNS},
@@ -134,7 +135,7 @@ CARS = Query(
     """,
     time_columns=_CAR_TIMES,
     bool_columns=("deadline_met",),
-    time_params=("now",),
+    time_params=("overdue_before",),
 )
 
 # The newest cars, one page of them: the frames aggregate only touches the page's cars
@@ -172,7 +173,7 @@ LATEST_CARS = Query(
     time_columns=_CAR_TIMES,
     bool_columns=("deadline_met",),
     defaults={"limit": 25, "offset": 0},
-    time_params=("now",),
+    time_params=("overdue_before",),
 )
 
 ONE_CAR = Query(
@@ -203,7 +204,7 @@ ONE_CAR = Query(
     """,
     time_columns=_CAR_TIMES,
     bool_columns=("deadline_met",),
-    time_params=("now",),
+    time_params=("overdue_before",),
 )
 
 CAR_CHART = Query(
@@ -224,7 +225,7 @@ CAR_CHART = Query(
     """,
     time_columns=("first_captured_at", "deadline_at", "completed_at", "last_processed_at"),
     defaults={"limit": 100},
-    time_params=("now",),
+    time_params=("overdue_before",),
 )
 
 CAR_COUNT = Query("car_count", "How many cars the database holds.", "SELECT COUNT(*) AS cars FROM cars")
@@ -238,7 +239,7 @@ CARS_SINCE = Query(
     WHERE c.first_captured_at >= :since
     GROUP BY 1
     """,
-    time_params=("since", "now"),
+    time_params=("since", "overdue_before"),
 )
 
 FRAMES_PROCESSED_SINCE = Query(

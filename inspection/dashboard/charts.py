@@ -17,7 +17,7 @@ from ..analytics.models import CarLatencySeries, ClassSeries, LatencySeries
 
 WIDTH, HEIGHT = 420, 250
 LEFT, RIGHT, TOP, BOTTOM = 48, 10, 26, 60
-VERDICT_COLOURS = {"met": "#2e7d32", "missed": "#c62828", "overdue": "#ef6c00", "incomplete": "#9e9e9e"}
+VERDICT_COLOURS = {"met": "#2e7d32", "missed": "#c62828", "overdue": "#ef6c00", "in_flight": "#9e9e9e"}
 PALETTE = ("#1565c0", "#ef6c00", "#2e7d32", "#6a1b9a", "#00838f", "#c62828", "#9e9d24", "#5d4037")
 TOP_CLASSES = 6
 
@@ -120,7 +120,7 @@ def car_latency_chart(series: CarLatencySeries) -> Markup:
         if n > 1
         else [(LEFT + step / 2, _short(series.car_id[0]))]
     )
-    legend = [(VERDICT_COLOURS[v], v) for v in ("met", "missed", "overdue", "incomplete") if v in series.verdict]
+    legend = [(VERDICT_COLOURS[v], v) for v in ("met", "missed", "overdue", "in_flight") if v in series.verdict]
     legend.append(("#212121", "deadline"))
     return _frame(title, y_max, "seconds", body, labels, legend)
 

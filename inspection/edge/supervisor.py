@@ -86,6 +86,7 @@ def run_worker(spec: WorkerSpec) -> None:
     if spec.gpu is not None:  # before anything initialises CUDA in this process
         os.environ["CUDA_VISIBLE_DEVICES"] = str(spec.gpu)
     from ..logs import configure_logging
+    from ..rules.verdict import verdict_writer
     from ..store import ResultStore
     from .pipeline import EdgePipeline, PipelineError, create_detectors
 
@@ -102,6 +103,7 @@ def run_worker(spec: WorkerSpec) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     store = ResultStore.open(spec.settings.store)
+    store.verdicts = verdict_writer(spec.settings)
     server: HealthServer | None = None
     try:
         pipeline = EdgePipeline(spec.settings, create_detectors(spec.settings), store, spec.bootstrap)

@@ -33,7 +33,7 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import Connection, Engine, and_, case, delete, func, insert, not_, or_, select, update
@@ -41,6 +41,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
+from ..car_state import DEFAULT_GRACE_S, CarState, car_state_case, overdue_before
 from ..config import StoreConfig
 from ..deadline import CarDeadline, car_deadline_from_row, evaluate_car
 from ..detections import Detections
@@ -55,11 +56,15 @@ from .models import (
     KAFKA_TOPIC_MAX,
     MESSAGE_KEY_MAX,
     Car,
+    CarVerdict,
     Detection,
     Frame,
     RejectedMessageRow,
     Run,
 )
+
+if TYPE_CHECKING:
+    from ..rules.verdict import VerdictWriter
 
 log = logging.getLogger(__name__)
 
@@ -158,19 +163,13 @@ class CarSummary:
     completed_at: datetime | None
     deadline_met: bool | None
     lateness_s: float | None
+    state: CarState  # inspection.car_state: met | missed | overdue | in_flight, at the time it was read
     overdue_at: datetime | None = None  # found past its deadline with frames missing (kept once complete)
     missing_frames: str | None = None  # what was missing then, e.g. "cam 1 shots 0-4"
 
     @property
     def complete(self) -> bool:
         return self.completed_at is not None
-
-    @property
-    def state(self) -> str:
-        """met | missed (complete) | overdue (deadline passed, frames missing) | in_flight."""
-        if self.completed_at is not None:
-            return "met" if self.deadline_met else "missed"
-        return "overdue" if self.overdue_at is not None else "in_flight"
 
 
 @dataclass(frozen=True)
@@ -237,7 +236,10 @@ class StoreCounts:
 class ResultStore:
     """The results database: one `store_frame` / `store_error` transaction per frame, read API for analysts."""
 
-    def __init__(self, target: Engine | str | URL, image_store: ImageStore | None = None) -> None:
+    def __init__(
+        self, target: Engine | str | URL, image_store: ImageStore | None = None, verdicts: VerdictWriter | None = None
+    ) -> None:
+        self.verdicts = verdicts  # decides each car's inspection verdict in the transaction that completes it (issue 19)
         self._owns_engine = not isinstance(target, Engine)
         self.engine: Engine = create_engine_for(target) if self._owns_engine else target  # type: ignore[arg-type]
         self.image_store = image_store
@@ -525,6 +527,10 @@ class ResultStore:
                 lateness_s=completed.lateness_s,
             )
         conn.execute(update(Car).where(Car.car_id == record.frame_id.car_id).values(values))
+        if completed is not None and self.verdicts is not None:
+            self.verdicts.decide_complete(
+                conn, completed.car_id, values.get("first_captured_at", car.first_captured_at), completed.completed_at
+            )
         return int(done), int(car.frames_expected), completed
 
     def prune(self, rows_before: datetime | None, images_before: datetime | None, *, dry_run: bool = True) -> PruneCounts:
@@ -568,6 +574,7 @@ class ResultStore:
             if not dry_run:
                 conn.execute(update(Frame).where(image_gone, not_(frame_gone)).values(image_uri=None))
                 conn.execute(delete(Detection).where(Detection.frame_id.in_(select(Frame.id).where(frame_gone))))
+                conn.execute(delete(CarVerdict).where(CarVerdict.car_id.in_(old_cars)))  # its frame_defects cascade
                 conn.execute(delete(Frame).where(frame_gone))
                 conn.execute(delete(Car).where(Car.first_captured_at < rows_cut))
                 conn.execute(delete(RejectedMessageRow).where(RejectedMessageRow.received_at < rows_cut))
@@ -577,7 +584,7 @@ class ResultStore:
 
     # ------------------------------------------------------------------ reads
 
-    def _summary_select(self) -> Any:
+    def _summary_select(self, now: datetime | None = None, grace_s: float = DEFAULT_GRACE_S) -> Any:
         per_frame = (
             select(
                 Frame.car_id.label("car_id"),
@@ -600,6 +607,7 @@ class ResultStore:
                 per_frame.c.mean_latency,
                 per_frame.c.max_latency,
                 per_frame.c.last_processed,
+                car_state_case(Car, overdue_before(now or datetime.now(timezone.utc), grace_s)).label("state"),
             )
             .outerjoin(per_frame, per_frame.c.car_id == Car.car_id)
             .order_by(Car.first_captured_at, Car.car_id)
@@ -624,6 +632,7 @@ class ResultStore:
             completed_at=car.completed_at,
             deadline_met=car.deadline_met,
             lateness_s=car.lateness_s,
+            state=CarState(row.state),
             overdue_at=car.overdue_at,
             missing_frames=car.missing_frames,
         )
@@ -632,8 +641,9 @@ class ResultStore:
         with Session(self.engine) as session:
             return list(session.execute(statement).all())
 
-    def car_summary(self, car_id: str) -> CarSummary:
-        rows = self._read(self._summary_select().where(Car.car_id == car_id))
+    def car_summary(self, car_id: str, now: datetime | None = None, grace_s: float = DEFAULT_GRACE_S) -> CarSummary:
+        """The car's frames, latency and deadline, and its state at `now` (default: the current time)."""
+        rows = self._read(self._summary_select(now, grace_s).where(Car.car_id == car_id))
         if not rows:
             raise CarNotFoundError(f"no car {car_id!r} in the results database")
         return self._summary(rows[0])
@@ -646,7 +656,7 @@ class ResultStore:
         is before `now`, marked yet or not.
         """
         now = now or datetime.now(timezone.utc)
-        statement = self._summary_select().where(Car.completed_at.is_(None))
+        statement = self._summary_select(now).where(Car.completed_at.is_(None))
         if marked_only:
             statement = statement.where(Car.overdue_at.is_not(None))
         else:
@@ -680,7 +690,7 @@ class ResultStore:
                 update(Car)
                 .where(Car.car_id.in_(ids), Car.completed_at.is_(None), Car.overdue_at.is_(None))
                 .values(overdue_at=now)
-                .returning(Car.car_id, Car.deadline_at, Car.frames_done, Car.frames_expected)
+                .returning(Car.car_id, Car.deadline_at, Car.frames_done, Car.frames_expected, Car.first_captured_at)
             ).all()
             if not marked:
                 return []
@@ -696,21 +706,19 @@ class ResultStore:
                 )
                 text = describe_missing(missing, shots_per_camera)
                 conn.execute(update(Car).where(Car.car_id == row.car_id).values(missing_frames=text))
+                if self.verdicts is not None:
+                    self.verdicts.decide_incomplete(conn, row.car_id, row.first_captured_at, text, now)
                 out.append(
                     OverdueCar(row.car_id, row.deadline_at, now, int(row.frames_done), int(row.frames_expected), missing, text)
                 )
         return out
 
-    def car_states(self) -> CarStates:
-        """How many cars are incomplete: in flight (not marked overdue) and overdue."""
+    def car_states(self, now: datetime | None = None, grace_s: float = DEFAULT_GRACE_S) -> CarStates:
+        """How many cars are incomplete at `now`, by inspection.car_state: in flight and overdue."""
+        state = car_state_case(Car, overdue_before(now or datetime.now(timezone.utc), grace_s))
         with self.engine.connect() as conn:
-            in_flight, overdue = conn.execute(
-                select(
-                    func.coalesce(func.sum(case((Car.overdue_at.is_(None), 1), else_=0)), 0),
-                    func.coalesce(func.sum(case((Car.overdue_at.is_not(None), 1), else_=0)), 0),
-                ).where(Car.completed_at.is_(None))
-            ).one()
-        return CarStates(int(in_flight), int(overdue))
+            counts = dict(conn.execute(select(state, func.count()).where(Car.completed_at.is_(None)).group_by(state)).all())
+        return CarStates(int(counts.get(CarState.IN_FLIGHT, 0)), int(counts.get(CarState.OVERDUE, 0)))
 
     def car_deadline(self, car_id: str) -> CarDeadline | None:
         """The car's deadline verdict, None while it is incomplete."""

@@ -5,7 +5,7 @@ Cars (5 cameras; frames_expected as given; times relative to NOW):
 - "c-ok": 5 × 2 frames, on time (met); frame cam 4 shot 1 is an error row ("decode").
 - "c-late": 5 × 2 frames, the last stored after the deadline (missed).
 - "c-partial": 3 of 10 frames, deadline passed (overdue).
-- "c-fresh": 1 of 10 frames, deadline ahead (incomplete).
+- "c-fresh": 1 of 10 frames, deadline ahead (in_flight).
 - HOSTILE ids: one frame each, on time (met).
 One rejected message. Boxes: frame (cam, shot) of a car holds `boxes_of(cam, shot)`.
 """

@@ -58,7 +58,7 @@ def test_cars_api_gives_each_verdict_newest_first(client: TestClient, populated:
         "c-ok": "met",
         "c-late": "missed",
         "c-partial": "overdue",
-        "c-fresh": "incomplete",
+        "c-fresh": "in_flight",
         HOSTILE[0]: "met",
         HOSTILE[1]: "met",
     }

@@ -96,12 +96,12 @@ def test_every_panel_runs_and_agrees_with_the_read_layer(postgres_url: str, tmp_
     judged: Counter[float] = Counter()
     missed: Counter[float] = Counter()
     for car in cars:
-        if car.verdict != "incomplete":
+        if car.verdict != "in_flight":
             judged[hour(car.first_captured_at)] += 1
             missed[hour(car.first_captured_at)] += car.verdict in ("missed", "overdue")
     for t, rate in results["Deadline miss rate per hour"]:
         if judged[float(t)] == 0:
-            assert rate is None  # only incomplete cars in that hour: no rate yet
+            assert rate is None  # only in-flight cars in that hour: no rate yet
         else:
             assert float(rate) == pytest.approx(100 * missed[float(t)] / judged[float(t)])
     assert any(rate is not None and float(rate) > 0 for _, rate in results["Deadline miss rate per hour"])

@@ -163,7 +163,7 @@ def test_overdue_migration_downgrades_and_upgrades_again(store_db_url: str) -> N
         engine.dispose()
     assert _schema_diff(store_db_url, Base.metadata) == []
     with ResultStore(store_db_url) as store:
-        summary = store.car_summary("car-1")  # rows kept through the round trip; new columns empty
+        summary = store.car_summary("car-1", datetime_from_ns(T0))  # rows kept through the round trip; new columns empty
         assert summary.frames == 1 and summary.overdue_at is None and summary.state == "in_flight"
 
 

@@ -645,7 +645,7 @@ def _check_populated(url: str, queries: ModuleType) -> None:
             cars = {r.car_id: r for r in queries.run(conn, queries.CARS)}
             assert {k: r.status for k, r in cars.items()} == {"c1": "met", "c2": "missed", "c3": "overdue"}
             before_deadline = datetime.fromtimestamp((T0_NS + 130 * S_NS) / 1e9, tz=timezone.utc)
-            assert queries.run(conn, queries.CARS, now=before_deadline)[-1].status == "incomplete"
+            assert queries.run(conn, queries.CARS, now=before_deadline)[-1].status == "in_flight"
             assert cars["c1"].deadline_met is True and cars["c2"].deadline_met is False
             assert (cars["c1"].error_frames, cars["c1"].boxes, cars["c2"].boxes, cars["c3"].boxes) == (1, 5, 4, 0)
             assert cars["c1"].lateness_s == pytest.approx(-55.0) and cars["c2"].lateness_s == pytest.approx(5.0)
