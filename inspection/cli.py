@@ -638,6 +638,87 @@ def export_cmd(
     )
 
 
+@app.command("shadow")
+def shadow_cmd(
+    model: str = typer.Option(..., "--model", help="a registered model (inspection model list) to run beside the deployed one"),
+    live: bool = typer.Option(False, "--live/--replay", help="live: its own consumer group; replay: a range of the topic"),
+    from_offset: Optional[int] = typer.Option(None, min=0, help="replay: first offset (every partition)"),
+    to_offset: Optional[int] = typer.Option(None, min=0, help="replay: stop before this offset"),
+    since: Optional[datetime] = typer.Option(None, help="replay: first record at/after this time (UTC)"),
+    until: Optional[datetime] = typer.Option(None, help="replay: stop at this time (UTC)"),
+    max_frames: Optional[int] = typer.Option(None, min=1, help="stop after this many frames"),
+    compare_only: bool = typer.Option(False, "--compare", help="only print candidate vs deployed (reviewed set, verdict flips)"),
+    path: Optional[Path] = typer.Option(None, help="the candidate's model file (default: the registry's location)"),
+    bootstrap: Optional[str] = typer.Option(None, help="HOST:PORT of the Kafka cluster (default: config)"),
+    db: Optional[str] = typer.Option(None, help="results database URL (default: config store.url)"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="--compare: write the comparison as JSON"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """A candidate model in shadow: its boxes and verdicts stored apart (shadow_* tables); --compare shows it against the deployed one."""
+    from .review.compare import compare
+    from .review.shadow import ReplayRange, open_shadow, shadow_group
+    from .store import create_engine_for, upgrade_database
+
+    settings = _settings(config, **{"store.url": db, "kafka.bootstrap_servers": bootstrap})
+    engine = create_engine_for(settings.store.url)
+    try:
+        if not compare_only:
+            if not settings.kafka.bootstrap_servers:
+                raise _fail("no Kafka cluster: pass --bootstrap HOST:PORT or set kafka.bootstrap_servers", 2)
+            upgrade_database(engine)
+            try:
+                runner = open_shadow(settings, model, settings.kafka.bootstrap_servers, engine, path=path)
+            except (*_model_errors(), ValueError) as exc:
+                raise _fail(str(exc)) from None
+            group = shadow_group(settings.kafka.group_id, model)
+            stop = (lambda s: s.frames >= max_frames) if max_frames else (lambda s: False)
+            if live:
+                stats = runner.live(group, stop)
+            else:
+                span = ReplayRange(from_offset, to_offset, _ns(since), _ns(until))
+                stats = runner.replay(group, span, stop)
+            console.print(
+                f"shadow {escape(model)}: {stats.frames} frames stored ({stats.errors} error rows, {stats.unreadable} unreadable records), "
+                f"{stats.verdicts} car verdicts"
+            )
+        with engine.connect() as conn:
+            result = compare(conn, model, score_threshold=settings.detect.score_threshold)
+    finally:
+        engine.dispose()
+    _print_comparison(result)
+    if json_path:
+        json_path.write_text(result.model_dump_json(indent=2))
+
+
+def _ns(value: Optional[datetime]) -> Optional[int]:
+    value = _utc(value)
+    return None if value is None else int(value.timestamp() * 1e9)
+
+
+def _print_comparison(result: Any) -> None:
+    table = _table(
+        f"candidate {escape(result.candidate)} vs deployed {escape(str(result.deployed))}: {result.reviewed_frames} reviewed frames, "
+        f"{result.ground_truth_boxes} corrected boxes",
+        ["model", "boxes", "TP", "precision", "recall", "AP", "AP50"],
+    )
+    for score in (result.deployed_score, result.candidate_score):
+        if score is not None:
+            table.add_row(
+                escape(score.model),
+                str(score.boxes),
+                str(score.true_positives),
+                _pct(score.precision),
+                _pct(score.recall),
+                _pct(score.ap),
+                _pct(score.ap50),
+            )
+    console.print(table)
+    changes = ", ".join(f"{k} {v}" for k, v in sorted(result.verdict_changes.items())) or "none"
+    console.print(f"verdicts on {result.cars_compared} cars: {changes}")
+    for car, deployed, candidate in result.flips[:20]:
+        console.print(f"  flip {escape(car)}: {deployed} -> {candidate}")
+
+
 def _int_list(text: str, option: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]

@@ -6,8 +6,9 @@
 - `review_decisions`: confirm / reject of one stored detection, with a reason code; the box is
   copied so the review stays readable if a redelivered frame replaces its detection rows.
 - `review_boxes`: a box the model missed, drawn by the reviewer, with a class and a reason code.
-- `shadow_frames` / `shadow_detections`: a candidate model's results on the line's frames, tagged
-  with the model's name, apart from the deployed model's `frames` / `detections`.
+- `shadow_frames` / `shadow_detections` / `shadow_verdicts`: a candidate model's results and car
+  verdicts on the line's frames, tagged with the model's name, apart from the deployed model's
+  `frames` / `detections` / `car_verdicts`.
 
 The latest review of a frame is the one that counts (export, eval); older ones stay as history.
 """
@@ -113,3 +114,19 @@ class ShadowDetectionRow(Base):
     y1: Mapped[float] = mapped_column(Float, nullable=False)
     x2: Mapped[float] = mapped_column(Float, nullable=False)
     y2: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class ShadowVerdictRow(Base):
+    """A car's verdict as the shadow model's boxes and the configured rules decide it."""
+
+    __tablename__ = "shadow_verdicts"
+    __table_args__ = (UniqueConstraint("model", "car_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(MODEL_MAX), nullable=False)
+    car_id: Mapped[str] = mapped_column(String(CAR_ID_MAX), nullable=False)
+    verdict: Mapped[str] = mapped_column(String(VERDICT_MAX), nullable=False)
+    rules_hash: Mapped[str] = mapped_column(String(RULES_VERSION_MAX), nullable=False)
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    defects: Mapped[int] = mapped_column(Integer, nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)

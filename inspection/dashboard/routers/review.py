@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import Engine
 
 from ...analytics import AnalyticsReader
+from ...review.compare import Comparison, compare, shadow_models
 from ...review.models import ReviewFrame, ReviewIn, ReviewOut, ReviewQueue
 from ...review.scoring import ReviewedScore, weekly
 from ...review.store import ReviewNotFoundError, ReviewRefusedError, review_frame, review_queue, submit_review
@@ -109,6 +110,25 @@ def eval_page(request: Request, reader: AnalyticsReader = Depends(get_reader)) -
     with reader.engine.connect() as conn:
         weeks = weekly(conn)
     return templates.TemplateResponse(request, "review_eval.html", {"weeks": weeks})
+
+
+@router.get(
+    "/api/review/shadow",
+    response_model=list[Comparison],
+    summary="each shadow model vs the deployed one: reviewed set, verdict flips",
+)
+def api_shadow(reader: AnalyticsReader = Depends(get_reader), config: DashboardConfig = Depends(get_config)) -> list[Comparison]:
+    with reader.engine.connect() as conn:
+        return [compare(conn, model, score_threshold=config.score_threshold) for model in shadow_models(conn)]
+
+
+@router.get("/review/shadow", response_class=HTMLResponse, include_in_schema=False)
+def shadow_page(
+    request: Request, reader: AnalyticsReader = Depends(get_reader), config: DashboardConfig = Depends(get_config)
+) -> HTMLResponse:
+    with reader.engine.connect() as conn:
+        comparisons = [compare(conn, model, score_threshold=config.score_threshold) for model in shadow_models(conn)]
+    return templates.TemplateResponse(request, "review_shadow.html", {"comparisons": comparisons})
 
 
 @router.get("/review", response_class=HTMLResponse, include_in_schema=False)

@@ -1,4 +1,4 @@
-"""reviews, review_decisions, review_boxes, shadow_frames, shadow_detections: the analyst's loop
+"""reviews, review_decisions, review_boxes, shadow_frames, shadow_detections, shadow_verdicts: the analyst's loop
 and a candidate model's results, beside the detections (inspection/store/review_models.py).
 
 Revision ID: 0006
@@ -109,9 +109,23 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_shadow_detections_shadow_frame_id", "shadow_detections", ["shadow_frame_id"])
+    op.create_table(
+        "shadow_verdicts",
+        sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
+        sa.Column("model", sa.String(128), nullable=False),
+        sa.Column("car_id", sa.String(64), nullable=False),
+        sa.Column("verdict", sa.String(16), nullable=False),
+        sa.Column("rules_hash", sa.String(64), nullable=False),
+        sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("defects", sa.Integer(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_shadow_verdicts"),
+        sa.UniqueConstraint("model", "car_id", name="uq_shadow_verdicts_model_car_id"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("shadow_verdicts")
     op.drop_table("shadow_detections")
     op.drop_table("shadow_frames")
     op.drop_table("review_boxes")
