@@ -43,3 +43,4 @@ _.tile_image_id; write_mosaics; clip_boxes; _.assigned_partitions; _.worker_pids
 
 # The review loop (issue 20): pydantic validators, API/DB fields written out as data.
 _._reason; _._valid; verdict_seen; rules_version; last_review; reject_reasons; missed_reasons; shadow_frame_id
+swapped_at; from_model; to_model; decided_at

@@ -130,3 +130,17 @@ class ShadowVerdictRow(Base):
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     defects: Mapped[int] = mapped_column(Integer, nullable=False)
     reason: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class ModelSwapRow(Base):
+    """A promotion: the edge drained the old model's work, reloaded its config, resumed with the new model."""
+
+    __tablename__ = "model_swaps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    swapped_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    from_model: Mapped[str] = mapped_column(String(MODEL_MAX), nullable=False)
+    to_model: Mapped[str] = mapped_column(String(MODEL_MAX), nullable=False)
+    from_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), nullable=True)
+    frames_before: Mapped[int] = mapped_column(Integer, nullable=False)  # frames the old model handled in this process
+    config: Mapped[str] = mapped_column(String(1024), nullable=False)  # the config file that changed

@@ -1,4 +1,5 @@
-"""reviews, review_decisions, review_boxes, shadow_frames, shadow_detections, shadow_verdicts: the analyst's loop
+"""reviews, review_decisions, review_boxes, shadow_frames, shadow_detections, shadow_verdicts,
+model_swaps: the analyst's loop
 and a candidate model's results, beside the detections (inspection/store/review_models.py).
 
 Revision ID: 0006
@@ -122,9 +123,22 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_shadow_verdicts"),
         sa.UniqueConstraint("model", "car_id", name="uq_shadow_verdicts_model_car_id"),
     )
+    op.create_table(
+        "model_swaps",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("swapped_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("from_model", sa.String(128), nullable=False),
+        sa.Column("to_model", sa.String(128), nullable=False),
+        sa.Column("from_run_id", sa.Integer(), nullable=True),
+        sa.Column("frames_before", sa.Integer(), nullable=False),
+        sa.Column("config", sa.String(1024), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_model_swaps"),
+        sa.ForeignKeyConstraint(["from_run_id"], ["runs.id"], name="fk_model_swaps_from_run_id_runs"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("model_swaps")
     op.drop_table("shadow_verdicts")
     op.drop_table("shadow_detections")
     op.drop_table("shadow_frames")
