@@ -7,6 +7,7 @@ in one transaction and never touches `frames` or `detections`.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -23,6 +24,7 @@ from .models import DrawnBox, LastReview, QueueItem, ReviewBox, ReviewFrame, Rev
 # compute alike (the OK sample is the same on every page load, so "next" is well defined).
 _HASH_MUL = 2654435761
 _HASH_MOD = 4294967291
+NG_CARS_MAX = 1000  # the newest NG cars the queue looks at
 
 
 class ReviewNotFoundError(LookupError):
@@ -265,11 +267,16 @@ def review_queue(conn: Connection, config: ReviewConfig, score_threshold: float,
     size = config.queue_size
     columns = (Frame.id, Frame.car_id, Frame.camera, Frame.shot, Frame.detection_count)
 
-    def verdict_is(value: str) -> Any:
-        return select(CarVerdict.car_id).where(CarVerdict.car_id == Frame.car_id, CarVerdict.verdict == value).exists()
-
+    ng_cars = list(
+        conn.execute(
+            select(CarVerdict.car_id).where(CarVerdict.verdict == "ng").order_by(CarVerdict.decided_at.desc()).limit(NG_CARS_MAX)
+        ).scalars()
+    )
+    # OK cars: a stable pseudo-random choice of cars first (Python, seeded), then their frames: no sort of every OK frame
+    ok_all = sorted(conn.execute(select(CarVerdict.car_id).where(CarVerdict.verdict == "ok")).scalars())
+    ok_cars = random.Random(config.sample_seed).sample(ok_all, min(len(ok_all), size))
     buckets: list[tuple[str, Any]] = [
-        ("ng", select(*columns).where(base, verdict_is("ng")).order_by(Frame.captured_at.desc(), Frame.id))
+        ("ng", select(*columns).where(base, Frame.car_id.in_(ng_cars)).order_by(Frame.captured_at.desc(), Frame.id))
     ]
     near = (
         select(Detection.frame_id)
@@ -278,7 +285,7 @@ def review_queue(conn: Connection, config: ReviewConfig, score_threshold: float,
     )
     buckets.append(("near", select(*columns).where(base, near).order_by(Frame.captured_at.desc(), Frame.id)))
     sample_order = (Frame.id * literal(_HASH_MUL * config.sample_seed)) % literal(_HASH_MOD)
-    buckets.append(("ok_sample", select(*columns).where(base, verdict_is("ok")).order_by(sample_order, Frame.id)))
+    buckets.append(("ok_sample", select(*columns).where(base, Frame.car_id.in_(ok_cars)).order_by(sample_order, Frame.id)))
     shares = {"ng": config.ng_share, "near": config.near_share, "ok_sample": config.ok_share}
     total_share = sum(shares[name] for name, _ in buckets) or 1.0
     picked: dict[int, QueueItem] = {}
