@@ -97,11 +97,14 @@ def export_reviewed(
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / ANNOTATIONS.parent).mkdir(parents=True, exist_ok=True)
     coco_images: list[dict[str, Any]] = []
-    coco_annotations: list[dict[str, Any]] = []
+    # annotations go to a scratch file as they come (memory stays flat); their category ids are
+    # remapped to 1..K when the final JSON is written, once every class is known
+    scratch = out / "annotations" / ".annotations.jsonl"
+    n_annotations = 0
     categories: dict[int, str] = {}
     skipped: list[str] = []
     linked = copied = frames = 0
-    with (out / "frames.csv").open("w", newline="") as index_file:
+    with (out / "frames.csv").open("w", newline="") as index_file, scratch.open("w") as pending:
         index = csv.writer(index_file)
         index.writerow(["image_id", "file_name", "frame_id", "car_id", "camera", "shot", "tile", "reviewer", "reviewed_at"])
         with engine.connect() as conn:
@@ -135,34 +138,29 @@ def export_reviewed(
                     )  # fmt: skip
                     for box, class_id, origin in zip(boxes.tolist(), box_classes.tolist(), box_sources, strict=True):
                         x1, y1, x2, y2 = box
-                        coco_annotations.append(
-                            {
-                                "id": len(coco_annotations) + 1,
-                                "image_id": image_id,
-                                "category_id": int(class_id),  # remapped to 1..K below
-                                "bbox": [x1, y1, x2 - x1, y2 - y1],
-                                "area": (x2 - x1) * (y2 - y1),
-                                "iscrowd": 0,
-                                "segmentation": [],
-                                "attributes": {"occluded": False, "source": origin},
-                            }
-                        )
+                        n_annotations += 1
+                        pending.write(f"{n_annotations} {image_id} {int(class_id)} {x1!r} {y1!r} {x2!r} {y2!r} {origin}\n")
                 if progress is not None:
                     progress(frames)
     category_ids = {class_id: k + 1 for k, class_id in enumerate(sorted(categories))}
-    for annotation in coco_annotations:
-        annotation["category_id"] = category_ids[annotation["category_id"]]
-    document = {
-        "info": {"description": "inspection: reviewed frames with corrected boxes", "version": "1"},
-        "licenses": [],
-        "images": coco_images,
-        "annotations": coco_annotations,
-        "categories": [
+    head = {"info": {"description": "inspection: reviewed frames with corrected boxes", "version": "1"}, "licenses": []}
+    with (out / ANNOTATIONS).open("w") as document, scratch.open() as pending:
+        document.write(json.dumps(head)[:-1] + ', "images": ' + json.dumps(coco_images) + ', "annotations": [')
+        for k, line in enumerate(pending):
+            ann_id, image_id, class_id, x1, y1, x2, y2, origin = line.split()
+            left, top, right, bottom = float(x1), float(y1), float(x2), float(y2)
+            annotation = {
+                "id": int(ann_id), "image_id": int(image_id), "category_id": category_ids[int(class_id)],
+                "bbox": [left, top, right - left, bottom - top], "area": (right - left) * (bottom - top), "iscrowd": 0,
+                "segmentation": [], "attributes": {"occluded": False, "source": origin},
+            }  # fmt: skip
+            document.write(("," if k else "") + json.dumps(annotation))
+        categories_json = [
             {"id": category_ids[c], "name": categories[c], "supercategory": "", "model_class_id": c} for c in sorted(categories)
-        ],
-    }
-    (out / ANNOTATIONS).write_text(json.dumps(document))
-    return ExportSummary(out, len(coco_images), len(coco_annotations), frames, skipped, linked, copied)
+        ]
+        document.write('], "categories": ' + json.dumps(categories_json) + "}")
+    scratch.unlink()
+    return ExportSummary(out, len(coco_images), n_annotations, frames, skipped, linked, copied)
 
 
 def _write_tiles(

@@ -170,14 +170,11 @@
     e.preventDefault();
   });
 
-  fetch("/api/review/frames/" + encodeURIComponent(frameId), { headers: { Accept: "application/json" } })
-    .then((r) => { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
-    .then((json) => {
-      boxes = json.boxes;
-      missed = json.missed.map((m) => ({ class_name: m.class_name, xyxy: m.xyxy, reason_code: m.reason_code }));
-      viewer.dataset.loaded = "true";
-      status.textContent = boxes.length + " boxes";
-      draw();
-    })
-    .catch((err) => { status.textContent = "boxes could not be loaded: " + err.message; });
+  // the page carries the frame's boxes and latest review (one request per frame; /api/review/frames/<id> has the same)
+  const json = JSON.parse(viewer.dataset.review);
+  boxes = json.boxes;
+  missed = json.missed.map((m) => ({ class_name: m.class_name, xyxy: m.xyxy, reason_code: m.reason_code }));
+  viewer.dataset.loaded = "true";
+  status.textContent = boxes.length + " boxes";
+  draw();
 })();
