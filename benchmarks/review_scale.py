@@ -175,7 +175,9 @@ def export(db: str, images: Path) -> dict[str, Any]:
         "--images",
         str(images),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"{shlex.join(command)} failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}")
     wall_s, rss_kib = done.stderr.strip().splitlines()[-1].split()
     document = json.loads((out / "annotations" / "instances_default.json").read_text())
     shutil.rmtree(out.parent, ignore_errors=True)

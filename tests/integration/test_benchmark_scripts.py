@@ -189,7 +189,21 @@ def test_dashboard_scale_smoke(postgres_url, tmp_path):
 def test_review_scale_smoke(postgres_url, tmp_path):
     images = str(tmp_path / "images")
     fill = _run(
-        ["-m", "benchmarks.dashboard_scale", "fill", "--db", postgres_url, "--cars", "2", "--images", images], tmp_path, 420
+        [
+            "-m",
+            "benchmarks.dashboard_scale",
+            "fill",
+            "--db",
+            postgres_url,
+            "--cars",
+            "2",
+            "--images",
+            images,
+            "--out",
+            str(tmp_path / "fill"),
+        ],
+        tmp_path,
+        420,
     )
     assert fill.returncode == 0, (fill.stdout[-2000:], fill.stderr[-3000:])
     result = _run(
