@@ -45,3 +45,6 @@ _.tile_image_id; write_mosaics; clip_boxes; _.assigned_partitions; _.worker_pids
 # name, columns written for analysts, the demo signal's port and BoxOutcome.ignored read by tests.
 rules_check; _._rules_fit_the_model_and_frame; _._closed; _._positive; _._consistent; _._secure_off_loopback
 _.CarId; _.RulesVersion; decided_at; last_error; rules_hash; mqtt_port; _.ignored
+# The review loop (issue 20): pydantic validators, API/DB fields written out as data.
+_._reason; _._valid; verdict_seen; rules_version; last_review; reject_reasons; missed_reasons; shadow_frame_id
+swapped_at; from_model; to_model

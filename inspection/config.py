@@ -279,6 +279,17 @@ class RetentionConfig(_Section):
     images_days: float | None = Field(None, gt=0, description="frame image files older than this (rows stay, image_uri cleared)")
 
 
+class ReviewConfig(_Section):
+    """The analyst's review queue (inspection/review): how many frames a queue page holds and its mix."""
+
+    queue_size: int = Field(50, gt=0, le=1000, description="frames per queue page")
+    ng_share: float = Field(0.5, ge=0.0, le=1.0, description="share of NG cars' frames (taken first)")
+    near_share: float = Field(0.3, ge=0.0, le=1.0, description="share of frames with a box near the operating threshold")
+    ok_share: float = Field(0.2, ge=0.0, le=1.0, description="share of a random sample of OK cars' frames (missed defects)")
+    near_band: float = Field(0.1, gt=0.0, le=1.0, description="'near': score within threshold + this")
+    sample_seed: int = Field(1, ge=1, description="the OK sample's order (a hash of frame id and this seed)")
+
+
 class Settings(_Section):
     grid: GridConfig = GridConfig()
     model: ModelConfig = ModelConfig()
@@ -293,6 +304,7 @@ class Settings(_Section):
     health: HealthConfig = HealthConfig()
     logging: LoggingConfig = LoggingConfig()
     retention: RetentionConfig = RetentionConfig()
+    review: ReviewConfig = ReviewConfig()
     inspection: InspectionConfig = InspectionConfig()
     signal: SignalConfig = SignalConfig()
 

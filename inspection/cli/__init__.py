@@ -1,4 +1,5 @@
-"""The `inspection` command: demo, broker, produce, edge, eval, bench, plan, dashboard, model, db, rules, signal.
+"""The `inspection` command: demo, broker, produce, edge, eval, bench, plan, dashboard, model, db, rules, signal,
+export, shadow, review-token.
 
 One module per command group; each command parses its arguments, calls one function of the
 runtime or of `inspection.tools`, and renders the answer. Failures are raised, never printed by
@@ -8,7 +9,7 @@ hand: `base._errors` renders each as one `error:` line with its exit code (`erro
 # The modules register their commands on `app` in this order: the order of `inspection --help`.
 # isort: off
 from .base import app
-from . import demo, line, evaluation, bench, dashboard, model, db, verdicts  # noqa: F401
+from . import demo, line, evaluation, bench, dashboard, model, db, verdicts, review  # noqa: F401
 from .bench import bench_table, plan_table
 from .demo import demo_table
 

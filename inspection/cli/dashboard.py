@@ -23,6 +23,9 @@ def dashboard(
         None, envvar="INSPECTION_DASHBOARD_TOKEN", help="required on every request (header, or ?token= once in the browser)"
     ),
     thumbs: Optional[Path] = typer.Option(None, help="thumbnail cache folder (default: the user cache directory)"),
+    reviewers: Optional[str] = typer.Option(
+        None, envvar="INSPECTION_REVIEWERS", help="name=sha256 lines/commas (`inspection review-token NAME`); enables reviews"
+    ),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Web dashboard and JSON API on the results database: line, cars, frame viewer, detections, problems."""
@@ -42,7 +45,16 @@ def dashboard(
         "token": token,
         "cameras": settings.line.cameras,
         "grid": settings.grid,
+        "review": settings.review,
+        "score_threshold": settings.detect.score_threshold,
     }
+    if reviewers:
+        from ..review.auth import ReviewerConfigError, Reviewers
+
+        try:
+            options["reviewers"] = Reviewers.parse(reviewers)
+        except ReviewerConfigError as exc:
+            raise UsageError(str(exc)) from None
     if thumbs is not None:
         options["thumbs_dir"] = thumbs
     dashboard_config = DashboardConfig(**options)

@@ -1,9 +1,10 @@
-"""`inspection eval`: tile mAP on COCO mosaics, or the scene table of tiling and stitching configurations."""
+"""`inspection eval`: tile mAP on COCO mosaics, the scene table of tiling and stitching configurations, or (--reviewed) the scores on reviewed frames."""
 
 from __future__ import annotations
 
 import functools
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,8 +19,14 @@ from .errors import UsageError
 
 @app.command("eval")
 def eval_(
-    images: Path = typer.Option(..., help="COCO images directory (e.g. val2017)"),
-    annotations: Path = typer.Option(..., help="COCO instances JSON"),
+    images: Optional[Path] = typer.Option(None, help="COCO images directory (e.g. val2017)"),
+    annotations: Optional[Path] = typer.Option(None, help="COCO instances JSON"),
+    reviewed: bool = typer.Option(
+        False, "--reviewed", help="score the deployed model on the reviewed frames of --db instead (inspection.review.scoring)"
+    ),
+    db: Optional[str] = typer.Option(None, help="--reviewed: results database URL (default: config store.url)"),
+    since: Optional[datetime] = typer.Option(None, help="--reviewed: reviews at or after this time (UTC)"),
+    weekly: bool = typer.Option(False, "--weekly", help="--reviewed: one table per ISO week of review"),
     config: Optional[Path] = ConfigOpt,
     model: Optional[str] = typer.Option(None),
     backend: Optional[str] = typer.Option(None),
@@ -43,7 +50,15 @@ def eval_(
     device: Optional[str] = typer.Option(None, help="model.device: cpu, cuda or auto"),
 ) -> None:
     """pycocotools mAP at tile level and at stitched-frame level on mosaics of a COCO dataset, plus tiles/s
-    (with --scenes: the scene table of tiling and stitching configurations, see inspection.tools.scene_eval)."""
+    (with --scenes: the scene table of tiling and stitching configurations, see inspection.tools.scene_eval;
+    with --reviewed: precision/recall/AP and verdict agreement on the analysts' reviewed frames)."""
+    if reviewed:
+        from .review import eval_reviewed
+
+        eval_reviewed(_settings(config, **{"store.url": db}).store.url, since, weekly, json_path)
+        return
+    if images is None or annotations is None:
+        raise UsageError("eval needs --images and --annotations (a COCO dataset), or --reviewed")
     from synthetic.coco import CocoDataset
 
     from ..detect import create_detector

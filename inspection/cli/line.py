@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -92,6 +92,9 @@ def edge(
     gpus: Optional[str] = typer.Option(
         None, help="GPU indices the workers spread over, e.g. 0,1 (default: config pipeline.gpus)"
     ),
+    reload_model: bool = typer.Option(
+        False, "--reload-model", help="promote on a config change: drain, reload, resume when --config names another model"
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     log_format: Optional[str] = LogFormatOpt,
 ) -> None:
@@ -138,8 +141,13 @@ def edge(
             raise UsageError("--max-frames needs one in-process consumer (pipeline.workers 1, no --gpus)")
         _supervise(settings, bootstrap, metrics_port, metrics_addr, verbose)
         return
+    if reload_model and config is None:
+        raise UsageError("--reload-model watches the config file: pass --config FILE")
     store = ResultStore.open(settings.store)
     store.verdicts = verdict_writer(settings)
+    if reload_model and config is not None:
+        _edge_with_reload(config, settings, store, bootstrap, max_frames)
+        return
     pipeline = EdgePipeline(settings, create_detectors(settings), store, bootstrap)
     server = HealthServer(pipeline.metrics.registry, pipeline.readiness)
     if metrics_port:
@@ -152,6 +160,44 @@ def edge(
         server.close()
         store.close()
     console.print(f"stopped cleanly: {stats.frames_stored} frames stored, {stats.frames_parked} parked, {stats.commits} commits")
+
+
+def _edge_with_reload(config: Path, settings: Settings, store: Any, bootstrap: str, max_frames: int) -> None:
+    """`edge --reload-model`: one pipeline per model; a changed model in the config drains, records the swap, resumes."""
+    from ..config import load_settings
+    from ..edge import EdgePipeline, create_detectors
+    from ..review.promotion import run_with_reload
+    from ..rules.verdict import verdict_writer
+
+    overrides = {"kafka.bootstrap_servers": bootstrap, "store.url": settings.store.url}
+    stopping = threading.Event()
+    current: list[Any] = []
+
+    def start(fresh: Settings) -> Any:
+        store.verdicts = verdict_writer(fresh)
+        return EdgePipeline(fresh, create_detectors(fresh), store, bootstrap)
+
+    def stop(*_: Any) -> None:
+        stopping.set()
+        if current:
+            current[-1].stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    try:
+        runs = run_with_reload(
+            lambda: load_settings(config, overrides),
+            start,
+            store.engine,
+            config,
+            keep_going=lambda done: (
+                not stopping.is_set() and not (max_frames and sum(s.frames_handled for s in done) >= max_frames)
+            ),
+            on_pipeline=current.append,
+        )
+    finally:
+        store.close()
+    console.print(f"stopped cleanly after {len(runs)} model(s): {sum(s.frames_stored for s in runs)} frames stored")
 
 
 def _supervise(settings: Settings, bootstrap: str, metrics_port: int, metrics_addr: str, verbose: bool) -> None:

@@ -24,9 +24,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from ..analytics import AnalyticsReader, NotFoundError, open_readonly_engine
+from ..store.db import create_engine_for
 from ..store.images import ImageStore
 from .config import DashboardConfig
-from .routers import cars, detections, frames, line, problems
+from .routers import cars, detections, frames, line, problems, review
 from .templating import templates
 from .thumbnails import ThumbnailCache
 
@@ -53,10 +54,15 @@ def create_app(config: DashboardConfig) -> FastAPI:
         images = config.images_dir
         app.state.images = ImageStore(images) if images is not None and Path(images).is_dir() else None
         app.state.thumbs = ThumbnailCache(config.thumbs_dir)
+        # The review routes' own engine, the only one that writes (review tables only); none without reviewers.
+        writer = create_engine_for(config.db_url) if config.reviewers else None
+        app.state.review_writer = writer
         try:
             yield
         finally:
             engine.dispose()
+            if writer is not None:
+                writer.dispose()
 
     app = FastAPI(
         title="inspection dashboard",
@@ -67,7 +73,7 @@ def create_app(config: DashboardConfig) -> FastAPI:
         redoc_url=None,
     )
     app.state.config = config
-    for router in (line.router, cars.router, frames.router, detections.router, problems.router):
+    for router in (line.router, cars.router, frames.router, detections.router, problems.router, review.router):
         app.include_router(router)
     _mount_swagger(app)  # before /static, which would shadow /static/swagger
     app.mount("/static", StaticFiles(directory=PACKAGE / "static"), name="static")

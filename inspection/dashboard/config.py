@@ -8,7 +8,8 @@ from pathlib import Path
 from platformdirs import user_cache_dir
 from pydantic import BaseModel, Field
 
-from ..config import GridConfig
+from ..config import GridConfig, ReviewConfig
+from ..review.auth import Reviewers
 
 TOKEN_ENV = "INSPECTION_DASHBOARD_TOKEN"
 
@@ -27,6 +28,11 @@ class DashboardConfig(BaseModel):
     cameras: int = Field(5, gt=0, description="line.cameras: columns of a car's frame grid")
     grid: GridConfig = GridConfig()
     poll_s: float = Field(2.0, gt=0, le=5.0, description="how often open pages check for new results (<= 5 s)")
+    reviewers: Reviewers = Field(
+        default_factory=Reviewers, description="reviewer name -> SHA-256 of the token; none: reviewing is off"
+    )
+    review: ReviewConfig = ReviewConfig()
+    score_threshold: float = Field(0.3, ge=0.0, le=1.0, description="detect.score_threshold: the operating threshold")
     detections_window_s: float = Field(
         3600.0, gt=0, description="the detections page's default time range, ending at the newest capture"
     )

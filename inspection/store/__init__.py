@@ -1,5 +1,6 @@
 """Results store: SQL models, the write/read repository, migrations, content-addressed images."""
 
+from . import review_models  # noqa: F401  (registers the review and shadow tables on Base)
 from .db import create_engine_for, mask_url, wait_for_database
 from .errors import DatabaseUnreachableError, RecordRefused, StoreError, StoreUnavailable
 from .images import ImageStore, ImageStoreError

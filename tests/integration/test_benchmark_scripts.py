@@ -121,8 +121,9 @@ def _smoke_cases(tmp: Path) -> dict[str, list[str]]:
 
 
 NEEDS_TORCH = {"benchmarks/cpu-2core/post_scaling.py", "benchmarks/h100/experiments.py"}
-# dashboard_scale needs PostgreSQL: its smoke run is test_dashboard_scale_smoke below.
-SMOKED_ELSEWHERE = {"benchmarks/dashboard_scale.py"}
+# dashboard_scale and review_scale need PostgreSQL: their smoke runs are test_dashboard_scale_smoke and
+# test_review_scale_smoke below.
+SMOKED_ELSEWHERE = {"benchmarks/dashboard_scale.py", "benchmarks/review_scale.py"}
 
 
 def test_every_script_has_a_smoke_case(tmp_path):
@@ -181,3 +182,46 @@ def test_dashboard_scale_smoke(postgres_url, tmp_path):
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-3000:])
     report = json.loads(next((tmp_path / "out").glob("*.json")).read_text())
     assert report
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_review_scale_smoke(postgres_url, tmp_path):
+    images = str(tmp_path / "images")
+    fill = _run(
+        [
+            "-m",
+            "benchmarks.dashboard_scale",
+            "fill",
+            "--db",
+            postgres_url,
+            "--cars",
+            "2",
+            "--images",
+            images,
+            "--out",
+            str(tmp_path / "fill"),
+        ],
+        tmp_path,
+        420,
+    )
+    assert fill.returncode == 0, (fill.stdout[-2000:], fill.stderr[-3000:])
+    result = _run(
+        [
+            "-m",
+            "benchmarks.review_scale",
+            "--db",
+            postgres_url,
+            "--images",
+            images,
+            "--frames",
+            "2",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        tmp_path,
+        timeout=420,
+    )
+    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-3000:])
+    report = json.loads((tmp_path / "out" / "review_scale.json").read_text())
+    assert report["reviewing"]["frames_reviewed"] == 2 and report["export"]["images"] == report["reviewed_frames"]
