@@ -459,7 +459,12 @@ def eval_(
         "one table of tiling/stitching configurations and SAHI",
     ),
     seeds: str = typer.Option("0,1,2", help="--scenes: comma-separated scene seeds (mean and spread over them)"),
-    overlaps: str = typer.Option("60", help="--scenes: overlapping grids to compare, pixels, comma-separated ('' for none)"),
+    overlaps: str = typer.Option("30,60", help="--scenes: overlapping grids to compare, pixels, comma-separated ('' for none)"),
+    grid_options: Optional[Path] = typer.Option(
+        None,
+        help="--scenes: where to write each grid option's accuracy and time on this machine for `inspection plan` "
+        "(default: grid_options_<machine>.json beside --json)",
+    ),
     sahi: bool = typer.Option(
         True, help="--scenes: add the SAHI row (needs the [sahi] extra; skipped with its reason otherwise)"
     ),
@@ -495,7 +500,7 @@ def eval_(
     dataset = CocoDataset.load(images, annotations)
     grid = TileGrid.from_config(settings.grid)
     if scenes:
-        _scene_table(detector, dataset, grid, settings, scenes, seeds, overlaps, sahi, json_path)
+        _scene_table(detector, dataset, grid, settings, scenes, seeds, overlaps, sahi, json_path, grid_options)
         return
     with Progress(TextColumn("frames"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("eval", total=None)
@@ -507,6 +512,8 @@ def eval_(
             max_tiles=max_tiles,
             seed=seed,
             letterbox=letterbox,
+            second_look_config=settings.grid.second_look,
+            tolerance_px=settings.stitch.border_tolerance_px,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     table = _table(
@@ -528,6 +535,8 @@ def eval_(
                     "precision": report.precision,
                     "images": report.images,
                     "classes_scored": report.classes_scored,
+                    "second_look": settings.grid.second_look.model_dump(),
+                    "second_look_s_per_frame": report.second_look_s / max(report.frames, 1),
                 },
                 indent=2,
             )
@@ -551,8 +560,12 @@ def _scene_table(
     overlaps: str,
     sahi: bool,
     json_path: Optional[Path],
+    grid_options: Optional[Path],
 ) -> None:
-    """`inspection eval --scenes N`: one table, mean ± spread over the seeds, JSON beside it."""
+    """`inspection eval --scenes N`: one table, mean ± spread over the seeds, JSON beside it, and the
+    grid options' measured accuracy and time for `inspection plan` (named with the machine)."""
+    from .bench import machine_description
+    from .plan import grid_options_path
     from .scene_eval import evaluate_scenes
 
     seed_list = _int_list(seeds, "--seeds")
@@ -568,6 +581,7 @@ def _scene_table(
             num_scenes=scenes,
             seeds=seed_list,
             overlaps=_int_list(overlaps, "--overlaps"),
+            second_look_config=settings.grid.second_look,
             sahi=sahi,
             progress=lambda text: bar.update(task, description=text),
         )
@@ -577,20 +591,36 @@ def _scene_table(
     table = _table(
         f"{report.model} {report.backend}/{report.precision}: {scenes} scenes × {len(seed_list)} seeds, {objects} objects, "
         f"{crossing / max(objects, 1):.0%} crossing a tile border ({spread})",
-        ["configuration", "frame mAP", "AP small", "AP medium", "AP large", "border recall", "s/frame"],
+        [
+            "configuration",
+            "frame mAP",
+            "AP small",
+            "AP medium",
+            "AP large",
+            "AP crossing",
+            "AP inside",
+            "border recall",
+            "s/frame",
+        ],
         fold=("configuration",),
     )
+    keys = ("mAP", "AP_small", "AP_medium", "AP_large", "AP_crossing", "AP_inside", "border_recall")
     for name, scores in report.summary().items():
         table.add_row(
             name,
-            *(f"{scores[k][0]:.3f}±{scores[k][1]:.3f}" for k in ("mAP", "AP_small", "AP_medium", "AP_large", "border_recall")),
+            *(f"{scores[k][0]:.3f}±{scores[k][1]:.3f}" for k in keys),
             f"{scores['s_per_frame'][0]:.2f}±{scores['s_per_frame'][1]:.2f}",
         )
-    Console(width=max(console.width, 150)).print(table)  # 7 columns of figures: too wide to fold at 80
+    Console(width=max(console.width, 180)).print(table)  # 9 columns of figures: too wide to fold at 80
     for name, why in report.skipped.items():
         console.print(f"{name} row skipped: {why}")
     if json_path:
         json_path.write_text(json.dumps(report.to_dict(), indent=2))
+    machine = machine_description()
+    options_path = grid_options or (grid_options_path(json_path.parent, machine) if json_path else None)
+    if options_path:
+        options_path.write_text(json.dumps(report.grid_options(machine), indent=2))
+        console.print(f"grid options and their time on this machine: {options_path}")
 
 
 @app.command()
@@ -854,7 +884,9 @@ def _bench_e2e(
 
 @app.command("plan")
 def plan_cmd(
-    deadline: float = typer.Option(..., help="seconds allowed per car (first frame captured -> last frame stored)"),
+    deadline: Optional[float] = typer.Option(
+        None, help="seconds allowed per car (first frame captured -> last frame stored); needed unless --profile is given"
+    ),
     takt: Optional[float] = typer.Option(None, help="seconds between cars: also size the line to keep up"),
     frames_per_car: int = typer.Option(95, help="cameras × shots"),
     results: list[Path] = typer.Option([Path("benchmarks")], help="bench/eval JSON files or folders"),
@@ -863,8 +895,12 @@ def plan_cmd(
         Path("benchmarks/h100/scaling.json"),
         help="measured whole-car latency on 1, 2, 4 GPUs (benchmarks/h100/run_multi_gpu.py); missing: linear scaling assumed and said",
     ),
+    profile: list[Path] = typer.Option(
+        [], help="site profile (configs/*.yaml, or a folder of them): pick its grid option (one call, second look, overlap)"
+    ),
 ) -> None:
-    """Most accurate model/backend/precision/batch meeting the per-car deadline on measured hardware, and GPUs per line."""
+    """Most accurate model/backend/precision/batch meeting the per-car deadline on measured hardware, and GPUs per line;
+    with --profile, the most accurate grid option whose measured time fits each profile's car deadline."""
     from .plan import GpuScaling, best, load_accuracy, load_rows, plan
 
     missing = [p for p in results if not p.exists()]
@@ -874,6 +910,12 @@ def plan_cmd(
             "first, or run from the repository, whose benchmarks/ holds measured results)",
             2,
         )
+    if profile:
+        _plan_grids(profile, results)
+        if deadline is None:
+            return
+    if deadline is None:
+        raise _fail("give --deadline SECONDS (per car), or --profile CONFIG to pick a site's grid", 2)
     rows = load_rows(results)
     if not rows:
         raise _fail(f"no bench results under {', '.join(map(str, results))} (run `inspection bench` first)")
@@ -901,6 +943,43 @@ def plan_cmd(
             f"choose {choice.model} / {choice.backend} / {choice.precision}, batch {choice.batch_size} on {choice.device}: "
             f"{choice.car_s_one_gpu:.2f} s per car on one device, {fits}; a line at this takt needs {choice.gpus} device(s)"
         )
+
+
+def _plan_grids(profiles: list[Path], results: list[Path]) -> None:
+    """`inspection plan --profile`: per site profile, the grid option it can afford, and why."""
+    from .plan import choose_grid, load_grid_options, times_for
+
+    files = [f for p in profiles for f in (sorted(p.glob("*.yaml")) if p.is_dir() else [p])]
+    measured = load_grid_options(results)
+    if not measured:
+        raise _fail(
+            f"no grid_options_*.json under {', '.join(map(str, results))} (run `inspection eval --scenes N --json PATH` first)"
+        )
+    for f in files:
+        settings = _settings(f)
+        on_gpu = settings.model.device == "cuda" or settings.model.backend == "tensorrt"
+        picked = times_for(measured, on_gpu)
+        if picked is None:  # measured is not empty: times_for always finds some
+            continue
+        times, same_kind = picked
+        line = settings.line
+        choice = choose_grid(str(f), times, line.takt_s, line.deadline_margin, line.frames_per_car, same_kind)
+        table = _table(
+            f"{f}: car deadline {line.takt_s:g} s less {line.deadline_margin:.0%} margin = {choice.budget_s:.1f} s, "
+            f"{line.frames_per_car} frames",
+            ["grid option", "mAP", "border recall", "s/frame", "car s", "fits"],
+        )
+        for key, o in sorted(times.options.items(), key=lambda kv: -kv[1].map):
+            table.add_row(
+                key,
+                f"{o.map:.3f}",
+                f"{o.border_recall:.2f}",
+                f"{o.s_per_frame:.3f}",
+                f"{choice.car_s[key]:.1f}",
+                "yes" if choice.car_s[key] <= choice.budget_s + 1e-9 else "no",
+            )
+        console.print(table)
+        console.print(f"choose {choice.why()}")
 
 
 def plan_table(candidates: list[Any], title: str | None = None) -> Table:
