@@ -229,3 +229,29 @@ def test_grid_options_file_is_named_with_the_machine_and_found_per_device_kind(t
         and "no grid-option times from this profile's kind of device" in choose_grid("h100.yaml", times, 60, 0.2, 95, same).why()
     )
     assert times_for([], on_gpu=False) is None
+
+
+def test_plan_command_picks_each_profiles_grid_and_says_why(tmp_path):
+    from typer.testing import CliRunner
+
+    from inspection.cli import app
+
+    _options(tmp_path, CPU, one_call=0.40, second_look=0.48, **{"overlap_60+second_look": 0.70})
+    site = tmp_path / "site.yaml"
+    site.write_text("line:\n  takt_s: 90\n  deadline_margin: 0.1\n")  # 81 s: every option fits
+    result = CliRunner().invoke(
+        app,
+        ["plan", "--profile", "configs/default.yaml", "--profile", str(site), "--results", str(tmp_path)],
+        env={"COLUMNS": "250"},
+    )
+    assert result.exit_code == 0, result.output
+    chosen = [line for line in result.output.splitlines() if line.startswith("choose ")]
+    assert chosen[0].startswith("choose second_look (mAP 0.260") and "fits 48.0 s" in chosen[0]
+    assert chosen[1].startswith("choose overlap_60+second_look") and "fits 81.0 s" in chosen[1]
+    assert "measured on Intel(R) Xeon(R) Processor, 2 cores" in chosen[0]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(app, ["plan", "--profile", str(site), "--results", str(empty)])
+    assert result.exit_code == 1 and "no grid_options_*.json" in result.output
+    result = CliRunner().invoke(app, ["plan", "--results", str(tmp_path)])
+    assert result.exit_code == 2 and "--deadline" in result.output
