@@ -253,3 +253,13 @@ def test_settings_validate_the_second_look():
         load_settings(overrides={"grid.second_look.max_crops": 0})
     with pytest.raises(ConfigError, match="grid.second_look.bogus"):
         load_settings(overrides={"grid.second_look.bogus": 1})
+
+
+def test_crops_from_a_torch_batch_stay_tensors_and_equal_the_frame_pixels():
+    torch = pytest.importorskip("torch")  # the GPU path's batch is a tensor; the gather is the same on the CPU
+    frame = np.random.default_rng(3).integers(0, 256, (FRAME[1], FRAME[0], 3), np.uint8)
+    corners = np.array([[5, 7], [2400, 1800], [1190, 290]])
+    crops = gather_crops(torch.from_numpy(GRID.tiles(frame)), GRID, corners)
+    assert isinstance(crops, torch.Tensor) and tuple(crops.shape) == (3, 300, 300, 3)
+    for crop, (x, y) in zip(crops.numpy(), corners, strict=True):
+        np.testing.assert_array_equal(crop, frame[y : y + 300, x : x + 300])
