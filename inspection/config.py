@@ -40,7 +40,7 @@ class SecondLookConfig(_Section):
         0.5, gt=0.0, le=1.0, description="a crop box replaces the cut pieces it covers by at least this share of their area"
     )
     replace_min_ratio: float = Field(
-        0.5, ge=0.0, description="... when it scores at least this share of the piece's score (0: always)"
+        1.0, ge=0.0, description="... when it scores at least this share of the piece's score (0: always)"
     )
     nms_iou: float = Field(0.5, gt=0.0, le=1.0, description="IoU at which a crop box and another view's box are one object")
 

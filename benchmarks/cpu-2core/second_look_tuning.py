@@ -35,7 +35,7 @@ VARIANTS = {
     "base": None,
     "default": SecondLookConfig(),
     "ratio0": SecondLookConfig(replace_min_ratio=0.0),
-    "ratio1": SecondLookConfig(replace_min_ratio=1.0),
+    "ratio0.5": SecondLookConfig(replace_min_ratio=0.5),
     "min0.1": SecondLookConfig(min_score=0.1),
     "min0.5": SecondLookConfig(min_score=0.5),
     "crops8": SecondLookConfig(max_crops=8),
