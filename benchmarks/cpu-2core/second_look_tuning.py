@@ -1,6 +1,6 @@
 """Second-look settings on the tuning seeds (issue 21): which crops, how many, when a crop box replaces a piece.
 
-    INSPECTION_SHARED=../shared python benchmarks/cpu-2core/second_look_tuning.py 3 > benchmarks/cpu-2core/second_look_tuning.txt
+    INSPECTION_SHARED=../shared python benchmarks/cpu-2core/second_look_tuning.py --scenes 3 > benchmarks/cpu-2core/second_look_tuning.txt
 
 Seeds 100 and 101 (issue 10's tuning seeds; the scene table is scored on 0, 1, 2), N scenes each. One
 onnxruntime call per frame at COCO's 0.001 floor, stitched with the default config once; then each variant of
@@ -10,6 +10,8 @@ is shared: compare rows of one seed).
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import sys
 import time
@@ -45,7 +47,7 @@ VARIANTS = {
 SHOWN = ("mAP", "AP_crossing", "AP_inside", "border_recall", "s_per_frame")
 
 
-def main(scenes_per_seed: int) -> None:
+def main(scenes_per_seed: int, seeds: tuple[int, ...] = (100, 101)) -> dict[str, list[dict[str, float]]]:
     coco = SHARED / "data" / "coco_tiny"
     dataset = CocoDataset.load(coco / "val2017", coco / "annotations" / "instances_val2017.json")
     detector = create_detector(ModelConfig(path=SHARED / "models" / "ssd_mobilenet_v2_coco" / "raw_fp32.onnx"), DetectConfig())
@@ -57,7 +59,7 @@ def main(scenes_per_seed: int) -> None:
         return to_dataset_classes(detector.detect(batch, score_threshold=0.001), mapping)
 
     results: dict[str, list[dict[str, float]]] = {}
-    for seed in (100, 101):
+    for seed in seeds:
         scenes = compose_scenes(dataset, grid, scenes_per_seed, seed)
         out: dict[str, dict] = {k: {} for k in VARIANTS}
         seconds = dict.fromkeys(VARIANTS, 0.0)
@@ -80,7 +82,14 @@ def main(scenes_per_seed: int) -> None:
     print("MEAN")
     for name, rows in results.items():
         print(name, {k: round(float(np.mean([r[k] for r in rows])), 3) for k in SHOWN})
+    return results
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenes", type=int, default=3, help="scenes per tuning seed")
+    parser.add_argument("--seeds", default="100,101", help="tuning seeds (the scene table is scored on 0,1,2)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("second_look_tuning.json"))
+    args = parser.parse_args()
+    seeds = tuple(int(v) for v in args.seeds.split(",") if v.strip())
+    args.out.write_text(json.dumps(main(args.scenes, seeds), indent=2))
