@@ -146,30 +146,40 @@ def cut_by_window(
     return left | top | right | bottom
 
 
+def _segments(starts: np.ndarray, lo: int, length: int) -> list[tuple[int, int, int, int]]:
+    """Split the frame interval [lo, lo + length) by the tile that serves each pixel (the last tile starting
+    at or before it): (tile number on this axis, first pixel in the tile, first pixel in the crop, pixels)."""
+    first = int(np.searchsorted(starts, lo, side="right")) - 1
+    out = []
+    pos = lo
+    for k in range(first, len(starts)):
+        if pos >= lo + length:
+            break
+        end = lo + length if k + 1 == len(starts) else min(lo + length, int(starts[k + 1]))
+        if end > pos:
+            out.append((k, pos - int(starts[k]), pos - lo, end - pos))
+            pos = end
+    return out
+
+
 def gather_crops(batch: Any, grid: TileGrid, corners: np.ndarray) -> Any:
     """(num_slots, T, T, 3) tile batch, (K, 2) window corners -> (K, T, T, 3) crops of the frame.
 
     Frame pixel (y, x) is read from the last tile starting at or before it on each axis (every
-    grid covers its frame), so the crops equal `frame[y0:y0+T, x0:x0+T]`. One gather; the batch
-    may be a numpy array or a torch tensor (the index arrays then go to its device).
+    grid covers its frame), so the crops equal `frame[y0:y0+T, x0:x0+T]`. Each crop is assembled
+    from the few rectangles of tiles it covers (2×2 on the default grid), block copies only: a
+    loop over crops and their tile pieces (at most max_crops × 9), never over pixels or boxes. The
+    batch may be a numpy array or a torch tensor (the crops are then a tensor on its device).
     """
     t = grid.tile_size
     c = np.asarray(corners, np.int64).reshape(-1, 2)
-    px = c[:, 0, None] + np.arange(t)  # (K, T) frame x of each crop column
-    py = c[:, 1, None] + np.arange(t)
-    col = np.searchsorted(grid.x_starts, px, side="right") - 1
-    row = np.searchsorted(grid.y_starts, py, side="right") - 1
-    tile = row[:, :, None] * grid.cols + col[:, None, :]  # (K, T, T)
-    ly = (py - grid.y_starts[row])[:, :, None]
-    lx = (px - grid.x_starts[col])[:, None, :]
-    if isinstance(batch, np.ndarray):
-        return batch[tile, ly, lx]
-    import torch
-
-    def on_device(a: np.ndarray) -> Any:
-        return torch.as_tensor(a, device=batch.device)
-
-    return batch[on_device(tile), on_device(ly), on_device(lx)].contiguous()
+    shape = (len(c), t, t, batch.shape[-1])
+    out = np.empty(shape, batch.dtype) if isinstance(batch, np.ndarray) else batch.new_empty(shape)
+    for k, (x0, y0) in enumerate(c.tolist()):
+        for row, ty, oy, h in _segments(grid.y_starts, y0, t):
+            for col, tx, ox, w in _segments(grid.x_starts, x0, t):
+                out[k, oy : oy + h, ox : ox + w] = batch[row * grid.cols + col, ty : ty + h, tx : tx + w]
+    return out
 
 
 def covered_share(piece: np.ndarray, cover: np.ndarray) -> np.ndarray:
