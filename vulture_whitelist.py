@@ -9,10 +9,10 @@ is listed here is called by a framework, read from outside the package, or writt
 _ = object()
 
 # Frameworks call these: SQLAlchemy events and TypeDecorator, pydantic, http.server, uvicorn,
-# onnxruntime's calibration reader and session options, FastAPI handlers, Alembic revisions.
+# onnxruntime's calibration reader and session options, FastAPI handlers, Alembic revisions, pydantic-settings sources.
 _read_only; _on_connect; _on_begin; _.isolation_level
 impl; cache_ok; _.process_bind_param; _.process_result_value
-model_config; _._registered
+model_config; _._registered; _._not_retired; _._load_env_vars
 _.do_GET; _.log_message; _.daemon_threads
 _.install_signal_handlers; _.should_exit
 _.get_next; _.intra_op_num_threads

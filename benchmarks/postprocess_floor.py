@@ -18,12 +18,12 @@ import statistics
 import time
 from pathlib import Path
 
-from inspection.bench import machine_description
 from inspection.config import load_settings
 from inspection.detect import create_detector
 from inspection.detect.postprocess import select_detections
 from inspection.stitch import stitch
 from inspection.tiling import TileGrid
+from inspection.tools.bench import machine_description
 from synthetic.coco import CocoDataset
 from synthetic.compose import compose_mosaics
 

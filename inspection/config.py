@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import EnvSettingsSource, SettingsError
+from pydantic_settings.sources.utils import parse_env_vars
 
 ENV_PREFIX = "INSPECTION__"
 
@@ -345,14 +347,44 @@ def _dotted_to_nested(dotted: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' environment source over `Settings`: INSPECTION__SECTION__KEY, nested by `__`,
+    lists and mappings as JSON, `null` for None; over a given mapping instead of os.environ (tests)."""
+
+    def __init__(self, environ: dict[str, str]) -> None:
+        self._environ = environ
+        super().__init__(
+            Settings,  # type: ignore[arg-type]  # the source reads fields and types; Settings() itself stays env-free
+            case_sensitive=False,
+            env_prefix=ENV_PREFIX,
+            env_nested_delimiter="__",
+            env_parse_none_str="null",
+        )
+
+    def _load_env_vars(self) -> Any:
+        return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+def _known_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    keys = set()
+    for name, field in model.model_fields.items():
+        keys.add(prefix + name)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            keys |= _known_keys(field.annotation, f"{prefix}{name}.")
+    return keys
+
+
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
-    """`INSPECTION__MODEL__BACKEND=onnxruntime` -> {"model": {"backend": "onnxruntime"}} (values parsed as YAML)."""
-    dotted = {
-        key[len(ENV_PREFIX) :].lower().replace("__", "."): yaml.safe_load(value)
-        for key, value in environ.items()
-        if key.startswith(ENV_PREFIX)
-    }
-    return _dotted_to_nested(dotted)
+    """`INSPECTION__MODEL__BACKEND=onnxruntime` -> {"model": {"backend": "onnxruntime"}}; a variable with the
+    prefix that names no setting is refused (a typo must not be ignored silently)."""
+    known = _known_keys(Settings)
+    for key in environ:
+        if key.upper().startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower().replace("__", ".") not in known:
+            raise ConfigError(f"environment {key} names no setting (the README's settings table lists them)")
+    try:
+        return _Environment(environ)()
+    except SettingsError as exc:  # e.g. a list that is not JSON
+        raise ConfigError(f"environment: {exc} (lists and mappings are JSON, e.g. [0, 1])") from None
 
 
 def _format_error(err: ValidationError, source: str) -> str:

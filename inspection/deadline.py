@@ -1,7 +1,7 @@
 """Per-car deadline accounting: was a car's last frame handled before its deadline, and by how much.
 
 Completion itself is decided inside the store transaction that writes a car's last frame
-(`inspection.store.repository`), so it is right with several consumers; this module
+(`inspection.store.writer`), so it is right with several consumers; this module
 interprets the result: a `CarDeadline` per completed car, a log line for each (a warning
 for a late car), and running totals for a consumer's metrics and its end-of-run summary.
 """

@@ -1,6 +1,6 @@
 """Loading `inspection bench` results (benchmarks/**/bench.json) for notebooks/benchmarks.ipynb.
 
-A bench.json is what `inspection.bench.write_results` writes:
+A bench.json is what `inspection.tools.bench.write_results` writes:
     {"command": "inspection bench ...", "machine": {"gpu": ..., "cpu_model": ..., ...},
      "rows": [BenchRow as a dict: model, backend, precision, device, mode, batch_size, frame_ms,
               frame_ms_min, tiles_per_s, peak_mem_mib, mem_kind, repeats, detections, extra], ...]}

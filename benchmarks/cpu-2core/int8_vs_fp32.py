@@ -27,13 +27,14 @@ from pathlib import Path
 
 import onnxruntime
 
-from inspection.bench import bench_frame, machine_description
 from inspection.config import DetectConfig, ModelConfig, Settings, StitchConfig
 from inspection.detect import create_detector, load_spec
-from inspection.detect.quantize import FLAVOURS, QuantizeSettings, int8_metadata, int8_path, quantize_model
-from inspection.evaluate import evaluate
+from inspection.detect.int8 import FLAVOURS, int8_metadata, int8_path
 from inspection.stitch import stitch
 from inspection.tiling import TileGrid
+from inspection.tools.bench import bench_frame, machine_description
+from inspection.tools.evaluate import evaluate
+from inspection.tools.quantize import QuantizeSettings, quantize_model
 from synthetic.coco import CocoDataset
 
 

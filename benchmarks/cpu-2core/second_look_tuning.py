@@ -24,11 +24,11 @@ sys.path.insert(0, str(REPO))
 
 from inspection.config import DetectConfig, ModelConfig, SecondLookConfig, StitchConfig  # noqa: E402
 from inspection.detect import create_detector  # noqa: E402
-from inspection.evaluate import category_map, to_dataset_classes  # noqa: E402
-from inspection.scene_eval import _score  # noqa: E402
 from inspection.second_look import second_look  # noqa: E402
 from inspection.stitch import stitch  # noqa: E402
 from inspection.tiling import TileGrid, detect_in_chunks  # noqa: E402
+from inspection.tools.evaluate import category_map, to_dataset_classes  # noqa: E402
+from inspection.tools.scene_eval import _score  # noqa: E402
 from synthetic.coco import CocoDataset  # noqa: E402
 from synthetic.scenes import compose_scenes  # noqa: E402
 

@@ -5,17 +5,17 @@ the low frequencies of each 8×8 block: a 2700×2100 frame becomes 338×263 with
 full size; a smaller thumbnail is then area-averaged from those 338×263 pixels. The result is re-encoded and kept under
 `root/ab/<sha256 of the original>-w<width>.jpg`: the original's digest (its image-store URI)
 names the thumbnail, so a frame's thumbnail is made once, shared by every frame with the same
-bytes, and never stale. Writes are atomic (temp file + os.replace).
+bytes, and never stale. Writes are atomic (`files.write_atomic`).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import simplejpeg
+
+from ..files import write_atomic
 
 THUMB_WIDTHS = (160, 320)  # the sizes served (bounded: a request cannot fill the cache with sizes)
 THUMB_QUALITY = 70
@@ -41,15 +41,7 @@ class ThumbnailCache:
         except FileNotFoundError:
             pass
         data = make_thumbnail(original(), width)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".jpg")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, data, durable=False)  # a cache: rebuilt from the original if a power cut loses it
         return data
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..config import DetectConfig, ModelConfig
-from .base import Detector, MissingBackendError, ModelNotFoundError, ModelSpec, resolve_model_file
+from .base import Detector, MissingBackendError, ModelNotFoundError, ModelSpec
+from .convert import resolve_model_file
 from .registry import UnknownModelError, available_models, load_spec
 from .signature import ModelMismatchError
 

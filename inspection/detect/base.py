@@ -132,12 +132,11 @@ def model_file_location(spec: ModelSpec, kind: str) -> tuple[Path | None, str]:
     return (path if path.is_file() else None), entry.get("made_by", "pass model.path")
 
 
-def resolve_model_file(spec: ModelSpec, kind: str, override: str | Path | None = None, auto_convert: bool = True) -> Path:
-    """Path of one of the model's files (`onnx`, `frozen_graph`).
+def find_model_file(spec: ModelSpec, kind: str, override: str | Path | None = None) -> Path | None:
+    """Path of one of the model's files (`onnx`, `frozen_graph`); None for a model cache file not
+    made yet (`convert.resolve_model_file` converts it or says how to get it).
 
     Order: an explicit override (config `model.path`), the package that ships it, the model cache.
-    A model with a conversion recipe gets its ONNX file converted into the cache on first use
-    (`auto_convert`; see `convert.ensure_onnx`).
     """
     if override is not None:
         path = Path(override).expanduser()
@@ -147,21 +146,13 @@ def resolve_model_file(spec: ModelSpec, kind: str, override: str | Path | None =
     if kind not in spec.files:
         raise ModelNotFoundError(f"model {spec.name} has no {kind} file; it provides: {', '.join(spec.files)}")
     path, how = model_file_location(spec, kind)
-    if path is not None:
-        return path
     entry = spec.files[kind]
-    if "package" in entry:
+    if path is None and "package" in entry:
         raise ModelNotFoundError(
             f"model {spec.name}: the {kind} file ({entry['resource']}) comes from package "
             f"{entry['package']}, which is not installed or lacks it; install it with: {how}"
         )
-    if kind == "onnx" and spec.convert and auto_convert:
-        from .convert import ensure_onnx
-
-        return ensure_onnx(spec)
-    raise ModelNotFoundError(
-        f"model {spec.name}: {kind} file not found at {model_cache_dir() / entry['cache']}; get it with: {how}"
-    )
+    return path
 
 
 class UnsupportedCapability(NotImplementedError):

@@ -12,13 +12,13 @@ mid-write never leaves a half-written model in the cache).
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .base import ModelNotFoundError, ModelSpec, model_cache_dir, resolve_model_file
+from ..files import atomic_path
+from .base import ModelNotFoundError, ModelSpec, find_model_file, model_cache_dir, model_file_location
 
 Progress = Callable[[str], None]
 LOCK_TIMEOUT_S = 600.0  # a conversion takes seconds; a lock held this long belongs to a stuck process
@@ -31,6 +31,23 @@ def _stderr(message: str) -> None:
 def cache_path(spec: ModelSpec) -> Path:
     """Where the model's converted ONNX file lives in the model cache."""
     return model_cache_dir() / spec.files["onnx"]["cache"]
+
+
+def resolve_model_file(spec: ModelSpec, kind: str, override: str | Path | None = None, auto_convert: bool = True) -> Path:
+    """Path of one of the model's files (`onnx`, `frozen_graph`), see `base.find_model_file`.
+
+    A model with a conversion recipe gets its ONNX file converted into the cache on first use
+    (`auto_convert`, `ensure_onnx`); otherwise a missing file raises ModelNotFoundError saying how to get it.
+    """
+    path = find_model_file(spec, kind, override)
+    if path is not None:
+        return path
+    if kind == "onnx" and spec.convert and auto_convert:
+        return ensure_onnx(spec)
+    _, how = model_file_location(spec, kind)
+    raise ModelNotFoundError(
+        f"model {spec.name}: {kind} file not found at {model_cache_dir() / spec.files[kind]['cache']}; get it with: {how}"
+    )
 
 
 def convert_to_onnx(spec: ModelSpec, out_path: Path | None = None, progress: Progress | None = None) -> Path:
@@ -58,12 +75,8 @@ def convert_to_onnx(spec: ModelSpec, out_path: Path | None = None, progress: Pro
         opset=int(spec.convert.get("opset", 13)),
     )
     model = converter.convert()
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
+    with atomic_path(target) as partial:
         onnx.save(model, str(partial))
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
     if progress is not None:
         progress(
             f"converted {spec.name} ({graph_path.name}, {len(model.graph.node)} ONNX nodes) in {time.monotonic() - started:.1f} s: {target}"

@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..files import write_atomic
 from .base import model_cache_dir
 
 log = logging.getLogger(__name__)
@@ -122,15 +122,6 @@ def has_qdq(onnx_path: str | Path) -> bool:
 
     model = onnx.load(str(onnx_path), load_external_data=False)
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
-
-
-def write_atomic(path: Path, data: bytes | memoryview) -> None:
-    """Write via a temporary file and rename, so a crash never leaves a truncated cache file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def current_gpu(device_index: int = 0) -> GpuIdentity:

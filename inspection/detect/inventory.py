@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .base import ModelSpec, model_file_location
-from .quantize import FLAVOURS, int8_path
+from .int8 import FLAVOURS, int8_path
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ import onnxruntime as ort
 
 from ..config import DetectConfig, ModelConfig
 from ..detections import Detections
-from .base import Detector, ModelSpec, resolve_model_file
+from .base import Detector, ModelSpec
+from .convert import resolve_model_file
 from .postprocess import OutputDecoder, select_detections
 from .preprocess import to_network_input
 from .signature import OnnxSignature, check_fits
@@ -23,7 +24,7 @@ from .signature import OnnxSignature, check_fits
 def model_path(spec: ModelSpec, model: ModelConfig) -> Path:
     """The ONNX file a precision runs: model.path as given (for int8 a QDQ file), else the raw graph or its INT8 (QDQ) twin."""
     if model.precision == "int8" and model.path is None:
-        from .quantize import int8_path
+        from .int8 import int8_path
 
         return int8_path(spec, must_exist=True)
     return resolve_model_file(spec, "onnx", model.path)

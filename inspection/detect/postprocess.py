@@ -6,7 +6,9 @@ Everything is an array operation over the whole batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -90,36 +92,67 @@ def _candidates(
     return tile, index // c, index % c
 
 
+@dataclass(frozen=True)
+class ArrayOps:
+    """The few array operations `nms_within_reach` needs that numpy and torch spell differently."""
+
+    tile_major_order: Callable[[Any, Any], Any]  # (score, tile) -> indices: tile-major, best first, ties in input order
+    rank_in_tile: Callable[[Any], Any]  # sorted tiles -> each position's rank inside its tile
+    bincount: Callable[[Any, int], Any]
+    all_true: Callable[[Any], Any]  # counts -> a bool array of the same length, all True
+    concat: Callable[[list[Any]], Any]
+
+
+NUMPY_OPS = ArrayOps(
+    tile_major_order=lambda score, tile: np.lexsort((-score, tile)),
+    rank_in_tile=lambda tile_sorted: np.arange(len(tile_sorted)) - np.searchsorted(tile_sorted, tile_sorted, side="left"),
+    bincount=lambda values, minlength: np.bincount(values, minlength=minlength),
+    all_true=lambda count: np.ones(len(count), bool),
+    concat=np.concatenate,
+)
+
+
+def _numpy_nms(boxes: np.ndarray, score: np.ndarray, groups: np.ndarray, iou: float, tile: np.ndarray) -> np.ndarray:
+    return batched_nms(boxes, score, groups, iou)
+
+
 def nms_within_reach(
-    boxes: np.ndarray, score: np.ndarray, groups: np.ndarray, tile: np.ndarray, iou: float, max_per_tile: int, first_prefix: int
-) -> np.ndarray:
+    boxes: Any,
+    score: Any,
+    groups: Any,
+    tile: Any,
+    iou: float,
+    max_per_tile: int,
+    first_prefix: int,
+    nms: Callable[..., Any] = _numpy_nms,
+    ops: ArrayOps = NUMPY_OPS,
+) -> Any:
     """Class-wise NMS of every box that can be among its tile's best `max_per_tile` kept boxes.
 
     boxes (N, 4), score (N,), groups (N,) (never spanning tiles), tile (N,) int -> (K,) int64 indices
-    of kept boxes. Each round runs `batched_nms` on every open tile's best `prefix` boxes; a tile is
-    done once it keeps `max_per_tile` of them or its prefix holds all its boxes, else the prefix
-    doubles. Exact: greedy NMS decides a box from higher-scoring boxes of its group only, so the
-    decisions inside a prefix are final, and kept boxes beyond it score lower than all within.
-    (The numpy twin of `torch_post.nms_within_reach`.)
+    of kept boxes. Each round runs `nms(boxes, score, groups, iou, tile)` on every open tile's best
+    `prefix` boxes; a tile is done once it keeps `max_per_tile` of them or its prefix holds all its
+    boxes, else the prefix doubles. Exact: greedy NMS decides a box from higher-scoring boxes of its
+    group only, so the decisions inside a prefix are final, and kept boxes beyond it score lower
+    than all within. numpy arrays by default; torch tensors with `torch_post.TORCH_OPS` and a torch NMS.
     """
     if len(score) == 0:
-        return np.zeros((0,), np.int64)
-    order = np.lexsort((-score, tile))  # tile-major, best first; ties keep input order
+        return np.zeros((0,), np.int64) if ops is NUMPY_OPS else tile[:0]
+    order = ops.tile_major_order(score, tile)
     tile_sorted = tile[order]
-    starts = np.searchsorted(tile_sorted, tile_sorted, side="left")
-    rank = np.arange(len(order)) - starts
-    count = np.bincount(tile_sorted)
-    open_tiles = np.ones(len(count), bool)
+    rank = ops.rank_in_tile(tile_sorted)
+    count = ops.bincount(tile_sorted, 0)
+    open_tiles = ops.all_true(count)
     kept_parts = []
     prefix = first_prefix
     while True:
         chosen = order[open_tiles[tile_sorted] & (rank < prefix)]
-        kept = chosen[batched_nms(boxes[chosen], score[chosen], groups[chosen], iou)]
-        done = open_tiles & ((np.bincount(tile[kept], minlength=len(count)) >= max_per_tile) | (count <= prefix))
+        kept = chosen[nms(boxes[chosen], score[chosen], groups[chosen], iou, tile[chosen])]
+        done = open_tiles & ((ops.bincount(tile[kept], len(count)) >= max_per_tile) | (count <= prefix))
         kept_parts.append(kept[done[tile[kept]]])
         open_tiles &= ~done
-        if not open_tiles.any():
-            return np.concatenate(kept_parts)
+        if not bool(open_tiles.any()):
+            return ops.concat(kept_parts)
         prefix *= 2
 
 

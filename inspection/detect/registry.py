@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..files import atomic_path, write_atomic
 from .base import ModelNotFoundError, ModelSpec, model_cache_dir
 from .signature import A_FAMILY, ModelMismatchError, OnnxSignature, check_fits, guess_family
 
@@ -234,8 +235,6 @@ def register_model(
 ) -> ModelSpec:
     """Check an exported ONNX file against its family, copy it into the model directory and write
     its metadata (`<model dir>/<name>/model.json`); returns the registered spec."""
-    from .engine import write_atomic
-
     if not NAME_PATTERN.match(name):
         raise ValueError(
             f"model name {name!r}: use lower-case letters, digits, '_', '-', '.' (at most 64, starting with a letter or digit)"
@@ -255,9 +254,8 @@ def register_model(
     spec = spec_for_family(name, family, sig, classes, f"{name}/{target.name}", input_size, fit, source)
     folder.mkdir(parents=True, exist_ok=True)
     if source.resolve() != target.resolve():
-        partial = target.with_name(f".{target.name}.partial")
-        shutil.copyfile(source, partial)
-        partial.replace(target)
+        with atomic_path(target) as partial:
+            shutil.copyfile(source, partial)
     write_atomic(metadata, (json.dumps(spec.to_json(), indent=1) + "\n").encode())
     return load_spec(name)
 

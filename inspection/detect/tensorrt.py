@@ -24,7 +24,8 @@ import numpy as np
 
 from ..config import DetectConfig, ModelConfig
 from ..detections import Detections
-from .base import Detector, MissingBackendError, ModelSpec, resolve_model_file
+from .base import Detector, MissingBackendError, ModelSpec
+from .convert import resolve_model_file
 from .engine import build_engine, default_engine_dir, load_engine
 from .postprocess import OutputDecoder, select_detections
 from .preprocess import fit_tiles
@@ -51,7 +52,7 @@ def engine_onnx(spec: ModelSpec, model: ModelConfig) -> Path:
     """The ONNX graph an engine is built from: model.path as given, else the raw graph, or for
     int8 the TensorRT flavour of the QDQ graph (`inspection model quantize`)."""
     if model.precision == "int8" and model.path is None:
-        from .quantize import int8_path
+        from .int8 import int8_path
 
         return int8_path(spec, must_exist=True, flavour="tensorrt")
     return resolve_model_file(spec, "onnx", model.path)

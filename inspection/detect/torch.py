@@ -27,7 +27,8 @@ import torch.nn.functional as F
 
 from ..config import DetectConfig, ModelConfig
 from ..detections import Detections
-from .base import Detector, ModelSpec, resolve_model_file
+from .base import Detector, ModelSpec
+from .convert import resolve_model_file
 from .signature import check_model_file
 from .torch_graph import OnnxGraphModule
 from .torch_post import Candidates, TorchCandidates, default_nms, select_from_candidates

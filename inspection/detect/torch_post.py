@@ -33,7 +33,7 @@ from ..boxes import batched_nms as numpy_batched_nms
 from ..config import DetectConfig
 from ..detections import Detections
 from .base import ModelSpec
-from .postprocess import CANDIDATES_PER_TILE_FACTOR
+from .postprocess import CANDIDATES_PER_TILE_FACTOR, ArrayOps, nms_within_reach
 from .preprocess import tile_scale
 from .ssd import anchors_from_decoder
 from .yolox import yolox_grid
@@ -275,42 +275,22 @@ def default_nms(device: torch.device) -> Callable[..., torch.Tensor]:
     return tile_dense_nms if device.type == "cuda" else numpy_nms
 
 
-def nms_within_reach(
-    boxes: torch.Tensor,
-    score: torch.Tensor,
-    groups: torch.Tensor,
-    tile: torch.Tensor,
-    iou: float,
-    max_per_tile: int,
-    nms: Callable[..., torch.Tensor],
-    first_prefix: int,
-) -> torch.Tensor:
-    """Class-wise NMS of every box that can be among its tile's best `max_per_tile` kept boxes.
-
-    boxes (N, 4), score (N,), groups (N,) (never spanning tiles), tile (N,) int64 -> (K,) indices
-    of kept boxes. Each round runs `nms` on every open tile's best `prefix` boxes; a tile is done
-    once it keeps `max_per_tile` of them or its prefix holds all its boxes, else the prefix
-    doubles. Exact: greedy NMS decides a box from higher-scoring boxes of its group only, so the
-    decisions inside a prefix are final, and kept boxes beyond it score lower than all within.
-    """
+def _tile_major_order(score: torch.Tensor, tile: torch.Tensor) -> torch.Tensor:
     # Best first inside each tile; ties keep their input order (as the NMS's own sort does).
     by_score = torch.argsort(score, descending=True, stable=True)
-    order = by_score[torch.argsort(tile[by_score], stable=True)]
-    tile_sorted = tile[order]
-    rank = torch.arange(order.numel(), device=tile.device) - torch.searchsorted(tile_sorted, tile_sorted)
-    count = torch.bincount(tile_sorted)
-    open_tiles = torch.ones_like(count, dtype=torch.bool)
-    kept_parts = []
-    prefix = first_prefix
-    while True:
-        chosen = order[open_tiles[tile_sorted] & (rank < prefix)]
-        kept = chosen[nms(boxes[chosen], score[chosen], groups[chosen], iou, tile[chosen])]
-        done = open_tiles & ((torch.bincount(tile[kept], minlength=count.numel()) >= max_per_tile) | (count <= prefix))
-        kept_parts.append(kept[done[tile[kept]]])
-        open_tiles &= ~done
-        if not bool(open_tiles.any()):
-            return torch.cat(kept_parts)
-        prefix *= 2
+    return by_score[torch.argsort(tile[by_score], stable=True)]
+
+
+# `postprocess.nms_within_reach` (the one definition of the prefix rule) on tensors of any device.
+TORCH_OPS = ArrayOps(
+    tile_major_order=_tile_major_order,
+    rank_in_tile=lambda tile_sorted: (
+        torch.arange(tile_sorted.numel(), device=tile_sorted.device) - torch.searchsorted(tile_sorted, tile_sorted)
+    ),
+    bincount=lambda values, minlength: torch.bincount(values, minlength=minlength),
+    all_true=lambda count: torch.ones_like(count, dtype=torch.bool),
+    concat=torch.cat,
+)
 
 
 def select_from_candidates(
@@ -341,7 +321,7 @@ def select_from_candidates(
     pick = top_k_per_group_torch(score, groups, config.pre_nms_top_k)
     tile, column, score, groups, boxes = tile[pick], column[pick], score[pick], groups[pick], boxes[pick]
     prefix = PREFIX_FACTOR * config.max_per_tile if first_prefix is None else first_prefix
-    kept = nms_within_reach(boxes, score, groups, tile, config.nms_iou, config.max_per_tile, nms, prefix)
+    kept = nms_within_reach(boxes, score, groups, tile, config.nms_iou, config.max_per_tile, prefix, nms=nms, ops=TORCH_OPS)
     kept = kept[top_k_per_group_torch(score[kept], tile[kept], config.max_per_tile)]
     by_score = kept[torch.argsort(score[kept], descending=True, stable=True)]
     kept = by_score[torch.argsort(tile[by_score], stable=True)]

@@ -14,7 +14,8 @@ Every database write goes through one `RetryPolicy`: `StoreUnavailable` is retri
 backoff and, when retries run out, raised to the caller, which stops without committing the record.
 A failed dead-letter write (broker unreachable) is raised as well. Nothing else escapes.
 
-`PersistStage` runs the writer on each job, then marks the record's offset durable (the source
+`PersistStage` applies the records of one frame key in offset order (`ordering.KeyOrder`: a camera
+retake at a later offset is the newer truth and wins), runs the writer on each job, then marks the record's offset durable (the source
 commits up to it), counts it and tells the metrics, the car's completion log line and `on_stored`.
 """
 
@@ -38,6 +39,7 @@ from ..store import FrameRecord, RecordRefused, ResultStore, RetryPolicy, Stored
 from ..store.models import ERROR_KIND_MAX
 from ..tiling import TileGrid
 from .job import FrameJob
+from .ordering import KeyOrder
 from .stats import PipelineStats
 
 log = logging.getLogger(__name__)
@@ -148,8 +150,10 @@ class PersistStage:
         metrics: PipelineMetrics,
         readiness: Readiness,
         on_stored: Callable[[StoredFrame, FrameJob], None] | None = None,
+        order: KeyOrder | None = None,
     ) -> None:
         self.writer = writer
+        self.order = order
         self.offsets = offsets
         self.grid = grid
         self.stats = stats
@@ -158,6 +162,12 @@ class PersistStage:
         self.on_stored = on_stored
 
     def __call__(self, job: FrameJob) -> FrameJob:
+        """Apply the job, or hold it while an earlier record of its frame key is still on its way (`KeyOrder`)."""
+        for ready in self.order.arrived(job) if self.order is not None else [job]:
+            self.apply(ready)
+        return job
+
+    def apply(self, job: FrameJob) -> None:
         start = time.perf_counter()
         outcome = self.persist(job)
         job.stage_s["store"] = time.perf_counter() - start
@@ -168,7 +178,6 @@ class PersistStage:
         for stage, seconds in job.stage_s.items():
             self.stats.stage_totals_s[stage] += seconds
             self.metrics.stage_seconds.labels(stage).observe(seconds)
-        return job
 
     def persist(self, job: FrameJob) -> Outcome:
         """Store the frame or park the record (FrameWriter decides)."""

@@ -3,7 +3,8 @@
     source (this thread: poll, read, offsets, commits, revoke/drain)
       ─▶ prepare (pipeline.decode_workers threads: JPEG decode + tiling into a pooled batch, CPU or GPU)
       ─▶ infer   (one thread per detector: one 64-tile call, stitch)
-      ─▶ persist (one thread: one transaction per frame, or dead letter + error row; offset durable)
+      ─▶ persist (one thread: one transaction per frame, or dead letter + error row; offset durable;
+                  the records of one frame key in offset order, see ordering.py)
     overdue watcher (thread: cars past their deadline with frames missing, see overdue.py)
 
 Each stage is a module of this package, built here with its collaborators and run by the generic
@@ -35,6 +36,7 @@ from ..store import ResultStore, RetryPolicy, StoredFrame
 from ..tiling import TileGrid
 from .infer import InferStage
 from .job import FrameJob
+from .ordering import KeyOrder
 from .persist import FrameWriter, PersistStage
 from .prepare import FramePreparer, PrepareStage, make_preparer
 from .runner import Stage, StageRunner
@@ -79,8 +81,16 @@ class EdgePipeline:
         self.on_stored = on_stored
         self.stats = PipelineStats()
         self.offsets = OffsetTracker()
+        self.order = KeyOrder()  # records of one frame key reach the database in offset order
         self.source = KafkaSource(
-            settings, bootstrap, self.offsets, self.stats, self.metrics, self.readiness, consumer_overrides=consumer_overrides
+            settings,
+            bootstrap,
+            self.offsets,
+            self.stats,
+            self.metrics,
+            self.readiness,
+            consumer_overrides=consumer_overrides,
+            order=self.order,
         )
         self.run_id: int | None = None
         self._stop = threading.Event()
@@ -114,7 +124,9 @@ class EdgePipeline:
         infers = tuple(
             InferStage(d, preparer, self.grid, self.settings.stitch, self.settings.grid.second_look) for d in self.detectors
         )
-        persist = PersistStage(writer, self.offsets, self.grid, self.stats, self.metrics, self.readiness, self.on_stored)
+        persist = PersistStage(
+            writer, self.offsets, self.grid, self.stats, self.metrics, self.readiness, self.on_stored, order=self.order
+        )
 
         def describe(job: FrameJob) -> str:
             return f"{job.describe()} (pipeline.stage_timeout_s; stopping without committing it)"

@@ -24,6 +24,7 @@ from ..messages.contract import KafkaRecord, SourceRecord, payload_limit
 from ..metrics import PipelineMetrics
 from ..validation import FrameValidator, read_frame
 from .job import FrameJob
+from .ordering import KeyOrder
 from .stats import PipelineStats
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,10 @@ class KafkaSource:
         readiness: Readiness,
         *,
         consumer_overrides: dict[str, Any] | None = None,
+        order: KeyOrder | None = None,
     ) -> None:
         self.settings = settings
+        self.order = order
         self.bootstrap = bootstrap
         self.offsets = offsets
         self.stats = stats
@@ -109,6 +112,8 @@ class KafkaSource:
             return None
         job = read_job(msg, self.validator, self.max_payload)
         self.offsets.polled(job.tp, job.offset)
+        if self.order is not None:
+            self.order.admit(job)
         self.metrics.frames_received.inc()
         return job
 

@@ -5,7 +5,7 @@ its SHA-256; its URI (what the `frames.image_uri` column holds) is that path rel
 the root, e.g. `3f/a2/3fa2…c1.jpg`. Only the hash becomes a path component: car and camera
 ids never do, so a hostile id cannot name a file. `get` accepts nothing but URIs of exactly
 that shape, and refuses symlinks anywhere under the root, so a URI from the database
-cannot read outside the store either. Writes are atomic (temp file + os.replace), so a
+cannot read outside the store either. Writes are atomic (`files.write_atomic`), so a
 reader never sees half an image and two consumers writing the same image are harmless.
 Files are created 0666 and directories 0777, less the process umask (0644 / 0755 usually).
 """
@@ -15,9 +15,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import secrets
 import stat
 from pathlib import Path
+
+from ..files import write_atomic
 
 _URI_RE = re.compile(r"(?P<a>[0-9a-f]{2})/(?P<b>[0-9a-f]{2})/(?P<digest>[0-9a-f]{64})(?P<suffix>\.[a-z0-9]{1,5})")
 _SUFFIX_RE = re.compile(r"\.[a-z0-9]{1,5}")
@@ -57,19 +58,7 @@ class ImageStore:
             return uri
         path.parent.mkdir(parents=True, exist_ok=True)  # 0777 less the umask: 0755 usually
         self._check_inside(path.parent)
-        # 0666 less the umask (0644 usually): analysts and the dashboard read these files; mkstemp's
-        # 0600 would hide them from every other user.
-        tmp_name = str(path.parent / f".tmp-{secrets.token_hex(8)}{suffix}")
-        fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
-        try:
-            with os.fdopen(fd, "wb") as tmp:
-                tmp.write(data)
-                tmp.flush()
-                os.fsync(tmp.fileno())
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        write_atomic(path, data)  # 0666 less the umask: analysts and the dashboard read these files
         return uri
 
     def get(self, uri: str, *, verify: bool = True) -> bytes:

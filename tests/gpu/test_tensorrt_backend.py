@@ -20,9 +20,9 @@ from inspection.config import DetectConfig, ModelConfig
 from inspection.detect import load_spec
 from inspection.detect.engine import EngineBuildError, build_engine, cuda_primary_context
 from inspection.detect.onnxruntime import OnnxRuntimeDetector
-from inspection.detect.quantize import QuantizeSettings, quantize_model
 from inspection.detect.tensorrt import TensorRTDetector
 from inspection.tiling import TileGrid
+from inspection.tools.quantize import QuantizeSettings, quantize_model
 from tests.gpu.detection_checks import assert_detections_agree, coco_tiles, tile_level_map
 
 pytestmark = pytest.mark.gpu

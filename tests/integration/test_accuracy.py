@@ -13,9 +13,9 @@ import pytest
 
 from inspection.config import DetectConfig, ModelConfig, StitchConfig
 from inspection.detect import create_detector
-from inspection.evaluate import evaluate
 from inspection.stitch import stitch
 from inspection.tiling import TileGrid
+from inspection.tools.evaluate import evaluate
 from synthetic.coco import CocoDataset
 
 GRID = TileGrid()

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from inspection.config import Settings
-from inspection.demo import dashboard_hint, run_demo, start_demo_dashboard
+from inspection.tools.demo import dashboard_hint, run_demo, start_demo_dashboard
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

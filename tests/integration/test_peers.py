@@ -6,8 +6,8 @@ import pytest
 
 from inspection.config import DetectConfig, GridConfig, ModelConfig, StitchConfig
 from inspection.detect import create_detector
-from inspection.peers import run_peers, sahi_missing
 from inspection.tiling import TileGrid
+from inspection.tools.peers import run_peers, sahi_missing
 from synthetic.coco import CocoDataset
 
 pytestmark = pytest.mark.timeout(600)

@@ -282,7 +282,7 @@ def test_each_kind_of_bad_message_is_parked_and_offsets_move_on(kafka_config, st
 @pytest.mark.slow
 def test_demo_json_agrees_with_database(kafka_broker, tmp_path):
     """The README's main job on the default backend (onnxruntime SSD, converted on first use), read back from SQLite."""
-    from inspection.demo import run_demo
+    from inspection.tools.demo import run_demo
 
     db = f"sqlite:///{tmp_path / 'demo.db'}"
     settings = Settings(

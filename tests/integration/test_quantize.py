@@ -16,10 +16,11 @@ from typer.testing import CliRunner
 from inspection.cli import app
 from inspection.config import DetectConfig, ModelConfig, StitchConfig
 from inspection.detect import create_detector, load_spec
-from inspection.detect.quantize import QuantizeSettings, int8_path, output_tail, quantize_model
-from inspection.evaluate import evaluate
+from inspection.detect.int8 import int8_path
 from inspection.stitch import stitch
 from inspection.tiling import TileGrid
+from inspection.tools.evaluate import evaluate
+from inspection.tools.quantize import QuantizeSettings, output_tail, quantize_model
 from synthetic.coco import CocoDataset
 
 runner = CliRunner()

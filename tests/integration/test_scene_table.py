@@ -6,8 +6,8 @@ import pytest
 
 from inspection.config import DetectConfig, ModelConfig, StitchConfig
 from inspection.detect import create_detector
-from inspection.scene_eval import ONE_SHOT, evaluate_scenes
 from inspection.tiling import TileGrid
+from inspection.tools.scene_eval import ONE_SHOT, evaluate_scenes
 from synthetic.coco import CocoDataset
 
 

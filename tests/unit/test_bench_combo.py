@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from inspection.bench import Combo
 from inspection.config import ModelConfig
+from inspection.tools.bench import Combo
 
 
 def test_gpu_backend_takes_the_device_and_eager_turns_the_cuda_graph_off() -> None:

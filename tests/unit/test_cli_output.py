@@ -8,9 +8,9 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from inspection.bench import BenchRow
 from inspection.cli import app, bench_table, demo_table, plan_table
-from inspection.plan import Candidate
+from inspection.tools.bench import BenchRow
+from inspection.tools.plan import Candidate
 
 runner = CliRunner()
 

@@ -284,7 +284,7 @@ def _check_cli(argv: list[str]) -> None:
         if name not in command.commands:
             if path == ["inspection", "model"] and name == "build-engine":
                 pytest.skip(
-                    "`inspection model build-engine` is not in inspection/cli.py yet (being added); "
+                    "`inspection model build-engine` is not in inspection/cli/ yet (being added); "
                     "its use in deploy/jetson/README.md is checked once it exists"
                 )
             raise AssertionError(f"`{' '.join(path)}` has no subcommand {name!r}; it has: {', '.join(sorted(command.commands))}")
@@ -705,7 +705,7 @@ def test_read_df_parses_times_and_booleans(tmp_path: Path, queries: ModuleType) 
 
 
 def test_bench_loader_reads_what_inspection_bench_writes(tmp_path: Path) -> None:
-    from inspection.bench import BenchRow, write_results
+    from inspection.tools.bench import BenchRow, write_results
 
     bench_results = _load_module(NOTEBOOKS / "bench_results.py")
     rows = [

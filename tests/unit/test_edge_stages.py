@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from sqlalchemy import text
 
 from inspection.config import HealthConfig, SecondLookConfig, Settings, StitchConfig, StoreConfig
 from inspection.detect import Detector, load_spec
@@ -18,6 +19,7 @@ from inspection.detect.base import UnsupportedCapability
 from inspection.detections import Detections
 from inspection.edge.infer import InferStage
 from inspection.edge.job import FrameJob
+from inspection.edge.ordering import KeyOrder
 from inspection.edge.persist import FrameWriter, PersistStage
 from inspection.edge.prepare import CpuFramePreparer, PrepareStage
 from inspection.edge.runner import Stage, StageRunner, StageTimeout
@@ -364,6 +366,7 @@ def persist(tmp_path):
         PipelineMetrics(),
         Readiness(HealthConfig(), store.ping),
         on_stored=lambda frame, job: stored.append(frame),
+        order=KeyOrder(),
     )
     yield stage, store, sink, offsets, stats, stored
     store.close()
@@ -404,3 +407,39 @@ def test_persist_parks_a_known_frame_with_an_error_row_that_counts_toward_its_ca
     stage(job)
     assert stats.frames_parked == 1 and sink.letters[0].error_kind == "bad_image"
     assert store.car_summary("car-1").errors == 1 and len(stored) == 1  # the error row is the frame's slot
+
+
+def test_key_order_holds_a_job_until_the_earlier_jobs_of_its_key_arrived(jpeg: bytes) -> None:
+    order = KeyOrder()
+    jobs = [job_of(frame_record(jpeg, shot=shot, offset=offset)) for offset, shot in enumerate([0, 1, 0, 0])]
+    nameless = job_of(frame_record(jpeg, camera=b"two", offset=9))
+    for job in [*jobs, nameless]:
+        order.admit(job)
+    assert order.arrived(jobs[3]) == [] and order.arrived(jobs[2]) == []
+    assert order.arrived(jobs[1]) == [jobs[1]]  # another key: not held
+    assert order.arrived(nameless) == [nameless]  # no frame key: not held
+    assert order.arrived(jobs[0]) == [jobs[0], jobs[2], jobs[3]]
+    again = job_of(frame_record(jpeg, shot=0, offset=7))  # nothing of the key is held any more
+    order.admit(again)
+    assert order.arrived(again) == [again]
+
+
+def test_persist_applies_retakes_of_one_frame_in_offset_order_whatever_order_they_arrive(persist, jpeg: bytes) -> None:
+    """Three retakes of shot 0 reach persist last-first: the last offset's detections and image are what stays."""
+    stage, store, sink, offsets, stats, stored = persist
+    jobs = []
+    for offset in range(3):
+        job = job_of(frame_record(jpeg, shot=0, offset=offset))
+        job.detections = Detections([[10 * (offset + 1), 10, 100, 100]], [0.9], [3])
+        offsets.polled(job.tp, job.offset)
+        stage.order.admit(job)
+        jobs.append(job)
+    stage(jobs[2])
+    stage(jobs[1])
+    assert stored == [] and offsets.pending() == 3  # held: offset 0 is still on its way
+    stage(jobs[0])
+    assert [frame.replaced for frame in stored] == [False, True, True] and offsets.pending() == 0
+    with store.engine.connect() as conn:
+        (offset,) = conn.execute(text("SELECT kafka_offset FROM frames")).one()
+    assert offset == 2
+    np.testing.assert_allclose(store.frame_detections("car-1", 0, 0).xyxy, [[30, 10, 100, 100]])

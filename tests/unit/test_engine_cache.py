@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inspection.detect import load_spec
-from inspection.detect.calibration import tile_batches_from_images
 from inspection.detect.engine import (
     EngineBuildError,
     EngineSpec,
@@ -25,9 +24,10 @@ from inspection.detect.engine import (
     write_atomic,
 )
 from inspection.detect.preprocess import to_network_input
-from inspection.detect.quantize import TileCalibrationReader
 from inspection.detect.tensorrt import write_network_input
 from inspection.tiling import TileGrid
+from inspection.tools.calibration import tile_batches_from_images
+from inspection.tools.quantize import TileCalibrationReader
 
 XAVIER = GpuIdentity("Xavier", (7, 2))
 V100 = GpuIdentity("Tesla V100-SXM2-16GB", (7, 0))

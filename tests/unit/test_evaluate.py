@@ -11,14 +11,14 @@ import pytest
 
 from inspection.detect import Detector, load_spec
 from inspection.detections import Detections
-from inspection.evaluate import (
+from inspection.tiling import TileGrid
+from inspection.tools.evaluate import (
     COCO_MAX_DETS,
     coco_scores,
     detections_to_coco_array,
     evaluate,
     frame_max_dets,
 )
-from inspection.tiling import TileGrid
 from synthetic.coco import CocoDataset
 from synthetic.compose import Mosaics, compose_mosaics
 

@@ -14,8 +14,8 @@ import tomllib
 from typer.testing import CliRunner
 
 from inspection.cli import app
-from inspection.evaluate import coco_scores
 from inspection.extras import MissingExtraError, require
+from inspection.tools.evaluate import coco_scores
 
 REPO = Path(__file__).resolve().parents[2]
 OPTIONAL = (

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from inspection.plan import (
+from inspection.tools.plan import (
     GpuScaling,
     GridOptionTimes,
     best,

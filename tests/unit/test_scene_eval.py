@@ -8,8 +8,8 @@ import pytest
 
 from inspection.config import SecondLookConfig, StitchConfig
 from inspection.detections import Detections
-from inspection.scene_eval import border_recall, default_configurations, marked_subset
 from inspection.tiling import TileGrid
+from inspection.tools.scene_eval import border_recall, default_configurations, marked_subset
 
 
 def _gt() -> dict:
@@ -75,7 +75,7 @@ def test_ap_by_border_marks_the_other_objects_crowd():
 
 
 def test_sahi_row_names_its_extra_when_sahi_is_missing(monkeypatch):
-    from inspection.sahi_adapter import SahiNotInstalled, make_sahi_model
+    from inspection.tools.sahi_adapter import SahiNotInstalled, make_sahi_model
 
     monkeypatch.setitem(sys.modules, "sahi", None)  # `import sahi` raises ImportError, as on a machine without it
     with pytest.raises(SahiNotInstalled, match=r"pip install -e '\.\[sahi\]'"):

@@ -15,13 +15,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .config import Settings
-from .edge import EdgePipeline, PipelineStats, create_detectors
-from .extras import require
-from .kafka import EmbeddedBroker, FrameProducer, check_reachable, ensure_topics
-from .store import ResultStore
-from .store.repository import CarSummary
-from .tiling import TileGrid
+from ..config import Settings
+from ..edge import EdgePipeline, PipelineStats, create_detectors
+from ..extras import require
+from ..kafka import EmbeddedBroker, FrameProducer, check_reachable, ensure_topics
+from ..store import ResultStore
+from ..store.repository import CarSummary
+from ..tiling import TileGrid
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,8 @@ def dashboard_hint(settings: Settings) -> str:
 def start_demo_dashboard(settings: Settings, port: int = 8050) -> Any:  # port 0: any free one
     """The dashboard on 127.0.0.1 over the demo's database (schema created first), on a background thread."""
     require("fastapi", "dashboard", "the demo's dashboard (--serve)")
-    from .dashboard import DashboardConfig, DashboardServer
-    from .store import upgrade_database
+    from ..dashboard import DashboardConfig, DashboardServer
+    from ..store import upgrade_database
 
     upgrade_database(settings.store.url)
     if settings.store.image_dir is not None:

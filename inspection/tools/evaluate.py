@@ -26,17 +26,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .boxes import top_k_per_group
-from .config import SecondLookConfig
-from .detections import Detections
-from .extras import require
-from .second_look import second_look
-from .tiling import TileGrid, detect_in_chunks
+from ..boxes import top_k_per_group
+from ..config import SecondLookConfig
+from ..detections import Detections
+from ..extras import require
+from ..second_look import second_look
+from ..tiling import TileGrid, detect_in_chunks
 
 if TYPE_CHECKING:
     from synthetic.coco import CocoDataset
 
-    from .detect.base import Detector
+    from ..detect.base import Detector
 
 COCO_MAX_DETS = (1, 10, 100)
 SCORE_FLOOR = 0.001

@@ -25,17 +25,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import StitchConfig
-from .detections import Detections
+from ..config import StitchConfig
+from ..detections import Detections
+from ..stitch import stitch
+from ..tiling import TileGrid
 from .evaluate import category_map, coco_scores, detections_to_coco_array, frame_max_dets, to_dataset_classes
 from .sahi_adapter import make_sahi_model, predictions_to_detections
-from .stitch import stitch
-from .tiling import TileGrid
 
 if TYPE_CHECKING:
     from synthetic.coco import CocoDataset
 
-    from .detect.base import Detector
+    from ..detect.base import Detector
 
 
 def sahi_missing() -> str | None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -37,29 +36,17 @@ from typing import Any
 
 import numpy as np
 
-from .base import ModelNotFoundError, ModelSpec, model_cache_dir
-from .preprocess import to_network_input
+from ..detect.base import ModelSpec
+from ..detect.int8 import CALIBRATION_FILE, FLAVOURS, SIDECAR_FILE, int8_path
+from ..detect.preprocess import to_network_input
+from ..files import atomic_path
 
-INT8_FILE = "int8_qdq.onnx"  # onnxruntime (CPU) flavour
-INT8_TENSORRT_FILE = "int8_qdq_tensorrt.onnx"  # TensorRT explicit-quantization flavour
-CALIBRATION_FILE = "int8_calibration.json"  # activation ranges (onnxruntime's calibration cache)
-SIDECAR_FILE = "int8_qdq.json"  # what the INT8 graphs were made from
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 DEFAULT_TILES = 256
 CALIBRATION_BATCH = (
     8  # tiles per calibration run: bounds the memory of the augmented graph's outputs (percentile/entropy keep them all)
 )
 Progress = Callable[[str], None]
-
-
-def int8_path(spec: ModelSpec, must_exist: bool = False, flavour: str = "onnxruntime") -> Path:
-    """Where the model's INT8 QDQ graph for a runtime (`FLAVOURS`) lives in the model cache."""
-    path = model_cache_dir() / spec.name / FLAVOURS[flavour].file
-    if must_exist and not path.is_file():
-        raise ModelNotFoundError(
-            f"model {spec.name}: no INT8 (QDQ) graph for {flavour} at {path}; make it with: inspection model quantize {spec.name}"
-        )
-    return path
 
 
 @dataclass(frozen=True)
@@ -177,32 +164,6 @@ def output_tail(model: Any) -> list[str]:
     return sorted(names)
 
 
-@dataclass(frozen=True)
-class Flavour:
-    """One QDQ variant of the graph, for one runtime."""
-
-    name: str
-    file: str
-    activation: str  # "uint8" (asymmetric) or "int8" (symmetric, zero point 0)
-    why: str
-
-
-FLAVOURS = {
-    "onnxruntime": Flavour(
-        "onnxruntime",
-        INT8_FILE,
-        "uint8",
-        "asymmetric uint8 activations: Relu6 folds into the quantization range and every Conv fuses into an INT8 kernel on x86",
-    ),
-    "tensorrt": Flavour(
-        "tensorrt",
-        INT8_TENSORRT_FILE,
-        "int8",
-        "symmetric int8 activations with zero point 0, as TensorRT's explicit quantization requires",
-    ),
-}
-
-
 @contextlib.contextmanager
 def _quiet_preprocessing_advice() -> Iterator[None]:
     """onnxruntime logs a warning on the root logger advising shape-inference pre-processing; the
@@ -261,29 +222,24 @@ def quantize_onnx(
                 f"{settings.tiles} tiles ({settings.method}); {len(exclude)} nodes after the heads kept in float"
             )
         target = out_dir / flavour.file
-        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-        try:
-            with _quiet_preprocessing_advice():
-                quantize_static(
-                    str(fp32_path),
-                    str(partial),
-                    reader,
-                    quant_format=QuantFormat.QDQ,
-                    per_channel=settings.per_channel,
-                    activation_type=QuantType.QUInt8 if flavour.activation == "uint8" else QuantType.QInt8,
-                    weight_type=QuantType.QInt8,
-                    calibrate_method=method,
-                    nodes_to_exclude=exclude,
-                    extra_options={
-                        "ActivationSymmetric": flavour.activation == "int8",
-                        "WeightSymmetric": True,
-                        "QuantizeBias": False,  # float bias: TensorRT and onnxruntime fold it into their INT8 kernels
-                    },
-                    **({"calibration_cache_path": str(ranges)} if reuse_ranges else {}),
-                )
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
+        with atomic_path(target) as partial, _quiet_preprocessing_advice():
+            quantize_static(
+                str(fp32_path),
+                str(partial),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=settings.per_channel,
+                activation_type=QuantType.QUInt8 if flavour.activation == "uint8" else QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=method,
+                nodes_to_exclude=exclude,
+                extra_options={
+                    "ActivationSymmetric": flavour.activation == "int8",
+                    "WeightSymmetric": True,
+                    "QuantizeBias": False,  # float bias: TensorRT and onnxruntime fold it into their INT8 kernels
+                },
+                **({"calibration_cache_path": str(ranges)} if reuse_ranges else {}),
+            )
         tiles_read = max(tiles_read, reader.tiles_read)
         written[name] = target
     meta = {
@@ -316,7 +272,7 @@ def quantize_model(
     progress: Progress | None = None,
 ) -> dict[str, Path]:
     """`inspection model quantize NAME`: the model's raw graph (converted first where needed) -> its INT8 QDQ graphs."""
-    from .base import resolve_model_file
+    from ..detect.convert import resolve_model_file
 
     fp32 = fp32_path or resolve_model_file(spec, "onnx")
     batches, source = calibration_tiles(grid, images, annotations, settings.tiles)
@@ -324,9 +280,3 @@ def quantize_model(
     return quantize_onnx(
         spec, fp32, target, batches, QuantizeSettings(**{**asdict(settings), "source": source}), flavours, progress
     )
-
-
-def int8_metadata(spec: ModelSpec) -> dict[str, Any] | None:
-    """The sidecar of the model's INT8 graphs (calibration data and settings), None if never quantized."""
-    path = model_cache_dir() / spec.name / SIDECAR_FILE
-    return json.loads(path.read_text()) if path.is_file() else None

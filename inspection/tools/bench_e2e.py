@@ -36,19 +36,19 @@ import numpy as np
 import sqlalchemy as sa
 import yaml
 
+from ..config import Settings
+from ..detect import Detector
+from ..edge import EdgePipeline, create_detectors
+from ..edge.job import STAGES
+from ..edge.supervisor import uses_gpu
+from ..kafka import FrameProducer, ensure_topics
+from ..messages.contract import FrameMessage
+from ..messages.frame_id import FrameId
+from ..messages.images import encode_image
+from ..store import ResultStore
+from ..store.models import Frame
+from ..tiling import TileGrid
 from .bench import Combo, MemorySampler, device_sync, time_calls
-from .config import Settings
-from .detect import Detector
-from .edge import EdgePipeline, create_detectors
-from .edge.job import STAGES
-from .edge.supervisor import uses_gpu
-from .kafka import FrameProducer, ensure_topics
-from .messages.contract import FrameMessage
-from .messages.frame_id import FrameId
-from .messages.images import encode_image
-from .store import ResultStore
-from .store.models import Frame
-from .tiling import TileGrid
 
 
 @dataclass

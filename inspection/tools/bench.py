@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ModelConfig, Settings
-from .detect import FIXED_BATCH_BACKENDS, Detector, create_detector
-from .tiling import TileGrid
+from ..config import ModelConfig, Settings
+from ..detect import FIXED_BATCH_BACKENDS, Detector, create_detector
+from ..tiling import TileGrid
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 CPU_BACKENDS = ("onnxruntime",)

@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .detections import Detections
+from ..detections import Detections
 
 
 class SahiNotInstalled(ImportError):

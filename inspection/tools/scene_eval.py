@@ -30,19 +30,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .boxes import box_iou
-from .config import SecondLookConfig, StitchConfig
-from .detections import Detections
+from ..boxes import box_iou
+from ..config import SecondLookConfig, StitchConfig
+from ..detections import Detections
+from ..second_look import second_look
+from ..stitch import stitch
+from ..tiling import TileGrid, detect_in_chunks
 from .evaluate import SCORE_FLOOR, category_map, coco_scores, frame_max_dets, to_dataset_classes
-from .second_look import second_look
-from .stitch import stitch
-from .tiling import TileGrid, detect_in_chunks
 
 if TYPE_CHECKING:
     from synthetic.coco import CocoDataset
     from synthetic.scenes import Scenes
 
-    from .detect.base import Detector
+    from ..detect.base import Detector
 
 RECALL_SCORE = 0.3
 RECALL_IOU = 0.5
