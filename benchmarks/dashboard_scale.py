@@ -178,9 +178,13 @@ def _rss_mib(pid: int, field: str) -> float:
     return float("nan")
 
 
-def _wait_up(base: str, timeout_s: float = 60) -> None:
+def _wait_up(base: str, server: subprocess.Popen, timeout_s: float = 300) -> None:
+    """Until the dashboard answers; a server that exited says why (its stderr) instead of a late timeout."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if server.poll() is not None:
+            err = server.stderr.read().decode(errors="replace") if server.stderr else ""
+            raise RuntimeError(f"dashboard at {base} exited with {server.returncode}: {err[-2000:]}")
         try:
             if httpx.get(base + "/api/line/mark", timeout=5).status_code == 200:
                 return
@@ -219,7 +223,7 @@ def time_endpoints(db: str, images_dir: Path, out: Path, repeats: int, csv_rows:
     base = f"http://127.0.0.1:{port}"
     results: dict[str, Any] = {}
     try:
-        _wait_up(base)
+        _wait_up(base, server)
         client = httpx.Client(base_url=base, timeout=600)
         rss_start = _rss_mib(server.pid, "VmRSS")
         # CSV first, so the server's high-water mark is the export's (plus start-up)
