@@ -18,7 +18,7 @@ _.install_signal_handlers; _.should_exit
 _.get_next; _.intra_op_num_threads
 _root; _not_found; docs
 down_revision; branch_labels; depends_on; downgrade
-_._positive_workers; _._gpu_indices
+_._positive_workers; _._gpu_indices; _._not_retired
 # SAHI calls these on its DetectionModel subclass (sahi_adapter.py)
 _.load_model; _.set_model; _.set_device; _.perform_inference; _.perform_batch_inference; _._batch_images
 _._create_object_prediction_list_from_original_predictions; _._object_prediction_list_per_image

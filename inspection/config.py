@@ -37,6 +37,27 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SecondLookConfig(_Section):
+    """A second detector call on re-centred tile-sized crops around objects the grid cut (inspection.second_look)."""
+
+    enabled: bool = Field(
+        True,
+        description="after the first call, objects touching or crossing a cut tile border get a re-centred crop "
+        "(one more call of up to max_crops tiles) whose boxes replace the cut pieces",
+    )
+    max_crops: int = Field(
+        12, ge=1, le=64, description="crops per frame (one call); 8-16 keeps the call a fifth of the first one's tiles"
+    )
+    min_score: float = Field(0.3, ge=0.0, le=1.0, description="a cut box asks for a crop when it scores at least this")
+    cover_threshold: float = Field(
+        0.5, gt=0.0, le=1.0, description="a crop box replaces the cut pieces it covers by at least this share of their area"
+    )
+    replace_min_ratio: float = Field(
+        1.0, ge=0.0, description="... when it scores at least this share of the piece's score (0: always)"
+    )
+    nms_iou: float = Field(0.5, gt=0.0, le=1.0, description="IoU at which a crop box and another view's box are one object")
+
+
 class GridConfig(_Section):
     """Frame geometry: a frame is cut into `rows × cols` tiles (+ the global view), run in detector calls of `batch_size`."""
 
@@ -52,6 +73,7 @@ class GridConfig(_Section):
         description="the first spare slot of the batch holds the whole frame downscaled to one tile "
         "(objects larger than a tile); its boxes are fused with the tiles' (stitch.global_*)",
     )
+    second_look: SecondLookConfig = SecondLookConfig()
 
     @model_validator(mode="after")
     def _check(self) -> GridConfig:
@@ -197,6 +219,9 @@ class LineConfig(_Section):
     cameras: int = Field(5, gt=0)
     shots_per_camera: int = Field(19, gt=0)
     takt_s: float = Field(60.0, gt=0, description="seconds between cars; a car's deadline is the next car's arrival")
+    deadline_margin: float = Field(
+        0.2, ge=0.0, lt=1.0, description="share of a car's deadline `inspection plan` keeps spare when it picks the grid"
+    )
     jpeg_quality: int = Field(90, ge=1, le=100)
 
     @property

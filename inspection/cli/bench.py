@@ -270,7 +270,9 @@ def _bench_e2e(
 
 @app.command("plan")
 def plan_cmd(
-    deadline: float = typer.Option(..., help="seconds allowed per car (first frame captured -> last frame stored)"),
+    deadline: Optional[float] = typer.Option(
+        None, help="seconds allowed per car (first frame captured -> last frame stored); needed unless --profile is given"
+    ),
     takt: Optional[float] = typer.Option(None, help="seconds between cars: also size the line to keep up"),
     frames_per_car: int = typer.Option(95, help="cameras × shots"),
     results: list[Path] = typer.Option([Path("benchmarks")], help="bench/eval JSON files or folders"),
@@ -279,8 +281,12 @@ def plan_cmd(
         Path("benchmarks/h100/scaling.json"),
         help="measured whole-car latency on 1, 2, 4 GPUs (benchmarks/h100/run_multi_gpu.py); missing: linear scaling assumed and said",
     ),
+    profile: list[Path] = typer.Option(
+        [], help="site profile (configs/*.yaml, or a folder of them): pick its grid option (one call, second look, overlap)"
+    ),
 ) -> None:
-    """Most accurate model/backend/precision/batch meeting the per-car deadline on measured hardware, and GPUs per line."""
+    """Most accurate model/backend/precision/batch meeting the per-car deadline on measured hardware, and GPUs per line;
+    with --profile, the most accurate grid option whose measured time fits each profile's car deadline."""
     from ..tools.plan import GpuScaling, best, load_accuracy, load_rows, plan
 
     missing = [p for p in results if not p.exists()]
@@ -289,6 +295,12 @@ def plan_cmd(
             f"--results {', '.join(map(str, missing))}: no such file or folder (run `inspection bench --out DIR` "
             "first, or run from the repository, whose benchmarks/ holds measured results)"
         )
+    if profile:
+        _plan_grids(profile, results)
+        if deadline is None:
+            return
+    if deadline is None:
+        raise UsageError("give --deadline SECONDS (per car), or --profile CONFIG to pick a site's grid")
     rows = load_rows(results)
     if not rows:
         raise CliError(f"no bench results under {', '.join(map(str, results))} (run `inspection bench` first)")
@@ -316,6 +328,43 @@ def plan_cmd(
             f"choose {choice.model} / {choice.backend} / {choice.precision}, batch {choice.batch_size} on {choice.device}: "
             f"{choice.car_s_one_gpu:.2f} s per car on one device, {fits}; a line at this takt needs {choice.gpus} device(s)"
         )
+
+
+def _plan_grids(profiles: list[Path], results: list[Path]) -> None:
+    """`inspection plan --profile`: per site profile, the grid option it can afford, and why."""
+    from ..tools.plan import choose_grid, load_grid_options, times_for
+
+    files = [f for p in profiles for f in (sorted(p.glob("*.yaml")) if p.is_dir() else [p])]
+    measured = load_grid_options(results)
+    if not measured:
+        raise CliError(
+            f"no grid_options_*.json under {', '.join(map(str, results))} (run `inspection eval --scenes N --json PATH` first)"
+        )
+    for f in files:
+        settings = _settings(f)
+        on_gpu = settings.model.device == "cuda" or settings.model.backend == "tensorrt"
+        picked = times_for(measured, on_gpu)
+        if picked is None:  # measured is not empty: times_for always finds some
+            continue
+        times, same_kind = picked
+        line = settings.line
+        choice = choose_grid(str(f), times, line.takt_s, line.deadline_margin, line.frames_per_car, same_kind)
+        table = _table(
+            f"{f}: car deadline {line.takt_s:g} s less {line.deadline_margin:.0%} margin = {choice.budget_s:.1f} s, "
+            f"{line.frames_per_car} frames",
+            ["grid option", "mAP", "border recall", "s/frame", "car s", "fits"],
+        )
+        for key, o in sorted(times.options.items(), key=lambda kv: -kv[1].map):
+            table.add_row(
+                key,
+                f"{o.map:.3f}",
+                f"{o.border_recall:.2f}",
+                f"{o.s_per_frame:.3f}",
+                f"{choice.car_s[key]:.1f}",
+                "yes" if choice.car_s[key] <= choice.budget_s + 1e-9 else "no",
+            )
+        console.print(table)
+        console.print(f"choose {choice.why()}")
 
 
 def plan_table(candidates: list[Any], title: str | None = None) -> Table:

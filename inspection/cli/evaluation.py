@@ -43,7 +43,12 @@ def eval_(
         "one table of tiling/stitching configurations and SAHI",
     ),
     seeds: str = typer.Option("0,1,2", help="--scenes: comma-separated scene seeds (mean and spread over them)"),
-    overlaps: str = typer.Option("60", help="--scenes: overlapping grids to compare, pixels, comma-separated ('' for none)"),
+    overlaps: str = typer.Option("30,60", help="--scenes: overlapping grids to compare, pixels, comma-separated ('' for none)"),
+    grid_options: Optional[Path] = typer.Option(
+        None,
+        help="--scenes: where to write each grid option's accuracy and time on this machine for `inspection plan` "
+        "(default: grid_options_<machine>.json beside --json)",
+    ),
     sahi: bool = typer.Option(
         True, help="--scenes: add the SAHI row (needs the [sahi] extra; skipped with its reason otherwise)"
     ),
@@ -84,7 +89,7 @@ def eval_(
     dataset = CocoDataset.load(images, annotations)
     grid = TileGrid.from_config(settings.grid)
     if scenes:
-        _scene_table(detector, dataset, grid, settings, scenes, seeds, overlaps, sahi, json_path)
+        _scene_table(detector, dataset, grid, settings, scenes, seeds, overlaps, sahi, json_path, grid_options)
         return
     with Progress(TextColumn("frames"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("eval", total=None)
@@ -96,6 +101,8 @@ def eval_(
             max_tiles=max_tiles,
             seed=seed,
             letterbox=letterbox,
+            second_look_config=settings.grid.second_look,
+            tolerance_px=settings.stitch.border_tolerance_px,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     table = _table(
@@ -117,6 +124,8 @@ def eval_(
                     "precision": report.precision,
                     "images": report.images,
                     "classes_scored": report.classes_scored,
+                    "second_look": settings.grid.second_look.model_dump(),
+                    "second_look_s_per_frame": report.second_look_s / max(report.frames, 1),
                 },
                 indent=2,
             )
@@ -140,8 +149,12 @@ def _scene_table(
     overlaps: str,
     sahi: bool,
     json_path: Optional[Path],
+    grid_options: Optional[Path],
 ) -> None:
-    """`inspection eval --scenes N`: one table, mean ± spread over the seeds, JSON beside it."""
+    """`inspection eval --scenes N`: one table, mean ± spread over the seeds, JSON beside it, and the
+    grid options' measured accuracy and time for `inspection plan` (named with the machine)."""
+    from ..tools.bench import machine_description
+    from ..tools.plan import grid_options_path
     from ..tools.scene_eval import evaluate_scenes
 
     seed_list = _int_list(seeds, "--seeds")
@@ -157,6 +170,7 @@ def _scene_table(
             num_scenes=scenes,
             seeds=seed_list,
             overlaps=_int_list(overlaps, "--overlaps"),
+            second_look_config=settings.grid.second_look,
             sahi=sahi,
             progress=lambda text: bar.update(task, description=text),
         )
@@ -166,17 +180,33 @@ def _scene_table(
     table = _table(
         f"{report.model} {report.backend}/{report.precision}: {scenes} scenes × {len(seed_list)} seeds, {objects} objects, "
         f"{crossing / max(objects, 1):.0%} crossing a tile border ({spread})",
-        ["configuration", "frame mAP", "AP small", "AP medium", "AP large", "border recall", "s/frame"],
+        [
+            "configuration",
+            "frame mAP",
+            "AP small",
+            "AP medium",
+            "AP large",
+            "AP crossing",
+            "AP inside",
+            "border recall",
+            "s/frame",
+        ],
         fold=("configuration",),
     )
+    keys = ("mAP", "AP_small", "AP_medium", "AP_large", "AP_crossing", "AP_inside", "border_recall")
     for name, scores in report.summary().items():
         table.add_row(
             name,
-            *(f"{scores[k][0]:.3f}±{scores[k][1]:.3f}" for k in ("mAP", "AP_small", "AP_medium", "AP_large", "border_recall")),
+            *(f"{scores[k][0]:.3f}±{scores[k][1]:.3f}" for k in keys),
             f"{scores['s_per_frame'][0]:.2f}±{scores['s_per_frame'][1]:.2f}",
         )
-    Console(width=max(console.width, 150)).print(table)  # 7 columns of figures: too wide to fold at 80
+    Console(width=max(console.width, 180)).print(table)  # 9 columns of figures: too wide to fold at 80
     for name, why in report.skipped.items():
         console.print(f"{name} row skipped: {why}")
     if json_path:
         json_path.write_text(json.dumps(report.to_dict(), indent=2))
+    machine = machine_description()
+    options_path = grid_options or (grid_options_path(json_path.parent, machine) if json_path else None)
+    if options_path:
+        options_path.write_text(json.dumps(report.grid_options(machine), indent=2))
+        console.print(f"grid options and their time on this machine: {options_path}")

@@ -1,4 +1,5 @@
-"""Infer stage: one 64-tile detector call per frame, then stitching into frame pixels.
+"""Infer stage: one 64-tile detector call per frame, stitching into frame pixels, then the second look
+(`inspection.second_look`: one small call on crops around cut objects, read from the same batch).
 
 One `InferStage` per detector instance (its own thread): with several (each its own CUDA graph
 and stream, like TensorRT execution contexts) one frame's post-processing overlaps the next
@@ -10,9 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ..config import StitchConfig
+from ..config import SecondLookConfig, StitchConfig
 from ..detect import Detector
 from ..detections import Detections
+from ..second_look import second_look
 from ..stitch import stitch
 from ..tiling import TileGrid, detect_in_chunks
 from .job import FrameJob
@@ -22,11 +24,19 @@ from .prepare import FramePreparer
 class InferStage:
     """Detect on `job.batch` (host array, or device tensor when the preparer is on the GPU) and stitch."""
 
-    def __init__(self, detector: Detector, preparer: FramePreparer, grid: TileGrid, stitch_config: StitchConfig) -> None:
+    def __init__(
+        self,
+        detector: Detector,
+        preparer: FramePreparer,
+        grid: TileGrid,
+        stitch_config: StitchConfig,
+        second_look_config: SecondLookConfig | None = None,
+    ) -> None:
         self.detector = detector
         self.preparer = preparer
         self.grid = grid
         self.stitch_config = stitch_config
+        self.second_look_config = second_look_config or SecondLookConfig(enabled=False)
 
     @property
     def _detect(self) -> Callable[..., Detections]:
@@ -40,11 +50,17 @@ class InferStage:
             job.stage_s["wait"] = start - job.prepared_at
         try:
             tile_detections = detect_in_chunks(self._detect, job.batch, self.grid)  # one call for the 64-slot grid
+            mid = time.perf_counter()
+            stitched = stitch(tile_detections, self.grid, self.stitch_config)
+            looked = time.perf_counter()
+            # the crops are read from the batch: it goes back to the pool only after the second look
+            job.detections = second_look(
+                stitched, job.batch, self.grid, self._detect, self.second_look_config, self.stitch_config.border_tolerance_px
+            )
         finally:
             self.preparer.release(job.batch)
             job.batch = None
-        mid = time.perf_counter()
-        job.detections = stitch(tile_detections, self.grid, self.stitch_config)
         job.stage_s["detect"] = mid - start
-        job.stage_s["stitch"] = time.perf_counter() - mid
+        job.stage_s["stitch"] = looked - mid
+        job.stage_s["second_look"] = time.perf_counter() - looked
         return job

@@ -9,8 +9,9 @@ from ..detections import Detections
 from ..messages.contract import FrameMessage, SourceRecord
 
 # Per-frame timings every job carries (seconds), summed in `PipelineStats.stage_totals_s`:
-# wait = prepared and queued for a detector, prepare = decode + tiling, detect, stitch, store.
-STAGES = ("wait", "prepare", "detect", "stitch", "store")
+# wait = prepared and queued for a detector, prepare = decode + tiling, detect, stitch, second_look (crops
+# around cut objects: their call and the replacement), store.
+STAGES = ("wait", "prepare", "detect", "stitch", "second_look", "store")
 
 
 @dataclass

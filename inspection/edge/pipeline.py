@@ -121,7 +121,9 @@ class EdgePipeline:
     def _build(self, preparer: FramePreparer, writer: FrameWriter) -> StageRunner:
         p = self.settings.pipeline
         prepare = PrepareStage(preparer)
-        infers = tuple(InferStage(d, preparer, self.grid, self.settings.stitch) for d in self.detectors)
+        infers = tuple(
+            InferStage(d, preparer, self.grid, self.settings.stitch, self.settings.grid.second_look) for d in self.detectors
+        )
         persist = PersistStage(
             writer, self.offsets, self.grid, self.stats, self.metrics, self.readiness, self.on_stored, order=self.order
         )

@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..boxes import top_k_per_group
+from ..config import SecondLookConfig
 from ..detections import Detections
 from ..extras import require
+from ..second_look import second_look
 from ..tiling import TileGrid, detect_in_chunks
 
 if TYPE_CHECKING:
@@ -208,6 +210,7 @@ class EvalReport:
     tile_max_dets: tuple[int, int, int]
     frame_max_dets: tuple[int, int, int]
     classes_scored: int = -1  # model classes matched to dataset categories
+    second_look_s: float = 0.0  # crops' calls and replacement (0 without the second look)
 
     @property
     def stitch_gap(self) -> float:
@@ -234,6 +237,8 @@ def evaluate(
     seed: int = 0,
     letterbox: bool = False,
     max_per_tile: int = COCO_MAX_DETS[-1],
+    second_look_config: SecondLookConfig | None = None,
+    tolerance_px: float = 6.0,
     progress: Callable[[int, int], None] | None = None,
     verbose: bool = False,
 ) -> EvalReport:
@@ -242,7 +247,9 @@ def evaluate(
     Each frame goes the pipeline's way: `grid.tiles(frame)` (K real tiles + blank padding),
     one `detector.detect(batch, score_threshold=score_floor)`, detections on padding tiles
     dropped, at most `max_per_tile` per tile, then `stitch_fn(detections, grid)` to frame pixels
-    (the global view's boxes, with `grid.global_view`, count at frame level only).
+    (the global view's boxes, with `grid.global_view`, count at frame level only), then, with
+    `second_look_config` enabled, the edge's second look at cut objects (`inspection.second_look`;
+    `tolerance_px`: the stitch's border tolerance), timed apart in `second_look_s`.
     `max_tiles` scores only the first `max_tiles` images of the seeded permutation (fast CI runs).
     `progress(done_frames, total_frames)` is called after each frame.
     """
@@ -260,7 +267,7 @@ def evaluate(
     batch = grid.new_batch()
     tile_parts: list[np.ndarray] = []
     frame_parts: list[np.ndarray] = []
-    detect_s = 0.0
+    detect_s = second_look_s = 0.0
     for f, frame in enumerate(mosaics.frames):
         tiles = grid.tiles(frame, out=batch)
         start = time.perf_counter()
@@ -273,6 +280,17 @@ def evaluate(
         in_tile = dets[dets.tile_index < k]  # the global view is no tile image: frame level only
         tile_parts.append(detections_to_coco_array(mosaics.tile_image_ids[f][in_tile.tile_index], in_tile))
         stitched = stitch_fn(dets, grid)
+        if second_look_config is not None and second_look_config.enabled:
+            start = time.perf_counter()
+            stitched = second_look(
+                stitched,
+                tiles,
+                grid,
+                lambda crops: to_dataset_classes(detector.detect(crops, score_threshold=score_floor), mapping),
+                second_look_config,
+                tolerance_px,
+            )
+            second_look_s += time.perf_counter() - start
         frame_parts.append(detections_to_coco_array(int(mosaics.frame_ids[f]), stitched))
         if progress is not None:
             progress(f + 1, mosaics.num_frames)
@@ -302,4 +320,5 @@ def evaluate(
         tile_max_dets=COCO_MAX_DETS,
         frame_max_dets=frame_caps,
         classes_scored=len(mapping),
+        second_look_s=second_look_s,
     )

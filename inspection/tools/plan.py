@@ -195,3 +195,123 @@ def best(candidates: list[Candidate]) -> Candidate | None:
     if fitting:
         return fitting[0]
     return min(candidates, key=lambda c: (c.gpus, -(c.map or 0), c.frame_ms))
+
+
+# ----------------------------------------------------------------------------- grid options per site profile
+
+
+@dataclass(frozen=True)
+class GridOption:
+    """One grid option (one call, second look, overlap N (+ second look)) as `inspection eval --scenes` measured it."""
+
+    option: str
+    row: str
+    map: float
+    border_recall: float
+    s_per_frame: float
+
+
+@dataclass(frozen=True)
+class GridOptionTimes:
+    """The grid options measured on one machine (`grid_options_<machine>.json`)."""
+
+    machine: dict[str, Any]
+    options: dict[str, GridOption]
+    source: str = ""
+
+    @classmethod
+    def load(cls, path: Path) -> GridOptionTimes:
+        data = json.loads(path.read_text())
+        options = {
+            key: GridOption(key, str(v["row"]), float(v["mAP"]), float(v["border_recall"]), float(v["s_per_frame"]))
+            for key, v in data["options"].items()
+        }
+        if not options or any(o.s_per_frame <= 0 for o in options.values()):
+            raise ValueError(f"{path}: needs grid options with a positive s_per_frame each")
+        return cls(dict(data["machine"]), options, str(path))
+
+    @property
+    def on_gpu(self) -> bool:
+        return bool(self.machine.get("gpu"))
+
+    def describe(self) -> str:
+        what = self.machine.get("gpu") or self.machine.get("cpu_model") or self.machine.get("processor") or "?"
+        cores = self.machine.get("cpu_count")
+        return f"{what}" + (f", {cores} cores" if cores and not self.on_gpu else "")
+
+
+def machine_slug(machine: dict[str, Any]) -> str:
+    """A file-name form of a machine: its GPU, else its CPU model and core count (e.g. intel-xeon-processor-2cpu)."""
+    name = str(machine.get("gpu") or machine.get("cpu_model") or machine.get("processor") or "machine")
+    slug = "-".join("".join(ch if ch.isalnum() else " " for ch in name.lower()).split())
+    return slug if machine.get("gpu") else f"{slug}-{machine.get('cpu_count', '?')}cpu"
+
+
+def grid_options_path(folder: Path, machine: dict[str, Any]) -> Path:
+    """Where `inspection eval --scenes` writes the grid options measured on `machine`."""
+    return folder / f"grid_options_{machine_slug(machine)}.json"
+
+
+def load_grid_options(paths: Iterable[Path]) -> list[GridOptionTimes]:
+    """Every grid_options_*.json under the given files or folders."""
+    found = []
+    for path in paths:
+        files = sorted(path.rglob("grid_options_*.json")) if path.is_dir() else [path]
+        found.extend(GridOptionTimes.load(f) for f in files)
+    return found
+
+
+@dataclass(frozen=True)
+class GridChoice:
+    """The grid chosen for one site profile, and why."""
+
+    profile: str
+    times: GridOptionTimes
+    budget_s: float  # the car's deadline less the margin
+    car_s: dict[str, float]  # option -> frames per car × measured time per frame
+    chosen: GridOption
+    fits: bool
+    same_kind: bool  # the times were measured on the profile's kind of device (GPU or CPU)
+
+    def why(self) -> str:
+        o = self.chosen
+        where = f"measured on {self.times.describe()} ({self.times.source})"
+        if not self.same_kind:
+            where += "; no grid-option times from this profile's kind of device: run `inspection eval --scenes` there"
+        if self.fits:
+            better = [
+                f"{k} ({self.car_s[k]:.1f} s)"
+                for k, v in self.times.options.items()
+                if (v.map, v.border_recall) > (o.map, o.border_recall)
+            ]
+            reason = f"the most accurate option whose car ({self.car_s[o.option]:.1f} s) fits {self.budget_s:.1f} s"
+            if better:
+                reason += "; more accurate but too slow: " + ", ".join(better)
+        else:
+            reason = (
+                f"no option fits {self.budget_s:.1f} s; the fastest ({self.car_s[o.option]:.1f} s per car) is chosen: "
+                "more consumers or devices are needed"
+            )
+        return f"{o.option} (mAP {o.map:.3f}, border recall {o.border_recall:.2f}): {reason}; {where}"
+
+
+def choose_grid(
+    profile: str, times: GridOptionTimes, deadline_s: float, margin: float, frames_per_car: int, same_kind: bool = True
+) -> GridChoice:
+    """The most accurate grid option (mAP, then border recall) whose car fits deadline × (1 − margin), else the fastest."""
+    budget = deadline_s * (1.0 - margin)
+    car_s = {k: frames_per_car * o.s_per_frame for k, o in times.options.items()}
+    fitting = [o for o in times.options.values() if car_s[o.option] <= budget + 1e-9]
+    if fitting:
+        chosen = max(fitting, key=lambda o: (o.map, o.border_recall, -o.s_per_frame))
+    else:
+        chosen = min(times.options.values(), key=lambda o: o.s_per_frame)
+    return GridChoice(profile, times, budget, car_s, chosen, bool(fitting), same_kind)
+
+
+def times_for(measured: list[GridOptionTimes], on_gpu: bool) -> tuple[GridOptionTimes, bool] | None:
+    """The grid-option times of the profile's kind of device (the latest file found), else any, flagged."""
+    same = [t for t in measured if t.on_gpu == on_gpu]
+    if same:
+        return same[-1], True
+    return (measured[-1], False) if measured else None

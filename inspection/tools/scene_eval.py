@@ -4,8 +4,18 @@ Each configuration turns a 2700×2100 scene into frame detections; all are score
 same exact ground truth with pycocotools (frame mAP, AP small/medium/large) and by the recall of
 objects that cross a tile border (a detection of the class with IoU >= 0.5 at score >= 0.3).
 Time per frame is the configuration's own wall time: tiling (+ global view), detector calls,
-stitching. Rows on the same 64-slot batch share its detector call (the slots cost the same
-whether the 64th is blank or holds the global view) and add their own tiling and stitching.
+stitching, and for the second-look rows their crops' call and the replacement
+(`inspection.second_look`, the infer stage's own function). Rows on the same 64-slot batch
+share its detector call (the slots cost the same whether the 64th is blank or holds the global
+view) and add their own tiling and stitching. Configurations run interleaved frame by frame, so
+a change of machine load hits them alike.
+
+Where accuracy is lost: AP small/medium/large are COCO's areas in frame pixels (< 32², < 96², ≥ 96²);
+AP crossing / AP inside score the objects that cross a tile border / that do not, the others
+marked crowd (COCO's ignore: a detection on them is neither a hit nor a false positive).
+
+Rows with a `GridOption` name are the choices `inspection plan` picks from: `grid_options`
+gives their accuracy and measured time per frame on this machine.
 
 COCO's maxDets are scaled to a frame as in `evaluate` ([63, 630, 6300]) for every row, and the
 score floor is COCO's 0.001 for every row, SAHI's included.
@@ -21,8 +31,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..boxes import box_iou
-from ..config import StitchConfig
+from ..config import SecondLookConfig, StitchConfig
 from ..detections import Detections
+from ..second_look import second_look
 from ..stitch import stitch
 from ..tiling import TileGrid, detect_in_chunks
 from .evaluate import SCORE_FLOOR, category_map, coco_scores, frame_max_dets, to_dataset_classes
@@ -36,11 +47,20 @@ if TYPE_CHECKING:
 RECALL_SCORE = 0.3
 RECALL_IOU = 0.5
 ONE_SHOT = "one shot: whole frame downscaled to one tile"
-SAHI_ROWS = {  # name: force GREEDYNMM/IOS at the 0.001 floor (False: SAHI's own switch to NMS/IOU there)
-    "SAHI: 300 px slices, overlap 0.2 + full frame, GREEDYNMM/IOS 0.5 (forced)": True,
-    "SAHI: the same, SAHI's own merge at floor 0.001 (NMS/IOU 0.5)": False,
-}
-SCORE_KEYS = ("mAP", "AP50", "AP_small", "AP_medium", "AP_large", "border_recall", "s_per_frame")
+# name: force GREEDYNMM/IOS at the 0.001 floor (False: SAHI's own switch to NMS/IOU there). Issue 10 measured the forced
+# GREEDYNMM row too (0.073 mAP: it unions junk into good boxes at the floor); only SAHI's own merge is kept as the anchor.
+SAHI_ROWS = {"SAHI: 300 px slices, overlap 0.2 + full frame, SAHI's own merge at floor 0.001 (NMS/IOU 0.5)": False}
+SCORE_KEYS = (
+    "mAP",
+    "AP50",
+    "AP_small",
+    "AP_medium",
+    "AP_large",
+    "AP_crossing",
+    "AP_inside",
+    "border_recall",
+    "s_per_frame",
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +70,16 @@ class TiledConfiguration:
     name: str
     grid: TileGrid
     stitch: StitchConfig
+    second_look: SecondLookConfig | None = None
+    option: str | None = None  # the grid option `inspection plan` knows it by (one_call, second_look, overlap_60, ...)
+
+
+def option_name(overlap: int, with_second_look: bool) -> str:
+    """The grid option's key: one_call, second_look, overlap_30, overlap_30+second_look, ..."""
+    base = f"overlap_{overlap}" if overlap else "one_call"
+    if with_second_look:
+        return "second_look" if not overlap else f"{base}+second_look"
+    return base
 
 
 @dataclass(frozen=True)
@@ -73,6 +103,7 @@ class SceneReport:
     precision: str
     score_floor: float
     skipped: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)  # row name -> grid option (plan's choices)
 
     def names(self) -> list[str]:
         return list(dict.fromkeys(r.name for r in self.rows))
@@ -88,6 +119,30 @@ class SceneReport:
                 out[name][key] = (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0)
         return out
 
+    def grid_options(self, machine: Mapping[str, Any]) -> dict[str, Any]:
+        """What `inspection plan` reads: each grid option's mean scores and time per frame, and the machine."""
+        summary = self.summary()
+        seeds = sorted({r.seed for r in self.rows})
+        return {
+            "machine": dict(machine),
+            "model": self.model,
+            "backend": self.backend,
+            "precision": self.precision,
+            "seeds": seeds,
+            "scenes": sum(s["scenes"] for s in self.scenes),
+            "options": {
+                option: {
+                    "row": name,
+                    "mAP": summary[name]["mAP"][0],
+                    "border_recall": summary[name]["border_recall"][0],
+                    "s_per_frame": summary[name]["s_per_frame"][0],
+                    "s_per_frame_sd": summary[name]["s_per_frame"][1],
+                }
+                for name, option in self.options.items()
+                if name in summary
+            },
+        }
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
@@ -97,17 +152,21 @@ class SceneReport:
             "scenes": self.scenes,
             "rows": [asdict(r) for r in self.rows],
             "skipped": self.skipped,
+            "options": self.options,
             "summary": {n: {k: {"mean": m, "sd": s} for k, (m, s) in v.items()} for n, v in self.summary().items()},
         }
 
 
 def default_configurations(
-    grid: TileGrid, stitch_config: StitchConfig, overlaps: Sequence[int] = (60,)
+    grid: TileGrid, stitch_config: StitchConfig, overlaps: Sequence[int] = (30, 60), second_look: SecondLookConfig | None = None
 ) -> list[TiledConfiguration]:
-    """The table's tiled rows: 63+1 tiles without joining, the earlier pairwise joining, the
-    configured default (global view + cut joining + fusion), then overlapping grids."""
+    """The table's tiled rows: 63+1 tiles without joining, the earlier pairwise joining, one call
+    (global view + cut joining + fusion), then overlapping grids; each grid option also with the
+    second look (`second_look`, enabled; default settings when None)."""
+    look = (second_look or SecondLookConfig()).model_copy(update={"enabled": True})
     plain = TileGrid(grid.frame_width, grid.frame_height, grid.tile_size, 0, grid.batch_size, False)
     with_global = TileGrid(grid.frame_width, grid.frame_height, grid.tile_size, 0, grid.batch_size, True)
+    cut = stitch_config.model_copy(update={"border_rule": "cut"})
     rows = [
         TiledConfiguration("63+1 tiles, no joining", plain, stitch_config.model_copy(update={"border_merge": False})),
         TiledConfiguration(
@@ -115,24 +174,34 @@ def default_configurations(
             plain,
             stitch_config.model_copy(update={"border_merge": True, "border_rule": "pairwise", "border_tolerance_px": 2.0}),
         ),
-        TiledConfiguration("63+1 tiles, cut joining + fusion", plain, stitch_config.model_copy(update={"border_rule": "cut"})),
+        TiledConfiguration("63+1 tiles, cut joining + fusion", plain, cut),
         TiledConfiguration(
-            "63 tiles + global view, cut joining + fusion (new default)",
-            with_global,
-            stitch_config.model_copy(update={"border_rule": "cut"}),
+            "one call: 63 tiles + global view, cut joining + fusion", with_global, cut, option=option_name(0, False)
+        ),
+        TiledConfiguration(
+            f"one call + second look (<= {look.max_crops} crops, 1 call)", with_global, cut, look, option_name(0, True)
         ),
     ]
     for overlap in overlaps:
         g = TileGrid(grid.frame_width, grid.frame_height, grid.tile_size, overlap, grid.batch_size, True)
-        rows.append(
-            TiledConfiguration(
-                f"overlap {overlap} px: {g.num_tiles} tiles + global view, {g.num_chunks} calls of {g.batch_size}, "
-                f"{stitch_config.merge.upper()}/{stitch_config.match_metric.upper()} {stitch_config.match_threshold:g} + fusion",
-                g,
-                stitch_config,
-            )
+        name = (
+            f"overlap {overlap} px: {g.num_tiles} tiles + global view, {g.num_chunks} calls of {g.batch_size}, "
+            f"{stitch_config.merge.upper()}/{stitch_config.match_metric.upper()} {stitch_config.match_threshold:g} + fusion"
         )
+        rows.append(TiledConfiguration(name, g, stitch_config, option=option_name(overlap, False)))
+        rows.append(TiledConfiguration(f"overlap {overlap} px + second look", g, stitch_config, look, option_name(overlap, True)))
     return rows
+
+
+def marked_subset(gt: Mapping[str, Any], crossing: bool) -> dict[str, Any]:
+    """The GT with the objects that do not (crossing=True) / do (False) cross a border marked crowd (ignored)."""
+    anns = []
+    for a in gt["annotations"]:
+        a = dict(a)
+        if bool(a.get("crosses_border")) != crossing:
+            a["iscrowd"] = 1
+        anns.append(a)
+    return {**gt, "annotations": anns}
 
 
 def border_recall(
@@ -163,8 +232,11 @@ def border_recall(
 
 
 def _score(name: str, seed: int, scenes: Scenes, dets: dict[int, Detections], seconds: float, floor: float) -> SceneRow:
-    scores = coco_scores(scenes.gt, dets, max_dets=frame_max_dets(TileGrid()), score_floor=floor)
+    caps = frame_max_dets(TileGrid())
+    scores = coco_scores(scenes.gt, dets, max_dets=caps, score_floor=floor)
     scores = {k: scores[k] for k in ("mAP", "AP50", "AP_small", "AP_medium", "AP_large")}
+    scores["AP_crossing"] = coco_scores(marked_subset(scenes.gt, True), dets, max_dets=caps, score_floor=floor)["mAP"]
+    scores["AP_inside"] = coco_scores(marked_subset(scenes.gt, False), dets, max_dets=caps, score_floor=floor)["mAP"]
     scores["border_recall"] = border_recall(scenes.gt, dets)
     scores["s_per_frame"] = seconds / max(len(scenes), 1)
     return SceneRow(name, seed, scores, sum(len(d) for d in dets.values()))
@@ -178,7 +250,8 @@ def evaluate_scenes(
     *,
     num_scenes: int,
     seeds: Sequence[int] = (0, 1, 2),
-    overlaps: Sequence[int] = (60,),
+    overlaps: Sequence[int] = (30, 60),
+    second_look_config: SecondLookConfig | None = None,
     sahi: bool = True,
     score_floor: float = SCORE_FLOOR,
     progress: Callable[[str], None] | None = None,
@@ -189,7 +262,7 @@ def evaluate_scenes(
 
     spec = detector.spec
     mapping = category_map(spec.class_names, dataset.categories)
-    configurations = default_configurations(grid, stitch_config, overlaps)
+    configurations = default_configurations(grid, stitch_config, overlaps, second_look_config)
     skipped: dict[str, str] = {}
     sahi_model = None
     if sahi:
@@ -238,6 +311,15 @@ def evaluate_scenes(
                 tile_dets, detect_s = shared[key]
                 start = time.perf_counter()
                 frame_dets = stitch(dataset_classes(tile_dets), c.grid, c.stitch)
+                if c.second_look is not None:
+                    frame_dets = second_look(
+                        frame_dets,
+                        batch,
+                        c.grid,
+                        lambda crops: dataset_classes(detect(crops)),
+                        c.second_look,
+                        c.stitch.border_tolerance_px,
+                    )
                 stitch_s = time.perf_counter() - start
                 results.setdefault(c.name, {})[fid] = frame_dets
                 seconds[c.name] = seconds.get(c.name, 0.0) + tiled + detect_s + stitch_s
@@ -261,4 +343,5 @@ def evaluate_scenes(
             rows.append(_score(name, seed, scenes, dets, seconds[name], score_floor))
     order = [ONE_SHOT, *(c.name for c in configurations)]
     rows.sort(key=lambda r: (order.index(r.name) if r.name in order else len(order), r.seed))
-    return SceneReport(rows, scene_info, spec.name, detector.backend, detector.precision, score_floor, skipped)
+    options = {c.name: c.option for c in configurations if c.option}
+    return SceneReport(rows, scene_info, spec.name, detector.backend, detector.precision, score_floor, skipped, options)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from inspection.config import HealthConfig, Settings, StitchConfig, StoreConfig
+from inspection.config import HealthConfig, SecondLookConfig, Settings, StitchConfig, StoreConfig
 from inspection.detect import Detector, load_spec
 from inspection.detect.base import UnsupportedCapability
 from inspection.detections import Detections
@@ -268,6 +268,45 @@ def test_infer_detects_stitches_into_frame_pixels_and_releases_the_batch(jpeg: b
     order = np.argsort(job.detections.score)[::-1]
     np.testing.assert_allclose(job.detections.xyxy[order], expected)
     assert {"wait", "detect", "stitch"} <= set(job.stage_s)
+
+
+class LitRectangle(Detector):
+    """Reports the bright pixels of each slot as one box (score 0.6 when it touches the slot's edge, else 0.9)."""
+
+    backend = "fixed"
+    precision = "fp32"
+
+    def __init__(self) -> None:
+        self.spec = load_spec("ssd_mobilenet_v2_coco")
+        self.batches: list[int] = []
+
+    def detect(self, tiles: np.ndarray, score_threshold: float | None = None) -> Detections:
+        self.batches.append(len(tiles))
+        boxes, scores, slots = [], [], []
+        for k, tile in enumerate(tiles):
+            ys, xs = np.nonzero(tile[:, :, 0] > 128)
+            if len(xs):
+                box = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+                boxes.append(box)
+                scores.append(0.6 if min(box[:2]) == 0 or max(box[2:]) == tile.shape[0] else 0.9)
+                slots.append(k)
+        return Detections(np.array(boxes, np.float32).reshape(-1, 4), scores, [1] * len(boxes), slots)
+
+
+def test_infer_takes_a_second_look_at_a_cut_object_before_the_batch_goes_back() -> None:
+    frame = np.zeros((GRID.frame_height, GRID.frame_width, 3), np.uint8)
+    frame[248:392, 1152:1288] = 255  # over the tile borders x = 1200 and y = 300 (8-px aligned: no JPEG ringing)
+    preparer = CpuFramePreparer(GRID, pool_size=1)
+    detector = LitRectangle()
+    job = PrepareStage(preparer)(job_of(frame_record(encode_image(frame, 95))))
+    job = InferStage(detector, preparer, GRID, StitchConfig(border_merge=False), SecondLookConfig())(job)
+    assert detector.batches == [GRID.batch_size, 1]  # the 64-tile call, then one crop
+    assert job.batch is None and preparer._pool.qsize() == 1
+    assert len(job.detections) == 1 and job.detections.xyxy[0].tolist() == [1152, 248, 1288, 392]
+    assert {"detect", "stitch", "second_look"} <= set(job.stage_s)
+    # switched off (the stage's default without a setting): the four pieces stay
+    job = PrepareStage(preparer)(job_of(frame_record(encode_image(frame, 95))))
+    assert len(InferStage(detector, preparer, GRID, StitchConfig(border_merge=False))(job).detections) == 4
 
 
 def test_infer_skips_a_parked_job() -> None:

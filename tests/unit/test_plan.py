@@ -2,7 +2,19 @@ import json
 
 import pytest
 
-from inspection.tools.plan import GpuScaling, best, load_accuracy, load_rows, plan
+from inspection.tools.plan import (
+    GpuScaling,
+    GridOptionTimes,
+    best,
+    choose_grid,
+    grid_options_path,
+    load_accuracy,
+    load_grid_options,
+    load_rows,
+    machine_slug,
+    plan,
+    times_for,
+)
 
 
 def rows():
@@ -157,3 +169,89 @@ def test_scaling_file_without_one_gpu_is_refused(tmp_path):
     path.write_text(json.dumps({"machine": "x", "car_s": {"2": 0.5}}))
     with pytest.raises(ValueError, match="1 GPU"):
         GpuScaling.load(path)
+
+
+# ----------------------------------------------------------------------------- grid options per site profile
+
+
+def _options(tmp_path, machine, **times):
+    accuracy = {
+        "one_call": (0.19, 0.47),
+        "second_look": (0.26, 0.60),
+        "overlap_60": (0.23, 0.58),
+        "overlap_60+second_look": (0.27, 0.63),
+    }
+    path = tmp_path / f"grid_options_{machine_slug(machine)}.json"
+    path.write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                "options": {
+                    k: {"row": k, "mAP": accuracy[k][0], "border_recall": accuracy[k][1], "s_per_frame": s}
+                    for k, s in times.items()
+                },
+            }
+        )
+    )
+    return path
+
+
+CPU = {"cpu_model": "Intel(R) Xeon(R) Processor", "cpu_count": 2, "gpu": None}
+
+
+def test_the_most_accurate_grid_that_fits_the_deadline_less_the_margin_wins(tmp_path):
+    slow = {"overlap_60+second_look": 0.70}
+    times = GridOptionTimes.load(_options(tmp_path, CPU, one_call=0.40, second_look=0.48, **slow))
+    # 95 frames: 38 s, 45.6 s, 66.5 s per car; 60 s less 20 % = 48 s
+    choice = choose_grid("default.yaml", times, 60.0, 0.2, 95)
+    assert choice.fits and choice.chosen.option == "second_look" and choice.budget_s == pytest.approx(48.0)
+    assert "more accurate but too slow: overlap_60+second_look (66.5 s)" in choice.why() and "fits 48.0 s" in choice.why()
+    # a wider margin leaves only one call
+    assert choose_grid("default.yaml", times, 60.0, 0.3, 95).chosen.option == "one_call"
+    # nothing fits: the fastest, and the plan says so
+    tight = choose_grid("default.yaml", times, 10.0, 0.2, 95)
+    assert not tight.fits and tight.chosen.option == "one_call" and "no option fits" in tight.why()
+
+
+def test_grid_options_file_is_named_with_the_machine_and_found_per_device_kind(tmp_path):
+    gpu = {"gpu": "NVIDIA H100 80GB HBM3", "cpu_count": 16}
+    _options(tmp_path, CPU, one_call=0.4, second_look=0.5)
+    _options(tmp_path, gpu, one_call=0.004, overlap_60=0.008, **{"overlap_60+second_look": 0.009})
+    assert grid_options_path(tmp_path, CPU).name == "grid_options_intel-r-xeon-r-processor-2cpu.json"
+    assert grid_options_path(tmp_path, gpu).name == "grid_options_nvidia-h100-80gb-hbm3.json"
+    measured = load_grid_options([tmp_path])
+    on_gpu, same = times_for(measured, on_gpu=True)
+    assert same and on_gpu.on_gpu and choose_grid("h100.yaml", on_gpu, 60.0, 0.2, 95).chosen.option == "overlap_60+second_look"
+    only_cpu = [t for t in measured if not t.on_gpu]
+    times, same = times_for(only_cpu, on_gpu=True)
+    assert (
+        not same
+        and "no grid-option times from this profile's kind of device" in choose_grid("h100.yaml", times, 60, 0.2, 95, same).why()
+    )
+    assert times_for([], on_gpu=False) is None
+
+
+def test_plan_command_picks_each_profiles_grid_and_says_why(tmp_path):
+    from typer.testing import CliRunner
+
+    from inspection.cli import app
+
+    _options(tmp_path, CPU, one_call=0.40, second_look=0.48, **{"overlap_60+second_look": 0.70})
+    site = tmp_path / "site.yaml"
+    site.write_text("line:\n  takt_s: 90\n  deadline_margin: 0.1\n")  # 81 s: every option fits
+    result = CliRunner().invoke(
+        app,
+        ["plan", "--profile", "configs/default.yaml", "--profile", str(site), "--results", str(tmp_path)],
+        env={"COLUMNS": "250"},
+    )
+    assert result.exit_code == 0, result.output
+    chosen = [line for line in result.output.splitlines() if line.startswith("choose ")]
+    assert chosen[0].startswith("choose second_look (mAP 0.260") and "fits 48.0 s" in chosen[0]
+    assert chosen[1].startswith("choose overlap_60+second_look") and "fits 81.0 s" in chosen[1]
+    assert "measured on Intel(R) Xeon(R) Processor, 2 cores" in chosen[0]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(app, ["plan", "--profile", str(site), "--results", str(empty)])
+    assert result.exit_code == 1 and "no grid_options_*.json" in result.output
+    result = CliRunner().invoke(app, ["plan", "--results", str(tmp_path)])
+    assert result.exit_code == 2 and "--deadline" in result.output

@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from inspection.config import StitchConfig
+from inspection.config import SecondLookConfig, StitchConfig
 from inspection.detections import Detections
 from inspection.tiling import TileGrid
-from inspection.tools.scene_eval import border_recall, default_configurations
+from inspection.tools.scene_eval import border_recall, default_configurations, marked_subset
 
 
 def _gt() -> dict:
@@ -37,13 +37,41 @@ def test_border_recall_counts_crossing_objects_found_at_the_operating_score():
 def test_table_rows_keep_the_old_rule_and_the_overlapping_grids():
     rows = default_configurations(TileGrid(), StitchConfig(), overlaps=(60, 30))
     names = [r.name for r in rows]
-    assert any("pairwise" in n for n in names) and any("new default" in n for n in names)
+    assert any("pairwise" in n for n in names) and any(n.startswith("one call:") for n in names)
     pairwise = next(r for r in rows if "pairwise" in r.name)
     assert pairwise.stitch.border_rule == "pairwise" and not pairwise.grid.global_view
-    default = next(r for r in rows if "new default" in r.name)
-    assert default.grid.global_view and default.grid.num_slots == 64
-    overlap = [r for r in rows if r.grid.overlap]
+    default = next(r for r in rows if r.option == "one_call")
+    assert default.grid.global_view and default.grid.num_slots == 64 and default.second_look is None
+    overlap = [r for r in rows if r.grid.overlap and r.second_look is None]
     assert [r.grid.overlap for r in overlap] == [60, 30] and overlap[0].grid.num_chunks == 2
+
+
+def test_every_grid_option_has_a_row_with_and_without_the_second_look():
+    look = SecondLookConfig(enabled=False, max_crops=9)
+    rows = default_configurations(TileGrid(), StitchConfig(), overlaps=(30, 60), second_look=look)
+    options = {r.option: r for r in rows if r.option}
+    assert set(options) == {
+        "one_call",
+        "second_look",
+        "overlap_30",
+        "overlap_30+second_look",
+        "overlap_60",
+        "overlap_60+second_look",
+    }
+    for key, row in options.items():
+        assert (row.second_look is not None) == key.endswith("second_look")
+        if row.second_look is not None:  # the site's settings, switched on for the row
+            assert row.second_look.enabled and row.second_look.max_crops == 9
+    assert options["overlap_60+second_look"].grid == options["overlap_60"].grid
+
+
+def test_ap_by_border_marks_the_other_objects_crowd():
+    gt = _gt()
+    crossing = marked_subset(gt, crossing=True)
+    inside = marked_subset(gt, crossing=False)
+    assert [a["iscrowd"] for a in crossing["annotations"]] == [0, 1, 0, 1]
+    assert [a["iscrowd"] for a in inside["annotations"]] == [1, 0, 1, 1]
+    assert [a["iscrowd"] for a in gt["annotations"]] == [0, 0, 0, 1]  # the input is left as it was
 
 
 def test_sahi_row_names_its_extra_when_sahi_is_missing(monkeypatch):

@@ -1,0 +1,265 @@
+"""The second look's geometry and replacement as properties (hypothesis), and its whole path on a lit-rectangle detector."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from inspection.boxes import box_iou
+from inspection.config import ConfigError, SecondLookConfig, StitchConfig, load_settings
+from inspection.detections import Detections
+from inspection.second_look import (
+    choose_windows,
+    contained_in_a_tile,
+    crops_to_frame,
+    cut_boxes,
+    cut_by_window,
+    frame_to_crops,
+    gather_crops,
+    inside_windows,
+    place_windows,
+    replace_pieces,
+    second_look,
+)
+from inspection.stitch import stitch
+from inspection.tiling import TileGrid
+
+GRID = TileGrid(global_view=True)
+FRAME = (GRID.frame_width, GRID.frame_height)
+
+
+@st.composite
+def frame_boxes(draw, max_side: float = 700.0):
+    w, h = FRAME
+    x0 = draw(st.floats(0, w - 1, allow_nan=False))
+    y0 = draw(st.floats(0, h - 1, allow_nan=False))
+    bw = draw(st.floats(0.5, max_side, allow_nan=False))
+    bh = draw(st.floats(0.5, max_side, allow_nan=False))
+    return [x0, y0, min(x0 + bw, w), min(y0 + bh, h)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(box=frame_boxes(), side=st.sampled_from([300, 320, 416]))
+def test_window_lies_in_the_frame_and_holds_the_object_when_it_fits(box, side):
+    corner = place_windows(np.array([box]), FRAME, side)[0]
+    assert 0 <= corner[0] <= FRAME[0] - side and 0 <= corner[1] <= FRAME[1] - side
+    fits = np.ceil(box[2]) - np.floor(box[0]) <= side and np.ceil(box[3]) - np.floor(box[1]) <= side
+    if fits:
+        assert inside_windows(np.array([box]), corner[None], side)[0, 0]
+    else:  # a longer object: the window still covers its centre
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        assert corner[0] <= cx <= corner[0] + side + 1 and corner[1] <= cy <= corner[1] + side + 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    boxes=st.lists(frame_boxes(max_side=299.0), min_size=1, max_size=6),
+    corners=st.lists(st.tuples(st.integers(0, 2400), st.integers(0, 1800)), min_size=1, max_size=4),
+    data=st.data(),
+)
+def test_crop_to_frame_to_crop_is_the_identity(boxes, corners, data):
+    window = np.array([data.draw(st.integers(0, len(corners) - 1)) for _ in boxes])
+    crop_boxes = np.array(boxes, np.float32) % 300
+    frame = crops_to_frame(crop_boxes, np.array(corners), window)
+    np.testing.assert_allclose(frame_to_crops(frame, np.array(corners), window), crop_boxes, atol=1e-3)
+    np.testing.assert_allclose(frame - crop_boxes, np.array(corners, np.float32)[window][:, [0, 1, 0, 1]], atol=1e-3)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    overlap=st.sampled_from([0, 30, 60]),
+    corners=st.lists(st.tuples(st.integers(0, 2400), st.integers(0, 1800)), min_size=1, max_size=5),
+    seed=st.integers(0, 2**16),
+)
+def test_crops_read_from_the_tile_batch_equal_the_frame_pixels(overlap, corners, seed):
+    grid = TileGrid(overlap=overlap, global_view=True)
+    frame = np.random.default_rng(seed).integers(0, 256, (FRAME[1], FRAME[0], 3), np.uint8)
+    crops = gather_crops(grid.tiles(frame), grid, np.array(corners))
+    for crop, (x, y) in zip(crops, corners, strict=True):
+        np.testing.assert_array_equal(crop, frame[y : y + 300, x : x + 300])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    boxes=st.lists(frame_boxes(max_side=400.0), min_size=1, max_size=40),
+    max_windows=st.integers(1, 16),
+    seed=st.integers(0, 1000),
+)
+def test_windows_one_per_object_best_first_at_most_the_limit(boxes, max_windows, seed):
+    xyxy = np.array(boxes)
+    score = np.random.default_rng(seed).random(len(xyxy))
+    corners = choose_windows(xyxy, score, FRAME, 300, max_windows)
+    assert len(corners) <= max_windows
+    assert np.all((corners >= 0) & (corners <= np.array(FRAME) - 300))
+    fits = np.all(np.ceil(xyxy[:, 2:]) - np.floor(xyxy[:, :2]) <= 300, axis=1)
+    inside = inside_windows(xyxy, corners, 300)
+    if len(corners) < max_windows:  # the limit was not reached: every box that fits is in a window
+        assert np.all(inside.any(axis=1)[fits])
+    if fits.any():  # the best box that fits always gets a window
+        best = np.flatnonzero(fits)[np.argmax(score[fits])]
+        assert inside[best].any()
+    # de-duplicated: no window was placed for a box that an earlier window already held
+    # (each window is the first window holding some box: its own box was in no earlier window)
+    held = inside[fits]
+    if not len(corners):
+        assert not fits.any()
+        return
+    first_window = np.where(held.any(axis=1), held.argmax(axis=1), len(corners))
+    assert set(first_window[first_window < len(corners)].tolist()) == set(range(len(corners)))
+
+
+def test_cut_boxes_are_pieces_on_a_tile_edge_or_boxes_no_tile_holds():
+    boxes = np.array(
+        [
+            [100, 100, 200, 200],  # inside tile 0
+            [250, 100, 300, 200],  # a piece ending on x = 300
+            [250, 100, 350, 200],  # joined across x = 300
+            [0, 0, 2700, 2100],  # the whole frame (global view)
+            [2650, 2050, 2700, 2100],  # on the frame's edge only: not cut
+        ],
+        np.float32,
+    )
+    assert cut_boxes(boxes, GRID, 6.0).tolist() == [False, True, True, True, False]
+    assert contained_in_a_tile(boxes, TileGrid(overlap=60)).tolist() == [True, True, True, False, True]
+
+
+def test_boxes_the_crop_cut_are_found_but_not_on_the_frame_edge():
+    corners = np.array([[100, 0]])
+    boxes = np.array([[101, 50, 150, 80], [200, 0, 250, 40], [200, 100, 399, 150], [150, 150, 250, 250]], np.float32)
+    assert cut_by_window(boxes, corners, np.zeros(4, int), 300, FRAME, 2.0).tolist() == [True, False, True, False]
+
+
+@st.composite
+def views(draw):
+    """First-call boxes and crop boxes on a small canvas so that they overlap often; distinct coordinates."""
+    n = draw(st.integers(0, 12))
+    m = draw(st.integers(0, 12))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    xy = rng.uniform(0, 400, (n + m, 2))
+    wh = rng.uniform(5, 150, (n + m, 2))
+    xyxy = np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+    score = rng.uniform(0.001, 1.0, n + m).astype(np.float32)
+    cls = rng.integers(1, 3, n + m)
+    first = Detections(xyxy[:n], score[:n], cls[:n], rng.integers(-1, 63, n))
+    crops = Detections(xyxy[n:], score[n:], cls[n:], rng.integers(0, 4, m))
+    replaceable = rng.random(n) < 0.5
+    return first, crops, replaceable
+
+
+def _source(out: Detections, first: Detections, crops: Detections) -> np.ndarray:
+    """Which input each output box is (index into first, or len(first) + index into crops)."""
+    both = np.concatenate([first.xyxy, crops.xyxy])
+    same = np.all(np.isclose(out.xyxy[:, None, :], both[None, :, :]), axis=2)
+    assert np.all(same.sum(axis=1) >= 1)
+    return same.argmax(axis=1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=views(), ratio=st.sampled_from([0.0, 0.5, 1.0]))
+def test_replacement_never_duplicates_and_removes_what_a_better_crop_box_covers(case, ratio):
+    first, crops, replaceable = case
+    assume(len(crops) > 0)  # without crop boxes the first call's set is returned as it is (test below)
+    config = SecondLookConfig(replace_min_ratio=ratio)
+    out = replace_pieces(first, crops, replaceable, config)
+    src = _source(out, first, crops)
+    n = len(first)
+    view = np.where(src < n, -1, crops.tile_index[np.clip(src - n, 0, None)])
+    # no two boxes of one class from different views are one object (IoU > nms_iou)
+    iou = box_iou(out.xyxy.astype(np.float64), out.xyxy.astype(np.float64))
+    same = (out.class_id[:, None] == out.class_id[None, :]) & (view[:, None] != view[None, :])
+    assert not np.any((iou > config.nms_iou) & same)
+    assert len(set(src.tolist())) == len(src)  # nothing output twice
+    # a cut piece that a crop box of its class covers, scoring high enough, is gone
+    for p in np.flatnonzero(replaceable):
+        box = first.xyxy[p].astype(np.float64)
+        c = crops.xyxy.astype(np.float64)
+        inter = np.clip(np.minimum(box[2:], c[:, 2:]) - np.maximum(box[:2], c[:, :2]), 0, None).prod(axis=1)
+        area = np.prod(box[2:] - box[:2])
+        covering = (
+            (crops.class_id == first.class_id[p])
+            & (inter / area >= config.cover_threshold)
+            & (crops.score >= ratio * first.score[p])
+        )
+        if covering.any():
+            assert p not in src
+    # crop boxes leave as no tile's box
+    assert np.all(out.tile_index[src >= n] == -1)
+    assert np.all(np.diff(out.score) <= 0)
+
+
+def test_no_crop_boxes_leave_the_first_call_as_it_was():
+    first = Detections([[0, 0, 10, 10]], [0.5], [1], [3])
+    out = replace_pieces(first, Detections.empty(), np.array([True]), SecondLookConfig())
+    assert out is first
+
+
+class LitRectangles:
+    """A 'detector' that reports the lit pixels of each slot as one box of class 1, score 0.9
+    (0.6 when the box touches the slot's edge: a cut object looks less sure)."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, batch: np.ndarray) -> Detections:
+        self.calls.append(len(batch))
+        boxes, scores, slots = [], [], []
+        for k, tile in enumerate(batch):
+            ys, xs = np.nonzero(tile[:, :, 0] > 0)
+            if len(xs):
+                box = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+                touches = box[0] == 0 or box[1] == 0 or box[2] == tile.shape[1] or box[3] == tile.shape[0]
+                boxes.append(box)
+                scores.append(0.6 if touches else 0.9)
+                slots.append(k)
+        return Detections(np.array(boxes, np.float32).reshape(-1, 4), scores, [1] * len(boxes), slots)
+
+
+@pytest.mark.parametrize("rect", [(1150, 250, 1290, 390), (570, 570, 640, 640), (2580, 1990, 2700, 2100)])
+def test_an_object_cut_by_tile_borders_comes_back_whole_from_one_crop(rect):
+    """A rectangle over tile borders: the first call sees pieces; the second look sees it whole."""
+    grid = TileGrid(global_view=False)
+    frame = np.zeros((FRAME[1], FRAME[0], 3), np.uint8)
+    x0, y0, x1, y1 = rect
+    frame[y0:y1, x0:x1] = 255
+    detect = LitRectangles()
+    batch = grid.tiles(frame)
+    first = stitch(detect(batch), grid, StitchConfig(border_merge=False))
+    assert len(first) > 1 or not cut_boxes(first.xyxy, grid, 6.0).any()
+    out = second_look(first, batch, grid, detect, SecondLookConfig(), 6.0)
+    if cut_boxes(first.xyxy, grid, 6.0).any():
+        assert detect.calls == [64, 1]  # the first call, then one crop
+        assert len(out) == 1 and out.xyxy[0].tolist() == [x0, y0, x1, y1] and out.score[0] == pytest.approx(0.9)
+    else:  # nothing cut (a corner tile holds it): no second call
+        assert detect.calls == [64] and out is first
+
+
+def test_disabled_or_nothing_cut_means_no_second_call():
+    grid = TileGrid(global_view=False)
+    frame = np.zeros((FRAME[1], FRAME[0], 3), np.uint8)
+    frame[290:310, 100:150] = 255
+    detect = LitRectangles()
+    batch = grid.tiles(frame)
+    first = stitch(detect(batch), grid, StitchConfig())
+    assert second_look(first, batch, grid, detect, SecondLookConfig(enabled=False), 6.0) is first
+    assert second_look(first, batch, grid, detect, SecondLookConfig(min_score=0.95), 6.0) is first
+    assert detect.calls == [64]
+
+
+def test_settings_validate_the_second_look():
+    assert load_settings().grid.second_look.max_crops == SecondLookConfig().max_crops
+    with pytest.raises(ConfigError, match="grid.second_look.max_crops"):
+        load_settings(overrides={"grid.second_look.max_crops": 0})
+    with pytest.raises(ConfigError, match="grid.second_look.bogus"):
+        load_settings(overrides={"grid.second_look.bogus": 1})
+
+
+def test_crops_from_a_torch_batch_stay_tensors_and_equal_the_frame_pixels():
+    torch = pytest.importorskip("torch")  # the GPU path's batch is a tensor; the gather is the same on the CPU
+    frame = np.random.default_rng(3).integers(0, 256, (FRAME[1], FRAME[0], 3), np.uint8)
+    corners = np.array([[5, 7], [2400, 1800], [1190, 290]])
+    crops = gather_crops(torch.from_numpy(GRID.tiles(frame)), GRID, corners)
+    assert isinstance(crops, torch.Tensor) and tuple(crops.shape) == (3, 300, 300, 3)
+    for crop, (x, y) in zip(crops.numpy(), corners, strict=True):
+        np.testing.assert_array_equal(crop, frame[y : y + 300, x : x + 300])
