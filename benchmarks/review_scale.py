@@ -111,7 +111,7 @@ def review_frames(db: str, images: Path, frames: int) -> dict[str, Any]:
     totals: list[float] = []
     buckets: list[str] = []
     try:
-        _wait_up(base, timeout_s=300)  # start-up takes tens of seconds on a loaded 2-core machine
+        _wait_up(base, server, timeout_s=300)  # start-up takes tens of seconds on a loaded 2-core machine
         client = httpx.Client(base_url=base, timeout=120)
         for _ in range(3):  # connections, plan caches
             client.get("/api/review/queue")
