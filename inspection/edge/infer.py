@@ -7,7 +7,6 @@ frame's forward pass. The tile batch goes back to the preparer's pool whatever h
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from ..config import StitchConfig
@@ -35,16 +34,13 @@ class InferStage:
     def __call__(self, job: FrameJob) -> FrameJob:
         if job.batch is None:
             return job
-        start = time.perf_counter()
-        if job.prepared_at is not None:
-            job.stage_s["wait"] = start - job.prepared_at
+        job.clock.mark("detect_start")
         try:
             tile_detections = detect_in_chunks(self._detect, job.batch, self.grid)  # one call for the 64-slot grid
         finally:
             self.preparer.release(job.batch)
             job.batch = None
-        mid = time.perf_counter()
+        job.clock.mark("detected")
         job.detections = stitch(tile_detections, self.grid, self.stitch_config)
-        job.stage_s["detect"] = mid - start
-        job.stage_s["stitch"] = time.perf_counter() - mid
+        job.clock.mark("stitched")
         return job

@@ -39,6 +39,7 @@ from ..store.models import ERROR_KIND_MAX
 from ..tiling import TileGrid
 from .job import FrameJob
 from .stats import PipelineStats
+from .timing import FrameTimings
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,20 @@ class FrameWriter:
             return self.park(source, exc, plain, received_at_ns)
         return Outcome(stored)
 
+    def store_frames(self, items: Sequence[tuple[SourceRecord, FrameRecord, Detections, int]]) -> list[Outcome]:
+        """Several frames in one transaction (group commit). When the store refuses one of them, each is
+        written on its own instead, so only that one is parked."""
+        if len(items) == 1:
+            return [self.store_frame(*items[0])]
+        try:
+            stored = self._write(
+                lambda: self.store.store_frames([(record, dets) for _, record, dets, _ in items], self.class_names),
+                f"{len(items)} frames from {items[0][1].label}",
+            )
+        except RecordRefused:
+            return [self.store_frame(*item) for item in items]
+        return [Outcome(each) for each in stored]
+
     def park(self, source: SourceRecord, error: BaseException, record: FrameRecord | None, received_at_ns: int) -> Outcome:
         """Dead letter, then an error row (record known) or a rejected row; the offset may move on after."""
         kind = error_kind(error)[:ERROR_KIND_MAX]
@@ -135,8 +150,13 @@ class FrameWriter:
 class PersistStage:
     """Store or park each job (`FrameWriter`), then mark its offset durable and account for it.
 
+    Group commit: with `batch_frames` > 1 a frame to store waits while more jobs are queued for this
+    stage (`backlog()`), up to `batch_frames`, and they are written in one transaction; a frame is
+    never held while the queue is empty, and `flush()` writes what is held when the stage stops.
+    Offsets are marked durable only after their frame's transaction committed.
+
     `StoreUnavailable` (retries exhausted) and a failed dead-letter write propagate: the runner
-    stops the consumer and the offset of this job is never committed.
+    stops the consumer and the offsets of the jobs held are never committed.
     """
 
     def __init__(
@@ -148,8 +168,16 @@ class PersistStage:
         metrics: PipelineMetrics,
         readiness: Readiness,
         on_stored: Callable[[StoredFrame, FrameJob], None] | None = None,
+        timings: FrameTimings | None = None,
+        *,
+        batch_frames: int = 1,
+        backlog: Callable[[], int] = lambda: 0,
     ) -> None:
         self.writer = writer
+        self.timings = timings
+        self.batch_frames = batch_frames
+        self.backlog = backlog
+        self._held: list[tuple[FrameJob, FrameRecord]] = []
         self.offsets = offsets
         self.grid = grid
         self.stats = stats
@@ -158,17 +186,51 @@ class PersistStage:
         self.on_stored = on_stored
 
     def __call__(self, job: FrameJob) -> FrameJob:
-        start = time.perf_counter()
-        outcome = self.persist(job)
-        job.stage_s["store"] = time.perf_counter() - start
+        job.clock.mark("persist_start")
+        record = self._storable(job) if self.batch_frames > 1 else None
+        if record is None:  # parked, or no group commit: on its own, after what is held
+            self.flush()
+            self._done(job, self.persist(job))
+            return job
+        self._held.append((job, record))
+        if len(self._held) >= self.batch_frames or self.backlog() == 0:
+            self.flush()
+        return job
+
+    def flush(self) -> None:
+        """Write the frames held in one transaction, then mark them durable."""
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        now = time.time_ns()  # processed_at: when the frames' transaction is written, not when they were queued
+        items = [
+            (job.source, dataclasses.replace(record, processed_at_ns=now), job.detections, job.received_at_ns)
+            for job, record in held
+        ]
+        for (job, _), outcome in zip(held, self.writer.store_frames(items)):  # type: ignore[arg-type]
+            self._done(job, outcome)
+
+    def _storable(self, job: FrameJob) -> FrameRecord | None:
+        """The row of a frame to store (None: the job is to be parked)."""
+        if job.error is not None or job.frame is None or job.detections is None:
+            return None
+        try:
+            return self.record(job)
+        except RecordRefused:
+            return None  # `persist` parks it with the reason
+
+    def _done(self, job: FrameJob, outcome: Outcome) -> None:
+        job.clock.mark("written")
         self._account(job, outcome)
         self.offsets.durable(job.tp, job.offset)
         self.readiness.progress()
         self.metrics.last_progress.set_to_current_time()
+        job.clock.mark("durable")
         for stage, seconds in job.stage_s.items():
             self.stats.stage_totals_s[stage] += seconds
             self.metrics.stage_seconds.labels(stage).observe(seconds)
-        return job
+        if self.timings is not None:
+            self.timings.add(job.frame.frame_id.car_id if job.frame is not None else "", job.clock)
 
     def persist(self, job: FrameJob) -> Outcome:
         """Store the frame or park the record (FrameWriter decides)."""

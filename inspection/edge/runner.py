@@ -39,7 +39,9 @@ class Stage(Generic[T]):
     (e.g. one detector per thread); `queue_size` bounds the stage's input queue.
 
     `describe(item)` names an item in the watchdog's error; `timeout_s` (None: no limit) is how
-    long one item may take before the chain is failed.
+    long one item may take before the chain is failed. `finish` (if given) is called once by the
+    stage's last worker when the stop marker reaches it and the chain has not failed (e.g. to write
+    what a stage holds back); it raising fails the chain.
     """
 
     name: str
@@ -47,6 +49,7 @@ class Stage(Generic[T]):
     queue_size: int = 1
     timeout_s: float | None = None
     describe: Callable[[Any], str] = repr
+    finish: Callable[[], None] | None = None
 
     @classmethod
     def threads(cls, name: str, process: Callable[[Any], Any], workers: int = 1, **options: Any) -> Stage[T]:
@@ -178,6 +181,11 @@ class StageRunner:
                     state.running -= 1
                     last_out = state.running == 0
                 if last_out:
+                    if state.stage.finish is not None and not self._failed.is_set():
+                        try:
+                            state.stage.finish()
+                        except BaseException as exc:
+                            self.fail(exc)
                     if not last_stage:
                         self._put(index + 1, _STOP, force=True)
                 else:

@@ -341,6 +341,35 @@ class ResultStore:
             rows = _detection_rows(detections, class_names)
             return self._store(record, image_uri, rows, error_kind=None, error=None)
 
+    def store_frames(
+        self, items: Sequence[tuple[FrameRecord, Detections]], class_names: Mapping[int, str] | Sequence[str]
+    ) -> list[StoredFrame]:
+        """`store_frame` for several frames in ONE transaction (in car order, so concurrent writers lock
+        cars in the same order); all or nothing. RecordRefused when any frame's content cannot be
+        stored: the caller then stores them one by one to park only that one."""
+        for record, detections in items:
+            if not (np.isfinite(detections.xyxy).all() and np.isfinite(detections.score).all()):
+                raise RecordRefused(
+                    f"storing frame {record.label}: detections hold NaN or infinite boxes/scores; refusing to store them"
+                )
+        order = sorted(
+            range(len(items)), key=lambda i: (items[i][0].frame_id.car_id, items[i][0].frame_id.camera, items[i][0].frame_id.shot)
+        )
+        stored: list[StoredFrame | None] = [None] * len(items)
+        with store_errors(f"storing {len(items)} frames"):
+            uris = [
+                self.image_store.put(record.image, image_suffix(record.image))
+                if record.image is not None and self.image_store is not None
+                else record.image_uri
+                for record, _ in items
+            ]
+            with self._writer.begin() as conn:
+                for i in order:
+                    record, detections = items[i]
+                    rows = _detection_rows(detections, class_names)
+                    stored[i] = self._store_in(conn, record, uris[i], rows, error_kind=None, error=None)
+        return [s for s in stored if s is not None]
+
     def store_error(self, record: FrameRecord, error_kind: str, message: str) -> StoredFrame:
         """Record a frame that could not be processed (error set, no detections); it counts toward completion.
 
@@ -410,6 +439,20 @@ class ResultStore:
         error_kind: str | None,
         error: str | None,
     ) -> StoredFrame:
+        with self._writer.begin() as conn:
+            return self._store_in(conn, record, image_uri, detection_rows, error_kind=error_kind, error=error)
+
+    def _store_in(
+        self,
+        conn: Connection,
+        record: FrameRecord,
+        image_uri: str | None,
+        detection_rows: list[tuple[Any, ...]],
+        *,
+        error_kind: str | None,
+        error: str | None,
+    ) -> StoredFrame:
+        """One frame's writes inside the caller's transaction (see `_store`)."""
         captured_at = datetime_from_ns(record.captured_at_ns)
         frame_key = (
             Frame.car_id == record.frame_id.car_id,
@@ -432,40 +475,39 @@ class ResultStore:
             "kafka_offset": record.kafka_offset,
             "detection_count": len(detection_rows),
         }
-        with self._writer.begin() as conn:
-            conn.execute(
-                self._insert(Car)
-                .values(
-                    car_id=record.frame_id.car_id,
-                    frames_expected=record.frame_id.shots_per_car,
-                    frames_done=0,
-                    first_captured_at=captured_at,
-                    deadline_at=datetime_from_ns(record.deadline_at_ns),
-                )
-                .on_conflict_do_nothing(index_elements=[Car.car_id])
+        conn.execute(
+            self._insert(Car)
+            .values(
+                car_id=record.frame_id.car_id,
+                frames_expected=record.frame_id.shots_per_car,
+                frames_done=0,
+                first_captured_at=captured_at,
+                deadline_at=datetime_from_ns(record.deadline_at_ns),
             )
-            replaced = conn.execute(select(Frame.id).where(*frame_key)).first() is not None
-            upsert = self._insert(Frame).values(
-                car_id=record.frame_id.car_id, camera=record.frame_id.camera, shot=record.frame_id.shot, **frame_values
-            )
-            upsert = upsert.on_conflict_do_update(
-                index_elements=[Frame.car_id, Frame.camera, Frame.shot],
-                set_=frame_values,
-                # an error never overwrites a successful result of the same frame
-                where=Frame.error.is_not(None) if error is not None else None,
-            )
-            frame_id = conn.execute(upsert.returning(Frame.id)).scalar()
-            kept_success = frame_id is None
-            if kept_success:
-                frame_id = conn.execute(select(Frame.id).where(*frame_key)).scalar_one()
-                detection_count = conn.execute(select(Frame.detection_count).where(Frame.id == frame_id)).scalar_one()
-                log.info("frame %s: keeping its stored result, not the later error %s", record.label, error_kind)
-            else:
-                detection_count = len(detection_rows)
-                # Unconditional: a concurrent redelivery may have written the row since `replaced` was read.
-                conn.execute(delete(Detection).where(Detection.frame_id == frame_id))
-                self._insert_detections(conn, int(frame_id), detection_rows)
-            car_done, car_expected, completed = self._update_car(conn, record, captured_at)
+            .on_conflict_do_nothing(index_elements=[Car.car_id])
+        )
+        replaced = conn.execute(select(Frame.id).where(*frame_key)).first() is not None
+        upsert = self._insert(Frame).values(
+            car_id=record.frame_id.car_id, camera=record.frame_id.camera, shot=record.frame_id.shot, **frame_values
+        )
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[Frame.car_id, Frame.camera, Frame.shot],
+            set_=frame_values,
+            # an error never overwrites a successful result of the same frame
+            where=Frame.error.is_not(None) if error is not None else None,
+        )
+        frame_id = conn.execute(upsert.returning(Frame.id)).scalar()
+        kept_success = frame_id is None
+        if kept_success:
+            frame_id = conn.execute(select(Frame.id).where(*frame_key)).scalar_one()
+            detection_count = conn.execute(select(Frame.detection_count).where(Frame.id == frame_id)).scalar_one()
+            log.info("frame %s: keeping its stored result, not the later error %s", record.label, error_kind)
+        else:
+            detection_count = len(detection_rows)
+            # Unconditional: a concurrent redelivery may have written the row since `replaced` was read.
+            conn.execute(delete(Detection).where(Detection.frame_id == frame_id))
+            self._insert_detections(conn, int(frame_id), detection_rows)
+        car_done, car_expected, completed = self._update_car(conn, record, captured_at)
         return StoredFrame(
             row_id=int(frame_id),
             frame=record.frame_id,
