@@ -201,6 +201,12 @@ class PipelineConfig(_Section):
     gpus: list[int] | None = Field(
         None, description="GPU indices the workers are spread over (CUDA_VISIBLE_DEVICES per worker); None: no pinning"
     )
+    layout: Literal["auto", "gpu_owner", "processes"] = Field(
+        "auto",
+        description="gpu_owner: one process owns each GPU (one CUDA context, graph and batch queue) and `workers` "
+        "CPU worker processes per GPU feed it through shared memory; processes: `workers` whole pipelines per GPU; "
+        "auto: gpu_owner for a GPU backend on CUDA, processes otherwise",
+    )
     store_batch_frames: int = Field(
         16,
         gt=0,

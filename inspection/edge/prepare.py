@@ -38,11 +38,13 @@ class CpuFramePreparer:
 
     on_device = False
 
-    def __init__(self, grid: TileGrid, pool_size: int) -> None:
+    def __init__(self, grid: TileGrid, pool_size: int, buffers: list[np.ndarray] | None = None) -> None:
+        """`buffers`: the batches to hand out (e.g. a shared-memory slab, see gpu_owner.py); default
+        `pool_size` new zeroed ones."""
         self.grid = grid
         self._pool: queue.Queue[np.ndarray] = queue.Queue()
-        for _ in range(pool_size):
-            self._pool.put(grid.new_batch())
+        for batch in buffers if buffers is not None else (grid.new_batch() for _ in range(pool_size)):
+            self._pool.put(batch)
 
     def prepare(self, message: FrameMessage, clock: FrameClock | None = None) -> np.ndarray:
         frame = decode_image(message.payload, (self.grid.frame_width, self.grid.frame_height), what=f"frame {message.label}")
