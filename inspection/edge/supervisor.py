@@ -30,11 +30,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
-from typing import Any
 
 from ..config import ModelConfig, PipelineConfig, Settings
 from ..health import HealthServer
-from .gpu_owner import GpuLink, LinkedDetector, SharedSlab, create_link, serve_gpu
+from .gpu_owner import GpuLink, SharedSlab, create_link, serve_gpu
 from .worker_metrics import WorkersCollector, WorkersReadiness, workers_registry
 
 log = logging.getLogger(__name__)
@@ -104,6 +103,7 @@ def run_worker(spec: WorkerSpec) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(spec.gpu)
     from ..logs import configure_logging
     from ..store import ResultStore
+    from .compose import build_edge
     from .pipeline import EdgePipeline, PipelineError
 
     configure_logging(spec.settings.logging.format, verbose=spec.verbose)
@@ -121,7 +121,7 @@ def run_worker(spec: WorkerSpec) -> None:
     store = ResultStore.open(spec.settings.store)
     server: HealthServer | None = None
     try:
-        pipeline = _worker_pipeline(spec, store)
+        pipeline = build_edge(spec.settings, spec.bootstrap, store, link=spec.link, link_index=spec.link_index)
         if stop.is_set():
             return
         if spec.metrics_port:  # loopback only: the supervisor's endpoint is the one a scraper reads
@@ -136,22 +136,6 @@ def run_worker(spec: WorkerSpec) -> None:
         if server is not None:
             server.close()
         store.close()
-
-
-def _worker_pipeline(spec: WorkerSpec, store: Any) -> Any:
-    from .pipeline import EdgePipeline, create_detectors
-
-    if spec.link is None:
-        return EdgePipeline(spec.settings, create_detectors(spec.settings), store, spec.bootstrap)
-    from ..tiling import TileGrid
-    from .prepare import CpuFramePreparer
-
-    detector = LinkedDetector(spec.settings, spec.link, spec.link_index)
-    settings = spec.settings.model_copy(
-        update={"pipeline": spec.settings.pipeline.model_copy(update={"decode": "cpu", "infer_workers": 1})}
-    )
-    preparer = CpuFramePreparer(TileGrid.from_config(settings.grid), 0, buffers=detector.pool)
-    return EdgePipeline(settings, detector, store, spec.bootstrap, preparer=preparer)
 
 
 def worker_metrics_port(metrics_port: int, index: int) -> int:
