@@ -28,7 +28,7 @@ import queue
 import signal
 import threading
 from dataclasses import dataclass
-from multiprocessing import resource_tracker, shared_memory
+from multiprocessing import shared_memory
 from typing import Any
 
 import numpy as np
@@ -84,12 +84,12 @@ class SharedSlab:
 
     @classmethod
     def attach(cls, name: str, slots: int, batch_shape: tuple[int, int, int, int]) -> SharedSlab:
-        """Another process's slab; it stays the creator's to unlink."""
+        """Another process's slab; it stays the creator's to unlink (spawned children share its resource
+        tracker, so registering the name again changes nothing)."""
         try:
             memory = shared_memory.SharedMemory(name=name, track=False)  # type: ignore[call-arg]  # Python >= 3.13
         except TypeError:
             memory = shared_memory.SharedMemory(name=name)
-            resource_tracker.unregister(memory._name, "shared_memory")  # type: ignore[attr-defined]
         return cls(memory, slots, batch_shape)
 
     def offset_of(self, tiles: np.ndarray) -> int | None:
@@ -102,7 +102,10 @@ class SharedSlab:
     def close(self) -> None:
         self.batches.clear()
         del self.array
-        self.memory.close()
+        try:
+            self.memory.close()
+        except BufferError:  # a view is still referenced somewhere; the mapping goes with the process
+            pass
 
 
 def create_link(ctx: Any, grid: TileGrid, workers: int, slots: int, timeout_s: float) -> tuple[GpuLink, list[SharedSlab]]:
@@ -189,10 +192,10 @@ class _OwnerThread:
         import torch
 
         cudart = torch.cuda.cudart()
-        for slab in slabs:
-            if int(cudart.cudaHostRegister(slab.base, slab.array.nbytes, 0)) != 0:
-                return False
-        return True
+        try:
+            return all(int(cudart.cudaHostRegister(slab.base, slab.array.nbytes, 0)) == 0 for slab in slabs)
+        except (AttributeError, RuntimeError, TypeError):  # a torch without the binding: pageable copies
+            return False
 
     def serve(self) -> None:
         while True:

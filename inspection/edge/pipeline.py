@@ -194,8 +194,8 @@ class EdgePipeline:
             overdue_thread.start()
             while not self._stop.is_set():
                 job = self.source.poll()
-                if job is not None:
-                    runner.put(job)
+                if job is not None:  # the error branch: a refused record goes straight to persist, to be parked
+                    runner.put(job, stage="persist" if job.error is not None else None)
                 runner.check()
                 self.source.commit_due(commit_interval_s)
                 if stop_when is not None and stop_when(self.stats):

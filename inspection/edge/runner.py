@@ -109,11 +109,13 @@ class StageRunner:
                 state.threads.append(thread)
                 thread.start()
 
-    def put(self, item: Any) -> bool:
-        """Hand an item to the first stage, blocking while its queue is full; False once the chain failed."""
+    def put(self, item: Any, stage: str | None = None) -> bool:
+        """Hand an item to the first stage (or straight to stage `stage`, skipping those before it), blocking
+        while its queue is full; False once the chain failed."""
         if self._failed.is_set():
             return False
-        return self._put(0, item, force=False)
+        index = 0 if stage is None else next(i for i, s in enumerate(self.stages) if s.name == stage)
+        return self._put(index, item, force=False)
 
     def close(self) -> None:
         """No more items: let everything queued pass through every stage, then the threads end (see `join`)."""

@@ -410,3 +410,20 @@ def test_a_stage_finish_runs_once_when_the_stop_marker_reaches_it() -> None:
     runner.close()
     runner.join()
     assert seen == ["x", "finish"] and runner.failure is None
+
+
+def test_an_item_put_to_a_later_stage_skips_the_ones_before_it() -> None:
+    seen: list[tuple[str, str]] = []
+    runner = StageRunner(
+        [
+            Stage("prepare", (lambda item: seen.append(("prepare", item)) or item,)),
+            Stage("persist", (lambda item: seen.append(("persist", item)),)),
+        ]
+    )
+    runner.start()
+    runner.put("refused", stage="persist")
+    runner.put("frame")
+    runner.close()
+    runner.join()
+    assert ("prepare", "refused") not in seen and ("persist", "refused") in seen
+    assert seen.index(("prepare", "frame")) < seen.index(("persist", "frame"))
