@@ -40,6 +40,7 @@ from sqlalchemy.engine import make_url
 
 from inspection.config import StoreConfig
 from inspection.detections import Detections
+from inspection.messages.frame_id import FrameId
 from inspection.store import FrameRecord, ImageStore, ResultStore
 
 CAMERAS, SHOTS = 5, 19
@@ -109,10 +110,7 @@ def fill(db: str, cars: int, images_dir: Path, workers: int, seed: int) -> dict[
                 if late and shot == SHOTS - 1:
                     processed = deadline + int(rng.uniform(1, 20) * S_NS)
                 record = FrameRecord(
-                    car,
-                    cam,
-                    shot,
-                    CAMERAS * SHOTS,
+                    FrameId(car, cam, shot, CAMERAS * SHOTS),
                     captured,
                     deadline,
                     captured + 50_000_000,

@@ -26,7 +26,7 @@ from .detect import FIXED_BATCH_BACKENDS, Detector, create_detector
 from .tiling import TileGrid
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
-CPU_BACKENDS = ("opencv", "onnxruntime")
+CPU_BACKENDS = ("onnxruntime",)
 SAMPLE_PERIOD_S = 0.01
 
 

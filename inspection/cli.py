@@ -598,10 +598,10 @@ def _scene_table(
 def bench(
     config: Optional[Path] = ConfigOpt,
     combo: list[str] = typer.Option(
-        ["ssd_mobilenet_v2_coco:onnxruntime:fp32", "ssd_mobilenet_v2_coco:opencv:fp32"],
+        ["ssd_mobilenet_v2_coco:onnxruntime:fp32", "ssd_mobilenet_v2_coco:onnxruntime:int8"],
         help="MODEL:BACKEND:PRECISION[:eager], repeatable (MODEL: built-in or `model add`ed; int8: the QDQ graph of `model quantize`; eager: torch without CUDA graph, the GPU baseline)",
     ),
-    device: str = typer.Option("cpu", help="cpu or cuda for the torch/tensorrt combos (opencv/onnxruntime run on the CPU)"),
+    device: str = typer.Option("cpu", help="cpu or cuda for the torch/tensorrt combos (onnxruntime runs on the CPU)"),
     batch_sizes: str = typer.Option("1,2,4,8,16,32,64"),
     repeats: int = typer.Option(3, min=1),
     naive: bool = typer.Option(True, help="also time the one-tile-at-a-time baseline"),
@@ -1146,7 +1146,8 @@ def model_build_engine(
     if missing:
         raise _fail(
             f"building an engine needs {' and '.join(missing)}: on a Jetson JetPack 6 ships TensorRT 10 (python3-libnvinfer) "
-            "and pycuda installs with pip; on an x86 GPU node: pip install 'inspection[gpu]' (see deploy/jetson/README.md)"
+            "and pycuda installs with pip install 'inspection[gpu]'; on an x86 GPU node: the NGC TensorRT image or NVIDIA's "
+            "pip install 'tensorrt>=10,<11', then pip install 'inspection[gpu]' (see deploy/jetson/README.md)"
         )
     from .detect.engine import build_engine, cuda_primary_context, default_engine_dir
 

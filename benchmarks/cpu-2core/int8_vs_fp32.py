@@ -30,7 +30,7 @@ import onnxruntime
 from inspection.bench import bench_frame, machine_description
 from inspection.config import DetectConfig, ModelConfig, Settings, StitchConfig
 from inspection.detect import create_detector, load_spec
-from inspection.detect.quantize import FLAVOURS, int8_metadata, int8_path, quantize_model
+from inspection.detect.quantize import FLAVOURS, QuantizeSettings, int8_metadata, int8_path, quantize_model
 from inspection.evaluate import evaluate
 from inspection.stitch import stitch
 from inspection.tiling import TileGrid
@@ -48,12 +48,14 @@ def main() -> None:
     parser.add_argument("--model", default="ssd_mobilenet_v2_coco")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/cpu-2core/int8.json"))
+    parser.add_argument("--max-tiles", type=int, default=None, help="score only the first N images (a smoke run); all by default")
+    parser.add_argument("--calibration-tiles", type=int, default=QuantizeSettings().tiles, help="tiles that calibrate INT8")
     args = parser.parse_args()
 
     spec = load_spec(args.model)
     grid = TileGrid()
     if not all(int8_path(spec, flavour=f).is_file() for f in FLAVOURS):
-        quantize_model(spec, grid, progress=print)
+        quantize_model(spec, grid, settings=QuantizeSettings(tiles=args.calibration_tiles), progress=print)
     variants = {
         "fp32": ModelConfig(name=args.model, backend="onnxruntime", precision="fp32"),
         "int8": ModelConfig(name=args.model, backend="onnxruntime", precision="int8"),
@@ -66,7 +68,9 @@ def main() -> None:
     dataset = CocoDataset.load(args.images, args.annotations)
     accuracy = {}
     for name, detector in detectors.items():
-        report = evaluate(detector, dataset, grid, stitch_fn=functools.partial(stitch, config=StitchConfig()))
+        report = evaluate(
+            detector, dataset, grid, stitch_fn=functools.partial(stitch, config=StitchConfig()), max_tiles=args.max_tiles
+        )
         accuracy[name] = {"tile": report.tile, "frame": report.frame}
         print(f"{name}: tile mAP {report.tile['mAP']:.4f} frame mAP {report.frame['mAP']:.4f}", flush=True)
 

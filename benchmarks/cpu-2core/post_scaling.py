@@ -11,6 +11,7 @@ default) and `tile_dense_nms` (the CUDA default). Prints wall-clock medians; res
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import sys
@@ -18,21 +19,23 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from inspection.config import DetectConfig, ModelConfig  # noqa: E402
 from inspection.detect import load_spec  # noqa: E402
-from inspection.detect.torch import TorchDetector  # noqa: E402
-from inspection.detect.torch_post import TorchCandidates, numpy_nms, select_from_candidates, tile_dense_nms  # noqa: E402
 from tests.gpu.detection_checks import coco_tiles  # noqa: E402
 
 SHARED = Path(os.environ.get("INSPECTION_SHARED", REPO.parent / "shared"))
 
 
 def main(reps: int = 3) -> None:
+    import torch  # the torch extra: imported here so that --help answers without it
+
+    from inspection.detect.torch import TorchDetector
+    from inspection.detect.torch_post import TorchCandidates, numpy_nms, select_from_candidates, tile_dense_nms
+
     spec = load_spec("ssd_mobilenet_v2_coco")
     config = DetectConfig()
     tiles = coco_tiles(SHARED / "data" / "coco_tiny", 64)[0]
@@ -60,4 +63,6 @@ def main(reps: int = 3) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=3, help="timed runs per floor, NMS and first round")
+    main(parser.parse_args().reps)

@@ -1,6 +1,6 @@
 """Stitch time against the score floor on scene frames (issue 10 item 5: post-processing scales with boxes).
 
-    .venv/bin/python benchmarks/cpu-2core/stitch_scaling.py      # reads ../shared (or $INSPECTION_SHARED)
+    .venv/bin/python benchmarks/cpu-2core/stitch_scaling.py [--frames 3 --reps 15]   # reads ../shared (or $INSPECTION_SHARED)
 
 Scene frames of seed 0 (synthetic.scenes), one onnxruntime detection per frame and grid at COCO's
 0.001 floor; the operating set is the same detections at score >= 0.3. `stitch` (default
@@ -10,6 +10,7 @@ interleaved, median of `reps` runs per frame. The old pairwise rule is timed bes
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -71,5 +72,9 @@ def main(frames: int = 3, reps: int = 15) -> dict:
 
 
 if __name__ == "__main__":
-    out = main()
-    Path(__file__).with_name("stitch_scaling.json").write_text(json.dumps(out, indent=2))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=3, help="scene frames (seed 0)")
+    parser.add_argument("--reps", type=int, default=15, help="timed stitch runs per frame, case and floor")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("stitch_scaling.json"))
+    args = parser.parse_args()
+    args.out.write_text(json.dumps(main(args.frames, args.reps), indent=2))

@@ -9,13 +9,7 @@ from .base import Detector, MissingBackendError, ModelNotFoundError, ModelSpec, 
 from .registry import UnknownModelError, available_models, load_spec
 from .signature import ModelMismatchError
 
-BACKENDS = ("opencv", "onnxruntime", "torch", "tensorrt")
-
-
-def _opencv(spec: ModelSpec, model: ModelConfig, detect: DetectConfig) -> Detector:
-    from .opencv import OpenCVDetector
-
-    return OpenCVDetector(spec, model, detect)
+BACKENDS = ("onnxruntime", "torch", "tensorrt")
 
 
 def _onnxruntime(spec: ModelSpec, model: ModelConfig, detect: DetectConfig) -> Detector:
@@ -43,7 +37,6 @@ def _tensorrt(spec: ModelSpec, model: ModelConfig, detect: DetectConfig, batch_s
 
 
 _FACTORIES: dict[str, Callable[..., Detector]] = {
-    "opencv": _opencv,
     "onnxruntime": _onnxruntime,
     "torch": _torch,
     "tensorrt": _tensorrt,

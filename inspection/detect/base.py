@@ -133,7 +133,7 @@ def model_file_location(spec: ModelSpec, kind: str) -> tuple[Path | None, str]:
 
 
 def resolve_model_file(spec: ModelSpec, kind: str, override: str | Path | None = None, auto_convert: bool = True) -> Path:
-    """Path of one of the model's files (`onnx`, `frozen_graph`, `opencv_pbtxt`).
+    """Path of one of the model's files (`onnx`, `frozen_graph`).
 
     Order: an explicit override (config `model.path`), the package that ships it, the model cache.
     A model with a conversion recipe gets its ONNX file converted into the cache on first use

@@ -13,7 +13,7 @@ from .quantize import FLAVOURS, int8_path
 
 @dataclass(frozen=True)
 class ModelFile:
-    kind: str  # onnx, frozen_graph, opencv_pbtxt, int8 (onnxruntime), int8 (tensorrt)
+    kind: str  # onnx, frozen_graph, int8 (onnxruntime), int8 (tensorrt)
     path: Path | None  # None: absent
     how: str  # how to get it when absent
 
@@ -53,8 +53,6 @@ def runnable_backends(spec: ModelSpec, files: list[ModelFile]) -> list[str]:
         out.append("onnxruntime fp32")
     if have.get("int8 (onnxruntime)"):
         out.append("onnxruntime int8")
-    if (have.get("frozen_graph") and have.get("opencv_pbtxt")) or onnx:
-        out.append("opencv fp32")
     cuda = _cuda_available()
     if onnx and _installed("torch"):
         out.append("torch fp32/fp16" if cuda else "torch fp32 (cpu)")

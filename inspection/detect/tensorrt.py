@@ -41,8 +41,8 @@ def import_runtime() -> tuple[Any, Any]:
         import tensorrt as trt
     except ImportError as exc:
         raise MissingBackendError(
-            f"backend tensorrt: {MISSING} ({exc}); install TensorRT 10 (JetPack on Jetson, or pip install "
-            "'inspection[gpu]') or use model.backend=torch / onnxruntime"
+            f"backend tensorrt: {MISSING} ({exc}); install TensorRT 10 (JetPack on Jetson, the NGC TensorRT image "
+            "or NVIDIA's pip install 'tensorrt>=10,<11') and pip install 'inspection[gpu]' (pycuda), or use model.backend=torch / onnxruntime"
         ) from exc
     return trt, cuda
 

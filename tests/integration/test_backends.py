@@ -80,19 +80,6 @@ def match_detections(a, b, min_iou=0.9):
     return pairs
 
 
-def test_opencv_and_onnxruntime_agree(coco_tiles, ort_ssd):
-    cv = create_detector(ModelConfig(backend="opencv"), DetectConfig())
-    a, b = cv.detect(coco_tiles), ort_ssd.detect(coco_tiles)
-    assert len(a) > 50, "the operating threshold should keep a real number of COCO objects"
-    # Boxes near the threshold may fall on either side of it in one backend: compare those clearly above.
-    strong_a, strong_b = a.with_score_at_least(0.35), b.with_score_at_least(0.35)
-    pairs = match_detections(strong_a, b)
-    assert len(pairs) >= 0.97 * len(strong_a)
-    assert len(match_detections(strong_b, a)) >= 0.97 * len(strong_b)
-    i, j = np.array(pairs).T
-    assert np.abs(strong_a.score[i] - b.score[j]).max() < 0.02
-
-
 def test_detections_are_capped_per_tile_and_inside_tiles(coco_tiles, ort_ssd):
     det = ort_ssd.detect(coco_tiles, score_threshold=0.001)
     counts = np.bincount(det.tile_index, minlength=64)
@@ -104,10 +91,8 @@ def test_detections_are_capped_per_tile_and_inside_tiles(coco_tiles, ort_ssd):
 def test_yolox_through_the_same_interface(coco_tiles, yolox_onnx):
     """A second model family: only its metadata differs (NCHW, BGR, pad 300 → 320 with 114)."""
     ort = create_detector(ModelConfig(name="yolox_nano", backend="onnxruntime", path=yolox_onnx), DetectConfig())
-    cv = create_detector(ModelConfig(name="yolox_nano", backend="opencv", path=yolox_onnx), DetectConfig())
-    a, b = ort.detect(coco_tiles), cv.detect(coco_tiles)
+    a = ort.detect(coco_tiles)
     assert len(a) > 50
-    assert len(match_detections(a.with_score_at_least(0.35), b)) >= 0.97 * len(a.with_score_at_least(0.35))
     assert a.xyxy.max() <= 300  # boxes in tile pixels, padding removed
     assert set(np.unique(a.class_id)) <= set(load_spec("yolox_nano").class_names)
 

@@ -78,6 +78,13 @@ def test_bad_config_value_is_a_clear_error(tmp_path):
     assert "model.precision" in result.output and "fp16" in result.output
 
 
+def test_the_retired_opencv_backend_is_one_error_line_naming_its_replacement(tmp_path):
+    result = runner.invoke(app, ["eval", "--images", ".", "--annotations", "x.json", "--backend", "opencv"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert "opencv was retired" in line and "model.backend=onnxruntime" in line
+
+
 def test_model_list_names_both_models():
     result = runner.invoke(app, ["model", "list"], env={"COLUMNS": "200"})
     assert result.exit_code == 0

@@ -207,7 +207,7 @@ def assert_found(found, expected: list, tile: int = 1) -> None:
         assert found.class_id[k] == cls and found.score[k] == pytest.approx(score, abs=1e-5)
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "opencv", "torch"])
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
 def test_yolov8_export_registered_and_decoded(model_dir, classes_file, tmp_path, backend):
     if backend == "torch":
         pytest.importorskip("torch", reason="backend torch needs torch (pip install 'inspection[torch]')")
@@ -259,11 +259,10 @@ def test_a_file_of_another_family_is_refused_with_the_family_it_looks_like(model
 
 def test_builtin_model_on_a_file_of_another_family_fails_before_the_runtime(model_dir, ssd_onnx):
     """What was OpenCV's "'(int)outnames.size()' is 1 must be equal to 'noutputs' is 2"."""
-    for backend in ("opencv", "onnxruntime"):
-        with pytest.raises(
-            ModelMismatchError, match=r"model yolox_nano \(family yolox\) cannot use .*raw_fp32.onnx.*looks like an SSD export"
-        ):
-            create_detector(ModelConfig(name="yolox_nano", backend=backend, path=ssd_onnx), DetectConfig())
+    with pytest.raises(
+        ModelMismatchError, match=r"model yolox_nano \(family yolox\) cannot use .*raw_fp32.onnx.*looks like an SSD export"
+    ):
+        create_detector(ModelConfig(name="yolox_nano", backend="onnxruntime", path=ssd_onnx), DetectConfig())
 
 
 def test_unknown_model_names_lists_what_exists(model_dir, classes_file, tmp_path):

@@ -16,7 +16,7 @@ def test_gpu_backend_takes_the_device_and_eager_turns_the_cuda_graph_off() -> No
     assert eager.cuda_graph is False and eager.device == "cuda"
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "opencv"])
-def test_cpu_backends_run_on_the_cpu_beside_gpu_ones(backend: str) -> None:
-    config = Combo.parse(f"ssd_mobilenet_v2_coco:{backend}:fp32").model_config(ModelConfig(), "cuda")
-    assert config.device == "cpu" and config.backend == backend
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_cpu_backends_run_on_the_cpu_beside_gpu_ones(precision: str) -> None:
+    config = Combo.parse(f"ssd_mobilenet_v2_coco:onnxruntime:{precision}").model_config(ModelConfig(), "cuda")
+    assert config.device == "cpu" and config.backend == "onnxruntime" and config.precision == precision

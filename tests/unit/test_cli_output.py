@@ -54,7 +54,7 @@ def test_demo_table_keeps_car_ids_whole_at_80_columns() -> None:
             state="overdue",
         )
     ]
-    text = render(demo_table(cars, "cars (opencv/fp32, 0.21 frames/s overall)"))
+    text = render(demo_table(cars, "cars (onnxruntime/int8, 0.21 frames/s overall)"))
     assert "…" not in text and all(len(line) <= 80 for line in text.splitlines())
     for value in (
         "car-000001",
@@ -91,14 +91,14 @@ def test_bench_and_plan_tables_keep_every_value_whole_at_80_columns() -> None:
             100,
             {"speedup_vs_naive": 1.11},
         )
-        for backend in ("onnxruntime", "opencv")
+        for backend in ("onnxruntime", "tensorrt")
     ]
     text = render(bench_table(rows))
     assert "…" not in text and all(len(line) <= 80 for line in text.splitlines())
     for value in (
         "ssd_mobilenet_v2_coco",
         "onnxruntime/fp32",
-        "opencv/fp32",
+        "tensorrt/fp32",
         "ms/frame",
         "tiles/s",
         "1480.5",

@@ -23,7 +23,16 @@ def test_bad_backend_names_key_and_allowed_values(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_settings(path, environ={})
     text = str(err.value)
-    assert "model.backend" in text and "'opencv'" in text and "'tensorrt'" in text and "tensorflow" in text
+    assert "model.backend" in text and "'onnxruntime'" in text and "'tensorrt'" in text and "tensorflow" in text
+
+
+def test_the_retired_opencv_backend_says_what_to_use(tmp_path):
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump({"model": {"backend": "opencv"}}))
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, environ={})
+    text = str(err.value)
+    assert "model.backend" in text and "retired" in text and "model.backend=onnxruntime" in text
 
 
 def test_unknown_key_is_rejected(tmp_path):

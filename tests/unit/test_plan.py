@@ -27,7 +27,7 @@ def rows():
         },
         {
             "model": "big",
-            "backend": "opencv",
+            "backend": "onnxruntime",
             "precision": "fp32",
             "device": "cpu",
             "mode": "batched",
@@ -46,7 +46,7 @@ def rows():
     ]
 
 
-ACC = {("big", "torch", "fp16"): 0.32, ("small", "torch", "fp16"): 0.25, ("big", "opencv", "fp32"): 0.32}
+ACC = {("big", "torch", "fp16"): 0.32, ("small", "torch", "fp16"): 0.25, ("big", "onnxruntime", "fp32"): 0.32}
 
 
 def test_most_accurate_that_meets_the_deadline_wins():
@@ -63,7 +63,7 @@ def test_tighter_deadline_falls_back_to_the_faster_model():
 
 def test_gpu_count_for_deadline_and_takt():
     ranked = plan(rows(), ACC, deadline_s=60.0, takt_s=30.0, frames_per_car=95)
-    cpu = next(c for c in ranked if c.backend == "opencv")
+    cpu = next(c for c in ranked if c.backend == "onnxruntime")
     assert cpu.car_s_one_gpu == 380.0
     assert (cpu.gpus_for_deadline, cpu.gpus_for_takt, cpu.gpus) == (7, 13, 13)
 
