@@ -429,6 +429,12 @@ def run_e2e(
         split = StageSplit.of(parts, [car_timing.car_id])
         car_timing.stage_ms_per_frame = {**split.ms_per_frame, "wall": split.wall_ms_per_frame}
     overall = StageSplit.of(parts, [t.car_id for t in cars_measured])
+    if overall.frames:
+        slowest = max(overall.p99_ms, key=overall.p99_ms.__getitem__)
+        say(
+            f"stage split of {overall.frames} frames: wall {overall.wall_ms_per_frame:.1f} ms/frame, slowest p99 span "
+            f"{slowest} {overall.p99_ms[slowest]:.1f} ms, offset commits {overall.commit_ms_per_frame:.2f} ms/frame"
+        )
     latencies = frame_latencies_ms(store, [t.car_id for t in cars_measured])
     say("bare model")
     if supervised:  # the workers are gone: the bare model gets the (default) GPU to itself

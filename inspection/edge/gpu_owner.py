@@ -55,10 +55,6 @@ class GpuLink:
     timeout_s: float = 120.0
     ready_timeout_s: float = 900.0  # building the owner's detector (CUDA graphs, torch.compile)
 
-    @property
-    def batch_bytes(self) -> int:
-        return int(np.prod(self.batch_shape))
-
 
 def slab_bytes(link_slots: int, batch_shape: tuple[int, ...]) -> int:
     return link_slots * int(np.prod(batch_shape))
@@ -70,7 +66,6 @@ class SharedSlab:
     def __init__(self, memory: shared_memory.SharedMemory, slots: int, batch_shape: tuple[int, int, int, int]) -> None:
         self.memory = memory
         self.batch_shape = batch_shape
-        self.batch_bytes = int(np.prod(batch_shape))
         self.array = np.ndarray((slots, *batch_shape), dtype=np.uint8, buffer=memory.buf)
         self.batches = [self.array[i] for i in range(slots)]
         self.base = self.array.__array_interface__["data"][0]
