@@ -30,7 +30,7 @@ from tests.gpu.detection_checks import coco_tiles  # noqa: E402
 SHARED = Path(os.environ.get("INSPECTION_SHARED", REPO.parent / "shared"))
 
 
-def main(reps: int = 3) -> None:
+def main(reps: int = 3, n_tiles: int = 64) -> None:
     import torch  # the torch extra: imported here so that --help answers without it
 
     from inspection.detect.torch import TorchDetector
@@ -38,13 +38,13 @@ def main(reps: int = 3) -> None:
 
     spec = load_spec("ssd_mobilenet_v2_coco")
     config = DetectConfig()
-    tiles = coco_tiles(SHARED / "data" / "coco_tiny", 64)[0]
+    tiles = coco_tiles(SHARED / "data" / "coco_tiny", n_tiles)[0]
     onnx = SHARED / "models" / "ssd_mobilenet_v2_coco" / "raw_fp32.onnx"
     raw = TorchDetector(spec, ModelConfig(backend="torch", device="cpu", path=onnx), config).forward(tiles)
     candidates = TorchCandidates(spec, config, (300, 300), torch.device("cpu"))({k: torch.from_numpy(v) for k, v in raw.items()})
     class_ids = torch.as_tensor(spec.output_class_ids)
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; 64 coco_tiny tiles; median of {reps}"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; {n_tiles} coco_tiny tiles; median of {reps}"
     )
     print(f"{'floor':>6s} {'NMS':>14s} {'first round':>20s} {'ms':>9s} {'boxes':>6s}")
     for floor in (0.3, 0.001):
@@ -54,7 +54,7 @@ def main(reps: int = 3) -> None:
                 times = []
                 for _ in range(reps):
                     t = time.perf_counter()
-                    found = select_from_candidates(candidates, 64, class_ids, config, (300, 300), floor, nms, prefix)
+                    found = select_from_candidates(candidates, n_tiles, class_ids, config, (300, 300), floor, nms, prefix)
                     times.append((time.perf_counter() - t) * 1e3)
                 results.append(found)
                 print(f"{floor:6g} {nms.__name__:>14s} {label:>20s} {statistics.median(times):9.1f} {len(found):6d}", flush=True)
@@ -65,4 +65,6 @@ def main(reps: int = 3) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=3, help="timed runs per floor, NMS and first round")
-    main(parser.parse_args().reps)
+    parser.add_argument("--tiles", type=int, default=64, help="coco_tiny tiles in the batch")
+    args = parser.parse_args()
+    main(args.reps, args.tiles)

@@ -34,7 +34,7 @@ def _smoke_cases(tmp: Path) -> dict[str, list[str]]:
     images, annotations = str(COCO_TINY / "val2017"), str(COCO_TINY / "annotations" / "instances_val2017.json")
     return {
         "benchmarks/cpu-2core/stitch_scaling.py": ["--frames", "1", "--reps", "1", "--out", str(tmp / "stitch.json")],
-        "benchmarks/cpu-2core/post_scaling.py": ["--reps", "1"],
+        "benchmarks/cpu-2core/post_scaling.py": ["--reps", "1", "--tiles", "4"],
         "benchmarks/cpu-2core/opencv_vs_onnxruntime.py": [
             "--onnx",
             str(SSD_DIR / "raw_fp32.onnx"),
@@ -58,6 +58,8 @@ def _smoke_cases(tmp: Path) -> dict[str, list[str]]:
             "2",
             "--calibration-tiles",
             "2",
+            "--flavours",
+            "onnxruntime",
             "--out",
             str(tmp / "int8.json"),
         ],
