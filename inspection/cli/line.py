@@ -102,7 +102,7 @@ def edge(
     supervisor starts N worker processes per GPU in the same consumer group, forwards SIGTERM/SIGINT,
     restarts a worker that dies, and serves one /metrics, /healthz, /readyz for all workers on --metrics-port.
     """
-    from ..edge import EdgePipeline, create_detectors
+    from ..edge.compose import build_edge
     from ..health import HealthServer
     from ..store import ResultStore
 
@@ -138,7 +138,7 @@ def edge(
         _supervise(settings, bootstrap, metrics_port, metrics_addr, verbose)
         return
     store = ResultStore.open(settings.store)
-    pipeline = EdgePipeline(settings, create_detectors(settings), store, bootstrap)
+    pipeline = build_edge(settings, bootstrap, store)
     server = HealthServer(pipeline.metrics.registry, pipeline.readiness)
     if metrics_port:
         server.start(metrics_port, metrics_addr)

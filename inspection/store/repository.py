@@ -58,6 +58,7 @@ class ResultStore:
         writes, reads = FrameTransactions(db), StoreReads(db)
         self.start_run = writes.start_run
         self.store_frame = writes.store_frame
+        self.store_frames = writes.store_frames
         self.store_error = writes.store_error
         self.store_rejected = writes.store_rejected
         self.prune = Pruner(db).prune
