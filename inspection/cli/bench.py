@@ -248,6 +248,12 @@ def _bench_e2e(
     console.print(table)
     if stages:
         console.print(per_stage)
+    if result.stage_split.get("frames"):
+        split = result.stage_split
+        console.print(
+            f"stage split over {split['frames']} frames (every worker): wall {split['wall_ms_per_frame']:.2f} ms per frame; "
+            f"offset commits {split['commit_ms_per_frame']:.3f} ms per frame"
+        )
     if result.frame_latency_p50_ms is not None:
         console.print(
             f"frame latency (received from Kafka -> stored): p50 {result.frame_latency_p50_ms:.1f} ms, "

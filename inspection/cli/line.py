@@ -105,7 +105,7 @@ def edge(
     supervisor starts N worker processes per GPU in the same consumer group, forwards SIGTERM/SIGINT,
     restarts a worker that dies, and serves one /metrics, /healthz, /readyz for all workers on --metrics-port.
     """
-    from ..edge import EdgePipeline, create_detectors
+    from ..edge.compose import build_edge
     from ..health import HealthServer
     from ..rules.verdict import verdict_writer
     from ..store import ResultStore
@@ -148,7 +148,7 @@ def edge(
     if reload_model and config is not None:
         _edge_with_reload(config, settings, store, bootstrap, max_frames)
         return
-    pipeline = EdgePipeline(settings, create_detectors(settings), store, bootstrap)
+    pipeline = build_edge(settings, bootstrap, store)
     server = HealthServer(pipeline.metrics.registry, pipeline.readiness)
     if metrics_port:
         server.start(metrics_port, metrics_addr)
@@ -165,7 +165,7 @@ def edge(
 def _edge_with_reload(config: Path, settings: Settings, store: Any, bootstrap: str, max_frames: int) -> None:
     """`edge --reload-model`: one pipeline per model; a changed model in the config drains, records the swap, resumes."""
     from ..config import load_settings
-    from ..edge import EdgePipeline, create_detectors
+    from ..edge.compose import build_edge
     from ..review.promotion import run_with_reload
     from ..rules.verdict import verdict_writer
 
@@ -175,7 +175,7 @@ def _edge_with_reload(config: Path, settings: Settings, store: Any, bootstrap: s
 
     def start(fresh: Settings) -> Any:
         store.verdicts = verdict_writer(fresh)
-        return EdgePipeline(fresh, create_detectors(fresh), store, bootstrap)
+        return build_edge(fresh, bootstrap, store)
 
     def stop(*_: Any) -> None:
         stopping.set()

@@ -8,7 +8,6 @@ frame's forward pass. The tile batch goes back to the preparer's pool whatever h
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from ..config import SecondLookConfig, StitchConfig
@@ -45,22 +44,18 @@ class InferStage:
     def __call__(self, job: FrameJob) -> FrameJob:
         if job.batch is None:
             return job
-        start = time.perf_counter()
-        if job.prepared_at is not None:
-            job.stage_s["wait"] = start - job.prepared_at
+        job.clock.mark("detect_start")
         try:
             tile_detections = detect_in_chunks(self._detect, job.batch, self.grid)  # one call for the 64-slot grid
-            mid = time.perf_counter()
+            job.clock.mark("detected")
             stitched = stitch(tile_detections, self.grid, self.stitch_config)
-            looked = time.perf_counter()
+            job.clock.mark("stitched")
             # the crops are read from the batch: it goes back to the pool only after the second look
             job.detections = second_look(
                 stitched, job.batch, self.grid, self._detect, self.second_look_config, self.stitch_config.border_tolerance_px
             )
+            job.clock.mark("looked")
         finally:
             self.preparer.release(job.batch)
             job.batch = None
-        job.stage_s["detect"] = mid - start
-        job.stage_s["stitch"] = looked - mid
-        job.stage_s["second_look"] = time.perf_counter() - looked
         return job

@@ -7,11 +7,10 @@ from typing import Any
 
 from ..detections import Detections
 from ..messages.contract import FrameMessage, SourceRecord
+from .timing import SPANS, FrameClock
 
-# Per-frame timings every job carries (seconds), summed in `PipelineStats.stage_totals_s`:
-# wait = prepared and queued for a detector, prepare = decode + tiling, detect, stitch, second_look (crops
-# around cut objects: their call and the replacement), store.
-STAGES = ("wait", "prepare", "detect", "stitch", "second_look", "store")
+# Per-frame spans every job's clock yields (timing.SPANS), summed in `PipelineStats.stage_totals_s`.
+STAGES = SPANS
 
 
 @dataclass
@@ -27,9 +26,13 @@ class FrameJob:
     frame: FrameMessage | None = None
     error: BaseException | None = None
     batch: Any = None
-    prepared_at: float | None = None  # perf_counter when the batch was ready
     detections: Detections | None = None
-    stage_s: dict[str, float] = field(default_factory=dict)
+    clock: FrameClock = field(default_factory=FrameClock)
+
+    @property
+    def stage_s(self) -> dict[str, float]:
+        """Seconds of each span this job passed (see `timing.MARKS`)."""
+        return self.clock.spans_s()
 
     @property
     def tp(self) -> tuple[str, int]:

@@ -15,8 +15,10 @@ backoff and, when retries run out, raised to the caller, which stops without com
 A failed dead-letter write (broker unreachable) is raised as well. Nothing else escapes.
 
 `PersistStage` applies the records of one frame key in offset order (`ordering.KeyOrder`: a camera
-retake at a later offset is the newer truth and wins), runs the writer on each job, then marks the record's offset durable (the source
-commits up to it), counts it and tells the metrics, the car's completion log line and `on_stored`.
+retake at a later offset is the newer truth and wins), runs the writer on each job (frames to store
+are group-committed: several in one transaction, at most one record per frame key in a batch), then
+marks the record's offset durable (the source commits up to it), counts it and tells the metrics, the
+car's completion log line and `on_stored`.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ from ..store import FrameRecord, RecordRefused, ResultStore, RetryPolicy, Stored
 from ..store.models import ERROR_KIND_MAX
 from ..tiling import TileGrid
 from .job import FrameJob
-from .ordering import KeyOrder
+from .ordering import KeyOrder, frame_key
 from .stats import PipelineStats
+from .timing import FrameTimings
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +106,20 @@ class FrameWriter:
             return self.park(source, exc, plain, received_at_ns)
         return Outcome(stored)
 
+    def store_frames(self, items: Sequence[tuple[SourceRecord, FrameRecord, Detections, int]]) -> list[Outcome]:
+        """Several frames in one transaction (group commit). When the store refuses one of them, each is
+        written on its own instead, so only that one is parked."""
+        if len(items) == 1:
+            return [self.store_frame(*items[0])]
+        try:
+            stored = self._write(
+                lambda: self.store.store_frames([(record, dets) for _, record, dets, _ in items], self.class_names),
+                f"{len(items)} frames from {items[0][1].label}",
+            )
+        except RecordRefused:
+            return [self.store_frame(*item) for item in items]
+        return [Outcome(each) for each in stored]
+
     def park(self, source: SourceRecord, error: BaseException, record: FrameRecord | None, received_at_ns: int) -> Outcome:
         """Dead letter, then an error row (record known) or a rejected row; the offset may move on after."""
         kind = error_kind(error)[:ERROR_KIND_MAX]
@@ -137,8 +154,18 @@ class FrameWriter:
 class PersistStage:
     """Store or park each job (`FrameWriter`), then mark its offset durable and account for it.
 
+    Group commit: with `batch_frames` > 1 a frame to store waits while more jobs are queued for this
+    stage (`backlog()`), up to `batch_frames`, and they are written in one transaction; a frame is
+    never held while the queue is empty, and `flush()` writes what is held when the stage stops.
+    Offsets are marked durable only after their frame's transaction committed.
+
+    Retake order (`order`): `KeyOrder` decides which jobs are ready (a job waits while an earlier record
+    of its frame key is still on its way); only ready jobs join the batch, in the order released, and a
+    second record of a key already in the batch flushes it first, so a later retake is always written
+    after (and wins over) the earlier one. A parked record flushes the batch before it is written.
+
     `StoreUnavailable` (retries exhausted) and a failed dead-letter write propagate: the runner
-    stops the consumer and the offset of this job is never committed.
+    stops the consumer and the offsets of the jobs held are never committed.
     """
 
     def __init__(
@@ -150,10 +177,18 @@ class PersistStage:
         metrics: PipelineMetrics,
         readiness: Readiness,
         on_stored: Callable[[StoredFrame, FrameJob], None] | None = None,
+        timings: FrameTimings | None = None,
+        *,
         order: KeyOrder | None = None,
+        batch_frames: int = 1,
+        backlog: Callable[[], int] = lambda: 0,
     ) -> None:
         self.writer = writer
+        self.timings = timings
         self.order = order
+        self.batch_frames = batch_frames
+        self.backlog = backlog
+        self._held: list[tuple[FrameJob, FrameRecord]] = []
         self.offsets = offsets
         self.grid = grid
         self.stats = stats
@@ -162,22 +197,65 @@ class PersistStage:
         self.on_stored = on_stored
 
     def __call__(self, job: FrameJob) -> FrameJob:
-        """Apply the job, or hold it while an earlier record of its frame key is still on its way (`KeyOrder`)."""
+        """Apply the jobs `KeyOrder` releases (this one, or none while an earlier record of its frame key is
+        still on its way, plus later ones of the key that waited for it), batching frames to store."""
+        job.clock.mark("persist_start")
         for ready in self.order.arrived(job) if self.order is not None else [job]:
             self.apply(ready)
+        if self._held and (len(self._held) >= self.batch_frames or self.backlog() == 0):
+            self.flush()
         return job
 
     def apply(self, job: FrameJob) -> None:
-        start = time.perf_counter()
-        outcome = self.persist(job)
-        job.stage_s["store"] = time.perf_counter() - start
+        """Hold a frame to store for the next batch, or (parked, no group commit) write it on its own after
+        what is held. A batch holds one record per frame key: a second record of a held key (a retake)
+        flushes the batch first, so the records of a key are written in the order `KeyOrder` released them."""
+        record = self._storable(job) if self.batch_frames > 1 else None
+        if record is None:
+            self.flush()
+            self._done(job, self.persist(job))
+            return
+        key = frame_key(job)
+        if any(frame_key(held) == key for held, _ in self._held):
+            self.flush()
+        self._held.append((job, record))
+        if len(self._held) >= self.batch_frames:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the frames held in one transaction, then mark them durable."""
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        now = time.time_ns()  # processed_at: when the frames' transaction is written, not when they were queued
+        items = [
+            (job.source, dataclasses.replace(record, processed_at_ns=now), job.detections, job.received_at_ns)
+            for job, record in held
+        ]
+        for (job, _), outcome in zip(held, self.writer.store_frames(items)):  # type: ignore[arg-type]
+            self._done(job, outcome)
+
+    def _storable(self, job: FrameJob) -> FrameRecord | None:
+        """The row of a frame to store (None: the job is to be parked)."""
+        if job.error is not None or job.frame is None or job.detections is None:
+            return None
+        try:
+            return self.record(job)
+        except RecordRefused:
+            return None  # `persist` parks it with the reason
+
+    def _done(self, job: FrameJob, outcome: Outcome) -> None:
+        job.clock.mark("written")
         self._account(job, outcome)
         self.offsets.durable(job.tp, job.offset)
         self.readiness.progress()
         self.metrics.last_progress.set_to_current_time()
+        job.clock.mark("durable")
         for stage, seconds in job.stage_s.items():
             self.stats.stage_totals_s[stage] += seconds
             self.metrics.stage_seconds.labels(stage).observe(seconds)
+        if self.timings is not None:
+            self.timings.add(job.frame.frame_id.car_id if job.frame is not None else "", job.clock)
 
     def persist(self, job: FrameJob) -> Outcome:
         """Store the frame or park the record (FrameWriter decides)."""

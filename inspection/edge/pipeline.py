@@ -23,6 +23,7 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..config import Settings
@@ -42,6 +43,7 @@ from .prepare import FramePreparer, PrepareStage, make_preparer
 from .runner import Stage, StageRunner
 from .source import KafkaSource
 from .stats import PipelineStats
+from .timing import FrameTimings
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ class EdgePipeline:
         metrics: PipelineMetrics | None = None,
         consumer_overrides: dict[str, Any] | None = None,
         on_stored: Callable[[StoredFrame, FrameJob], None] | None = None,
+        timings: FrameTimings | None = None,
     ) -> None:
         self.settings = settings
         self.detectors = list(detector) if isinstance(detector, (list, tuple)) else [detector]
@@ -80,6 +83,8 @@ class EdgePipeline:
         self.readiness = Readiness(settings.health, store.ping)
         self.on_stored = on_stored
         self.stats = PipelineStats()
+        # Every frame's stage marks, for benchmarks only (a long-running edge keeps none).
+        self.timings = timings if timings is not None or settings.pipeline.timing_dir is None else FrameTimings()
         self.offsets = OffsetTracker()
         self.order = KeyOrder()  # records of one frame key reach the database in offset order
         self.source = KafkaSource(
@@ -125,7 +130,17 @@ class EdgePipeline:
             InferStage(d, preparer, self.grid, self.settings.stitch, self.settings.grid.second_look) for d in self.detectors
         )
         persist = PersistStage(
-            writer, self.offsets, self.grid, self.stats, self.metrics, self.readiness, self.on_stored, order=self.order
+            writer,
+            self.offsets,
+            self.grid,
+            self.stats,
+            self.metrics,
+            self.readiness,
+            self.on_stored,
+            self.timings,
+            order=self.order,
+            batch_frames=p.store_batch_frames,
+            backlog=lambda: self._runner.depth("persist") if self._runner is not None else 0,
         )
 
         def describe(job: FrameJob) -> str:
@@ -137,10 +152,17 @@ class EdgePipeline:
                     "prepare", prepare, p.decode_workers, queue_size=p.queue_size, timeout_s=p.stage_timeout_s, describe=describe
                 ),
                 Stage("infer", infers, queue_size=p.queue_size),  # one thread per detector
-                Stage("persist", (persist,), queue_size=p.queue_size),
+                Stage("persist", (persist,), queue_size=p.queue_size, finish=persist.flush),
             ],
             on_failure=self._failed,
         )
+
+    def _dump_timings(self) -> None:
+        folder = self.settings.pipeline.timing_dir
+        if self.timings is None or folder is None:
+            return
+        self.timings.commit_s, self.timings.commits = self.stats.commit_s, self.stats.commits
+        log.info("stage timings of %d frames written to %s", len(self.timings.marks), self.timings.dump(Path(folder)))
 
     def _failed(self, exc: BaseException) -> None:
         log.error("pipeline stage %s failed: %s", threading.current_thread().name, exc, exc_info=exc)
@@ -185,8 +207,8 @@ class EdgePipeline:
             overdue_thread.start()
             while not self._stop.is_set():
                 job = self.source.poll()
-                if job is not None:
-                    runner.put(job)
+                if job is not None:  # the error branch: a refused record goes straight to persist, to be parked
+                    runner.put(job, stage="persist" if job.error is not None else None)
                 runner.check()
                 self.source.commit_due(commit_interval_s)
                 if stop_when is not None and stop_when(self.stats):
@@ -202,6 +224,7 @@ class EdgePipeline:
             self.source.close()
             dlq.close()
             sys.setswitchinterval(previous_interval)
+            self._dump_timings()
         if runner.failure is not None:
             raise PipelineError(f"edge pipeline stopped: {runner.failure}") from runner.failure
         return self.stats

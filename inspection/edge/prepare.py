@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from typing import Any, Protocol
 
 import numpy as np
@@ -21,6 +20,7 @@ from ..messages.errors import ImageError, MessageError
 from ..messages.images import check_frame_size, decode_image, image_size
 from ..tiling import TileGrid
 from .job import FrameJob
+from .timing import FrameClock
 
 
 class FramePreparer(Protocol):
@@ -28,7 +28,7 @@ class FramePreparer(Protocol):
 
     on_device: bool
 
-    def prepare(self, message: FrameMessage) -> Any: ...
+    def prepare(self, message: FrameMessage, clock: FrameClock | None = None) -> Any: ...
 
     def release(self, batch: Any) -> None: ...
 
@@ -38,14 +38,18 @@ class CpuFramePreparer:
 
     on_device = False
 
-    def __init__(self, grid: TileGrid, pool_size: int) -> None:
+    def __init__(self, grid: TileGrid, pool_size: int, buffers: list[np.ndarray] | None = None) -> None:
+        """`buffers`: the batches to hand out (e.g. a shared-memory slab, see gpu_owner.py); default
+        `pool_size` new zeroed ones."""
         self.grid = grid
         self._pool: queue.Queue[np.ndarray] = queue.Queue()
-        for _ in range(pool_size):
-            self._pool.put(grid.new_batch())
+        for batch in buffers if buffers is not None else (grid.new_batch() for _ in range(pool_size)):
+            self._pool.put(batch)
 
-    def prepare(self, message: FrameMessage) -> np.ndarray:
+    def prepare(self, message: FrameMessage, clock: FrameClock | None = None) -> np.ndarray:
         frame = decode_image(message.payload, (self.grid.frame_width, self.grid.frame_height), what=f"frame {message.label}")
+        if clock is not None:
+            clock.mark("decoded")
         batch = self._pool.get()
         try:
             return self.grid.tiles(frame, out=batch)
@@ -97,7 +101,7 @@ class CudaFramePreparer:
             stream = self._streams.stream = self._torch.cuda.Stream(self.device)
         return stream
 
-    def prepare(self, message: FrameMessage) -> Any:
+    def prepare(self, message: FrameMessage, clock: FrameClock | None = None) -> Any:
         what = f"frame {message.label}"
         expected = (self.grid.frame_width, self.grid.frame_height)
         size = image_size(message.payload)
@@ -117,13 +121,20 @@ class CudaFramePreparer:
                 )
             except ValueError as exc:
                 raise ImageError(f"{what}: corrupt JPEG of {len(message.payload)} bytes ({exc})", field="payload") from None
+            if clock is not None:
+                clock.mark("checked")
         batch = self._pool.get()
         try:
             with self._gpu_lock, self._torch.cuda.stream(self._stream()):
+                if clock is not None:
+                    clock.mark("locked")
                 try:
                     (frame,) = self._decode([message.payload], device=self.device)
                 except RuntimeError as exc:
                     raise ImageError(f"{what}: nvJPEG cannot decode it ({exc})", field="payload") from None
+                if clock is not None:
+                    self._stream().synchronize()  # decode apart from tiling in the split (one extra sync per frame)
+                    clock.mark("decoded")
                 self._tile(frame, self.grid, out=batch)
                 self._stream().synchronize()  # the batch is complete before another stream reads it
             return batch
@@ -156,9 +167,9 @@ class PrepareStage:
     def __call__(self, job: FrameJob) -> FrameJob:
         if job.error is not None or job.frame is None:
             return job
-        start = time.perf_counter()
+        job.clock.mark("prepare_start")
         try:
-            job.batch = self.preparer.prepare(job.frame)
+            job.batch = self.preparer.prepare(job.frame, job.clock)
         except MessageError as exc:  # the frame's image is bad: park it
             job.error = exc
         except Exception as exc:
@@ -167,6 +178,5 @@ class PrepareStage:
             # The CPU decoder failing in a way it does not name is still this payload's doing.
             job.error = ImageError(f"frame {job.frame.label}: cannot be decoded ({type(exc).__name__}: {exc})", field="payload")
         finally:
-            job.prepared_at = time.perf_counter()
-            job.stage_s["prepare"] = job.prepared_at - start
+            job.clock.mark("prepared")
         return job

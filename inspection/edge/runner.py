@@ -39,7 +39,9 @@ class Stage(Generic[T]):
     (e.g. one detector per thread); `queue_size` bounds the stage's input queue.
 
     `describe(item)` names an item in the watchdog's error; `timeout_s` (None: no limit) is how
-    long one item may take before the chain is failed.
+    long one item may take before the chain is failed. `finish` (if given) is called once by the
+    stage's last worker when the stop marker reaches it and the chain has not failed (e.g. to write
+    what a stage holds back); it raising fails the chain.
     """
 
     name: str
@@ -47,6 +49,7 @@ class Stage(Generic[T]):
     queue_size: int = 1
     timeout_s: float | None = None
     describe: Callable[[Any], str] = repr
+    finish: Callable[[], None] | None = None
 
     @classmethod
     def threads(cls, name: str, process: Callable[[Any], Any], workers: int = 1, **options: Any) -> Stage[T]:
@@ -106,11 +109,13 @@ class StageRunner:
                 state.threads.append(thread)
                 thread.start()
 
-    def put(self, item: Any) -> bool:
-        """Hand an item to the first stage, blocking while its queue is full; False once the chain failed."""
+    def put(self, item: Any, stage: str | None = None) -> bool:
+        """Hand an item to the first stage (or straight to stage `stage`, skipping those before it), blocking
+        while its queue is full; False once the chain failed."""
         if self._failed.is_set():
             return False
-        return self._put(0, item, force=False)
+        index = 0 if stage is None else next(i for i, s in enumerate(self.stages) if s.name == stage)
+        return self._put(index, item, force=False)
 
     def close(self) -> None:
         """No more items: let everything queued pass through every stage, then the threads end (see `join`)."""
@@ -178,6 +183,11 @@ class StageRunner:
                     state.running -= 1
                     last_out = state.running == 0
                 if last_out:
+                    if state.stage.finish is not None and not self._failed.is_set():
+                        try:
+                            state.stage.finish()
+                        except BaseException as exc:
+                            self.fail(exc)
                     if not last_stage:
                         self._put(index + 1, _STOP, force=True)
                 else:

@@ -36,7 +36,9 @@ def read_job(msg: KafkaRecord, validator: FrameValidator, max_payload_bytes: int
     """The job of one error-free record: its frame when the headers name one, its error when refused."""
     received = time.time_ns() if now_ns is None else now_ns
     job = FrameJob(SourceRecord.from_kafka(msg), received)
+    job.clock.mark("polled")
     job.frame, job.error = read_frame(job.source, validator, received, max_payload_bytes=max_payload_bytes)
+    job.clock.mark("read")
     return job
 
 
@@ -97,8 +99,12 @@ class KafkaSource:
             self._consumer = None
 
     def poll(self) -> FrameJob | None:
+        started = time.perf_counter_ns()
         msg = self.consumer.poll(self.settings.kafka.poll_timeout_s)
-        return None if msg is None else self.accept(msg)
+        job = None if msg is None else self.accept(msg)
+        if job is not None:
+            job.clock.mark("poll_start", started)
+        return job
 
     def accept(self, msg: Message) -> FrameJob | None:
         """A polled message as a job (its offset now pending), or None for a broker event."""
@@ -127,6 +133,7 @@ class KafkaSource:
         offsets = self.offsets.to_commit(partitions)
         if not offsets:
             return
+        started = time.perf_counter()
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
@@ -136,6 +143,7 @@ class KafkaSource:
             return
         self.offsets.committed(offsets)
         self.stats.commits += 1
+        self.stats.commit_s += time.perf_counter() - started
 
     # ------------------------------------------------------------------ librdkafka callbacks (served by poll)
 

@@ -18,6 +18,7 @@ class PipelineStats:
     cars_completed: list[Any] = field(default_factory=list)
     stage_totals_s: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
     commits: int = 0
+    commit_s: float = 0.0  # time in offset commits (the source's thread), in all
 
     @property
     def frames_handled(self) -> int:

@@ -20,6 +20,7 @@ replaced, and the group redelivers what it had not committed (frames upsert: no 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing as mp
 import os
@@ -32,22 +33,33 @@ from multiprocessing.process import BaseProcess
 
 from ..config import ModelConfig, PipelineConfig, Settings
 from ..health import HealthServer
+from .gpu_owner import GpuLink, SharedSlab, create_link, serve_gpu
 from .worker_metrics import WorkersCollector, WorkersReadiness, workers_registry
 
 log = logging.getLogger(__name__)
 
 GPU_BACKENDS = ("torch", "tensorrt")
-AUTO_WORKERS_PER_GPU = 3  # measured on an H100: 3 processes 1.17 s per car, 1 process 1.89 s (issue 13)
+AUTO_WORKERS_PER_GPU = 3  # layout processes, measured on an H100: 3 processes 1.17 s per car, 1 process 1.89 s (issue 13)
+AUTO_FEEDERS_PER_GPU = 4  # layout gpu_owner: CPU worker processes feeding one GPU owner (benchmarks/h100, issue 17)
 
 
 def uses_gpu(model: ModelConfig) -> bool:
     return model.device == "cuda" or (model.device == "auto" and model.backend in GPU_BACKENDS)
 
 
+def gpu_owner_layout(pipeline: PipelineConfig, model: ModelConfig) -> bool:
+    """Whether one process owns each GPU and CPU workers feed it (`pipeline.layout`)."""
+    if pipeline.layout == "auto":
+        return uses_gpu(model) and model.backend == "torch"
+    return pipeline.layout == "gpu_owner"
+
+
 def resolve_workers(pipeline: PipelineConfig, model: ModelConfig) -> int:
-    """Worker processes per GPU (or in all, on the CPU): `pipeline.workers`, or for `auto` 3 per GPU
-    for a GPU backend and 1 on the CPU."""
+    """Worker processes per GPU (or in all, on the CPU): `pipeline.workers`, or for `auto` 4 CPU workers
+    per GPU owner, 3 whole pipelines per GPU (layout processes) and 1 on the CPU."""
     if pipeline.workers == "auto":
+        if gpu_owner_layout(pipeline, model):
+            return AUTO_FEEDERS_PER_GPU
         return AUTO_WORKERS_PER_GPU if uses_gpu(model) else 1
     return int(pipeline.workers)
 
@@ -79,16 +91,21 @@ class WorkerSpec:
     metrics_port: int = 0
     metrics_addr: str = "127.0.0.1"
     verbose: bool = False
+    link: GpuLink | None = None  # layout gpu_owner: this worker's share of its GPU owner
+    link_index: int = 0
 
 
 def run_worker(spec: WorkerSpec) -> None:
     """Worker process body: one EdgePipeline until SIGTERM/SIGINT; exit status 1 on a pipeline failure."""
-    if spec.gpu is not None:  # before anything initialises CUDA in this process
+    if spec.link is not None:  # the GPU owner holds the GPU; this process never touches CUDA
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    elif spec.gpu is not None:  # before anything initialises CUDA in this process
         os.environ["CUDA_VISIBLE_DEVICES"] = str(spec.gpu)
     from ..logs import configure_logging
     from ..rules.verdict import verdict_writer
     from ..store import ResultStore
-    from .pipeline import EdgePipeline, PipelineError, create_detectors
+    from .compose import build_edge
+    from .pipeline import EdgePipeline, PipelineError
 
     configure_logging(spec.settings.logging.format, verbose=spec.verbose)
     name = f"worker {spec.index}" + (f" (gpu {spec.gpu})" if spec.gpu is not None else "")
@@ -106,7 +123,7 @@ def run_worker(spec: WorkerSpec) -> None:
     store.verdicts = verdict_writer(spec.settings)
     server: HealthServer | None = None
     try:
-        pipeline = EdgePipeline(spec.settings, create_detectors(spec.settings), store, spec.bootstrap)
+        pipeline = build_edge(spec.settings, spec.bootstrap, store, link=spec.link, link_index=spec.link_index)
         if stop.is_set():
             return
         if spec.metrics_port:  # loopback only: the supervisor's endpoint is the one a scraper reads
@@ -141,6 +158,20 @@ class WorkerSlot:
         return f"worker {self.spec.index}" + (f" (gpu {self.spec.gpu})" if self.spec.gpu is not None else "")
 
 
+@dataclass
+class OwnerSlot:
+    """A GPU owner process (layout gpu_owner) and what its workers share with it."""
+
+    gpu: int | None
+    link: GpuLink
+    process: BaseProcess | None = None
+    deaths: list[float] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return "GPU owner" + (f" (gpu {self.gpu})" if self.gpu is not None else "")
+
+
 @dataclass(frozen=True)
 class SupervisorResult:
     exit_code: int
@@ -167,6 +198,10 @@ class EdgeSupervisor:
         self.drain_timeout_s = drain_timeout_s
         self.poll_s = poll_s
         gpus = worker_gpus(settings.pipeline, settings.model)
+        self.settings = settings
+        self.gpu_owner = gpu_owner_layout(settings.pipeline, settings.model)
+        self.owners: list[OwnerSlot] = []
+        self._slabs: list[SharedSlab] = []
         self.slots = [
             WorkerSlot(WorkerSpec(k, gpu, settings, bootstrap, metrics_port, metrics_addr, verbose)) for k, gpu in enumerate(gpus)
         ]
@@ -188,6 +223,8 @@ class EdgeSupervisor:
         log.info("started %s, pid %s", slot.name, slot.process.pid)
 
     def run(self) -> SupervisorResult:
+        if self.gpu_owner:
+            self._start_owners()
         for slot in self.slots:
             self._start(slot)
         server = self._serve_metrics()
@@ -197,14 +234,78 @@ class EdgeSupervisor:
                 now = time.monotonic()
                 for slot in self.slots:
                     error = error or self._watch(slot, now)
+                for owner in self.owners:
+                    error = error or self._watch_owner(owner, now)
                 self._stop.wait(self.poll_s)
             failed = [s for s in self._drain() if s.last_exit != 0]
         finally:
+            self._stop_owners()
             if server is not None:
                 server.close()
         if error is None and failed:
             error = "; ".join(f"{s.name} exited with status {s.last_exit} while draining" for s in failed)
         return SupervisorResult(1 if error else 0, self.restarts, error)
+
+    # ------------------------------------------------------------------ layout gpu_owner
+
+    def _start_owners(self) -> None:
+        """One GPU owner per GPU, its workers' shared slabs and queues (workers get their share in their spec)."""
+        from ..tiling import TileGrid
+
+        p = self.settings.pipeline
+        grid = TileGrid.from_config(self.settings.grid)
+        # every batch one worker can have in flight (queued, decoding, detecting, one spare) + one for copies
+        slots = p.queue_size + p.decode_workers + 2 + 1
+        groups: dict[int | None, list[WorkerSlot]] = {}
+        for slot in self.slots:
+            groups.setdefault(slot.spec.gpu, []).append(slot)
+        for gpu, members in groups.items():
+            link, slabs = create_link(self._ctx, grid, len(members), slots, p.stage_timeout_s)
+            self._slabs += slabs
+            for k, slot in enumerate(members):
+                slot.spec = dataclasses.replace(slot.spec, link=link, link_index=k)
+            owner = OwnerSlot(gpu, link)
+            self.owners.append(owner)
+            self._start_owner(owner)
+
+    def _start_owner(self, owner: OwnerSlot) -> None:
+        owner.process = self._ctx.Process(
+            target=serve_gpu, args=(self.settings, owner.link, owner.gpu), name=f"gpu-owner-{owner.gpu}"
+        )
+        owner.process.start()
+        log.info("started %s, pid %s", owner.name, owner.process.pid)
+
+    def _watch_owner(self, owner: OwnerSlot, now: float) -> str | None:
+        """Restart a GPU owner that died (its workers' waiting frames fail and are redelivered)."""
+        if owner.process is None or owner.process.is_alive():
+            return None
+        owner.deaths = [t for t in owner.deaths if now - t <= self.restart.window_s] + [now]
+        if len(owner.deaths) > self.restart.max_restarts:
+            return (
+                f"{owner.name} died {len(owner.deaths)} times within {self.restart.window_s:g} s (exit {owner.process.exitcode})"
+            )
+        log.warning("%s exited with status %s; restarting it", owner.name, owner.process.exitcode)
+        owner.link.ready.clear()
+        self.restarts += 1
+        self._start_owner(owner)
+        return None
+
+    def _stop_owners(self) -> None:
+        """After the workers drained: each owner answers what is queued, then ends; the slabs are freed."""
+        for owner in self.owners:
+            if owner.process is not None and owner.process.is_alive():
+                owner.link.requests.put(None)
+        for owner in self.owners:
+            if owner.process is None:
+                continue
+            owner.process.join(30)
+            if owner.process.is_alive():
+                owner.process.kill()
+                owner.process.join()
+        for slab in self._slabs:
+            slab.close()
+            slab.memory.unlink()
+        self._slabs.clear()
 
     def _serve_metrics(self) -> HealthServer | None:
         """One endpoint for every worker on `metrics_port` (none when the port is 0)."""

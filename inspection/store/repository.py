@@ -65,6 +65,7 @@ class ResultStore:
         self._writes, self._overdue, reads = FrameTransactions(db, verdicts), OverdueMarker(db, verdicts), StoreReads(db)
         self.start_run = self._writes.start_run
         self.store_frame = self._writes.store_frame
+        self.store_frames = self._writes.store_frames
         self.store_error = self._writes.store_error
         self.store_rejected = self._writes.store_rejected
         self.prune = Pruner(db).prune

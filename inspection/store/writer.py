@@ -1,4 +1,4 @@
-"""The write side: one transaction per frame (frame upsert, detections, the car's count and completion), the run row, rejected messages.
+"""The write side: one transaction per frame (frame upsert, detections, the car's count and completion) or per batch of frames (`store_frames`, the edge's group commit), the run row, rejected messages.
 
 Delivery is at-least-once from Kafka and exactly-once here: a frame is upserted by
 (car_id, camera, shot) and a redelivered frame replaces its own detections, in one
@@ -145,15 +145,42 @@ class FrameTransactions:
         database cannot take the write.
         """
         where = f"storing frame {record.label}"
-        if not (np.isfinite(detections.xyxy).all() and np.isfinite(detections.score).all()):
-            raise RecordRefused(f"{where}: detections hold NaN or infinite boxes/scores; refusing to store them")
+        _refuse_non_finite(record, detections)
         with store_errors(where):
-            image_uri = record.image_uri
-            if record.image is not None and self.db.image_store is not None:
-                # Outside the transaction: content-addressed and idempotent, at worst an unreferenced file.
-                image_uri = self.db.image_store.put(record.image, image_suffix(record.image))
             rows = _detection_rows(detections, class_names)
-            return self._store(record, image_uri, rows, error_kind=None, error=None)
+            return self._store(record, self._put_image(record), rows, error_kind=None, error=None)
+
+    def store_frames(
+        self, items: Sequence[tuple[FrameRecord, Detections]], class_names: Mapping[int, str] | Sequence[str]
+    ) -> list[StoredFrame]:
+        """`store_frame` for several frames in ONE transaction (group commit), all or nothing; answers in
+        the order given. Rows are written in car order, so concurrent writers lock cars in the same order
+        (a stable sort: records of one frame key keep the order given, the last one given wins).
+
+        Raises RecordRefused when any frame's content cannot be stored (nothing is written: the caller
+        then stores them one by one, to park only that one), StoreUnavailable as `store_frame`.
+        """
+        for record, detections in items:
+            _refuse_non_finite(record, detections)
+        order = sorted(
+            range(len(items)), key=lambda i: (items[i][0].frame_id.car_id, items[i][0].frame_id.camera, items[i][0].frame_id.shot)
+        )
+        stored: dict[int, StoredFrame] = {}
+        with store_errors(f"storing {len(items)} frames"):
+            uris = [self._put_image(record) for record, _ in items]
+            with self.db.writer.begin() as conn:
+                for i in order:
+                    record, detections = items[i]
+                    rows = _detection_rows(detections, class_names)
+                    stored[i] = self._store_in(conn, record, uris[i], rows, error_kind=None, error=None)
+        return [stored[i] for i in range(len(items))]
+
+    def _put_image(self, record: FrameRecord) -> str | None:
+        """The frame's image URI; the image is written outside the transaction (content-addressed and
+        idempotent, at worst an unreferenced file)."""
+        if record.image is not None and self.db.image_store is not None:
+            return self.db.image_store.put(record.image, image_suffix(record.image))
+        return record.image_uri
 
     def store_error(self, record: FrameRecord, error_kind: str, message: str) -> StoredFrame:
         """Record a frame that could not be processed (error set, no detections); it counts toward completion.
@@ -163,10 +190,7 @@ class FrameTransactions:
         if not error_kind or len(error_kind) > ERROR_KIND_MAX:
             raise RecordRefused(f"error_kind must be a short non-empty label (<= {ERROR_KIND_MAX} chars), got {error_kind!r}")
         with store_errors(f"storing the error row of frame {record.label}"):
-            image_uri = record.image_uri
-            if record.image is not None and self.db.image_store is not None:
-                image_uri = self.db.image_store.put(record.image, image_suffix(record.image))
-            return self._store(record, image_uri, [], error_kind=error_kind, error=error_text(message))
+            return self._store(record, self._put_image(record), [], error_kind=error_kind, error=error_text(message))
 
     def store_rejected(
         self,
@@ -224,6 +248,20 @@ class FrameTransactions:
         error_kind: str | None,
         error: str | None,
     ) -> StoredFrame:
+        with self.db.writer.begin() as conn:
+            return self._store_in(conn, record, image_uri, detection_rows, error_kind=error_kind, error=error)
+
+    def _store_in(
+        self,
+        conn: Connection,
+        record: FrameRecord,
+        image_uri: str | None,
+        detection_rows: list[tuple[Any, ...]],
+        *,
+        error_kind: str | None,
+        error: str | None,
+    ) -> StoredFrame:
+        """One frame's writes inside the caller's transaction (`_store`: its own; `store_frames`: shared)."""
         captured_at = datetime_from_ns(record.captured_at_ns)
         frame_key = (
             Frame.car_id == record.frame_id.car_id,
@@ -246,40 +284,39 @@ class FrameTransactions:
             "kafka_offset": record.kafka_offset,
             "detection_count": len(detection_rows),
         }
-        with self.db.writer.begin() as conn:
-            conn.execute(
-                self.db.insert(Car)
-                .values(
-                    car_id=record.frame_id.car_id,
-                    frames_expected=record.frame_id.shots_per_car,
-                    frames_done=0,
-                    first_captured_at=captured_at,
-                    deadline_at=datetime_from_ns(record.deadline_at_ns),
-                )
-                .on_conflict_do_nothing(index_elements=[Car.car_id])
+        conn.execute(
+            self.db.insert(Car)
+            .values(
+                car_id=record.frame_id.car_id,
+                frames_expected=record.frame_id.shots_per_car,
+                frames_done=0,
+                first_captured_at=captured_at,
+                deadline_at=datetime_from_ns(record.deadline_at_ns),
             )
-            replaced = conn.execute(select(Frame.id).where(*frame_key)).first() is not None
-            upsert = self.db.insert(Frame).values(
-                car_id=record.frame_id.car_id, camera=record.frame_id.camera, shot=record.frame_id.shot, **frame_values
-            )
-            upsert = upsert.on_conflict_do_update(
-                index_elements=[Frame.car_id, Frame.camera, Frame.shot],
-                set_=frame_values,
-                # an error never overwrites a successful result of the same frame
-                where=Frame.error.is_not(None) if error is not None else None,
-            )
-            frame_id = conn.execute(upsert.returning(Frame.id)).scalar()
-            kept_success = frame_id is None
-            if kept_success:
-                frame_id = conn.execute(select(Frame.id).where(*frame_key)).scalar_one()
-                detection_count = conn.execute(select(Frame.detection_count).where(Frame.id == frame_id)).scalar_one()
-                log.info("frame %s: keeping its stored result, not the later error %s", record.label, error_kind)
-            else:
-                detection_count = len(detection_rows)
-                # Unconditional: a concurrent redelivery may have written the row since `replaced` was read.
-                conn.execute(delete(Detection).where(Detection.frame_id == frame_id))
-                self._insert_detections(conn, int(frame_id), detection_rows)
-            car_done, car_expected, completed = self._update_car(conn, record, captured_at)
+            .on_conflict_do_nothing(index_elements=[Car.car_id])
+        )
+        replaced = conn.execute(select(Frame.id).where(*frame_key)).first() is not None
+        upsert = self.db.insert(Frame).values(
+            car_id=record.frame_id.car_id, camera=record.frame_id.camera, shot=record.frame_id.shot, **frame_values
+        )
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[Frame.car_id, Frame.camera, Frame.shot],
+            set_=frame_values,
+            # an error never overwrites a successful result of the same frame
+            where=Frame.error.is_not(None) if error is not None else None,
+        )
+        frame_id = conn.execute(upsert.returning(Frame.id)).scalar()
+        kept_success = frame_id is None
+        if kept_success:
+            frame_id = conn.execute(select(Frame.id).where(*frame_key)).scalar_one()
+            detection_count = conn.execute(select(Frame.detection_count).where(Frame.id == frame_id)).scalar_one()
+            log.info("frame %s: keeping its stored result, not the later error %s", record.label, error_kind)
+        else:
+            detection_count = len(detection_rows)
+            # Unconditional: a concurrent redelivery may have written the row since `replaced` was read.
+            conn.execute(delete(Detection).where(Detection.frame_id == frame_id))
+            self._insert_detections(conn, int(frame_id), detection_rows)
+        car_done, car_expected, completed = self._update_car(conn, record, captured_at)
         return StoredFrame(
             row_id=int(frame_id),
             frame=record.frame_id,
@@ -344,3 +381,8 @@ class FrameTransactions:
                 conn, completed.car_id, values.get("first_captured_at", car.first_captured_at), completed.completed_at
             )
         return int(done), int(car.frames_expected), completed
+
+
+def _refuse_non_finite(record: FrameRecord, detections: Detections) -> None:
+    if not (np.isfinite(detections.xyxy).all() and np.isfinite(detections.score).all()):
+        raise RecordRefused(f"storing frame {record.label}: detections hold NaN or infinite boxes/scores; refusing to store them")

@@ -38,9 +38,10 @@ import yaml
 
 from ..config import Settings
 from ..detect import Detector
-from ..edge import EdgePipeline, create_detectors
-from ..edge.job import STAGES
+from ..edge import create_detectors
+from ..edge.compose import build_edge
 from ..edge.supervisor import uses_gpu
+from ..edge.timing import FrameTimings, StageSplit, load_timings
 from ..kafka import FrameProducer, ensure_topics
 from ..messages.contract import FrameMessage
 from ..messages.frame_id import FrameId
@@ -82,6 +83,7 @@ class E2EResult:
     frame_latency_p50_ms: float | None = None  # received from Kafka -> stored, measured cars
     frame_latency_p99_ms: float | None = None
     peak_gpu_mem_mib_per_gpu: dict[str, float] = field(default_factory=dict)
+    stage_split: dict[str, Any] = field(default_factory=dict)  # every measured frame of every worker (StageSplit)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -272,12 +274,17 @@ def run_e2e(
             )
         }
     )
+    supervised = consumers > 1 or bool(gpus)
+    timing_dir = (workdir or Path(tempfile.mkdtemp())) / f"timings-{suffix}"
+    if supervised:  # every worker writes its frames' stage marks there when it stops
+        settings = settings.model_copy(
+            update={"pipeline": settings.pipeline.model_copy(update={"timing_dir": str(timing_dir.resolve())})}
+        )
     ensure_topics(bootstrap, settings.kafka)
     frames_per_car = settings.line.frames_per_car
     say("encoding a car of JPEG frames")
     jpegs = encode_car(settings, source or PhotoFrameSource(grid))
     device = "cuda" if uses_gpu(settings.model) else "cpu"
-    supervised = consumers > 1 or bool(gpus)
     samplers = {g: MemorySampler(g) for g in (gpus or [0])} if device == "cuda" else {}
     store = ResultStore.open(settings.store)
     detectors = [] if supervised else create_detectors(settings)
@@ -290,7 +297,10 @@ def run_e2e(
             stored_at.setdefault(stored.frame.car_id, []).append(time.time_ns())
             received_at.setdefault(stored.frame.car_id, []).append(job.received_at_ns)
 
-    pipeline = None if supervised else EdgePipeline(settings, detectors, store, bootstrap, on_stored=on_stored)
+    timings = FrameTimings()
+    pipeline = (
+        None if supervised else build_edge(settings, bootstrap, store, detectors=detectors, on_stored=on_stored, timings=timings)
+    )
     children: list[subprocess.Popen] = []
     stop = threading.Event()
     runner = threading.Thread(target=lambda: pipeline.run(stop_when=lambda s: stop.is_set()), name="edge") if pipeline else None
@@ -298,7 +308,7 @@ def run_e2e(
         FrameProducer(bootstrap, settings.kafka, client_id=f"camera-{cam}", shots_per_camera=settings.line.shots_per_camera)
         for cam in range(settings.line.cameras)
     ]
-    timings: list[CarTiming] = []
+    cars_measured: list[CarTiming] = []
 
     def wait_for(handled: int) -> None:
         assert pipeline is not None
@@ -363,7 +373,6 @@ def run_e2e(
             car = f"bench-{suffix}-{k:02d}"
             say(f"measured car {k + 1}/{cars}")
             stats = pipeline.stats if pipeline else None
-            stages_before = dict(stats.stage_totals_s) if stats else {}
             handled_before = stats.frames_handled if stats else 0
             detections_before = stats.detections if stats else 0
             parked_before = stats.frames_parked if stats else 0
@@ -388,12 +397,10 @@ def run_e2e(
                     first_received = min(received_at[car])
             summary = store.car_summary(car)
             if stats is not None:
-                mine = max(stats.frames_handled - handled_before, 1)
-                stage_ms = {s: (stats.stage_totals_s[s] - stages_before[s]) / mine * 1e3 for s in STAGES}
                 detections = stats.detections - detections_before
-            else:  # the workers' stage timings are on their /metrics, not here
-                stage_ms, detections = {}, summary.detections
-            timings.append(
+            else:
+                detections = summary.detections
+            cars_measured.append(
                 CarTiming(
                     car_id=car,
                     frames=frames_per_car,
@@ -401,7 +408,7 @@ def run_e2e(
                     produce_s=(t_acked - t0) / 1e9,
                     first_stored_s=(first - t0) / 1e9,
                     pipeline_fps=frames_per_car / max((last - first_received) / 1e9, 1e-9),
-                    stage_ms_per_frame=stage_ms,
+                    stage_ms_per_frame={},  # filled below from every worker's marks
                     detections=detections,
                     deadline_met=summary.deadline_met,
                 )
@@ -415,7 +422,20 @@ def run_e2e(
             producer.close()
         for sampler in samplers.values():
             sampler.__exit__(None, None, None)
-    latencies = frame_latencies_ms(store, [t.car_id for t in timings])
+    if pipeline is not None:
+        timings.commit_s, timings.commits = pipeline.stats.commit_s, pipeline.stats.commits
+    parts: list[Any] = load_timings(timing_dir) if supervised else [timings]
+    for car_timing in cars_measured:
+        split = StageSplit.of(parts, [car_timing.car_id])
+        car_timing.stage_ms_per_frame = {**split.ms_per_frame, "wall": split.wall_ms_per_frame}
+    overall = StageSplit.of(parts, [t.car_id for t in cars_measured])
+    if overall.frames:
+        slowest = max(overall.p99_ms, key=overall.p99_ms.__getitem__)
+        say(
+            f"stage split of {overall.frames} frames: wall {overall.wall_ms_per_frame:.1f} ms/frame, slowest p99 span "
+            f"{slowest} {overall.p99_ms[slowest]:.1f} ms, offset commits {overall.commit_ms_per_frame:.2f} ms/frame"
+        )
+    latencies = frame_latencies_ms(store, [t.car_id for t in cars_measured])
     say("bare model")
     if supervised:  # the workers are gone: the bare model gets the (default) GPU to itself
         detectors = create_detectors(
@@ -425,7 +445,7 @@ def run_e2e(
     for each in detectors:
         each.close()
     store.close()
-    median_fps = statistics.median(t.pipeline_fps for t in timings)
+    median_fps = statistics.median(t.pipeline_fps for t in cars_measured)
     bare_fps = 1e3 / bare if bare else None
     return E2EResult(
         model=settings.model.name,
@@ -436,7 +456,7 @@ def run_e2e(
         db=store.engine.url.render_as_string(hide_password=True),
         frames_per_car=frames_per_car,
         jpeg_bytes_mean=int(np.mean([len(j) for j in jpegs.values()])),
-        cars=timings,
+        cars=cars_measured,
         bare_model_ms=bare,
         bare_model_fps=bare_fps,
         pipeline_to_bare_ratio=(median_fps / bare_fps) if bare_fps else None,
@@ -444,6 +464,7 @@ def run_e2e(
         frame_latency_p50_ms=float(np.percentile(latencies, 50)) if latencies.size else None,
         frame_latency_p99_ms=float(np.percentile(latencies, 99)) if latencies.size else None,
         peak_gpu_mem_mib_per_gpu={str(g): round(m.peak_mib, 1) for g, m in samplers.items()},
+        stage_split=asdict(overall),
         extra={
             "infer_workers": settings.pipeline.infer_workers,
             "decode_workers": settings.pipeline.decode_workers,

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Settings
-from ..edge import EdgePipeline, PipelineStats, create_detectors
+from ..edge import PipelineStats, create_detectors
+from ..edge.compose import build_edge
 from ..extras import require
 from ..kafka import EmbeddedBroker, FrameProducer, check_reachable, ensure_topics
 from ..rules.verdict import stored_verdicts, verdict_writer
@@ -143,7 +144,7 @@ def run_demo(
                 if on_progress:
                     on_progress(pipeline.stats.frames_handled, expected)
 
-            pipeline = EdgePipeline(settings, detectors, store, bootstrap, on_stored=on_stored)
+            pipeline = build_edge(settings, bootstrap, store, detectors=detectors, on_stored=on_stored)
             failure: list[BaseException] = []
 
             def produce() -> None:

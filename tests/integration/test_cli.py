@@ -132,7 +132,11 @@ def test_bench_end_to_end_mode_times_whole_cars(tmp_path, yolox_onnx, kafka_brok
     (car,) = data["cars"]
     assert data["frames_per_car"] == car["frames"] == 2
     assert 0 < car["first_stored_s"] <= car["car_latency_s"] < 120 and car["deadline_met"] is True
-    assert car["stage_ms_per_frame"]["detect"] > 0 and car["stage_ms_per_frame"]["store"] > 0
+    split = car["stage_ms_per_frame"]
+    assert split["fetch"] >= 0 and split["decode"] > 0 and split["detect"] > 0 and split["db_write"] > 0
+    # the spans of each frame add up to its wall time in the consumer (poll to offset durable)
+    assert sum(v for k, v in split.items() if k != "wall") == pytest.approx(split["wall"], rel=1e-3)
+    assert data["stage_split"]["frames"] == 2 and data["stage_split"]["commit_ms_per_frame"] >= 0
     assert data["bare_model_ms"] > 0 and data["pipeline_to_bare_ratio"] > 0
     assert 0 < data["frame_latency_p50_ms"] <= data["frame_latency_p99_ms"] < car["car_latency_s"] * 1e3
     assert data["command"].startswith("inspection bench") and "--e2e=1" in data["command"]
@@ -165,6 +169,9 @@ def test_bench_end_to_end_with_two_consumer_processes(tmp_path, yolox_onnx, kafk
     data = json.loads((tmp_path / "e2e.json").read_text())
     (car,) = data["cars"]
     assert data["extra"]["consumers"] == 2 and data["extra"]["timing_source"].startswith("database frame rows")
+    # every worker's marks came back: the split is filled for the supervised run too
+    assert data["stage_split"]["frames"] == data["frames_per_car"] * len(data["cars"])
+    assert all(car["stage_ms_per_frame"]["detect"] > 0 and car["stage_ms_per_frame"]["wall"] > 0 for car in data["cars"])
     assert car["frames"] == 4 and 0 < car["car_latency_s"] < 120 and car["deadline_met"] is True
     assert 0 < data["frame_latency_p50_ms"] <= data["frame_latency_p99_ms"] < car["car_latency_s"] * 1e3
     log = (tmp_path / "edge.log").read_text()

@@ -37,14 +37,14 @@ pytestmark = pytest.mark.timeout(400)
 GRID = GridConfig(frame_width=600, frame_height=600, tile_size=300, batch_size=4)
 
 
-def _settings(kafka_config, db_url: str, yolox_onnx: Path, workers: int | str = 2) -> Settings:
+def _settings(kafka_config, db_url: str, yolox_onnx: Path, workers: int | str = 2, layout: str = "auto") -> Settings:
     return Settings(
         grid=GRID,
         model=ModelConfig(name="yolox_nano", backend="onnxruntime", path=yolox_onnx, threads=1),
         kafka=kafka_config.model_copy(update={"partitions": 4}),
         store=StoreConfig(url=db_url, image_dir=None),
         line=LineConfig(cameras=2, shots_per_camera=12, takt_s=600.0),
-        pipeline=PipelineConfig(decode_workers=1, queue_size=2, workers=workers),
+        pipeline=PipelineConfig(decode_workers=1, queue_size=2, workers=workers, layout=layout),
     )
 
 
@@ -117,10 +117,12 @@ def _worker_pids(log: Path) -> dict[int, int]:
 
 
 @pytest.mark.slow
+# gpu_owner: the workers feed one detector-owning process through shared memory (here on the CPU, onnxruntime)
+@pytest.mark.parametrize("layout", ["auto", "gpu_owner"])
 def test_two_workers_store_every_frame_once_through_a_worker_kill_and_drain_on_sigterm(
-    kafka_config, store_db_url, yolox_onnx, tmp_path
+    kafka_config, store_db_url, yolox_onnx, tmp_path, layout
 ):
-    settings = _settings(kafka_config, store_db_url, yolox_onnx)
+    settings = _settings(kafka_config, store_db_url, yolox_onnx, layout=layout)
     ensure_topics(kafka_config.bootstrap_servers, settings.kafka)
     config = tmp_path / "edge.yaml"
     config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
