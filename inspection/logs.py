@@ -16,7 +16,9 @@ from typing import TextIO
 from pythonjsonlogger.json import JsonFormatter
 
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-QUIET_LOGGERS = ("alembic", "inspection.kafka.librdkafka")  # only matter when something is wrong
+# only matter when something is wrong (asyncua logs every node of the OPC UA address space at INFO; amqtt and
+# paho each connection)
+QUIET_LOGGERS = ("alembic", "inspection.kafka.librdkafka", "asyncua", "amqtt", "transitions")
 
 
 def log_handler(fmt: str, stream: TextIO | None = None) -> logging.Handler:
