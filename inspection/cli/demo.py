@@ -73,7 +73,9 @@ def demo(
         Progress(TextColumn("frames stored"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar,
     ):
         settings = line_signal.settings
-        console.print(f"line signal: MQTT  {line_signal.subscribe}\n             OPC UA {line_signal.opcua_endpoint}")
+        console.print(
+            f"line signal: MQTT  {line_signal.subscribe}\n             OPC UA {line_signal.opcua_endpoint}", soft_wrap=True
+        )
         task = bar.add_task("frames", total=cars * line.frames_per_car)
         try:
             result = run_demo(settings, cars, realtime, on_progress=lambda done, total: bar.update(task, completed=done))
