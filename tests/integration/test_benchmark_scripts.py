@@ -35,6 +35,7 @@ def _smoke_cases(tmp: Path) -> dict[str, list[str]]:
     return {
         "benchmarks/cpu-2core/stitch_scaling.py": ["--frames", "1", "--reps", "1", "--out", str(tmp / "stitch.json")],
         "benchmarks/cpu-2core/post_scaling.py": ["--reps", "1", "--tiles", "4"],
+        "benchmarks/verdict_signal.py": ["--cars", "1", "--boxes", "2", "--backlog", "5", "--out", str(tmp / "verdict.json")],
         "benchmarks/cpu-2core/second_look_tuning.py": ["--scenes", "1", "--seeds", "100", "--out", str(tmp / "tuning.json")],
         "benchmarks/cpu-2core/opencv_vs_onnxruntime.py": [
             "--onnx",
