@@ -88,6 +88,8 @@ def e2e_summary(folder: Path) -> dict[str, Any] | None:
         "machine": data.get("machine"),
         "db": data.get("db"),
         "stage_split": data.get("stage_split"),
+        "gpu_owner": data["extra"].get("gpu_owner"),
+        "infer_workers": data["extra"].get("infer_workers"),
     }
 
 
@@ -167,7 +169,8 @@ def main() -> None:
     parser.add_argument(
         "--plan",
         default="base:sqlite:1,owner:sqlite:4,base:pg:1,owner:pg:4,base:sqlite:3,base:pg:3",
-        help="--split: layout:database:workers of each end-to-end step (layouts base, owner; databases sqlite, pg)",
+        help="--split: layout:database:workers[:detector threads] of each end-to-end step (layouts base, owner; databases "
+        "sqlite, pg; detector threads = pipeline.infer_workers, default the config's)",
     )
     parser.add_argument("--skip-bare", action="store_true", help="--split without the bare network step")
     parser.add_argument("--step-limit", type=float, default=150.0, help="seconds per end-to-end step (--split)")
@@ -253,23 +256,29 @@ LAYOUTS = {
 
 
 def run_split(args: argparse.Namespace, env: dict[str, str], step: Any) -> None:
-    """Bare network, then `bench --e2e` for each `layout:database:workers` of `--plan` (database sqlite or pg)."""
+    """Bare network, then `bench --e2e` for each `layout:database:workers[:threads]` of `--plan` (database sqlite or pg;
+    threads: the detector threads of each worker (base) or of the GPU owner (owner))."""
     if not args.cpu_check and not args.skip_bare:
         bare = ["bench", "--config", "configs/h100.yaml", "--device", "cuda", "--combo", COMBO, "--batch-sizes", "64"]
         step("bare", [*bare, "--repeats", "3", "--no-naive"], 90)
     plan = [item.split(":") for item in args.plan.split(",")]
     urls: dict[str, str | None] = {"sqlite": None}
-    if args.postgres or any(db == "pg" for _, db, _ in plan):
+    if args.postgres or any(item[1] == "pg" for item in plan):
         try:
             urls["pg"] = start_postgres(Path("/tmp/inspection-pg"))
         except Exception as exc:  # recorded; the SQLite steps still run
             print(f"postgres: could not start ({type(exc).__name__}: {exc})", flush=True)
-    for layout, db, workers in plan:
+    for layout, db, workers, *threads in plan:
         if db not in urls:
             continue
         url = urls[db]
         argv = e2e_args(args, int(workers), "0") + (["--db", url] if url else [])
-        step(f"e2e_{layout}_{db}_w{workers}", argv, args.step_limit, LAYOUTS[layout])
+        env = dict(LAYOUTS[layout])
+        name = f"e2e_{layout}_{db}_w{workers}"
+        if threads:
+            env["INSPECTION__PIPELINE__INFER_WORKERS"] = threads[0]
+            name += f"_t{threads[0]}"
+        step(name, argv, args.step_limit, env)
 
 
 def write_summary(out: Path, steps: list[dict[str, Any]]) -> None:
@@ -294,6 +303,13 @@ def write_summary(out: Path, steps: list[dict[str, Any]]) -> None:
         if split.get("frames"):
             parts = ", ".join(f"{k} {v:.2f}" for k, v in split["ms_per_frame"].items() if v >= 0.05)
             lines.append(f"    split ms/frame over {split['frames']} frames (wall {split['wall_ms_per_frame']:.1f}): {parts}")
+        owner = (e2e or {}).get("gpu_owner")
+        if owner:
+            lines.append(
+                f"    GPU owner: {owner['requests']} requests, {owner['threads']} thread(s), queued {owner['queue_ms']:.1f} ms "
+                f"(p99 {owner['queue_p99_ms']:.1f}), detect {owner['detect_ms']:.1f} ms (p99 {owner['detect_p99_ms']:.1f}), "
+                f"busy {owner['busy']:.0%}"
+            )
         peers = folder / "peers.json"
         if peers.is_file():
             results["peers"] = json.loads(peers.read_text())["rows"]

@@ -27,8 +27,10 @@ import os
 import queue
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from multiprocessing import shared_memory
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +39,7 @@ from ..config import Settings
 from ..detect import Detector, create_detector, load_spec
 from ..detections import Detections
 from ..tiling import TileGrid
+from .timing import OwnerTimings
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ class GpuLink:
     slabs: tuple[str, ...]  # shared-memory names, one per worker of this GPU
     slots: int
     batch_shape: tuple[int, int, int, int]
-    requests: Any  # multiprocessing queue of (worker, request id, byte offset, tiles, score threshold) or None
+    requests: Any  # multiprocessing queue of (worker, request id, byte offset, tiles, score threshold, sent ns) or None
     answers: tuple[Any, ...]  # one multiprocessing queue per worker: (request id, arrays | error text)
     ready: Any  # multiprocessing event: the owner's detector is built and warm
     timeout_s: float = 120.0
@@ -130,9 +133,10 @@ def serve_gpu(settings: Settings, link: GpuLink, gpu: int | None) -> None:
 
     configure_logging(settings.logging.format)
     slabs = [SharedSlab.attach(name, link.slots, link.batch_shape) for name in link.slabs]
+    timings = OwnerTimings() if settings.pipeline.timing_dir else None
     servers = [
-        _OwnerThread(create_detector(settings.model, settings.detect), link, slabs)
-        for _ in range(settings.pipeline.infer_workers)
+        _OwnerThread(create_detector(settings.model, settings.detect), link, slabs, k, timings)
+        for k in range(settings.pipeline.infer_workers)
     ]
     for server in servers:
         server.warmup()
@@ -158,16 +162,22 @@ def serve_gpu(settings: Settings, link: GpuLink, gpu: int | None) -> None:
             server.detector.close()
         for slab in slabs:
             slab.close()
+        if timings is not None and settings.pipeline.timing_dir:
+            log.info("GPU owner: %d requests timed in %s", len(timings.rows), timings.dump(Path(settings.pipeline.timing_dir)))
 
 
 class _OwnerThread:
     """One detector of the owner: tiles from a slab to the device (straight from the page-locked slab when
     the backend takes device batches), detect, answer."""
 
-    def __init__(self, detector: Detector, link: GpuLink, slabs: list[SharedSlab]) -> None:
+    def __init__(
+        self, detector: Detector, link: GpuLink, slabs: list[SharedSlab], index: int = 0, timings: OwnerTimings | None = None
+    ) -> None:
         self.detector = detector
         self.link = link
         self.slabs = slabs
+        self.index = index
+        self.timings = timings
         self._device_batch: Any = None
         self._stream: Any = None
 
@@ -198,13 +208,16 @@ class _OwnerThread:
             if request is None:
                 self.link.requests.put(None)  # the owner's other threads stop too
                 return
-            worker, request_id, offset, count, threshold = request
+            taken_ns = time.perf_counter_ns()
+            worker, request_id, offset, count, threshold, sent_ns = request
             tiles = np.ndarray((count, *self.link.batch_shape[1:]), np.uint8, buffer=self.slabs[worker].memory.buf, offset=offset)
             try:
                 found = self._detect(tiles, threshold)
                 answer: Any = (found.xyxy, found.score, found.class_id, found.tile_index)
             except Exception as exc:  # the worker raises it: its pipeline stops (a detector failure)
                 answer = f"GPU owner: {type(exc).__name__}: {exc}"
+            if self.timings is not None:
+                self.timings.add(sent_ns, taken_ns, time.perf_counter_ns(), self.index)
             self.link.answers[worker].put((request_id, answer))
 
     def _detect(self, tiles: np.ndarray, threshold: float | None) -> Detections:
@@ -252,7 +265,7 @@ class LinkedDetector(Detector):
             spare[...] = tiles
             offset = self.slab.offset_of(spare)
         request_id = next(self._ids)
-        self.link.requests.put((self.worker, request_id, offset, len(tiles), score_threshold))
+        self.link.requests.put((self.worker, request_id, offset, len(tiles), score_threshold, time.perf_counter_ns()))
         while True:
             try:
                 answered, answer = self.link.answers[self.worker].get(timeout=self.link.timeout_s)

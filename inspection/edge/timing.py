@@ -155,3 +155,57 @@ def load_timings(folder: Path) -> list[dict[str, np.ndarray]]:
         with np.load(path) as data:
             parts.append({k: data[k] for k in data.files})
     return parts
+
+
+@dataclass
+class OwnerTimings:
+    """The GPU owner's side of every request (layout gpu_owner): when the worker sent it, when a detector
+    thread took it, when its answer was ready, and which thread. Dumped like `FrameTimings`
+    (`owner-<pid>.npz`), so the split says whether the owner is saturated or waits for work."""
+
+    rows: list[tuple[int, int, int, int]] = field(default_factory=list)  # (sent, taken, answered, thread)
+
+    def add(self, sent_ns: int, taken_ns: int, answered_ns: int, thread: int) -> None:
+        self.rows.append((sent_ns, taken_ns, answered_ns, thread))  # list.append: atomic across the owner's threads
+
+    def dump(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"owner-{os.getpid()}.npz"
+        np.savez(path, rows=np.asarray(self.rows, dtype=np.int64).reshape(-1, 4))
+        return path
+
+
+@dataclass(frozen=True)
+class OwnerSplit:
+    """Per request: time queued for the owner (sent -> taken, IPC included) and its detection (taken -> answered:
+    host-to-device copy, network, post-processing, device-to-host); `busy` = detection time / (threads × window)."""
+
+    requests: int
+    threads: int
+    queue_ms: float
+    queue_p99_ms: float
+    detect_ms: float
+    detect_p99_ms: float
+    busy: float
+
+    @classmethod
+    def of(cls, folder: Path) -> OwnerSplit | None:
+        parts = []
+        for path in sorted(folder.glob("owner-*.npz")):
+            with np.load(path) as data:
+                parts.append(data["rows"])
+        rows = np.concatenate(parts) if parts else np.zeros((0, 4), np.int64)
+        if not len(rows):
+            return None
+        queued, detected = (rows[:, 1] - rows[:, 0]) / 1e6, (rows[:, 2] - rows[:, 1]) / 1e6
+        threads = len(np.unique(rows[:, 3]))
+        window = float(rows[:, 2].max() - rows[:, 1].min()) / 1e6
+        return cls(
+            requests=len(rows),
+            threads=threads,
+            queue_ms=round(float(queued.mean()), 3),
+            queue_p99_ms=round(float(np.percentile(queued, 99)), 3),
+            detect_ms=round(float(detected.mean()), 3),
+            detect_p99_ms=round(float(np.percentile(detected, 99)), 3),
+            busy=round(float(detected.sum()) / (threads * window), 3) if window > 0 else 0.0,
+        )

@@ -41,7 +41,7 @@ from ..detect import Detector
 from ..edge import create_detectors
 from ..edge.compose import build_edge
 from ..edge.supervisor import uses_gpu
-from ..edge.timing import FrameTimings, StageSplit, load_timings
+from ..edge.timing import FrameTimings, OwnerSplit, StageSplit, load_timings
 from ..kafka import FrameProducer, ensure_topics
 from ..messages.contract import FrameMessage
 from ..messages.frame_id import FrameId
@@ -429,6 +429,12 @@ def run_e2e(
         split = StageSplit.of(parts, [car_timing.car_id])
         car_timing.stage_ms_per_frame = {**split.ms_per_frame, "wall": split.wall_ms_per_frame}
     overall = StageSplit.of(parts, [t.car_id for t in cars_measured])
+    owner = OwnerSplit.of(timing_dir) if supervised else None  # layout gpu_owner: the owner's side of the requests
+    if owner is not None:
+        say(
+            f"GPU owner: {owner.requests} requests on {owner.threads} thread(s), queued {owner.queue_ms:.1f} ms "
+            f"(p99 {owner.queue_p99_ms:.1f}), detect {owner.detect_ms:.1f} ms (p99 {owner.detect_p99_ms:.1f}), busy {owner.busy:.0%}"
+        )
     if overall.frames:
         slowest = max(overall.p99_ms, key=overall.p99_ms.__getitem__)
         say(
@@ -473,6 +479,7 @@ def run_e2e(
             "consumers": consumers,
             "gpus": gpus,
             "workers_total": consumers * len(gpus or [0]) if supervised else 1,
+            "gpu_owner": asdict(owner) if owner is not None else None,
             "timing_source": "database frame rows (inspection edge --workers)" if supervised else "in-process callbacks",
         },
     )

@@ -26,6 +26,7 @@ from sqlalchemy import text
 
 from inspection.config import GridConfig, LineConfig, ModelConfig, PipelineConfig, Settings, StoreConfig
 from inspection.edge.supervisor import EdgeSupervisor, RestartPolicy, resolve_workers, worker_gpus
+from inspection.edge.timing import OwnerSplit
 from inspection.kafka import FrameProducer, consumer_config, ensure_topics
 from inspection.store import ResultStore
 from inspection.tiling import TileGrid
@@ -123,6 +124,8 @@ def test_two_workers_store_every_frame_once_through_a_worker_kill_and_drain_on_s
     kafka_config, store_db_url, yolox_onnx, tmp_path, layout
 ):
     settings = _settings(kafka_config, store_db_url, yolox_onnx, layout=layout)
+    timing_dir = tmp_path / "timings"
+    settings = settings.model_copy(update={"pipeline": settings.pipeline.model_copy(update={"timing_dir": str(timing_dir)})})
     ensure_topics(kafka_config.bootstrap_servers, settings.kafka)
     config = tmp_path / "edge.yaml"
     config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
@@ -187,6 +190,13 @@ def test_two_workers_store_every_frame_once_through_a_worker_kill_and_drain_on_s
     assert _committed(settings) == len(produced)
     # both workers drained: each logged its clean stop after SIGTERM
     assert len(re.findall(r"worker \d stopped cleanly", output)) == 2, output[-3000:]
+    # the owner timed its side of every request (a killed worker's frames are detected again: at least one per frame)
+    owner = OwnerSplit.of(timing_dir)
+    if layout == "gpu_owner":
+        assert owner is not None and owner.requests >= len(produced) and owner.threads == 1, owner
+        assert 0 < owner.detect_ms and 0 <= owner.queue_ms and 0 < owner.busy <= 1
+    else:
+        assert owner is None  # no owner process in the workers-only layout
     store.close()
 
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inspection.edge.timing import MARKS, SPANS, FrameClock, FrameTimings, StageSplit, load_timings, spans_ns
+from inspection.edge.timing import (
+    MARKS,
+    SPANS,
+    FrameClock,
+    FrameTimings,
+    OwnerSplit,
+    OwnerTimings,
+    StageSplit,
+    load_timings,
+    spans_ns,
+)
 
 
 def clock_with(**marks_ms: float) -> FrameClock:
@@ -50,3 +60,18 @@ def test_split_keeps_only_the_chosen_cars_of_every_worker_dump(tmp_path) -> None
     assert split.wall_ms_per_frame == pytest.approx(19.5) and sum(split.ms_per_frame.values()) == pytest.approx(19.5)
     assert split.commit_ms_per_frame == pytest.approx(2.0)  # 8 ms of commits over the 4 frames the workers handled
     assert StageSplit.of(parts, ["no such car"]).frames == 0
+
+
+def test_the_owner_split_counts_queueing_detection_and_busy_share_over_its_threads(tmp_path) -> None:
+    # two threads over a 100 ms window: thread 0 detects 10 ms four times, thread 1 detects 20 ms once
+    owner = OwnerTimings()
+    ms = 1_000_000
+    for k in range(4):
+        owner.add(sent_ns=k * 25 * ms, taken_ns=(k * 25 + 2) * ms, answered_ns=(k * 25 + 12) * ms, thread=0)
+    owner.add(sent_ns=40 * ms, taken_ns=82 * ms, answered_ns=102 * ms, thread=1)
+    owner.dump(tmp_path)
+    split = OwnerSplit.of(tmp_path)
+    assert split is not None and split.requests == 5 and split.threads == 2
+    assert split.queue_ms == pytest.approx((4 * 2 + 42) / 5) and split.detect_ms == pytest.approx((4 * 10 + 20) / 5)
+    assert split.busy == pytest.approx(60 / (2 * 100))  # 60 ms of detection in 2 threads × 100 ms (2 -> 102)
+    assert OwnerSplit.of(tmp_path / "none") is None
