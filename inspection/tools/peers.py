@@ -5,7 +5,8 @@ SAHI (`sahi.predict.get_sliced_prediction`) slices a frame, runs a `DetectionMod
 model is our adapter (`sahi_adapter.make_sahi_model`, also the scene table's) that calls the SAME detector object our path calls,
 so only slicing, batching and post-processing differ. Slices are the grid's tiles (300×300, no
 overlap), SAHI's merge is NMS/IoU at the detector's `nms_iou`, and the full-frame pass
-(`perform_standard_pred`) is off: what our path does, the SAHI way.
+(`perform_standard_pred`) is off: what our path does, the SAHI way. Both start from the frame in host
+memory; ours tiles it on the GPU when the detector is on CUDA (`frame_path.tile_detector`), as the edge does.
 
 Both run on the same mosaic frames (synthetic.compose over a COCO set, ground truth known), at the
 operating threshold and at the evaluation floor, in one process; each row reports time per frame
@@ -30,6 +31,7 @@ from ..detections import Detections
 from ..stitch import stitch
 from ..tiling import TileGrid
 from .evaluate import category_map, coco_scores, detections_to_coco_array, frame_max_dets, to_dataset_classes
+from .frame_path import tile_detector
 from .sahi_adapter import make_sahi_model, predictions_to_detections
 
 if TYPE_CHECKING:
@@ -103,12 +105,12 @@ def run_peers(
     images = [np.ascontiguousarray(f) for f in mosaics.frames]
     ids = [int(i) for i in mosaics.frame_ids]
     mapping = category_map(detector.spec.class_names, dataset.categories)
-    batch = grid.new_batch()
     k = grid.num_tiles
+    detect_frame, _ = tile_detector(detector, grid)  # tiled on the GPU where the detector is on CUDA
 
     def ours(threshold: float) -> Callable[[np.ndarray], Detections]:
         def run(frame: np.ndarray) -> Detections:
-            dets = detector.detect(grid.tiles(frame, out=batch), score_threshold=threshold)
+            dets = detect_frame(frame, threshold)
             return stitch(dets[(dets.tile_index >= 0) & (dets.tile_index < k)], grid, stitch_config)
 
         return run

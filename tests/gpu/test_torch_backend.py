@@ -32,6 +32,7 @@ from inspection.detect.torch_post import (  # noqa: E402
 )
 from inspection.edge.gpu_frames import decode_jpegs_cuda, tile_on_gpu  # noqa: E402
 from inspection.tiling import FrameSizeError, TileGrid  # noqa: E402
+from inspection.tools.frame_path import tile_detector  # noqa: E402
 from tests.conftest import SSD_DIR  # noqa: E402
 from tests.gpu.detection_checks import assert_detections_agree, coco_tiles, fp32_copy, tile_level_map  # noqa: E402
 
@@ -386,6 +387,33 @@ def test_detect_tensor_on_gpu_frames_equals_detect_on_host_tiles(spec, ssd_path,
     on_gpu = detector.detect_tensor(tile_on_gpu(decoded, grid))
     on_host = detector.detect(grid.tiles(decoded.permute(1, 2, 0).cpu().numpy()))
     assert_detections_agree(on_host, on_gpu, DetectConfig().score_threshold, 0.99, 1e-3)
+
+
+def test_the_tools_frame_path_tiles_where_the_detector_is(spec, cpu_detector, tiles64):
+    """Peers and evaluation start from host frames: on the CPU they are tiled there, like the edge's CPU path."""
+    grid = TileGrid(global_view=True)
+    frame = grid.untile(np.concatenate([tiles64[:63], tiles64[:1]]))
+    detect_frame, where = tile_detector(cpu_detector, grid)
+    assert where == "cpu"
+    expected = cpu_detector.detect(grid.tiles(frame), score_threshold=0.3)
+    found = detect_frame(frame, 0.3)
+    np.testing.assert_array_equal(found.tile_index, expected.tile_index)
+    np.testing.assert_allclose(found.xyxy, expected.xyxy)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_the_tools_frame_path_on_cuda_tiles_on_the_gpu_and_finds_what_host_tiles_find(spec, ssd_path, tiles64):
+    grid = TileGrid(global_view=True)
+    frame = grid.untile(np.concatenate([tiles64[:63], tiles64[:1]]))
+    detector = _cuda_detector(spec, ssd_path, "fp16")
+    detect_frame, where = tile_detector(detector, grid)
+    assert where == "gpu"
+    on_host = detector.detect(grid.tiles(frame))
+    on_gpu = detect_frame(frame, None)
+    # the global view is area-averaged by torch on the GPU and by cv2.INTER_AREA on the host (rounding apart)
+    keep = lambda d: d[d.tile_index < grid.num_tiles]  # noqa: E731
+    assert_detections_agree(keep(on_host), keep(on_gpu), DetectConfig().score_threshold, 0.99, 1e-3)
 
 
 @pytest.mark.gpu
