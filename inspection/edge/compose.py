@@ -17,9 +17,9 @@ from ..detect import Detector
 from ..store import ResultStore, StoredFrame
 from ..tiling import TileGrid
 from .gpu_owner import GpuLink, LinkedDetector
-from .job import FrameJob
 from .pipeline import EdgePipeline, create_detectors
 from .prepare import CpuFramePreparer
+from .steps import Final
 from .timing import FrameTimings
 
 
@@ -31,7 +31,7 @@ def build_edge(
     detectors: Sequence[Detector] | None = None,
     link: GpuLink | None = None,
     link_index: int = 0,
-    on_stored: Callable[[StoredFrame, FrameJob], None] | None = None,
+    on_stored: Callable[[StoredFrame, Final], None] | None = None,
     timings: FrameTimings | None = None,
     consumer_overrides: dict[str, Any] | None = None,
 ) -> EdgePipeline:

@@ -3,7 +3,9 @@
 
 One `InferStage` per detector instance (its own thread): with several (each its own CUDA graph
 and stream, like TensorRT execution contexts) one frame's post-processing overlaps the next
-frame's forward pass. The tile batch goes back to the preparer's pool whatever happens.
+frame's forward pass. It takes a `Prepared` frame and answers it `Detected`; the tile batch goes back
+to the preparer's pool whatever happens. Parked records never come here (they go straight to
+persist); an exception is the detector's fault and stops the consumer.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from ..detections import Detections
 from ..second_look import second_look
 from ..stitch import stitch
 from ..tiling import TileGrid, detect_in_chunks
-from .job import FrameJob
 from .prepare import FramePreparer
+from .steps import Detected, Prepared
 
 
 class InferStage:
-    """Detect on `job.batch` (host array, or device tensor when the preparer is on the GPU) and stitch."""
+    """Detect on a prepared batch (host array, or device tensor when the preparer is on the GPU) and stitch."""
 
     def __init__(
         self,
@@ -41,21 +43,19 @@ class InferStage:
     def _detect(self) -> Callable[..., Detections]:
         return self.detector.detect_tensor if self.preparer.on_device else self.detector.detect
 
-    def __call__(self, job: FrameJob) -> FrameJob:
-        if job.batch is None:
-            return job
-        job.clock.mark("detect_start")
+    def __call__(self, prepared: Prepared) -> Detected:
+        clock, batch = prepared.clock, prepared.batch
+        clock.mark("detect_start")
         try:
-            tile_detections = detect_in_chunks(self._detect, job.batch, self.grid)  # one call for the 64-slot grid
-            job.clock.mark("detected")
+            tile_detections = detect_in_chunks(self._detect, batch, self.grid)  # one call for the 64-slot grid
+            clock.mark("detected")
             stitched = stitch(tile_detections, self.grid, self.stitch_config)
-            job.clock.mark("stitched")
+            clock.mark("stitched")
             # the crops are read from the batch: it goes back to the pool only after the second look
-            job.detections = second_look(
-                stitched, job.batch, self.grid, self._detect, self.second_look_config, self.stitch_config.border_tolerance_px
+            detections = second_look(
+                stitched, batch, self.grid, self._detect, self.second_look_config, self.stitch_config.border_tolerance_px
             )
-            job.clock.mark("looked")
+            clock.mark("looked")
         finally:
-            self.preparer.release(job.batch)
-            job.batch = None
-        return job
+            self.preparer.release(batch)
+        return prepared.detected(detections)

@@ -14,8 +14,9 @@ Every database write goes through one `RetryPolicy`: `StoreUnavailable` is retri
 backoff and, when retries run out, raised to the caller, which stops without committing the record.
 A failed dead-letter write (broker unreachable) is raised as well. Nothing else escapes.
 
-`PersistStage` applies the records of one frame key in offset order (`ordering.KeyOrder`: a camera
-retake at a later offset is the newer truth and wins), runs the writer on each job (frames to store
+`PersistStage` takes each record's last step (steps.py): a `Detected` frame to store or a `Parked`
+record. It applies the records of one frame key in offset order (`ordering.KeyOrder`: a camera
+retake at a later offset is the newer truth and wins), runs the writer on each (frames to store
 are group-committed: several in one transaction, at most one record per frame key in a batch), then
 marks the record's offset durable (the source commits up to it), counts it and tells the metrics, the
 car's completion log line and `on_stored`.
@@ -27,7 +28,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from ..detections import Detections
@@ -40,9 +40,9 @@ from ..metrics import PipelineMetrics
 from ..store import FrameRecord, RecordRefused, ResultStore, RetryPolicy, StoredFrame, StoreUnavailable
 from ..store.models import ERROR_KIND_MAX
 from ..tiling import TileGrid
-from .job import FrameJob
 from .ordering import KeyOrder, frame_key
 from .stats import PipelineStats
+from .steps import Detected, Final, Outcome, Parked
 from .timing import FrameTimings
 
 log = logging.getLogger(__name__)
@@ -54,20 +54,6 @@ class DeadLetterSink(Protocol):
     """Where parked records go: `inspection.kafka.DeadLetterProducer` (durable before it returns)."""
 
     def send(self, letter: DeadLetter) -> tuple[int, int]: ...
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one record: stored (frame row with detections), or parked with `kind`."""
-
-    stored: StoredFrame | None  # the frame row written: detections, or the error row of a parked frame
-    parked: str | None = None  # error kind of a parked record
-    error: str | None = None
-
-    @property
-    def rejected(self) -> bool:
-        """Parked without a frame row (a rejected-message row, or the dead letter alone)."""
-        return self.parked is not None and self.stored is None
 
 
 class FrameWriter:
@@ -152,20 +138,20 @@ class FrameWriter:
 
 
 class PersistStage:
-    """Store or park each job (`FrameWriter`), then mark its offset durable and account for it.
+    """Store a `Detected` frame or park a `Parked` record (`FrameWriter`), then mark its offset durable and account for it.
 
-    Group commit: with `batch_frames` > 1 a frame to store waits while more jobs are queued for this
+    Group commit: with `batch_frames` > 1 a frame to store waits while more records are queued for this
     stage (`backlog()`), up to `batch_frames`, and they are written in one transaction; a frame is
     never held while the queue is empty, and `flush()` writes what is held when the stage stops.
     Offsets are marked durable only after their frame's transaction committed.
 
-    Retake order (`order`): `KeyOrder` decides which jobs are ready (a job waits while an earlier record
-    of its frame key is still on its way); only ready jobs join the batch, in the order released, and a
+    Retake order (`order`): `KeyOrder` decides which records are ready (one waits while an earlier record
+    of its frame key is still on its way); only ready frames join the batch, in the order released, and a
     second record of a key already in the batch flushes it first, so a later retake is always written
     after (and wins over) the earlier one. A parked record flushes the batch before it is written.
 
     `StoreUnavailable` (retries exhausted) and a failed dead-letter write propagate: the runner
-    stops the consumer and the offsets of the jobs held are never committed.
+    stops the consumer and the offsets of the frames held are never committed.
     """
 
     def __init__(
@@ -176,7 +162,7 @@ class PersistStage:
         stats: PipelineStats,
         metrics: PipelineMetrics,
         readiness: Readiness,
-        on_stored: Callable[[StoredFrame, FrameJob], None] | None = None,
+        on_stored: Callable[[StoredFrame, Final], None] | None = None,
         timings: FrameTimings | None = None,
         *,
         order: KeyOrder | None = None,
@@ -188,7 +174,7 @@ class PersistStage:
         self.order = order
         self.batch_frames = batch_frames
         self.backlog = backlog
-        self._held: list[tuple[FrameJob, FrameRecord]] = []
+        self._held: list[tuple[Detected, FrameRecord]] = []
         self.offsets = offsets
         self.grid = grid
         self.stats = stats
@@ -196,29 +182,33 @@ class PersistStage:
         self.readiness = readiness
         self.on_stored = on_stored
 
-    def __call__(self, job: FrameJob) -> FrameJob:
-        """Apply the jobs `KeyOrder` releases (this one, or none while an earlier record of its frame key is
+    def __call__(self, step: Final) -> None:
+        """Apply the records `KeyOrder` releases (this one, or none while an earlier record of its frame key is
         still on its way, plus later ones of the key that waited for it), batching frames to store."""
-        job.clock.mark("persist_start")
-        for ready in self.order.arrived(job) if self.order is not None else [job]:
+        step.clock.mark("persist_start")
+        for ready in self.order.arrived(step) if self.order is not None else [step]:
             self.apply(ready)
         if self._held and (len(self._held) >= self.batch_frames or self.backlog() == 0):
             self.flush()
-        return job
 
-    def apply(self, job: FrameJob) -> None:
-        """Hold a frame to store for the next batch, or (parked, no group commit) write it on its own after
-        what is held. A batch holds one record per frame key: a second record of a held key (a retake)
+    def apply(self, step: Final) -> None:
+        """Park a parked record, after what is held; hold a detected frame for the next batch (written at once
+        without group commit). A batch holds one record per frame key: a second record of a held key (a retake)
         flushes the batch first, so the records of a key are written in the order `KeyOrder` released them."""
-        record = self._storable(job) if self.batch_frames > 1 else None
-        if record is None:
+        if isinstance(step, Parked):
             self.flush()
-            self._done(job, self.persist(job))
+            self._done(step, self.park(step))
             return
-        key = frame_key(job)
+        try:
+            row = self.row(step)
+        except RecordRefused as exc:  # validation keeps records in bounds: the last guard, parked without a row
+            self.flush()
+            self._done(step, self.writer.park(step.source, exc, None, step.received_at_ns))
+            return
+        key = frame_key(step)
         if any(frame_key(held) == key for held, _ in self._held):
             self.flush()
-        self._held.append((job, record))
+        self._held.append((step, row))
         if len(self._held) >= self.batch_frames:
             self.flush()
 
@@ -229,82 +219,68 @@ class PersistStage:
         held, self._held = self._held, []
         now = time.time_ns()  # processed_at: when the frames' transaction is written, not when they were queued
         items = [
-            (job.source, dataclasses.replace(record, processed_at_ns=now), job.detections, job.received_at_ns)
-            for job, record in held
+            (step.source, dataclasses.replace(row, processed_at_ns=now), step.detections, step.received_at_ns)
+            for step, row in held
         ]
-        for (job, _), outcome in zip(held, self.writer.store_frames(items)):  # type: ignore[arg-type]
-            self._done(job, outcome)
+        for (step, _), outcome in zip(held, self.writer.store_frames(items)):
+            self._done(step, outcome)
 
-    def _storable(self, job: FrameJob) -> FrameRecord | None:
-        """The row of a frame to store (None: the job is to be parked)."""
-        if job.error is not None or job.frame is None or job.detections is None:
-            return None
-        try:
-            return self.record(job)
-        except RecordRefused:
-            return None  # `persist` parks it with the reason
-
-    def _done(self, job: FrameJob, outcome: Outcome) -> None:
-        job.clock.mark("written")
-        self._account(job, outcome)
-        self.offsets.durable(job.tp, job.offset)
-        self.readiness.progress()
-        self.metrics.last_progress.set_to_current_time()
-        job.clock.mark("durable")
-        for stage, seconds in job.stage_s.items():
-            self.stats.stage_totals_s[stage] += seconds
-            self.metrics.stage_seconds.labels(stage).observe(seconds)
-        if self.timings is not None:
-            self.timings.add(job.frame.frame_id.car_id if job.frame is not None else "", job.clock)
-
-    def persist(self, job: FrameJob) -> Outcome:
-        """Store the frame or park the record (FrameWriter decides)."""
-        record: FrameRecord | None = None
-        error = job.error
-        if job.frame is not None:
+    def park(self, parked: Parked) -> Outcome:
+        """Dead letter and an error row on the frame's slot (frame known and its row can be built), else a rejected row."""
+        row = None
+        if parked.frame is not None:
             try:
-                record = self.record(job, with_image=error is None)
-            except RecordRefused as exc:  # validation keeps records in bounds; this is the last guard
-                record, error = None, exc
-        if error is not None:
-            if record is not None and record.image is not None:
-                record = self.record(job, with_image=False)
-            return self.writer.park(job.source, error, record, job.received_at_ns)
-        assert record is not None and job.detections is not None
-        return self.writer.store_frame(job.source, record, job.detections, job.received_at_ns)
+                row = self.row(parked)
+            except RecordRefused:
+                pass  # out of every column's range: the rejected row keeps the record, with its own reason
+        return self.writer.park(parked.source, parked.error, row, parked.received_at_ns)
 
-    def record(self, job: FrameJob, with_image: bool = True) -> FrameRecord:
-        """The store's row of the job's frame (raises RecordRefused when a value no column holds)."""
-        frame = job.frame
+    def row(self, step: Final) -> FrameRecord:
+        """The store's row of the step's frame: with image and size when detected, bare when parked (raises
+        RecordRefused when a value no column holds)."""
+        frame = step.frame
         assert frame is not None
-        ok = job.error is None
+        detected = isinstance(step, Detected)
         return FrameRecord(
             frame_id=frame.frame_id,
             captured_at_ns=frame.captured_at_ns,
             deadline_at_ns=frame.deadline_at_ns,
-            received_at_ns=job.received_at_ns,
+            received_at_ns=step.received_at_ns,
             processed_at_ns=time.time_ns(),
             run_id=self.writer.run_id,
-            width=self.grid.frame_width if ok else None,
-            height=self.grid.frame_height if ok else None,
-            image=frame.payload if with_image else None,
-            kafka_topic=job.source.topic,
-            kafka_partition=job.source.partition,
-            kafka_offset=job.source.offset,
+            width=self.grid.frame_width if detected else None,
+            height=self.grid.frame_height if detected else None,
+            image=frame.payload if detected else None,
+            kafka_topic=step.source.topic,
+            kafka_partition=step.source.partition,
+            kafka_offset=step.source.offset,
         )
 
-    def _account(self, job: FrameJob, outcome: Outcome) -> None:
+    def _done(self, step: Final, outcome: Outcome) -> None:
+        step.clock.mark("written")
+        self._account(step, outcome)
+        self.offsets.durable(step.tp, step.offset)
+        self.readiness.progress()
+        self.metrics.last_progress.set_to_current_time()
+        step.clock.mark("durable")
+        for stage, seconds in step.stage_s.items():
+            self.stats.stage_totals_s[stage] += seconds
+            self.metrics.stage_seconds.labels(stage).observe(seconds)
+        if self.timings is not None:
+            self.timings.add(step.frame.frame_id.car_id if step.frame is not None else "", step.clock)
+
+    def _account(self, step: Final, outcome: Outcome) -> None:
         stored = outcome.stored
         if outcome.parked is not None:
             self.stats.frames_parked += 1
             self.metrics.frames_parked.labels(outcome.parked).inc()
         else:
-            assert stored is not None and job.frame is not None
+            assert stored is not None and step.frame is not None
             self.stats.frames_stored += 1
             self.stats.detections += stored.detections
             self.metrics.frames_stored.inc()
             self.metrics.detections.inc(stored.detections)
-            self.metrics.frame_latency.observe((time.time_ns() - job.frame.captured_at_ns) / 1e9)
+            self.metrics.frame_latency.observe((time.time_ns() - step.frame.captured_at_ns) / 1e9)
         if stored is None:
             return
         if stored.completed is not None:
@@ -316,4 +292,4 @@ class PersistStage:
                 line += f", car latency {done.car_latency_s:.2f} s"
             log.log(logging.INFO if done.met else logging.WARNING, line)
         if self.on_stored is not None:
-            self.on_stored(stored, job)
+            self.on_stored(stored, step)

@@ -1,15 +1,19 @@
 """`EdgePipeline`: one edge consumer of the consumer group, its stages wired from config.
 
-    source (this thread: poll, read, offsets, commits, revoke/drain)
-      ─▶ prepare (pipeline.decode_workers threads: JPEG decode + tiling into a pooled batch, CPU or GPU)
-      ─▶ infer   (one thread per detector: one 64-tile call, stitch)
-      ─▶ persist (one thread: one transaction per frame, or dead letter + error row; offset durable;
-                  the records of one frame key in offset order, see ordering.py)
+    stage       threads                   takes → answers                does
+    source      this one                  record → Received | Parked     poll, read, offsets, commits, revoke/drain
+    ─▶ prepare  pipeline.decode_workers   Received → Prepared | Parked   JPEG decode + tiling into a pooled batch
+    ─▶ infer    one per detector          Prepared → Detected            one 64-tile call, stitch, second look
+    ─▶ persist  one                       Detected | Parked → Outcome    group commit, or dead letter + error row;
+                                                                         offset durable; a frame key's records in
+                                                                         offset order (ordering.py)
     overdue watcher (thread: cars past their deadline with frames missing, see overdue.py)
 
-Each stage is a module of this package, built here with its collaborators and run by the generic
-`StageRunner` (bounded queues, stop propagation, failure handling). The constructor only records
-what it is given; `run()` opens the store's run row, the Kafka clients and warms the detectors.
+Each arrow carries one typed step of the record (steps.py); a `Parked` record, refused at the source
+or by decoding, is routed straight to persist (`steps.route`), skipping the stages between. Each stage
+is a module of this package, built here with its collaborators and run by the generic `StageRunner`
+(bounded queues, routing, stop propagation, failure handling). The constructor only records what it is
+given; `run()` opens the store's run row, the Kafka clients and warms the detectors.
 
 A frame is either stored or parked, never dropped: what is parked is decided in `validation.read_frame`
 (at the source) and `persist.FrameWriter` (the store's answer). Only infrastructure stops the
@@ -36,13 +40,13 @@ from ..overdue import OverdueWatcher
 from ..store import ResultStore, RetryPolicy, StoredFrame
 from ..tiling import TileGrid
 from .infer import InferStage
-from .job import FrameJob
 from .ordering import KeyOrder
 from .persist import FrameWriter, PersistStage
 from .prepare import FramePreparer, PrepareStage, make_preparer
 from .runner import Stage, StageRunner
 from .source import KafkaSource
 from .stats import PipelineStats
+from .steps import Final, Step, route
 from .timing import FrameTimings
 
 log = logging.getLogger(__name__)
@@ -70,7 +74,7 @@ class EdgePipeline:
         preparer: FramePreparer | None = None,
         metrics: PipelineMetrics | None = None,
         consumer_overrides: dict[str, Any] | None = None,
-        on_stored: Callable[[StoredFrame, FrameJob], None] | None = None,
+        on_stored: Callable[[StoredFrame, Final], None] | None = None,
         timings: FrameTimings | None = None,
     ) -> None:
         self.settings = settings
@@ -143,8 +147,8 @@ class EdgePipeline:
             backlog=lambda: self._runner.depth("persist") if self._runner is not None else 0,
         )
 
-        def describe(job: FrameJob) -> str:
-            return f"{job.describe()} (pipeline.stage_timeout_s; stopping without committing it)"
+        def describe(step: Step) -> str:
+            return f"{step.describe()} (pipeline.stage_timeout_s; stopping without committing it)"
 
         return StageRunner(
             [
@@ -155,6 +159,7 @@ class EdgePipeline:
                 Stage("persist", (persist,), queue_size=p.queue_size, finish=persist.flush),
             ],
             on_failure=self._failed,
+            route=route,
         )
 
     def _dump_timings(self) -> None:
@@ -206,9 +211,9 @@ class EdgePipeline:
             runner.start()
             overdue_thread.start()
             while not self._stop.is_set():
-                job = self.source.poll()
-                if job is not None:  # the error branch: a refused record goes straight to persist, to be parked
-                    runner.put(job, stage="persist" if job.error is not None else None)
+                step = self.source.poll()
+                if step is not None:  # Received to prepare; Parked straight to persist (route)
+                    runner.put(step)
                 runner.check()
                 self.source.commit_due(commit_interval_s)
                 if stop_when is not None and stop_when(self.stats):

@@ -2,8 +2,9 @@
 
 Both preparers hand out batch buffers from a fixed pool (allocated once, returned with
 `release` by the infer stage), so memory stays bounded and nothing is allocated per frame.
-`PrepareStage` runs a preparer on each job: a payload that cannot be decoded is the record's
-fault (it is parked); a GPU fault is the device's (the consumer stops).
+`PrepareStage` runs a preparer on each `Received` frame and answers it `Prepared` (its batch), or
+`Parked` when the payload cannot be decoded (the record's fault); a GPU fault is the device's (the
+consumer stops).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..messages.contract import FrameMessage
 from ..messages.errors import ImageError, MessageError
 from ..messages.images import check_frame_size, decode_image, image_size
 from ..tiling import TileGrid
-from .job import FrameJob
+from .steps import Parked, Prepared, Received
 from .timing import FrameClock
 
 
@@ -159,24 +160,22 @@ def make_preparer(decode: str, grid: TileGrid, pool_size: int, device: str = "cu
 
 
 class PrepareStage:
-    """Decode and tile each job's frame into a pooled batch (`job.batch`); jobs already refused pass through."""
+    """Decode and tile a received frame into a pooled batch: `Prepared`, or `Parked` when its image is bad."""
 
     def __init__(self, preparer: FramePreparer) -> None:
         self.preparer = preparer
 
-    def __call__(self, job: FrameJob) -> FrameJob:
-        if job.error is not None or job.frame is None:
-            return job
-        job.clock.mark("prepare_start")
+    def __call__(self, received: Received) -> Prepared | Parked:
+        received.clock.mark("prepare_start")
         try:
-            job.batch = self.preparer.prepare(job.frame, job.clock)
+            return received.prepared(self.preparer.prepare(received.frame, received.clock))
         except MessageError as exc:  # the frame's image is bad: park it
-            job.error = exc
+            return received.parked(exc)
         except Exception as exc:
             if self.preparer.on_device:  # a GPU fault is the device's, not the frame's: stop
                 raise
             # The CPU decoder failing in a way it does not name is still this payload's doing.
-            job.error = ImageError(f"frame {job.frame.label}: cannot be decoded ({type(exc).__name__}: {exc})", field="payload")
+            reason = f"frame {received.frame.label}: cannot be decoded ({type(exc).__name__}: {exc})"
+            return received.parked(ImageError(reason, field="payload"))
         finally:
-            job.clock.mark("prepared")
-        return job
+            received.clock.mark("prepared")

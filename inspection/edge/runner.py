@@ -10,8 +10,11 @@ The runner knows nothing about frames. It owns what every stage would otherwise 
 - a watchdog: a stage with `timeout_s` that holds one item longer than that fails the chain
   (`check()`, called by whoever feeds the runner).
 
-A stage's `process` returns the item for the next stage. Per-item problems that are the input's
-fault are the stage's to record on the item; an exception means the stage cannot go on.
+A stage's `process` returns the item for the next stage, or for a later one that `route(item)` names
+(an error branch: e.g. a refused record skipping to the last stage); `put` routes the items it is fed
+the same way. Per-item problems that are the input's fault are the stage's to answer as such an item;
+an exception means the stage cannot go on. Routing keeps the stop guarantee: an item skipping ahead
+is queued there before the stop marker that follows it through the stages in between.
 """
 
 from __future__ import annotations
@@ -71,13 +74,24 @@ class _StageState:
 
 
 class StageRunner:
-    """Runs `stages` in order; `put` feeds the first, the last one's results are dropped."""
+    """Runs `stages` in order; `put` feeds the first, the last one's results are dropped.
 
-    def __init__(self, stages: Sequence[Stage[Any]], on_failure: Callable[[BaseException], None] | None = None) -> None:
+    `route(item)` names the stage an item skips ahead to (None: it goes on in order); it is asked of
+    every item `put` is given and every item a stage answers, and may only name a stage further on.
+    """
+
+    def __init__(
+        self,
+        stages: Sequence[Stage[Any]],
+        on_failure: Callable[[BaseException], None] | None = None,
+        route: Callable[[Any], str | None] = lambda item: None,
+    ) -> None:
         if not stages or any(s.workers == 0 for s in stages):
             raise ValueError("a runner needs at least one stage, each with at least one worker")
         self.stages = list(stages)
         self.on_failure = on_failure
+        self.route = route
+        self._index = {s.name: i for i, s in enumerate(self.stages)}
         self._states = [_StageState(s) for s in self.stages]
         self._lock = threading.Lock()
         self._failed = threading.Event()
@@ -109,13 +123,12 @@ class StageRunner:
                 state.threads.append(thread)
                 thread.start()
 
-    def put(self, item: Any, stage: str | None = None) -> bool:
-        """Hand an item to the first stage (or straight to stage `stage`, skipping those before it), blocking
-        while its queue is full; False once the chain failed."""
+    def put(self, item: Any) -> bool:
+        """Hand an item to the first stage (or the one `route` names), blocking while its queue is full;
+        False once the chain failed."""
         if self._failed.is_set():
             return False
-        index = 0 if stage is None else next(i for i, s in enumerate(self.stages) if s.name == stage)
-        return self._put(index, item, force=False)
+        return self._put(self._next(-1, item), item, force=False)
 
     def close(self) -> None:
         """No more items: let everything queued pass through every stage, then the threads end (see `join`)."""
@@ -158,6 +171,16 @@ class StageRunner:
                     return
 
     # ------------------------------------------------------------------ workers
+
+    def _next(self, index: int, item: Any) -> int:
+        """The stage an item leaving stage `index` (-1: fed by `put`) goes to."""
+        name = self.route(item)
+        if name is None:
+            return index + 1
+        target = self._index[name]
+        if target <= index:
+            raise ValueError(f"route sent an item of stage {self.stages[index].name} back to stage {name}")
+        return target
 
     def _put(self, index: int, item: Any, force: bool) -> bool:
         """Blocking put into stage `index`'s queue. Gives up when the chain failed (an ordinary item)
@@ -205,4 +228,9 @@ class StageRunner:
             finally:
                 state.busy.pop(me, None)
             if not last_stage:
-                self._put(index + 1, result, force=False)
+                try:
+                    target = self._next(index, result)
+                except BaseException as exc:
+                    self.fail(exc)
+                    continue
+                self._put(target, result, force=False)

@@ -1,10 +1,10 @@
-"""Kafka source stage: poll records into jobs, commit what is durable, drain on revocation.
+"""Kafka source stage: poll records into their first step, commit what is durable, drain on revocation.
 
 Runs on the consumer's own thread (librdkafka serves the rebalance and statistics callbacks from
-`poll`). Each record is read once here (`validation.read_frame`: headers, line geometry, clock,
-content type) and becomes a `FrameJob`, with its error when the record is refused. Offsets are
-committed only up to the highest contiguous offset whose results are durable (`OffsetTracker`),
-on partition revocation after the revoked partitions drained, and at shutdown.
+`poll`). Each record is read once here (`receive`: `validation.read_frame` checks headers, line
+geometry, clock, content type) and becomes a `Received` frame, or a `Parked` record when it is
+refused (steps.py). Offsets are committed only up to the highest contiguous offset whose results are
+durable (`OffsetTracker`), on partition revocation after the revoked partitions drained, and at shutdown.
 """
 
 from __future__ import annotations
@@ -23,28 +23,34 @@ from ..kafka.offsets import OffsetTracker
 from ..messages.contract import KafkaRecord, SourceRecord, payload_limit
 from ..metrics import PipelineMetrics
 from ..validation import FrameValidator, read_frame
-from .job import FrameJob
 from .ordering import KeyOrder
 from .stats import PipelineStats
+from .steps import Parked, Received
+from .timing import FrameClock
 
 log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
 
 
-def read_job(msg: KafkaRecord, validator: FrameValidator, max_payload_bytes: int, now_ns: int | None = None) -> FrameJob:
-    """The job of one error-free record: its frame when the headers name one, its error when refused."""
+def receive(msg: KafkaRecord, validator: FrameValidator, max_payload_bytes: int, now_ns: int | None = None) -> Received | Parked:
+    """The first step of one error-free record: its frame, or the record parked with why it is refused
+    (with its frame when the headers name one: it gets an error row on that frame's slot)."""
     received = time.time_ns() if now_ns is None else now_ns
-    job = FrameJob(SourceRecord.from_kafka(msg), received)
-    job.clock.mark("polled")
-    job.frame, job.error = read_frame(job.source, validator, received, max_payload_bytes=max_payload_bytes)
-    job.clock.mark("read")
-    return job
+    clock = FrameClock()
+    clock.mark("polled")
+    source = SourceRecord.from_kafka(msg)
+    frame, error = read_frame(source, validator, received, max_payload_bytes=max_payload_bytes)
+    clock.mark("read")
+    if error is not None:
+        return Parked(source, received, clock, frame, error)
+    assert frame is not None  # read_frame names why a record has no frame
+    return Received(source, received, clock, frame)
 
 
 class KafkaSource:
     """One member of the consumer group. `open()` makes the consumer and subscribes; `poll()` answers
-    the next job (None when nothing came); `commit()` commits what `offsets` says is durable."""
+    the next record's first step (None when nothing came); `commit()` commits what `offsets` says is durable."""
 
     def __init__(
         self,
@@ -98,16 +104,16 @@ class KafkaSource:
             self._consumer.close()
             self._consumer = None
 
-    def poll(self) -> FrameJob | None:
+    def poll(self) -> Received | Parked | None:
         started = time.perf_counter_ns()
         msg = self.consumer.poll(self.settings.kafka.poll_timeout_s)
-        job = None if msg is None else self.accept(msg)
-        if job is not None:
-            job.clock.mark("poll_start", started)
-        return job
+        step = None if msg is None else self.accept(msg)
+        if step is not None:
+            step.clock.mark("poll_start", started)
+        return step
 
-    def accept(self, msg: Message) -> FrameJob | None:
-        """A polled message as a job (its offset now pending), or None for a broker event."""
+    def accept(self, msg: Message) -> Received | Parked | None:
+        """A polled message as its first step (its offset now pending), or None for a broker event."""
         err = msg.error()
         if err is not None:
             if err.code() == KafkaError._PARTITION_EOF:
@@ -116,12 +122,12 @@ class KafkaSource:
                 raise KafkaException(err)
             log.warning("consumer error: %s", err)
             return None
-        job = read_job(msg, self.validator, self.max_payload)
-        self.offsets.polled(job.tp, job.offset)
+        step = receive(msg, self.validator, self.max_payload)
+        self.offsets.polled(step.tp, step.offset)
         if self.order is not None:
-            self.order.admit(job)
+            self.order.admit(step)
         self.metrics.frames_received.inc()
-        return job
+        return step
 
     def commit_due(self, interval_s: float) -> None:
         if time.monotonic() - self._last_commit >= interval_s:

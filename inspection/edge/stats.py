@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .job import STAGES
+from .timing import SPANS
 
 
 @dataclass
@@ -16,7 +16,7 @@ class PipelineStats:
     frames_parked: int = 0
     detections: int = 0
     cars_completed: list[Any] = field(default_factory=list)
-    stage_totals_s: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
+    stage_totals_s: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in SPANS})
     commits: int = 0
     commit_s: float = 0.0  # time in offset commits (the source's thread), in all
 

@@ -1,10 +1,10 @@
-"""Where a frame's time goes: monotonic marks carried with each job, and their collection across workers.
+"""Where a frame's time goes: monotonic marks carried along a record's path, and their collection across workers.
 
-Every `FrameJob` carries one `FrameClock`: a small int64 array of `time.perf_counter_ns()` marks,
-one slot per point of the record's path (`MARKS`), set by the stage that passes it. A span is the
-time from the latest earlier mark that was set to its own mark, so the spans of a frame always
-add up to its wall time in this worker (first mark to last), whichever marks a path skips (a
-refused record skips decode and detect; the CPU preparer has no JPEG check or GPU lock).
+Every step of a record (`steps.py`) carries its one `FrameClock`: a small int64 array of
+`time.perf_counter_ns()` marks, one slot per point of the record's path (`MARKS`), set by the stage
+that passes it. A span is the time from the latest earlier mark that was set to its own mark, so the
+spans of a frame always add up to its wall time in this worker (first mark to last), whichever marks
+a path skips (a parked record skips decode and detect; the CPU preparer has no JPEG check or GPU lock).
 
 `FrameTimings` keeps the marks of every persisted frame with its car, camera and shot (only when
 asked: `pipeline.timing_dir` or a collector handed to the pipeline), and writes them to one `.npz`

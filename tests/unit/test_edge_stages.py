@@ -18,16 +18,16 @@ from inspection.detect import Detector, load_spec
 from inspection.detect.base import UnsupportedCapability
 from inspection.detections import Detections
 from inspection.edge.infer import InferStage
-from inspection.edge.job import FrameJob
 from inspection.edge.ordering import KeyOrder
 from inspection.edge.persist import FrameWriter, PersistStage
 from inspection.edge.prepare import CpuFramePreparer, PrepareStage
 from inspection.edge.runner import Stage, StageRunner, StageTimeout
-from inspection.edge.source import read_job
+from inspection.edge.source import receive
 from inspection.edge.stats import PipelineStats
+from inspection.edge.steps import Detected, Parked, Prepared, Received
 from inspection.health import Readiness
 from inspection.kafka.offsets import OffsetTracker
-from inspection.messages.contract import FrameMessage, SourceRecord, payload_limit
+from inspection.messages.contract import FrameMessage, payload_limit
 from inspection.messages.dead_letters import DeadLetter
 from inspection.messages.errors import ImageError, MessageError
 from inspection.messages.frame_id import FrameId
@@ -43,7 +43,7 @@ SETTINGS = Settings(line={"cameras": 1, "shots_per_camera": 2})
 
 @dataclass
 class Record:
-    """An in-memory record with confluent_kafka.Message's accessors (what `read_job` reads)."""
+    """An in-memory record with confluent_kafka.Message's accessors (what `receive` reads)."""
 
     k: bytes | None
     v: bytes | None
@@ -84,8 +84,19 @@ def frame_record(payload: bytes, shot: int = 0, offset: int = 0, **header_overri
     return Record(key, value, headers, offset)
 
 
-def job_of(record: Record) -> FrameJob:
-    return read_job(record, FrameValidator.from_settings(SETTINGS), payload_limit(SETTINGS.kafka.message_max_bytes))
+def step_of(record: Record) -> Received | Parked:
+    return receive(record, FrameValidator.from_settings(SETTINGS), payload_limit(SETTINGS.kafka.message_max_bytes))
+
+
+def received_of(record: Record) -> Received:
+    step = step_of(record)
+    assert isinstance(step, Received), step
+    return step
+
+
+def detected_of(record: Record, detections: Detections) -> Detected:
+    """A record past prepare and infer, with the detections given."""
+    return received_of(record).prepared(None).detected(detections)
 
 
 # ----------------------------------------------------------------------------- runner
@@ -194,24 +205,24 @@ def test_shutdown_does_not_wait_for_a_stuck_stage() -> None:
 # ----------------------------------------------------------------------------- source
 
 
-def test_source_reads_a_good_record_into_a_job(jpeg: bytes) -> None:
-    job = job_of(frame_record(jpeg, shot=1, offset=7))
-    assert job.error is None and job.frame is not None
-    assert (job.frame.car_id, job.frame.camera, job.frame.shot) == ("car-1", 0, 1)
-    assert job.tp == ("frames", 0) and job.offset == 7
+def test_source_reads_a_good_record_into_a_received_frame(jpeg: bytes) -> None:
+    step = received_of(frame_record(jpeg, shot=1, offset=7))
+    assert (step.frame.car_id, step.frame.camera, step.frame.shot) == ("car-1", 0, 1)
+    assert step.tp == ("frames", 0) and step.offset == 7 and {"validate"} <= set(step.stage_s)
 
 
-def test_source_refuses_a_record_whose_headers_name_no_frame(jpeg: bytes) -> None:
-    job = job_of(frame_record(jpeg, camera=b"two"))
-    assert job.frame is None and isinstance(job.error, MessageError) and job.error.field == "camera"
-    job = job_of(frame_record(jpeg, shots_per_car=b"5"))  # disagrees with the line's 1 × 2 frames
-    assert job.frame is None and job.error is not None and job.error.kind == "invalid_frame"
+def test_source_parks_a_record_whose_headers_name_no_frame(jpeg: bytes) -> None:
+    step = step_of(frame_record(jpeg, camera=b"two"))
+    assert isinstance(step, Parked) and step.frame is None
+    assert isinstance(step.error, MessageError) and step.error.field == "camera"
+    step = step_of(frame_record(jpeg, shots_per_car=b"5"))  # disagrees with the line's 1 × 2 frames
+    assert isinstance(step, Parked) and step.frame is None and step.error.kind == "invalid_frame"
 
 
 def test_source_keeps_the_frame_of_a_record_whose_bytes_are_refused(jpeg: bytes) -> None:
     png_labelled_jpeg = b"\x89PNG\r\n\x1a\n" + jpeg[8:]
-    job = job_of(frame_record(png_labelled_jpeg))
-    assert job.frame is not None and job.error is not None and job.error.kind == "content_type_mismatch"
+    step = step_of(frame_record(png_labelled_jpeg))
+    assert isinstance(step, Parked) and step.frame is not None and step.error.kind == "content_type_mismatch"
 
 
 # ----------------------------------------------------------------------------- prepare
@@ -219,23 +230,20 @@ def test_source_keeps_the_frame_of_a_record_whose_bytes_are_refused(jpeg: bytes)
 
 def test_prepare_tiles_a_good_frame_into_a_pooled_batch(jpeg: bytes) -> None:
     preparer = CpuFramePreparer(GRID, pool_size=1)
-    job = PrepareStage(preparer)(job_of(frame_record(jpeg)))
-    assert job.error is None and job.batch.shape == (GRID.batch_size, GRID.tile_size, GRID.tile_size, 3)
-    assert job.stage_s["decode"] > 0 and job.stage_s["tile"] > 0
+    received = received_of(frame_record(jpeg))
+    prepared = PrepareStage(preparer)(received)
+    assert isinstance(prepared, Prepared) and prepared.batch.shape == (GRID.batch_size, GRID.tile_size, GRID.tile_size, 3)
+    assert prepared.frame is received.frame and prepared.clock is received.clock  # one clock for the whole path
+    assert prepared.stage_s["decode"] > 0 and prepared.stage_s["tile"] > 0
     assert preparer._pool.empty()  # the batch is out of the pool until the infer stage releases it
 
 
 def test_prepare_parks_a_corrupt_jpeg_and_returns_nothing_from_the_pool(jpeg: bytes) -> None:
     preparer = CpuFramePreparer(GRID, pool_size=1)
-    job = PrepareStage(preparer)(job_of(frame_record(jpeg[: len(jpeg) // 2] + b"\xff\xd9")))
-    assert isinstance(job.error, ImageError) and job.error.kind == "bad_image" and job.batch is None
+    parked = PrepareStage(preparer)(received_of(frame_record(jpeg[: len(jpeg) // 2] + b"\xff\xd9", offset=3)))
+    assert isinstance(parked, Parked) and isinstance(parked.error, ImageError) and parked.error.kind == "bad_image"
+    assert parked.frame is not None and parked.offset == 3  # its error row goes on the frame's slot
     assert preparer._pool.qsize() == 1
-
-
-def test_prepare_passes_a_refused_record_through_untouched(jpeg: bytes) -> None:
-    preparer = CpuFramePreparer(GRID, pool_size=1)
-    refused = job_of(frame_record(jpeg, schema=b"7"))
-    assert PrepareStage(preparer)(refused) is refused and refused.batch is None and "decode" not in refused.stage_s
 
 
 # ----------------------------------------------------------------------------- infer
@@ -259,15 +267,15 @@ class OneBoxPerTile(Detector):
 def test_infer_detects_stitches_into_frame_pixels_and_releases_the_batch(jpeg: bytes) -> None:
     preparer = CpuFramePreparer(GRID, pool_size=1)
     detector = OneBoxPerTile()
-    job = PrepareStage(preparer)(job_of(frame_record(jpeg)))
-    job = InferStage(detector, preparer, GRID, StitchConfig(border_merge=False))(job)
+    prepared = PrepareStage(preparer)(received_of(frame_record(jpeg)))
+    detected = InferStage(detector, preparer, GRID, StitchConfig(border_merge=False))(prepared)
     assert detector.batches == [(GRID.batch_size, GRID.tile_size, GRID.tile_size, 3)]  # the fixed 64-tile call
-    assert job.batch is None and preparer._pool.qsize() == 1
+    assert isinstance(detected, Detected) and preparer._pool.qsize() == 1
     origin = GRID.origins[9]
     expected = np.array([[10, 20, 30, 40], [10 + origin[0], 20 + origin[1], 30 + origin[0], 40 + origin[1]]], np.float32)
-    order = np.argsort(job.detections.score)[::-1]
-    np.testing.assert_allclose(job.detections.xyxy[order], expected)
-    assert {"queue_detect", "detect", "stitch"} <= set(job.stage_s)
+    order = np.argsort(detected.detections.score)[::-1]
+    np.testing.assert_allclose(detected.detections.xyxy[order], expected)
+    assert {"queue_detect", "detect", "stitch"} <= set(detected.stage_s)
 
 
 class LitRectangle(Detector):
@@ -298,22 +306,29 @@ def test_infer_takes_a_second_look_at_a_cut_object_before_the_batch_goes_back() 
     frame[248:392, 1152:1288] = 255  # over the tile borders x = 1200 and y = 300 (8-px aligned: no JPEG ringing)
     preparer = CpuFramePreparer(GRID, pool_size=1)
     detector = LitRectangle()
-    job = PrepareStage(preparer)(job_of(frame_record(encode_image(frame, 95))))
-    job = InferStage(detector, preparer, GRID, StitchConfig(border_merge=False), SecondLookConfig())(job)
+    prepared = PrepareStage(preparer)(received_of(frame_record(encode_image(frame, 95))))
+    detected = InferStage(detector, preparer, GRID, StitchConfig(border_merge=False), SecondLookConfig())(prepared)
     assert detector.batches == [GRID.batch_size, 1]  # the 64-tile call, then one crop
-    assert job.batch is None and preparer._pool.qsize() == 1
-    assert len(job.detections) == 1 and job.detections.xyxy[0].tolist() == [1152, 248, 1288, 392]
-    assert {"detect", "stitch", "second_look"} <= set(job.stage_s)
+    assert preparer._pool.qsize() == 1
+    assert len(detected.detections) == 1 and detected.detections.xyxy[0].tolist() == [1152, 248, 1288, 392]
+    assert {"detect", "stitch", "second_look"} <= set(detected.stage_s)
     # switched off (the stage's default without a setting): the four pieces stay
-    job = PrepareStage(preparer)(job_of(frame_record(encode_image(frame, 95))))
-    assert len(InferStage(detector, preparer, GRID, StitchConfig(border_merge=False))(job).detections) == 4
+    prepared = PrepareStage(preparer)(received_of(frame_record(encode_image(frame, 95))))
+    assert len(InferStage(detector, preparer, GRID, StitchConfig(border_merge=False))(prepared).detections) == 4
 
 
-def test_infer_skips_a_parked_job() -> None:
+def test_infer_returns_the_batch_to_the_pool_when_the_detector_fails(jpeg: bytes) -> None:
+    """A detector fault is not the frame's: it propagates (the consumer stops), and the pooled batch still goes back."""
+
+    class Broken(OneBoxPerTile):
+        def detect(self, tiles: np.ndarray, score_threshold: float | None = None) -> Detections:
+            raise RuntimeError("CUDA error: an illegal memory access")
+
     preparer = CpuFramePreparer(GRID, pool_size=1)
-    detector = OneBoxPerTile()
-    job = FrameJob(SourceRecord(b"k", b"v"), 0, error=ValueError("refused"))
-    assert InferStage(detector, preparer, GRID, StitchConfig())(job).detections is None and detector.batches == []
+    prepared = PrepareStage(preparer)(received_of(frame_record(jpeg)))
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        InferStage(Broken(), preparer, GRID, StitchConfig())(prepared)
+    assert preparer._pool.qsize() == 1
 
 
 def test_detector_defaults_name_the_backend_that_lacks_a_capability() -> None:
@@ -365,7 +380,7 @@ def persist(tmp_path):
         stats,
         PipelineMetrics(),
         Readiness(HealthConfig(), store.ping),
-        on_stored=lambda frame, job: stored.append(frame),
+        on_stored=lambda frame, step: stored.append(frame),
         order=KeyOrder(),
     )
     yield stage, store, sink, offsets, stats, stored
@@ -375,10 +390,9 @@ def persist(tmp_path):
 def test_persist_stores_a_frame_marks_its_offset_durable_and_completes_the_car(persist, jpeg: bytes) -> None:
     stage, store, sink, offsets, stats, stored = persist
     for shot in range(2):
-        job = job_of(frame_record(jpeg, shot=shot, offset=shot))
-        offsets.polled(job.tp, job.offset)
-        job.detections = Detections([[100, 100, 200, 300]], [0.9], [3])
-        stage(job)
+        step = detected_of(frame_record(jpeg, shot=shot, offset=shot), Detections([[100, 100, 200, 300]], [0.9], [3]))
+        offsets.polled(step.tp, step.offset)
+        stage(step)
     assert (stats.frames_stored, stats.frames_parked, stats.detections) == (2, 0, 2) and sink.letters == []
     assert len(stats.cars_completed) == 1 and len(stored) == 2
     assert offsets.pending() == 0 and [tp.offset for tp in offsets.to_commit()] == [2]
@@ -389,9 +403,9 @@ def test_persist_stores_a_frame_marks_its_offset_durable_and_completes_the_car(p
 
 def test_persist_parks_a_refused_record_with_a_dead_letter_and_a_rejected_row(persist, jpeg: bytes) -> None:
     stage, store, sink, offsets, stats, stored = persist
-    job = job_of(frame_record(jpeg, camera=b"two", offset=5))
-    offsets.polled(job.tp, job.offset)
-    stage(job)
+    step = step_of(frame_record(jpeg, camera=b"two", offset=5))
+    offsets.polled(step.tp, step.offset)
+    stage(step)
     assert (stats.frames_stored, stats.frames_parked) == (0, 1) and stored == []
     (letter,) = sink.letters
     assert letter.error_kind == "bad_message" and letter.source_offset == 5 and letter.value == jpeg
@@ -402,24 +416,25 @@ def test_persist_parks_a_refused_record_with_a_dead_letter_and_a_rejected_row(pe
 
 def test_persist_parks_a_known_frame_with_an_error_row_that_counts_toward_its_car(persist, jpeg: bytes) -> None:
     stage, store, sink, offsets, stats, stored = persist
-    job = job_of(frame_record(jpeg, shot=1))
-    job.error = ImageError("frame car=car-1 cam=0 shot=1: corrupt JPEG", field="payload")
-    stage(job)
+    step = received_of(frame_record(jpeg, shot=1)).parked(
+        ImageError("frame car=car-1 cam=0 shot=1: corrupt JPEG", field="payload")
+    )
+    stage(step)
     assert stats.frames_parked == 1 and sink.letters[0].error_kind == "bad_image"
     assert store.car_summary("car-1").errors == 1 and len(stored) == 1  # the error row is the frame's slot
 
 
-def test_key_order_holds_a_job_until_the_earlier_jobs_of_its_key_arrived(jpeg: bytes) -> None:
+def test_key_order_holds_a_record_until_the_earlier_records_of_its_key_arrived(jpeg: bytes) -> None:
     order = KeyOrder()
-    jobs = [job_of(frame_record(jpeg, shot=shot, offset=offset)) for offset, shot in enumerate([0, 1, 0, 0])]
-    nameless = job_of(frame_record(jpeg, camera=b"two", offset=9))
-    for job in [*jobs, nameless]:
-        order.admit(job)
-    assert order.arrived(jobs[3]) == [] and order.arrived(jobs[2]) == []
-    assert order.arrived(jobs[1]) == [jobs[1]]  # another key: not held
+    steps = [step_of(frame_record(jpeg, shot=shot, offset=offset)) for offset, shot in enumerate([0, 1, 0, 0])]
+    nameless = step_of(frame_record(jpeg, camera=b"two", offset=9))
+    for step in [*steps, nameless]:
+        order.admit(step)
+    assert order.arrived(steps[3]) == [] and order.arrived(steps[2]) == []
+    assert order.arrived(steps[1]) == [steps[1]]  # another key: not held
     assert order.arrived(nameless) == [nameless]  # no frame key: not held
-    assert order.arrived(jobs[0]) == [jobs[0], jobs[2], jobs[3]]
-    again = job_of(frame_record(jpeg, shot=0, offset=7))  # nothing of the key is held any more
+    assert order.arrived(steps[0]) == [steps[0], steps[2], steps[3]]
+    again = step_of(frame_record(jpeg, shot=0, offset=7))  # nothing of the key is held any more
     order.admit(again)
     assert order.arrived(again) == [again]
 
@@ -427,17 +442,16 @@ def test_key_order_holds_a_job_until_the_earlier_jobs_of_its_key_arrived(jpeg: b
 def test_persist_applies_retakes_of_one_frame_in_offset_order_whatever_order_they_arrive(persist, jpeg: bytes) -> None:
     """Three retakes of shot 0 reach persist last-first: the last offset's detections and image are what stays."""
     stage, store, sink, offsets, stats, stored = persist
-    jobs = []
+    steps = []
     for offset in range(3):
-        job = job_of(frame_record(jpeg, shot=0, offset=offset))
-        job.detections = Detections([[10 * (offset + 1), 10, 100, 100]], [0.9], [3])
-        offsets.polled(job.tp, job.offset)
-        stage.order.admit(job)
-        jobs.append(job)
-    stage(jobs[2])
-    stage(jobs[1])
+        step = detected_of(frame_record(jpeg, shot=0, offset=offset), Detections([[10 * (offset + 1), 10, 100, 100]], [0.9], [3]))
+        offsets.polled(step.tp, step.offset)
+        stage.order.admit(step)
+        steps.append(step)
+    stage(steps[2])
+    stage(steps[1])
     assert stored == [] and offsets.pending() == 3  # held: offset 0 is still on its way
-    stage(jobs[0])
+    stage(steps[0])
     assert [frame.replaced for frame in stored] == [False, True, True] and offsets.pending() == 0
     with store.engine.connect() as conn:
         (offset,) = conn.execute(text("SELECT kafka_offset FROM frames")).one()
@@ -453,14 +467,16 @@ def test_persist_group_commit_writes_queued_frames_in_one_transaction_before_the
     stage.batch_frames, stage.backlog = 8, lambda: backlog[0]
     commits: list[int] = []
     event.listen(store.engine, "commit", lambda conn: commits.append(1))
-    jobs = [job_of(frame_record(jpeg, shot=shot, offset=shot)) for shot in range(2)]
-    for job in jobs:
-        offsets.polled(job.tp, job.offset)
-        job.detections = Detections([[100, 100, 200, 300]], [0.9], [3])
-    stage(jobs[0])  # another job is queued behind it: held, nothing written, its offset not durable
+    steps = [
+        detected_of(frame_record(jpeg, shot=shot, offset=shot), Detections([[100, 100, 200, 300]], [0.9], [3]))
+        for shot in range(2)
+    ]
+    for step in steps:
+        offsets.polled(step.tp, step.offset)
+    stage(steps[0])  # another record is queued behind it: held, nothing written, its offset not durable
     assert stats.frames_stored == 0 and offsets.pending() == 2 and commits == []
     backlog[0] = 0
-    stage(jobs[1])  # the queue is empty: both frames in one transaction, then both offsets durable
+    stage(steps[1])  # the queue is empty: both frames in one transaction, then both offsets durable
     assert stats.frames_stored == 2 and len(commits) == 1 and offsets.pending() == 0
     assert store.car_summary("car-1").complete and len(stats.cars_completed) == 1
 
@@ -468,12 +484,11 @@ def test_persist_group_commit_writes_queued_frames_in_one_transaction_before_the
 def test_persist_group_commit_parks_only_the_refused_frame_and_flushes_on_stop(persist, jpeg: bytes) -> None:
     stage, store, sink, offsets, stats, stored = persist
     stage.batch_frames, stage.backlog = 8, lambda: 1  # always something queued: only flush() writes
-    good, bad = (job_of(frame_record(jpeg, shot=shot, offset=shot)) for shot in range(2))
-    good.detections = Detections([[100, 100, 200, 300]], [0.9], [3])
-    bad.detections = Detections([[100, 100, float("nan"), 300]], [0.9], [3])
-    for job in (good, bad):
-        offsets.polled(job.tp, job.offset)
-        stage(job)
+    good = detected_of(frame_record(jpeg, shot=0, offset=0), Detections([[100, 100, 200, 300]], [0.9], [3]))
+    bad = detected_of(frame_record(jpeg, shot=1, offset=1), Detections([[100, 100, float("nan"), 300]], [0.9], [3]))
+    for step in (good, bad):
+        offsets.polled(step.tp, step.offset)
+        stage(step)
     assert stats.frames_handled == 0
     stage.flush()  # what the runner calls when the stop marker reaches the stage
     assert (stats.frames_stored, stats.frames_parked) == (1, 1) and sink.letters[0].source_offset == 1
@@ -490,24 +505,53 @@ def test_a_stage_finish_runs_once_when_the_stop_marker_reaches_it() -> None:
     assert seen == ["x", "finish"] and runner.failure is None
 
 
-def test_an_item_put_to_a_later_stage_skips_the_ones_before_it() -> None:
+def test_route_sends_an_item_ahead_from_the_feed_or_from_a_stage_and_it_still_precedes_the_stop() -> None:
+    """Items marked "bad…" skip to the last stage: fed so (put) or answered so by the first stage."""
     seen: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def step(name: str, answer=lambda item: item):
+        def process(item: str) -> str:
+            with lock:
+                seen.append((name, item))
+            return answer(item)
+
+        return process
+
     runner = StageRunner(
         [
-            Stage("prepare", (lambda item: seen.append(("prepare", item)) or item,)),
-            Stage("persist", (lambda item: seen.append(("persist", item)),)),
-        ]
+            Stage.threads("prepare", step("prepare", lambda item: "bad " + item if item.startswith("corrupt") else item), 2),
+            Stage("infer", (step("infer"),)),
+            Stage("persist", (step("persist"),), finish=lambda: seen.append(("finish", ""))),
+        ],
+        route=lambda item: "persist" if item.startswith("bad") else None,
     )
     runner.start()
-    runner.put("refused", stage="persist")
-    runner.put("frame")
+    items = [f"bad header {i}" if i % 3 == 0 else f"corrupt {i}" if i % 3 == 1 else f"frame {i}" for i in range(30)]
+    for item in items:
+        runner.put(item)
     runner.close()
     runner.join()
-    assert ("prepare", "refused") not in seen and ("persist", "refused") in seen
-    assert seen.index(("prepare", "frame")) < seen.index(("persist", "frame"))
+    assert runner.failure is None and seen[-1] == ("finish", "")  # everything reached persist before it finished
+    by_stage = {name: [item for n, item in seen if n == name] for name in ("prepare", "infer", "persist")}
+    assert not any(item.startswith("bad") for item in by_stage["prepare"] + by_stage["infer"])
+    assert sorted(by_stage["infer"]) == sorted(i for i in items if i.startswith("frame"))
+    assert sorted(by_stage["persist"]) == sorted(i if not i.startswith("corrupt") else "bad " + i for i in items)
 
 
-def test_persist_group_commit_batches_the_jobs_key_order_releases_and_writes_a_retake_after_its_predecessor(
+def test_a_route_back_to_an_earlier_stage_fails_the_chain() -> None:
+    runner = StageRunner(
+        [Stage("prepare", (lambda item: item,)), Stage("persist", (lambda item: item,))],
+        route=lambda item: "prepare" if item == "loop" else None,
+    )
+    runner.start()
+    runner.put("loop")  # fed to the first stage: allowed; answered back to it by that stage: refused
+    runner.close()
+    runner.join()
+    assert isinstance(runner.failure, ValueError) and "stage prepare back to stage prepare" in str(runner.failure)
+
+
+def test_persist_group_commit_batches_the_records_key_order_releases_and_writes_a_retake_after_its_predecessor(
     persist, jpeg: bytes
 ) -> None:
     """Shot 0 at offsets 0 and 2 (a retake), shot 1 at offset 1, arriving 2, 1, 0 with frames always queued behind:
@@ -521,17 +565,18 @@ def test_persist_group_commit_batches_the_jobs_key_order_releases_and_writes_a_r
     )  # always something queued: only a full batch, a repeated key or flush() writes
     commits: list[int] = []
     event.listen(store.engine, "commit", lambda conn: commits.append(1))
-    jobs = []
+    steps = []
     for offset, shot in enumerate([0, 1, 0]):
-        job = job_of(frame_record(jpeg, shot=shot, offset=offset))
-        job.detections = Detections([[10 * (offset + 1), 10, 100, 100]], [0.9], [3])
-        offsets.polled(job.tp, job.offset)
-        stage.order.admit(job)
-        jobs.append(job)
-    stage(jobs[2])  # held by KeyOrder: offset 0 of its key is still on its way
-    stage(jobs[1])  # ready: joins the batch
+        step = detected_of(
+            frame_record(jpeg, shot=shot, offset=offset), Detections([[10 * (offset + 1), 10, 100, 100]], [0.9], [3])
+        )
+        offsets.polled(step.tp, step.offset)
+        stage.order.admit(step)
+        steps.append(step)
+    stage(steps[2])  # held by KeyOrder: offset 0 of its key is still on its way
+    stage(steps[1])  # ready: joins the batch
     assert commits == [] and offsets.pending() == 3
-    stage(jobs[0])  # releases offset 0 and its retake: the retake's key is in the batch, so the batch is written first
+    stage(steps[0])  # releases offset 0 and its retake: the retake's key is in the batch, so the batch is written first
     assert len(commits) == 1 and [frame.frame.shot for frame in stored] == [1, 0] and offsets.pending() == 1
     stage.flush()
     assert len(commits) == 2 and stored[-1].replaced and offsets.pending() == 0
