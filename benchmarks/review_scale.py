@@ -125,7 +125,7 @@ def split(engine: Engine, frames: int, plans: list[str], state: str) -> dict[str
     try:
         with engine.connect() as conn:
             review_queue(conn, config, 0.3)  # warm: plan caches, the model's class list
-            item = review_queue(conn, config, 0.3).items[0]
+            item = _first(review_queue(conn, config, 0.3).items)
         for _ in range(frames):
             with engine.connect() as conn:
                 frame = timed("page", review_frame, conn, item.frame_id, 0.3, (2700, 2100))
@@ -138,6 +138,8 @@ def split(engine: Engine, frames: int, plans: list[str], state: str) -> dict[str
             with engine.connect() as conn:
                 item = timed("next", next_frame, conn, config, 0.3, after=item.frame_id, queue=item.queue)
                 timed("whole_queue", review_queue, conn, config, 0.3)
+            if item is None:
+                break
     finally:
         event.remove(engine, "before_cursor_execute", before)
         event.remove(engine, "after_cursor_execute", after)
@@ -195,6 +197,12 @@ def _review_for_export(engine, frames: int) -> int:
         return conn.execute(text("SELECT COUNT(DISTINCT frame_id) FROM reviews")).scalar_one()
 
 
+def _first(items: list[Any]) -> Any:
+    if not items:
+        raise SystemExit("the review queue is empty: fill more cars or review fewer first (--deep-reviewed)")
+    return items[0]
+
+
 def review_frames(db: str, images: Path, frames: int) -> dict[str, Any]:
     port = _free_port()
     thumbs = Path(tempfile.mkdtemp(prefix="review-thumbs-"))
@@ -229,7 +237,7 @@ def review_frames(db: str, images: Path, frames: int) -> dict[str, Any]:
         client = httpx.Client(base_url=base, timeout=120)
         for _ in range(3):  # connections, plan caches
             client.get("/api/review/queue")
-        item = client.get("/api/review/queue").json()["items"][0]
+        item = _first(client.get("/api/review/queue").json()["items"])
         for _ in range(frames):
             frame_id = item["frame_id"]
             buckets.append(item["queue"])
@@ -248,6 +256,8 @@ def review_frames(db: str, images: Path, frames: int) -> dict[str, Any]:
             totals.append(sum(steps[name][-1] for name in steps))
             whole_queue.append(_server_ms(client.get("/api/review/queue")))
             item = following.json()
+            if item is None:
+                break
     finally:
         server.terminate()
         server.wait(30)
@@ -257,7 +267,7 @@ def review_frames(db: str, images: Path, frames: int) -> dict[str, Any]:
         for name, v in steps.items()
     }
     return {
-        "frames_reviewed": frames,
+        "frames_reviewed": len(totals),
         "queue_buckets": {b: buckets.count(b) for b in sorted(set(buckets))},
         "per_frame_server_ms": {
             "p50": round(float(np.percentile(totals, 50)), 1),
