@@ -9,6 +9,7 @@ frame's forward pass. The tile batch goes back to the preparer's pool whatever h
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from ..config import SecondLookConfig, StitchConfig
 from ..detect import Detector
@@ -18,6 +19,28 @@ from ..stitch import stitch
 from ..tiling import TileGrid, detect_in_chunks
 from .job import FrameJob
 from .prepare import FramePreparer
+
+
+def detect_frame(
+    detect: Callable[..., Detections],
+    batch: Any,
+    grid: TileGrid,
+    stitch_config: StitchConfig,
+    second_look_config: SecondLookConfig,
+    mark: Callable[[str], object] = lambda _step: None,
+) -> Detections:
+    """A frame's tile batch (num_slots, T, T, 3) -> its detections in frame pixels: the grid's detector
+    call (one for the 64-slot grid), stitching, then the second look at cut objects. The crops are
+    read from `batch`: release it only after. `mark(step)` is called after each step ("detected",
+    "stitched", "looked"). The edge's infer stage and the shadow runner both run this, so a candidate
+    model is measured on the deployed model's path."""
+    tile_detections = detect_in_chunks(detect, batch, grid)
+    mark("detected")
+    stitched = stitch(tile_detections, grid, stitch_config)
+    mark("stitched")
+    found = second_look(stitched, batch, grid, detect, second_look_config, stitch_config.border_tolerance_px)
+    mark("looked")
+    return found
 
 
 class InferStage:
@@ -46,15 +69,9 @@ class InferStage:
             return job
         job.clock.mark("detect_start")
         try:
-            tile_detections = detect_in_chunks(self._detect, job.batch, self.grid)  # one call for the 64-slot grid
-            job.clock.mark("detected")
-            stitched = stitch(tile_detections, self.grid, self.stitch_config)
-            job.clock.mark("stitched")
-            # the crops are read from the batch: it goes back to the pool only after the second look
-            job.detections = second_look(
-                stitched, job.batch, self.grid, self._detect, self.second_look_config, self.stitch_config.border_tolerance_px
+            job.detections = detect_frame(
+                self._detect, job.batch, self.grid, self.stitch_config, self.second_look_config, job.clock.mark
             )
-            job.clock.mark("looked")
         finally:
             self.preparer.release(job.batch)
             job.batch = None
