@@ -93,7 +93,9 @@ def edge(
         None, help="GPU indices the workers spread over, e.g. 0,1 (default: config pipeline.gpus)"
     ),
     reload_model: bool = typer.Option(
-        False, "--reload-model", help="promote on a config change: drain, reload, resume when --config names another model"
+        False,
+        "--reload-model",
+        help="promote on a config change: drain, reload, resume when --config names another model (every worker with --workers)",
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     log_format: Optional[str] = LogFormatOpt,
@@ -116,17 +118,14 @@ def edge(
             gpu_list = [int(g) for g in gpus.split(",") if g.strip()]
         except ValueError:
             raise UsageError(f"--gpus {gpus!r}: expected GPU indices like 0,1") from None
-    settings = _settings(
-        config,
-        **{
-            "kafka.bootstrap_servers": bootstrap,
-            "store.url": db,
-            "model.backend": backend,
-            "logging.format": log_format,
-            "pipeline.workers": int(workers) if workers and workers.isdigit() else workers,
-            "pipeline.gpus": gpu_list,
-        },
-    )
+    given = {
+        "kafka.bootstrap_servers": bootstrap,
+        "store.url": db,
+        "logging.format": log_format,
+        "pipeline.workers": int(workers) if workers and workers.isdigit() else workers,
+        "pipeline.gpus": gpu_list,
+    }
+    settings = _settings(config, **given, **{"model.backend": backend})
     configure_logging(settings.logging.format, verbose=verbose)
     bootstrap = settings.kafka.bootstrap_servers
     if not bootstrap:
@@ -136,13 +135,15 @@ def edge(
     from ..kafka import check_reachable
 
     check_reachable(bootstrap, timeout=settings.kafka.connect_timeout_s)
+    if reload_model and config is None:
+        raise UsageError("--reload-model watches the config file: pass --config FILE")
     if settings.pipeline.workers != 1 or settings.pipeline.gpus is not None:
         if max_frames:
             raise UsageError("--max-frames needs one in-process consumer (pipeline.workers 1, no --gpus)")
-        _supervise(settings, bootstrap, metrics_port, metrics_addr, verbose)
+        # what the command line set stays set when the config is read again; the model comes from the file
+        kept = {**given, "kafka.bootstrap_servers": bootstrap}
+        _supervise(settings, bootstrap, metrics_port, metrics_addr, verbose, config if reload_model else None, kept)
         return
-    if reload_model and config is None:
-        raise UsageError("--reload-model watches the config file: pass --config FILE")
     store = ResultStore.open(settings.store)
     store.verdicts = verdict_writer(settings)
     if reload_model and config is not None:
@@ -200,16 +201,53 @@ def _edge_with_reload(config: Path, settings: Settings, store: Any, bootstrap: s
     console.print(f"stopped cleanly after {len(runs)} model(s): {sum(s.frames_stored for s in runs)} frames stored")
 
 
-def _supervise(settings: Settings, bootstrap: str, metrics_port: int, metrics_addr: str, verbose: bool) -> None:
-    from ..edge.supervisor import EdgeSupervisor
-    from ..store import ResultStore
+def _supervise(
+    settings: Settings,
+    bootstrap: str,
+    metrics_port: int,
+    metrics_addr: str,
+    verbose: bool,
+    reload_config: Path | None = None,
+    kept: dict[str, Any] | None = None,
+) -> None:
+    """The worker processes under one supervisor; with `reload_config` (--reload-model) a model change in
+    that file drains every worker, records the swap and starts them again with the new model."""
+    from ..config import load_settings
+    from ..edge.supervisor import EdgeSupervisor, WorkerReport
+    from ..review.promotion import record_swap
+    from ..store import ResultStore, create_engine_for
 
     ResultStore.open(settings.store).close()  # schema migrated once, before the workers race to it
-    supervisor = EdgeSupervisor(settings, bootstrap, metrics_port=metrics_port, metrics_addr=metrics_addr, verbose=verbose)
+
+    def on_swap(old: Settings, new: Settings, reports: list[WorkerReport]) -> None:
+        assert reload_config is not None
+        engine = create_engine_for(settings.store.url)
+        try:
+            record_swap(
+                engine,
+                old,
+                new,
+                from_run_id=reports[0].run_id if reports else None,  # the first worker's run: each worker has one
+                frames_before=sum(r.frames_handled for r in reports),
+                config=reload_config,
+            )
+        finally:
+            engine.dispose()
+
+    supervisor = EdgeSupervisor(
+        settings,
+        bootstrap,
+        metrics_port=metrics_port,
+        metrics_addr=metrics_addr,
+        verbose=verbose,
+        reload=(lambda: load_settings(reload_config, kept)) if reload_config is not None else None,
+        on_swap=on_swap if reload_config is not None else None,
+    )
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: supervisor.stop())
     console.print(f"edge: {len(supervisor.slots)} worker process(es) in group {settings.kafka.group_id}")
     result = supervisor.run()
     if result.error:
         raise CliError(result.error)
-    console.print(f"stopped cleanly: {len(supervisor.slots)} workers drained, {result.restarts} restart(s)")
+    swaps = f", {supervisor.swaps} model swap(s)" if reload_config is not None else ""
+    console.print(f"stopped cleanly: {len(supervisor.slots)} workers drained, {result.restarts} restart(s){swaps}")

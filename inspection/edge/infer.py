@@ -11,6 +11,7 @@ persist); an exception is the detector's fault and stops the consumer.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from ..config import SecondLookConfig, StitchConfig
 from ..detect import Detector
@@ -20,6 +21,28 @@ from ..stitch import stitch
 from ..tiling import TileGrid, detect_in_chunks
 from .prepare import FramePreparer
 from .steps import Detected, Prepared
+
+
+def detect_frame(
+    detect: Callable[..., Detections],
+    batch: Any,
+    grid: TileGrid,
+    stitch_config: StitchConfig,
+    second_look_config: SecondLookConfig,
+    mark: Callable[[str], object] = lambda _step: None,
+) -> Detections:
+    """A frame's tile batch (num_slots, T, T, 3) -> its detections in frame pixels: the grid's detector
+    call (one for the 64-slot grid), stitching, then the second look at cut objects. The crops are
+    read from `batch`: release it only after. `mark(step)` is called after each step ("detected",
+    "stitched", "looked"). The edge's infer stage and the shadow runner both run this, so a candidate
+    model is measured on the deployed model's path."""
+    tile_detections = detect_in_chunks(detect, batch, grid)
+    mark("detected")
+    stitched = stitch(tile_detections, grid, stitch_config)
+    mark("stitched")
+    found = second_look(stitched, batch, grid, detect, second_look_config, stitch_config.border_tolerance_px)
+    mark("looked")
+    return found
 
 
 class InferStage:
@@ -47,15 +70,7 @@ class InferStage:
         clock, batch = prepared.clock, prepared.batch
         clock.mark("detect_start")
         try:
-            tile_detections = detect_in_chunks(self._detect, batch, self.grid)  # one call for the 64-slot grid
-            clock.mark("detected")
-            stitched = stitch(tile_detections, self.grid, self.stitch_config)
-            clock.mark("stitched")
-            # the crops are read from the batch: it goes back to the pool only after the second look
-            detections = second_look(
-                stitched, batch, self.grid, self._detect, self.second_look_config, self.stitch_config.border_tolerance_px
-            )
-            clock.mark("looked")
+            detections = detect_frame(self._detect, batch, self.grid, self.stitch_config, self.second_look_config, clock.mark)
         finally:
             self.preparer.release(batch)
         return prepared.detected(detections)

@@ -13,6 +13,12 @@ replaced, and the group redelivers what it had not committed (frames upsert: no 
 - A worker that exits while the supervisor is not stopping is restarted after a backoff that
   doubles (`RestartPolicy`); more than `max_restarts` deaths of one slot within `window_s` stop
   every worker and the supervisor exits non-zero with one `error:` line.
+- Promotion (`edge --workers N --reload-model`): the supervisor watches the config file; when the
+  model named there changes it drains every worker (SIGTERM: each stores what it holds and commits
+  its offsets) and, in layout gpu_owner, stops the GPU owners; then it records the swap
+  (`on_swap`, one `model_swaps` row) and starts owners and workers again with the new settings,
+  which resume from the committed offsets. No record is handled by both models and none is
+  skipped: the workers' commits are the hand-over point, as for SIGTERM.
 - Metrics: the supervisor serves one /metrics, /healthz and /readyz on `metrics_port` for all workers
   (`worker_metrics.py`: every worker's samples with a `worker` label, `inspection_edge_worker_up`,
   restarts); worker k serves its own on 127.0.0.1:`metrics_port + 1 + k`, which that endpoint reads.
@@ -24,12 +30,15 @@ import dataclasses
 import logging
 import multiprocessing as mp
 import os
+import queue
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from ..config import ModelConfig, PipelineConfig, Settings
 from ..health import HealthServer
@@ -93,6 +102,7 @@ class WorkerSpec:
     verbose: bool = False
     link: GpuLink | None = None  # layout gpu_owner: this worker's share of its GPU owner
     link_index: int = 0
+    reports: Any = None  # multiprocessing queue: (index, run id, frames handled) put at a clean stop
 
 
 def run_worker(spec: WorkerSpec) -> None:
@@ -131,6 +141,8 @@ def run_worker(spec: WorkerSpec) -> None:
             server.start(worker_metrics_port(spec.metrics_port, spec.index))
         stats = pipeline.run()
         log.info("%s stopped cleanly: %d frames stored, %d parked", name, stats.frames_stored, stats.frames_parked)
+        if spec.reports is not None:
+            spec.reports.put(WorkerReport(spec.index, pipeline.run_id, stats.frames_handled))
     except PipelineError as exc:
         log.error("%s failed: %s", name, exc)
         sys.exit(1)
@@ -143,6 +155,18 @@ def run_worker(spec: WorkerSpec) -> None:
 def worker_metrics_port(metrics_port: int, index: int) -> int:
     """Worker `index`'s own loopback port: the ones after the supervisor's `metrics_port`."""
     return metrics_port + 1 + index
+
+
+@dataclass(frozen=True)
+class WorkerReport:
+    """What a worker that stopped cleanly tells the supervisor: its run row and the frames it handled."""
+
+    index: int
+    run_id: int
+    frames_handled: int
+
+
+SwapRecorder = Callable[[Settings, Settings, list[WorkerReport]], None]
 
 
 @dataclass
@@ -193,21 +217,48 @@ class EdgeSupervisor:
         restart: RestartPolicy = RestartPolicy(),
         drain_timeout_s: float = 120.0,
         poll_s: float = 0.2,
+        reload: Callable[[], Settings] | None = None,
+        on_swap: SwapRecorder | None = None,
+        reload_interval_s: float = 1.0,
     ) -> None:
+        """`reload`: read the config again (promotion: a changed model drains, swaps and restarts every
+        worker); `on_swap(old, new, reports of the drained workers)` records the swap."""
         self.restart = restart
         self.drain_timeout_s = drain_timeout_s
         self.poll_s = poll_s
-        gpus = worker_gpus(settings.pipeline, settings.model)
-        self.settings = settings
-        self.gpu_owner = gpu_owner_layout(settings.pipeline, settings.model)
+        self.reload = reload
+        self.on_swap = on_swap
+        self.reload_interval_s = reload_interval_s
+        self.bootstrap = bootstrap
+        self.metrics_port, self.metrics_addr, self.verbose = metrics_port, metrics_addr, verbose
+        self._ctx = mp.get_context("spawn")
+        self._reports = self._ctx.Queue() if reload is not None else None
         self.owners: list[OwnerSlot] = []
         self._slabs: list[SharedSlab] = []
-        self.slots = [
-            WorkerSlot(WorkerSpec(k, gpu, settings, bootstrap, metrics_port, metrics_addr, verbose)) for k, gpu in enumerate(gpus)
-        ]
-        self._ctx = mp.get_context("spawn")
+        self._metric_urls: dict[str, str] = {}
+        self._use(settings)
         self._stop = threading.Event()
         self.restarts = 0
+        self.swaps = 0
+
+    def _use(self, settings: Settings) -> None:
+        """Worker slots (and the layout) for `settings`; nothing is started."""
+        self.settings = settings
+        self.gpu_owner = gpu_owner_layout(settings.pipeline, settings.model)
+        self.slots = [
+            WorkerSlot(
+                WorkerSpec(
+                    k, gpu, settings, self.bootstrap, self.metrics_port, self.metrics_addr, self.verbose, reports=self._reports
+                )
+            )
+            for k, gpu in enumerate(worker_gpus(settings.pipeline, settings.model))
+        ]
+        self._metric_urls.clear()  # in place: the running /metrics endpoint reads this dict
+        if self.metrics_port:
+            for slot in self.slots:
+                self._metric_urls[str(slot.spec.index)] = (
+                    f"http://127.0.0.1:{worker_metrics_port(self.metrics_port, slot.spec.index)}"
+                )
 
     def stop(self) -> None:
         """Ask every worker to drain and commit, then return from `run` (signal-handler safe)."""
@@ -228,6 +279,7 @@ class EdgeSupervisor:
         for slot in self.slots:
             self._start(slot)
         server = self._serve_metrics()
+        watch = self._model_watch()
         error: str | None = None
         try:
             while not self._stop.is_set() and error is None:
@@ -236,6 +288,10 @@ class EdgeSupervisor:
                     error = error or self._watch(slot, now)
                 for owner in self.owners:
                     error = error or self._watch_owner(owner, now)
+                if error is None and watch is not None and watch():
+                    assert watch.changed is not None
+                    self._promote(watch.changed)
+                    watch = self._model_watch()
                 self._stop.wait(self.poll_s)
             failed = [s for s in self._drain() if s.last_exit != 0]
         finally:
@@ -245,6 +301,48 @@ class EdgeSupervisor:
         if error is None and failed:
             error = "; ".join(f"{s.name} exited with status {s.last_exit} while draining" for s in failed)
         return SupervisorResult(1 if error else 0, self.restarts, error)
+
+    # ------------------------------------------------------------------ promotion
+
+    def _model_watch(self) -> Any:
+        if self.reload is None:
+            return None
+        from ..review.promotion import ModelChangeWatch
+
+        return ModelChangeWatch(self.reload, self.settings, self.reload_interval_s)
+
+    def _promote(self, new: Settings) -> None:
+        """Drain every worker and GPU owner of the old model, record the swap, start them with `new`."""
+        old = self.settings
+        log.info("model %s -> %s: draining %d worker(s)", old.model.name, new.model.name, len(self.slots))
+        for slot in self._drain():
+            if slot.last_exit != 0:  # its uncommitted frames go back to the group: redelivered, not lost
+                log.warning("%s exited with status %s while draining for the swap", slot.name, slot.last_exit)
+        self._stop_owners()
+        self.owners = []
+        reports = self._drained_reports()
+        if self.on_swap is not None:
+            self.on_swap(old, new, reports)
+        self.swaps += 1
+        self._use(new)
+        if self._stop.is_set():  # asked to stop while draining: the next start reads the new config
+            return
+        if self.gpu_owner:
+            self._start_owners()
+        for slot in self.slots:
+            self._start(slot)
+        handled = sum(r.frames_handled for r in reports)
+        log.info("model %s -> %s: drained (%d frames), reloaded, resuming", old.model.name, new.model.name, handled)
+
+    def _drained_reports(self) -> list[WorkerReport]:
+        """The reports of the workers that stopped cleanly (each put one before it exited)."""
+        reports: list[WorkerReport] = []
+        while self._reports is not None:
+            try:
+                reports.append(self._reports.get(timeout=0.5))
+            except queue.Empty:
+                break
+        return sorted(reports, key=lambda r: r.index)
 
     # ------------------------------------------------------------------ layout gpu_owner
 
@@ -312,7 +410,7 @@ class EdgeSupervisor:
         spec = self.slots[0].spec
         if not spec.metrics_port:
             return None
-        urls = {str(s.spec.index): f"http://127.0.0.1:{worker_metrics_port(spec.metrics_port, s.spec.index)}" for s in self.slots}
+        urls = self._metric_urls
 
         def alive() -> dict[str, bool]:
             return {str(s.spec.index): s.process is not None and s.process.is_alive() for s in self.slots}

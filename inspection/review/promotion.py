@@ -7,6 +7,10 @@ swap; a new pipeline with the new model resumes in the same consumer group from 
 offsets (resume). Nothing is lost (offsets move only past stored frames) and nothing is stored
 twice (a frame is upserted by its key, and no committed record is read again).
 A config that does not load (being edited, unknown model) is logged and the old model keeps running.
+
+With `--workers N` the supervisor (inspection/edge/supervisor.py) does the same for all its
+processes: it drains every worker (and the GPU owners of layout gpu_owner), records one swap with
+the frames the drained workers handled, and starts them again with the new model.
 """
 
 from __future__ import annotations

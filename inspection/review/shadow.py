@@ -6,7 +6,8 @@ Two ways to get the frames, both from the `frames` topic and both reading only:
 - replay: partitions assigned by hand from a start (offset, or the first record at/after a time)
   to an end (offset, time, or the end of each partition when the replay starts); nothing committed.
 
-Each frame goes through the same decode → tile → detect → stitch as the edge, and lands in
+Each frame goes through the edge's own decode → tile → detect → stitch → second look
+(`edge.infer.detect_frame`, with the site's `grid.second_look`), and lands in
 `shadow_frames` / `shadow_detections` tagged with the model's name (upsert per model, car, camera,
 shot: a replay twice stores each frame once). When the shadow holds all of a car's expected
 frames, the configured rules decide its verdict into `shadow_verdicts`. Nothing here writes the
@@ -29,14 +30,14 @@ from sqlalchemy import Engine, delete, func, insert, select
 from ..config import Settings
 from ..detect import Detector
 from ..detections import Detections
+from ..edge.infer import detect_frame
 from ..edge.prepare import CpuFramePreparer
 from ..kafka.admin import consumer_config
 from ..messages.contract import FrameMessage
 from ..messages.errors import MessageError, error_kind
 from ..rules.evaluate import RuleSet
-from ..stitch import stitch
 from ..store.review_models import ShadowDetectionRow, ShadowFrameRow, ShadowVerdictRow
-from ..tiling import TileGrid, detect_in_chunks
+from ..tiling import TileGrid
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,8 @@ class ShadowRunner:
         self.grid = grid
         self.preparer = CpuFramePreparer(grid, 1)
 
-    def _handle(self, msg, stats: ShadowStats) -> None:
+    def handle(self, msg, stats: ShadowStats) -> None:
+        """One polled record: read, detect on the edge's frame path, store apart, decide a completed car."""
         ref = (msg.topic(), msg.partition(), msg.offset())
         try:
             message = FrameMessage.from_kafka(msg)
@@ -177,11 +179,12 @@ class ShadowRunner:
         error: BaseException | None = None
         try:
             batch = self.preparer.prepare(message)
-            try:
-                tiles = detect_in_chunks(self.detector.detect, batch, self.grid)
+            try:  # the edge's own frame path: detector call, stitching, second look (grid.second_look)
+                detections = detect_frame(
+                    self.detector.detect, batch, self.grid, self.settings.stitch, self.settings.grid.second_look
+                )
             finally:
                 self.preparer.release(batch)
-            detections = stitch(tiles, self.grid, self.settings.stitch)
         except (MessageError, ValueError) as exc:
             error = exc
             stats.errors += 1
@@ -211,7 +214,7 @@ class ShadowRunner:
                     if msg.error().code() != KafkaError._PARTITION_EOF:
                         log.warning("shadow: %s", msg.error())
                     continue
-                self._handle(msg, stats)
+                self.handle(msg, stats)
                 consumer.commit(message=msg, asynchronous=False)
         finally:
             consumer.close()
@@ -259,7 +262,7 @@ class ShadowRunner:
                 if p not in todo:
                     continue
                 if msg.offset() < ends[p]:
-                    self._handle(msg, stats)
+                    self.handle(msg, stats)
                 if msg.offset() + 1 >= ends[p]:
                     todo.discard(p)
                     stats.partitions_done.add(p)

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, literal, select
+from sqlalchemy import Connection, Engine, and_, func, insert, literal, or_, select
 
 from ..config import ReviewConfig
 from ..store.models import CarVerdict, Detection, Frame, Run
@@ -258,45 +258,89 @@ def _class_ids(classes: Sequence[str], dets: Any) -> dict[str, int]:
     return ids
 
 
+BUCKETS = ("ng", "near", "ok_sample")
+
+
+class _Buckets:
+    """The queue's three buckets as SQL: each a condition on `frames` and an order; the OK cars'
+    sample is read only when the OK bucket is asked for."""
+
+    def __init__(self, conn: Connection, config: ReviewConfig, score_threshold: float) -> None:
+        self.conn, self.config, self.score_threshold = conn, config, score_threshold
+        self.sample_order = (Frame.id * literal(_HASH_MUL * config.sample_seed)) % literal(_HASH_MOD)
+
+    def sample_key(self, frame_id: int) -> int:
+        """The OK sample's order of one frame, as SQL computes it (`sample_order`)."""
+        return (frame_id * _HASH_MUL * self.config.sample_seed) % _HASH_MOD
+
+    def where(self, name: str) -> Any:
+        if name == "ng":
+            ng_cars = select(CarVerdict.car_id).where(CarVerdict.verdict == "ng").order_by(CarVerdict.decided_at.desc())
+            return Frame.car_id.in_(list(self.conn.execute(ng_cars.limit(NG_CARS_MAX)).scalars()))
+        if name == "near":
+            return (
+                select(Detection.frame_id)
+                .where(Detection.frame_id == Frame.id, Detection.score < self.score_threshold + self.config.near_band)
+                .exists()
+            )
+        # OK cars: a stable pseudo-random choice of cars first (Python, seeded), then their frames: no sort of every OK frame
+        ok_all = sorted(self.conn.execute(select(CarVerdict.car_id).where(CarVerdict.verdict == "ok")).scalars())
+        return Frame.car_id.in_(random.Random(self.config.sample_seed).sample(ok_all, min(len(ok_all), self.config.queue_size)))
+
+    def order(self, name: str) -> tuple[Any, ...]:
+        return (self.sample_order, Frame.id) if name == "ok_sample" else (Frame.captured_at.desc(), Frame.id)
+
+    def after(self, name: str, frame_id: int, captured_at: datetime) -> Any:
+        """Frames after this one in the bucket's order (a keyset: a range of the order's index)."""
+        if name == "ok_sample":
+            key = literal(self.sample_key(frame_id))
+            return and_(self.sample_order >= key, or_(self.sample_order > key, Frame.id > frame_id))
+        # the `<=` alone bounds the index range; the OR then drops the frame's equals up to it
+        return and_(Frame.captured_at <= captured_at, or_(Frame.captured_at < captured_at, Frame.id > frame_id))
+
+
+_COLUMNS = (Frame.id, Frame.car_id, Frame.camera, Frame.shot, Frame.detection_count)
+
+
+def _unreviewed(exclude: int | None) -> Any:
+    reviewed = select(ReviewRow.frame_id).where(ReviewRow.frame_id == Frame.id).exists()
+    return and_(Frame.error.is_(None), ~reviewed, Frame.id != (exclude if exclude is not None else -1))
+
+
+def _item(row: Any, queue: str, verdict: str | None) -> QueueItem:
+    return QueueItem(
+        frame_id=row.id,
+        car_id=row.car_id,
+        camera=row.camera,
+        shot=row.shot,
+        queue=queue,  # type: ignore[arg-type]
+        detections=row.detection_count,
+        verdict=verdict,
+    )
+
+
 def review_queue(conn: Connection, config: ReviewConfig, score_threshold: float, *, exclude: int | None = None) -> ReviewQueue:
     """Unreviewed frames: NG cars' first, then frames with a box near the threshold, then a stable
     pseudo-random sample of OK cars' frames; each bucket up to its share of `queue_size`, the rest
-    filled from the buckets in that order."""
-    reviewed = select(ReviewRow.frame_id).where(ReviewRow.frame_id == Frame.id).exists()
-    base = and_(Frame.error.is_(None), ~reviewed, Frame.id != (exclude if exclude is not None else -1))
-    size = config.queue_size
-    columns = (Frame.id, Frame.car_id, Frame.camera, Frame.shot, Frame.detection_count)
+    filled from the buckets in that order.
 
-    ng_cars = list(
-        conn.execute(
-            select(CarVerdict.car_id).where(CarVerdict.verdict == "ng").order_by(CarVerdict.decided_at.desc()).limit(NG_CARS_MAX)
-        ).scalars()
-    )
-    # OK cars: a stable pseudo-random choice of cars first (Python, seeded), then their frames: no sort of every OK frame
-    ok_all = sorted(conn.execute(select(CarVerdict.car_id).where(CarVerdict.verdict == "ok")).scalars())
-    ok_cars = random.Random(config.sample_seed).sample(ok_all, min(len(ok_all), size))
-    buckets: list[tuple[str, Any]] = [
-        ("ng", select(*columns).where(base, Frame.car_id.in_(ng_cars)).order_by(Frame.captured_at.desc(), Frame.id))
-    ]
-    near = (
-        select(Detection.frame_id)
-        .where(Detection.frame_id == Frame.id, Detection.score < score_threshold + config.near_band)
-        .exists()
-    )
-    buckets.append(("near", select(*columns).where(base, near).order_by(Frame.captured_at.desc(), Frame.id)))
-    sample_order = (Frame.id * literal(_HASH_MUL * config.sample_seed)) % literal(_HASH_MOD)
-    buckets.append(("ok_sample", select(*columns).where(base, Frame.car_id.in_(ok_cars)).order_by(sample_order, Frame.id)))
+    Each bucket walks its order past the frames reviewed already (an anti-join on `reviews`), so this
+    grows with the reviews at the head of the order; going from one frame to the next is `next_frame`."""
+    buckets = _Buckets(conn, config, score_threshold)
+    base = _unreviewed(exclude)
+    size = config.queue_size
     shares = {"ng": config.ng_share, "near": config.near_share, "ok_sample": config.ok_share}
-    total_share = sum(shares[name] for name, _ in buckets) or 1.0
+    total_share = sum(shares.values()) or 1.0
     picked: dict[int, QueueItem] = {}
     fetched: dict[str, list[Any]] = {}
-    for name, statement in buckets:
-        fetched[name] = list(conn.execute(statement.limit(size)).all())
+    for name in BUCKETS:
+        statement = select(*_COLUMNS).where(base, buckets.where(name)).order_by(*buckets.order(name)).limit(size)
+        fetched[name] = list(conn.execute(statement).all())
     verdict_of = {
         car: v for car, (v, _) in car_verdicts(conn, sorted({r.car_id for rows in fetched.values() for r in rows})).items()
     }
     for fill in (False, True):
-        for name, _ in buckets:
+        for name in BUCKETS:
             quota = size if fill else round(size * shares[name] / total_share)
             taken = sum(1 for item in picked.values() if item.queue == name)
             for row in fetched[name]:
@@ -304,17 +348,32 @@ def review_queue(conn: Connection, config: ReviewConfig, score_threshold: float,
                     break
                 if row.id in picked:
                     continue
-                picked[row.id] = QueueItem(
-                    frame_id=row.id,
-                    car_id=row.car_id,
-                    camera=row.camera,
-                    shot=row.shot,
-                    queue=name,  # type: ignore[arg-type]
-                    detections=row.detection_count,
-                    verdict=verdict_of.get(row.car_id),
-                )
+                picked[row.id] = _item(row, name, verdict_of.get(row.car_id))
                 taken += 1
-    order = {name: k for k, (name, _) in enumerate(buckets)}
+    order = {name: k for k, name in enumerate(BUCKETS)}
     items = sorted(picked.values(), key=lambda item: order[item.queue])  # stable: bucket order kept within
-    mix = {name: sum(1 for item in items if item.queue == name) for name, _ in buckets}
+    mix = {name: sum(1 for item in items if item.queue == name) for name in BUCKETS}
     return ReviewQueue(items=items, mix=mix)
+
+
+def next_frame(conn: Connection, config: ReviewConfig, score_threshold: float, *, after: int, queue: str) -> QueueItem | None:
+    """The frame to review after frame `after`, reviewed from bucket `queue`: the first unreviewed
+    frame after it in that bucket's order, else (bucket done, or `queue` not a bucket) the head of
+    `review_queue`, which brings back frames skipped or arrived since and moves to the next bucket.
+
+    A keyset: the bucket is read from `after`'s place in its order, so a step costs the same however
+    many frames were reviewed before it (the whole queue walks past them). None when nothing is left."""
+    key = conn.execute(select(Frame.captured_at).where(Frame.id == after)).scalar() if queue in BUCKETS else None
+    if key is not None:
+        buckets = _Buckets(conn, config, score_threshold)
+        row = conn.execute(
+            select(*_COLUMNS)
+            .where(_unreviewed(after), buckets.where(queue), buckets.after(queue, after, key))
+            .order_by(*buckets.order(queue))
+            .limit(1)
+        ).first()
+        if row is not None:
+            verdict = car_verdicts(conn, [row.car_id]).get(row.car_id)
+            return _item(row, queue, verdict[0] if verdict else None)
+    items = review_queue(conn, config, score_threshold, exclude=after).items
+    return items[0] if items else None

@@ -141,6 +141,8 @@ class ModelSwapRow(Base):
     swapped_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     from_model: Mapped[str] = mapped_column(String(MODEL_MAX), nullable=False)
     to_model: Mapped[str] = mapped_column(String(MODEL_MAX), nullable=False)
-    from_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), nullable=True)
-    frames_before: Mapped[int] = mapped_column(Integer, nullable=False)  # frames the old model handled in this process
+    from_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), nullable=True)  # with --workers: worker 0's run
+    frames_before: Mapped[int] = mapped_column(
+        Integer, nullable=False
+    )  # frames the old model handled in this edge command (all its workers)
     config: Mapped[str] = mapped_column(String(1024), nullable=False)  # the config file that changed

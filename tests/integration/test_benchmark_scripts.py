@@ -195,6 +195,7 @@ def test_review_scale_smoke(postgres_url, tmp_path):
             "-m",
             "benchmarks.dashboard_scale",
             "fill",
+            "--copy",  # the ResultStore fill is smoked by test_dashboard_scale_smoke
             "--db",
             postgres_url,
             "--cars",
@@ -208,6 +209,9 @@ def test_review_scale_smoke(postgres_url, tmp_path):
         420,
     )
     assert fill.returncode == 0, (fill.stdout[-2000:], fill.stderr[-3000:])
+    filled = json.loads((tmp_path / "fill" / "dashboard_scale.json").read_text())["fill"]
+    assert (filled["cars"], filled["frames"], filled["method"]) == (2, 190, "copy")
+    assert filled["detections"] == filled["boxes_written"] > 0
     result = _run(
         [
             "-m",
@@ -218,6 +222,10 @@ def test_review_scale_smoke(postgres_url, tmp_path):
             images,
             "--frames",
             "2",
+            "--deep-reviewed",
+            "20",
+            "--export-frames",
+            "50",
             "--out",
             str(tmp_path / "out"),
         ],
@@ -226,4 +234,5 @@ def test_review_scale_smoke(postgres_url, tmp_path):
     )
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-3000:])
     report = json.loads((tmp_path / "out" / "review_scale.json").read_text())
-    assert report["reviewing"]["frames_reviewed"] == 2 and report["export"]["images"] == report["reviewed_frames"]
+    assert report["reviewing"]["fresh"]["frames_reviewed"] == report["reviewing"]["deep"]["frames_reviewed"] == 2
+    assert report["export"]["images"] == report["reviewed_frames"] == 50

@@ -194,6 +194,33 @@ def test_queue_puts_ng_cars_first_then_near_threshold_then_the_ok_sample(client:
     assert page.status_code == 200 and 'id="review-queue"' in page.text
 
 
+def test_next_walks_each_bucket_in_the_queue_order_then_the_next_bucket(populated: Populated, tmp_path: Path) -> None:
+    """Reviewing frame after frame with /api/review/next (a keyset from the frame just reviewed) takes
+    exactly the frames of the whole queue, in its order, then answers null."""
+    _verdicts(populated.url, c_partial="ng", c_ok="ok")
+    with _app(populated, tmp_path, review=ReviewConfig(queue_size=1000)) as client:
+        expected = [(i["frame_id"], i["queue"]) for i in client.get("/api/review/queue").json()["items"]]
+        assert {q for _, q in expected} == {"ng", "near", "ok_sample"}
+        head = client.get("/api/review/next", params={"after": expected[0][0], "queue": "direct"}).json()
+        assert (head["frame_id"], head["queue"]) == expected[1]  # not a bucket: the queue's head, the frame left out
+        walked = [expected[0]]
+        while True:
+            frame_id, queue = walked[-1]
+            saved = client.post(
+                f"/api/review/frames/{frame_id}", json=_body(client, frame_id, queue=queue), headers={"X-Review-Token": ALICE}
+            )
+            assert saved.status_code == 201, saved.text
+            following = client.get("/api/review/next", params={"after": frame_id, "queue": queue})
+            assert following.status_code == 200
+            if following.json() is None:
+                break
+            walked.append((following.json()["frame_id"], following.json()["queue"]))
+            assert len(walked) <= len(expected)
+        assert walked == expected
+        assert client.get("/api/review/queue").json()["items"] == []
+        assert client.get("/api/review/next", params={"after": 10**9, "queue": "ng"}).json() is None  # unknown frame
+
+
 def test_queue_mix_follows_the_settings(populated: Populated, tmp_path: Path) -> None:
     _verdicts(populated.url, c_partial="ng", c_ok="ok")
     mix = ReviewConfig(queue_size=4, ng_share=0.25, near_share=0.25, ok_share=0.5)

@@ -33,6 +33,7 @@ from inspection.messages.errors import ImageError, MessageError
 from inspection.messages.frame_id import FrameId
 from inspection.messages.images import encode_image
 from inspection.metrics import PipelineMetrics
+from inspection.review.shadow import ShadowRunner, ShadowStats
 from inspection.store import ResultStore, RetryPolicy
 from inspection.tiling import TileGrid
 from inspection.validation import FrameValidator
@@ -315,6 +316,46 @@ def test_infer_takes_a_second_look_at_a_cut_object_before_the_batch_goes_back() 
     # switched off (the stage's default without a setting): the four pieces stay
     prepared = PrepareStage(preparer)(received_of(frame_record(encode_image(frame, 95))))
     assert len(InferStage(detector, preparer, GRID, StitchConfig(border_merge=False))(prepared).detections) == 4
+
+
+class KeptShadowFrames:
+    """The shadow store's side of `ShadowRunner`, keeping what the runner hands it."""
+
+    model = "ssd_mobilenet_v2_coco"
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[FrameMessage, Detections | None, BaseException | None]] = []
+
+    def store(self, message: FrameMessage, detections: Detections | None, error: BaseException | None, ref: tuple) -> bool:
+        self.frames.append((message, detections, error))
+        return False
+
+    def decide(self, car_id: str) -> str | None:
+        return None
+
+
+def test_the_shadow_runs_the_edges_frame_path_second_look_included() -> None:
+    """A candidate in shadow gets the deployed path: the same cut object comes out as the edge's one box
+    with the site's second look on, as the same four pieces with it off."""
+    frame = np.zeros((GRID.frame_height, GRID.frame_width, 3), np.uint8)
+    frame[248:392, 1152:1288] = 255  # over the tile borders x = 1200 and y = 300, as above
+    record = frame_record(encode_image(frame, 95))
+    stitching = StitchConfig(border_merge=False)
+    for look in (SecondLookConfig(), SecondLookConfig(enabled=False)):
+        preparer = CpuFramePreparer(GRID, pool_size=1)
+        edge = InferStage(LitRectangle(), preparer, GRID, stitching, look)(PrepareStage(preparer)(received_of(record)))
+        settings = SETTINGS.model_copy(
+            update={"grid": SETTINGS.grid.model_copy(update={"second_look": look}), "stitch": stitching}
+        )
+        detector, kept = LitRectangle(), KeptShadowFrames()
+        ShadowRunner(settings, detector, kept, "127.0.0.1:9", GRID).handle(record, ShadowStats())  # type: ignore[arg-type]
+        ((message, found, error),) = kept.frames
+        assert error is None and found is not None and message.car_id == "car-1"
+        assert found.xyxy.tolist() == edge.detections.xyxy.tolist() and found.score.tolist() == edge.detections.score.tolist()
+        if look.enabled:
+            assert detector.batches == [GRID.batch_size, 1] and found.xyxy.tolist() == [[1152, 248, 1288, 392]]
+        else:
+            assert detector.batches == [GRID.batch_size] and len(found) == 4
 
 
 def test_infer_returns_the_batch_to_the_pool_when_the_detector_fails(jpeg: bytes) -> None:

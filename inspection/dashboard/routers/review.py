@@ -18,9 +18,9 @@ from sqlalchemy import Engine
 
 from ...analytics import AnalyticsReader
 from ...review.compare import Comparison, compare, shadow_models
-from ...review.models import ReviewFrame, ReviewIn, ReviewOut, ReviewQueue
+from ...review.models import QueueItem, QueueName, ReviewFrame, ReviewIn, ReviewOut, ReviewQueue
 from ...review.scoring import ReviewedScore, weekly
-from ...review.store import ReviewNotFoundError, ReviewRefusedError, review_frame, review_queue, submit_review
+from ...review.store import ReviewNotFoundError, ReviewRefusedError, next_frame, review_frame, review_queue, submit_review
 from ..config import DashboardConfig
 from ..deps import get_config, get_reader
 from ..templating import templates
@@ -56,6 +56,21 @@ def api_queue(
 ) -> ReviewQueue:
     with reader.engine.connect() as conn:
         return review_queue(conn, config.review, config.score_threshold, exclude=exclude)
+
+
+@router.get(
+    "/api/review/next",
+    response_model=QueueItem | None,
+    summary="the frame to review after frame `after` of bucket `queue` (keyset), else the queue's head; null when none is left",
+)
+def api_next(
+    after: int,
+    queue: QueueName = "direct",
+    reader: AnalyticsReader = Depends(get_reader),
+    config: DashboardConfig = Depends(get_config),
+) -> QueueItem | None:
+    with reader.engine.connect() as conn:
+        return next_frame(conn, config.review, config.score_threshold, after=after, queue=queue)
 
 
 @router.get("/api/review/frames/{frame_id}", response_model=ReviewFrame, summary="a frame's boxes with ids and its latest review")

@@ -148,8 +148,8 @@
 
   async function saveAndNext() {
     if (!(await save())) return;
-    const answer = await fetch("/api/review/queue?exclude=" + encodeURIComponent(frameId), { headers: { Accept: "application/json" } });
-    const next = answer.ok ? (await answer.json()).items[0] : null;
+    const answer = await fetch("/api/review/next?after=" + encodeURIComponent(frameId) + "&queue=" + encodeURIComponent(queue), { headers: { Accept: "application/json" } });
+    const next = answer.ok ? await answer.json() : null;
     window.location.assign(next ? "/review/frames/" + next.frame_id + "?queue=" + encodeURIComponent(next.queue) : "/review");
   }
 
