@@ -1,7 +1,8 @@
 """Backend `torch`: the model's ONNX weights as a native torch module, on CUDA or CPU.
 
 On CUDA: fp16 or fp32, channels-last, the whole fixed-shape part (normalisation, network, box
-decoding, per-tile candidate top-k) captured once as a CUDA graph for the batch size and replayed;
+decoding, per-tile candidate top-k) captured once as a CUDA graph for the batch size (and once for
+SMALL_BATCH tiles: a second look's crops) and replayed;
 numpy batches enter through a pinned host buffer reused across calls; score floor and class-wise
 NMS run on the GPU, their cost following the boxes a tile can keep (`torch_post`); one device->host
 copy returns the detections. Frames can also stay on the GPU
@@ -34,6 +35,10 @@ from .torch_graph import OnnxGraphModule
 from .torch_post import Candidates, TorchCandidates, default_nms, select_from_candidates
 
 DEFAULT_BATCH = 64
+# Chunks of at most this many tiles (a second look's crops: second_look.max_crops <= 16) replay a graph of
+# this size: on the 64-tile graph 12 crops cost a whole frame's network pass (H100, issue 17: with the
+# second look on, every frame made two full-size requests to the GPU owner).
+SMALL_BATCH = 16
 WARMUP_RUNS = 3  # eager runs on a side stream before capture: cuDNN picks algorithms, allocator settles
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -166,8 +171,8 @@ class TorchDetector(Detector):
         self.nms = default_nms(self.device)
         self._candidates: dict[tuple[int, int], TorchCandidates] = {}
         self._fixed: dict[tuple[str, tuple[int, int]], Callable[[torch.Tensor], object]] = {}
-        self._graphs: dict[tuple[str, tuple[int, int]], _GraphRunner] = {}
-        self._padded: dict[tuple[int, int], torch.Tensor] = {}
+        self._graphs: dict[tuple[str, tuple[int, int], int], _GraphRunner] = {}
+        self._padded: dict[tuple[tuple[int, int], int], torch.Tensor] = {}
         self._pinned: torch.Tensor | None = None
 
     # -- building blocks ---------------------------------------------------------------------
@@ -199,25 +204,31 @@ class TorchDetector(Detector):
             self._fixed[key] = fn
         return self._fixed[key]
 
-    def _runner(self, kind: str, tile_hw: tuple[int, int]) -> _GraphRunner:
-        key = (kind, tile_hw)
+    def _static_batch(self, n: int) -> int:
+        """The fixed batch a chunk of n tiles runs at (CUDA graph, compiled): the small one when it holds them."""
+        return SMALL_BATCH if n <= SMALL_BATCH < self.batch_size else self.batch_size
+
+    def _runner(self, kind: str, tile_hw: tuple[int, int], batch: int) -> _GraphRunner:
+        key = (kind, tile_hw, batch)
         if key not in self._graphs:
-            self._graphs[key] = _GraphRunner(self._fixed_part(kind, tile_hw), self.batch_size, tile_hw, self.device)
+            self._graphs[key] = _GraphRunner(self._fixed_part(kind, tile_hw), batch, tile_hw, self.device)
         return self._graphs[key]
 
     def _run(self, kind: str, tiles: torch.Tensor) -> object:
         """The fixed-shape part for one chunk (<= batch_size tiles) on the device or in pinned memory.
         Rows of the result past the chunk's length are padding (CUDA graph, compiled)."""
         tile_hw = (int(tiles.shape[1]), int(tiles.shape[2]))
+        batch = self._static_batch(int(tiles.shape[0]))
         if self.use_cuda_graph:
-            return self._runner(kind, tile_hw).run(tiles)
+            return self._runner(kind, tile_hw, batch).run(tiles)
         tiles = tiles.to(self.device, non_blocking=True)
-        if self.compile != "none" and tiles.shape[0] != self.batch_size:
-            # One static shape, one compilation: a short chunk runs padded to the batch size.
-            if tile_hw not in self._padded:
-                self._padded[tile_hw] = torch.zeros((self.batch_size, *tile_hw, 3), dtype=torch.uint8, device=self.device)
-            self._padded[tile_hw][: tiles.shape[0]].copy_(tiles)
-            tiles = self._padded[tile_hw]
+        if self.compile != "none" and tiles.shape[0] != batch:
+            # Static shapes, one compilation each: a short chunk runs padded to its static batch.
+            key = (tile_hw, batch)
+            if key not in self._padded:
+                self._padded[key] = torch.zeros((batch, *tile_hw, 3), dtype=torch.uint8, device=self.device)
+            self._padded[key][: tiles.shape[0]].copy_(tiles)
+            tiles = self._padded[key]
         with torch.inference_mode():
             return self._fixed_part(kind, tile_hw)(tiles)
 
@@ -294,6 +305,7 @@ class TorchDetector(Detector):
         capture, cuDNN algorithm choice), so the first frames of a car do not pay for it."""
         tiles = torch.zeros((self.batch_size, *tile_hw, 3), dtype=torch.uint8, device=self.device)
         self.detect_tensor(tiles)
+        self.detect_tensor(tiles[:SMALL_BATCH])  # the second look's crops: their own small graph
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 

@@ -19,7 +19,7 @@ from inspection.config import DetectConfig, ModelConfig  # noqa: E402
 from inspection.detect import load_spec  # noqa: E402
 from inspection.detect.onnxruntime import OnnxRuntimeDetector  # noqa: E402
 from inspection.detect.postprocess import OutputDecoder, select_detections  # noqa: E402
-from inspection.detect.torch import TorchDetector  # noqa: E402
+from inspection.detect.torch import SMALL_BATCH, TorchDetector  # noqa: E402
 from inspection.detect.torch_graph import OnnxGraphModule  # noqa: E402
 from inspection.detect.torch_post import (  # noqa: E402
     TorchCandidates,
@@ -254,6 +254,22 @@ def test_compiled_detector_traces_whole_and_agrees_with_eager(spec, ssd_path, cp
     assert list(compiled._fixed) == [("detect", (300, 300))]  # one compiled function for both lengths
 
 
+def test_a_few_tiles_run_at_the_small_static_batch_not_the_full_one(spec, ssd_path, cpu_detector, tiles64):
+    """A second look's crops (<= SMALL_BATCH) are padded to the small static shape, a frame's 64 tiles run at 64:
+    two compiled shapes of one function, each agreeing with eager."""
+    torch._dynamo.reset()
+    compiled = TorchDetector(
+        spec,
+        ModelConfig(backend="torch", device="cpu", compile="default", path=ssd_path),
+        DetectConfig(),
+        compile_backend="eager",
+    )
+    crops = tiles64[3:15]  # 12 crops
+    assert_detections_agree(cpu_detector.detect(crops), compiled.detect(crops), DetectConfig().score_threshold, 0.999, 1e-5)
+    assert list(compiled._padded) == [((300, 300), SMALL_BATCH)]
+    assert compiled._static_batch(len(crops)) == SMALL_BATCH and compiled._static_batch(17) == compiled._static_batch(64) == 64
+
+
 def test_bf16_cpu_detector_runs_close_to_onnxruntime(spec, ssd_path, reference, tiles64):
     """bf16 keeps 8 bits of mantissa: boxes and scores drift more than fp16's (accuracy: the mAP test)."""
     bf16 = TorchDetector(
@@ -355,8 +371,11 @@ def test_cuda_graph_replays_equal_eager_runs_and_handle_any_batch_length(spec, s
     full = graphed.detect(tiles64)
     for other in (graphed.detect(tiles64), eager.detect(tiles64)):  # replay twice: static buffers reused
         assert_detections_agree(full, other, DetectConfig().score_threshold, 0.99, 1e-3)
-    # A short batch reuses the 64-tile graph (stale rows ignored); a long one is chunked.
+    # A short batch replays the small graph (a second look's crops), one over 16 tiles the 64-tile graph (stale rows
+    # ignored); a long one is chunked.
     assert_detections_agree(full[full.tile_index < 10], graphed.detect(tiles64[:10]), DetectConfig().score_threshold, 0.99, 1e-3)
+    assert_detections_agree(full[full.tile_index < 20], graphed.detect(tiles64[:20]), DetectConfig().score_threshold, 0.99, 1e-3)
+    assert {batch for (_, _, batch) in graphed._graphs} == {SMALL_BATCH, 64}
     doubled = graphed.detect(np.concatenate([tiles64, tiles64[:6]]))
     tail = doubled[doubled.tile_index >= 64]
     assert_detections_agree(full[full.tile_index < 6], _shift(tail, -64), DetectConfig().score_threshold, 0.99, 1e-3)
