@@ -29,12 +29,13 @@ Use from a notebook or a shell:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, Connection, Engine, TextClause, bindparam, text
+from sqlalchemy import Boolean, Connection, CursorResult, Engine, TextClause, bindparam, text
 
 from ..car_state import CAR_STATE_SQL, DEFAULT_GRACE_S, overdue_before
 from ..extras import require
@@ -75,15 +76,28 @@ class Query:
     defaults: Mapping[str, Any] = field(default_factory=dict)  # values of the :bind parameters
     time_params: tuple[str, ...] = ()  # bind parameters that are datetimes (":overdue_before" from now and grace_s)
     variants: Mapping[str, str] = field(default_factory=dict)  # dialect name -> its SQL, where `sql` cannot serve both
+    # Optional conditions: bind parameter -> (slot, condition). Each `{slot}` of the SQL becomes the AND of
+    # the conditions whose parameter is given (not None), `1 = 1` when none is: the text is one of a fixed
+    # few, and values are always bound, never formatted in.
+    filters: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
-    def sql_for(self, dialect: str) -> str:
-        return self.variants.get(dialect) or self.sql
+    def sql_for(self, dialect: str, params: Mapping[str, Any] | None = None) -> str:
+        sql = self.variants.get(dialect) or self.sql
+        if not self.filters:
+            return sql
+        slots: dict[str, list[str]] = {slot: [] for slot, _ in self.filters.values()}
+        for name, (slot, condition) in self.filters.items():
+            if (params or {}).get(name) is not None:
+                slots[slot].append(condition)
+        return sql.format(**{slot: " AND ".join(conditions) or "1 = 1" for slot, conditions in slots.items()})
 
-    def statement(self, dialect: str = "postgresql") -> Any:
+    def statement(self, dialect: str = "postgresql", params: Mapping[str, Any] | None = None) -> Any:
         """The SQLAlchemy statement: typed datetime parameters, typed time and boolean result columns."""
-        statement: TextClause = text(self.sql_for(dialect))
-        if self.time_params:
-            statement = statement.bindparams(*(bindparam(p, type_=UTCDateTime()) for p in self.time_params))
+        sql = self.sql_for(dialect, params)
+        statement: TextClause = text(sql)
+        bound = [p for p in self.time_params if re.search(rf":{p}\b", sql)]  # a filter left out binds nothing
+        if bound:
+            statement = statement.bindparams(*(bindparam(p, type_=UTCDateTime()) for p in bound))
         columns = {c: UTCDateTime() for c in self.time_columns} | {c: Boolean() for c in self.bool_columns}
         return statement.columns(**columns) if columns else statement
 
@@ -465,6 +479,88 @@ LAST_PROCESSED = Query(
     time_columns=("last_processed_at",),
 )
 
+# The detections page: boxes joined to their frames, filtered by the frames' capture time, car and camera
+# and the boxes' class and score. The frame filters pick few frames out of many; each frame's boxes are
+# then found through ix_detections_frame_id. SQLite's nested loops do that by themselves; on PostgreSQL a
+# LATERAL subquery with OFFSET 0 (which the planner does not flatten) keeps it from hashing the whole
+# detections table when its statistics lag behind a busy line.
+_FILTERED_BOXES = {
+    "postgresql": """frames AS f
+    CROSS JOIN LATERAL (
+        SELECT id, frame_id, class_id, class_name, score, x1, y1, x2, y2
+        FROM detections AS d
+        WHERE d.frame_id = f.id AND d.score >= :min_score AND {boxes}
+        OFFSET 0
+    ) AS d""",
+    "sqlite": "frames AS f JOIN detections AS d ON d.frame_id = f.id AND d.score >= :min_score AND {boxes}",
+}
+_DETECTION_FILTERS = {
+    "since": ("frames", "f.captured_at >= :since"),
+    "until": ("frames", "f.captured_at <= :until"),
+    "car_id": ("frames", "f.car_id = :car_id"),
+    "camera": ("frames", "f.camera = :camera"),
+    "class_name": ("boxes", "d.class_name = :class_name"),
+}
+
+
+def _filtered_boxes(name: str, description: str, template: str, **options: Any) -> Query:
+    """A query over the filtered boxes: `template` with {source} = the dialect's FROM clause above."""
+    return Query(
+        name,
+        description,
+        "",
+        variants={dialect: template.replace("{source}", source) for dialect, source in _FILTERED_BOXES.items()},
+        filters=_DETECTION_FILTERS,
+        time_params=("since", "until"),
+        **options,
+    )
+
+
+_DETECTION_COLUMNS = """d.id, d.frame_id, f.car_id, f.camera, f.shot, f.captured_at,
+           d.class_id, d.class_name, d.score, d.x1, d.y1, d.x2, d.y2"""
+
+DETECTION_CLASS_COUNTS = _filtered_boxes(
+    "detection_class_counts",
+    "Boxes per class of the detections filter (:since, :until, :car_id, :camera, :class_name: each applied "
+    "when given; score >= :min_score), most boxes first.",
+    """
+    SELECT d.class_id, d.class_name, COUNT(*) AS boxes
+    FROM {source}
+    WHERE {frames}
+    GROUP BY d.class_id, d.class_name
+    ORDER BY boxes DESC, d.class_id
+    """,
+    defaults={"min_score": 0.0},
+)
+
+DETECTION_PAGE = _filtered_boxes(
+    "detection_page",
+    "A page of the detections filter (as DETECTION_CLASS_COUNTS), newest capture first (:limit rows from "
+    ":offset): walks ix_frames_captured_at backwards into each frame's boxes, stopping at the page.",
+    f"""
+    SELECT {_DETECTION_COLUMNS}
+    FROM {{source}}
+    WHERE {{frames}}
+    ORDER BY f.captured_at DESC, d.id DESC
+    LIMIT :limit OFFSET :offset
+    """,
+    time_columns=("captured_at",),
+    defaults={"min_score": 0.0, "limit": 50, "offset": 0},
+)
+
+DETECTION_EXPORT = _filtered_boxes(
+    "detection_export",
+    "Every box of the detections filter (as DETECTION_CLASS_COUNTS) in id order: the CSV export.",
+    f"""
+    SELECT {_DETECTION_COLUMNS}
+    FROM {{source}}
+    WHERE {{frames}}
+    ORDER BY d.id
+    """,
+    time_columns=("captured_at",),
+    defaults={"min_score": 0.0},
+)
+
 DETECTIONS_PER_CLASS = Query(
     "detections_per_class",
     "Stored boxes per class with score >= :min_score: how many, in how many frames, score range.",
@@ -629,6 +725,9 @@ ALL_QUERIES: tuple[Query, ...] = (
     MINUTE_CLASS_COUNTS,
     DIRTY_MINUTES,
     LAST_PROCESSED,
+    DETECTION_CLASS_COUNTS,
+    DETECTION_PAGE,
+    DETECTION_EXPORT,
     DETECTIONS_PER_CLASS,
     CAMERA_SHOT_COUNTS,
     ERROR_FRAMES,
@@ -648,9 +747,15 @@ def engine_from_env(environ: Mapping[str, str] | None = None) -> Engine:
     return create_engine_for(db_url(environ))
 
 
+def execute(conn: Connection, query: Query, **params: Any) -> CursorResult[Any]:
+    """Execute `query` (bind parameters: its defaults, overridden by `params`)."""
+    values = query.params(**params)
+    return conn.execute(query.statement(conn.dialect.name, values), values)
+
+
 def run(conn: Connection, query: Query, **params: Any) -> list[Any]:
-    """Execute `query` (bind parameters: its defaults, overridden by `params`); all rows."""
-    return list(conn.execute(query.statement(conn.dialect.name), query.params(**params)).all())
+    """Execute `query` (as `execute`); all rows."""
+    return list(execute(conn, query, **params).all())
 
 
 def read_df(engine: Engine, query: Query, **params: Any) -> pd.DataFrame:
@@ -658,7 +763,7 @@ def read_df(engine: Engine, query: Query, **params: Any) -> pd.DataFrame:
     pd = require("pandas", "analysis", "a DataFrame of the results")
 
     with engine.connect() as conn:
-        result = conn.execute(query.statement(conn.dialect.name), query.params(**params))
+        result = execute(conn, query, **params)
         columns = list(result.keys())
         df = pd.DataFrame([tuple(r) for r in result.all()], columns=columns)
     for column in query.time_columns:

@@ -1,9 +1,7 @@
 """`AnalyticsReader`: typed answers to the analysts' and the line's questions, from queries.py.
 
-Every statement comes from `queries` (fixed SQL) or, for the detection filters whose WHERE
-clause depends on which filters are set, is built here from the store's table definitions with
-bound parameters. The reader only reads; the dashboard gives it a read-only engine
-(`open_readonly_engine`).
+Every statement is a named query of `queries` (the detection filters choose among its optional
+conditions). The reader only reads; the dashboard gives it a read-only engine (`open_readonly_engine`).
 """
 
 from __future__ import annotations
@@ -17,9 +15,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, Select, func, select, true
+from sqlalchemy import Engine
 
-from ..store.models import Detection, Frame
 from . import queries as q
 from .models import (
     CarDetail,
@@ -296,47 +293,6 @@ class AnalyticsReader:
 
     # ----------------------------------------------------------------- detections
 
-    def _boxes(self, f: DetectionFilter) -> tuple[Any, Any, list[Any]]:
-        """(FROM clause, detection columns `d`, WHERE conditions) of the filtered detections joined to their frames.
-
-        The frames' filters (time range, car, camera) pick few frames out of many; each frame's boxes
-        are then found through ix_detections_frame_id. SQLite's nested loops do that by themselves;
-        on PostgreSQL a LATERAL subquery with OFFSET 0 (which the planner does not flatten) keeps it
-        from hashing the whole detections table when its statistics lag behind a busy line.
-        """
-        frame_conditions = []
-        if f.since is not None:
-            frame_conditions.append(Frame.captured_at >= f.since)
-        if f.until is not None:
-            frame_conditions.append(Frame.captured_at <= f.until)
-        if f.car_id is not None:
-            frame_conditions.append(Frame.car_id == f.car_id)
-        if f.camera is not None:
-            frame_conditions.append(Frame.camera == f.camera)
-        box_conditions = [Detection.score >= f.min_score]
-        if f.class_name is not None:
-            box_conditions.append(Detection.class_name == f.class_name)
-        if self.engine.dialect.name == "postgresql":
-            boxes = (
-                select(
-                    Detection.id,
-                    Detection.frame_id,
-                    Detection.class_id,
-                    Detection.class_name,
-                    Detection.score,
-                    Detection.x1,
-                    Detection.y1,
-                    Detection.x2,
-                    Detection.y2,
-                )
-                .where(Detection.frame_id == Frame.id, *box_conditions)
-                .offset(0)
-                .lateral("d")
-            )
-            return Frame.__table__.join(boxes, true()), boxes.c, frame_conditions
-        table = Detection.__table__
-        return table.join(Frame.__table__, Frame.id == Detection.frame_id), table.c, frame_conditions + box_conditions
-
     def class_counts(self, f: DetectionFilter) -> list[ClassCount]:
         if (
             f.since is not None
@@ -358,47 +314,12 @@ class AnalyticsReader:
                 ClassCount(class_id=k[0], class_name=k[1], boxes=n)
                 for k, n in sorted(totals.items(), key=lambda item: (-item[1], item[0][0]))
             ]
-        source, d, where = self._boxes(f)
-        statement = (
-            select(d.class_id, d.class_name, func.count().label("boxes"))
-            .select_from(source)
-            .where(*where)
-            .group_by(d.class_id, d.class_name)
-            .order_by(func.count().desc(), d.class_id)
-        )
-        with self.engine.connect() as conn:
-            return [ClassCount(class_id=r.class_id, class_name=r.class_name, boxes=r.boxes) for r in conn.execute(statement)]
-
-    def _table_select(self, f: DetectionFilter) -> tuple[Select[Any], Any]:
-        source, d, where = self._boxes(f)
-        statement = (
-            select(
-                d.id,
-                d.frame_id,
-                Frame.car_id,
-                Frame.camera,
-                Frame.shot,
-                Frame.captured_at,
-                d.class_id,
-                d.class_name,
-                d.score,
-                d.x1,
-                d.y1,
-                d.x2,
-                d.y2,
-            )
-            .select_from(source)
-            .where(*where)
-        )
-        return statement, d
+        rows = self._rows(q.DETECTION_CLASS_COUNTS, **f.model_dump())
+        return [ClassCount(class_id=r.class_id, class_name=r.class_name, boxes=r.boxes) for r in rows]
 
     def detections(self, f: DetectionFilter, page: int = 1, per_page: int = 50) -> DetectionsPage:
         counts = self.class_counts(f)
-        # newest frames first: walks ix_frames_captured_at backwards into each frame's boxes, stopping at the page
-        statement, d = self._table_select(f)
-        statement = statement.order_by(Frame.captured_at.desc(), d.id.desc()).limit(per_page + 1).offset((page - 1) * per_page)
-        with self.engine.connect() as conn:
-            rows = list(conn.execute(statement))
+        rows = self._rows(q.DETECTION_PAGE, **f.model_dump(), limit=per_page + 1, offset=(page - 1) * per_page)
         has_next = len(rows) > per_page
         rows = rows[:per_page]
         table = DetectionTable(
@@ -425,15 +346,13 @@ class AnalyticsReader:
     def detections_csv(self, f: DetectionFilter, *, batch_rows: int = 5000) -> Iterator[str]:
         """The filtered detections as CSV text chunks (header first), streamed from a server-side
         cursor `batch_rows` at a time: memory stays bounded whatever the row count."""
-        statement, d = self._table_select(f)
-        statement = statement.order_by(d.id)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         yield buffer.getvalue()
         with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=batch_rows).execute(statement)
-            for partition in result.partitions():
+            streaming = conn.execution_options(stream_results=True, yield_per=batch_rows)
+            for partition in q.execute(streaming, q.DETECTION_EXPORT, **f.model_dump()).partitions():
                 buffer.seek(0)
                 buffer.truncate()
                 writer.writerows(

@@ -662,6 +662,15 @@ def _check_populated(url: str, queries: ModuleType) -> None:
             strict = {r.class_name: r.boxes for r in queries.run(conn, queries.DETECTIONS_PER_CLASS, min_score=0.6)}
             assert strict == {"person": 2, "car": 5}
 
+            # the detections filter: each condition applied only when its parameter is given
+            counts = {r.class_name: r.boxes for r in queries.run(conn, queries.DETECTION_CLASS_COUNTS)}
+            assert counts == {"person": 4, "car": 5}
+            c1_cam0 = queries.run(conn, queries.DETECTION_CLASS_COUNTS, car_id="c1", camera=0, min_score=0.6)
+            assert {r.class_name: r.boxes for r in c1_cam0} == {"person": 2, "car": 1}
+            cars_only = queries.run(conn, queries.DETECTION_PAGE, class_name="car", limit=3)
+            assert [(r.car_id, r.class_name) for r in cars_only] == [("c2", "car")] * 3  # newest capture first
+            window = {"since": cars["c2"].first_captured_at, "until": cars["c2"].first_captured_at}
+            assert [(r.car_id, r.camera, r.shot) for r in queries.run(conn, queries.DETECTION_EXPORT, **window)] == [("c2", 0, 0)]
             cells = {(r.camera, r.shot): r for r in queries.run(conn, queries.CAMERA_SHOT_COUNTS)}
             assert (cells[0, 0].frames, cells[0, 0].boxes) == (3, 4)
             assert cells[0, 0].mean_boxes == pytest.approx(4 / 3)
