@@ -118,6 +118,8 @@ _CAR_COLUMNS = f"""c.car_id,
            c.completed_at,
            c.deadline_met,
            c.lateness_s,
+           c.overdue_at,
+           c.missing_frames,
            {VERDICT_SQL} AS status,
            (SELECT v.verdict FROM car_verdicts AS v WHERE v.car_id = c.car_id) AS inspection,
            (SELECT v.reason FROM car_verdicts AS v WHERE v.car_id = c.car_id) AS inspection_reason"""
@@ -127,7 +129,7 @@ _CAR_COLUMNS = f"""c.car_id,
 _VERDICT_FILTER = "(CAST(:verdict AS VARCHAR(16)) IS NULL OR v.verdict = :verdict)"
 _NG_FIRST = "CASE WHEN v.verdict = 'ng' THEN 0 ELSE 1 END"
 
-_CAR_TIMES = ("first_captured_at", "deadline_at", "completed_at", "last_processed_at")
+_CAR_TIMES = ("first_captured_at", "deadline_at", "completed_at", "overdue_at", "last_processed_at")
 
 CARS = Query(
     "cars",
@@ -283,6 +285,33 @@ CARS_SINCE = Query(
     GROUP BY 1
     """,
     time_params=("since", "overdue_before"),
+)
+
+INCOMPLETE_CARS = Query(
+    "incomplete_cars",
+    "Cars not complete yet, by state at :now (in_flight, overdue): the edge's inspection_cars gauge.",
+    f"""
+    SELECT {VERDICT_SQL} AS status, COUNT(*) AS cars
+    FROM cars AS c
+    WHERE c.completed_at IS NULL
+    GROUP BY 1
+    """,
+    time_params=("overdue_before",),
+)
+
+TABLE_COUNTS = Query(
+    "table_counts",
+    "Rows of each table: runs, cars (completed, late), frames (errors), detections, rejected messages.",
+    """
+    SELECT (SELECT COUNT(*) FROM runs)                              AS runs,
+           (SELECT COUNT(*) FROM cars)                              AS cars,
+           (SELECT COUNT(completed_at) FROM cars)                   AS cars_completed,
+           (SELECT COUNT(*) FROM cars WHERE NOT deadline_met)       AS cars_late,
+           (SELECT COUNT(*) FROM frames)                            AS frames,
+           (SELECT COUNT(error) FROM frames)                        AS frame_errors,
+           (SELECT COUNT(*) FROM detections)                        AS detections,
+           (SELECT COUNT(*) FROM rejected_messages)                 AS rejected
+    """,
 )
 
 FRAMES_PROCESSED_SINCE = Query(
@@ -711,6 +740,8 @@ ALL_QUERIES: tuple[Query, ...] = (
     CAR_COUNT,
     FRAME_DEFECTS,
     CARS_SINCE,
+    INCOMPLETE_CARS,
+    TABLE_COUNTS,
     FRAMES_PROCESSED_SINCE,
     PARKED_SINCE,
     LATEST_CAPTURE,

@@ -23,6 +23,7 @@ from .models import (
     CarLatencySeries,
     CarRow,
     CarsPage,
+    CarStates,
     ChangeMark,
     ClassCount,
     ClassSeries,
@@ -39,6 +40,7 @@ from .models import (
     LineCharts,
     Problems,
     Rejected,
+    TableCounts,
     TimeBins,
 )
 from .rollup import MINUTE, MinuteClassRollup, is_minute_aligned, minute_of
@@ -112,6 +114,9 @@ class AnalyticsReader:
             lateness_s=row.lateness_s,
             mean_frame_latency_s=None if row.mean_latency_s is None else float(row.mean_latency_s),
             max_frame_latency_s=None if row.max_latency_s is None else float(row.max_latency_s),
+            deadline_met=row.deadline_met,
+            overdue_at=row.overdue_at,
+            missing_frames=row.missing_frames,
         )
 
     # ----------------------------------------------------------------- line
@@ -193,13 +198,24 @@ class AnalyticsReader:
 
     # ----------------------------------------------------------------- car and frame
 
+    def car_row(self, car_id: str, *, now: datetime | None = None, grace_s: float | None = None) -> CarRow:
+        """One car: its frames, latency and deadline, and its state at `now` (default: the clock's)."""
+        rows = self._rows(q.ONE_CAR, car_id=car_id, now=now or self.clock(), grace_s=grace_s)
+        if not rows:
+            raise NotFoundError(f"no car {car_id!r} in the results database")
+        return self._car(rows[0])
+
+    def car_states(self, *, now: datetime | None = None, grace_s: float | None = None) -> CarStates:
+        """How many cars are incomplete at `now` (default: the clock's), by state: in flight and overdue."""
+        counts = {r.status: int(r.cars) for r in self._rows(q.INCOMPLETE_CARS, now=now or self.clock(), grace_s=grace_s)}
+        return CarStates(in_flight=counts.get("in_flight", 0), overdue=counts.get("overdue", 0))
+
+    def counts(self) -> TableCounts:
+        return TableCounts(**self._rows(q.TABLE_COUNTS)[0]._asdict())
+
     def car(self, car_id: str) -> CarDetail:
-        with self.engine.connect() as conn:
-            rows = q.run(conn, q.ONE_CAR, car_id=car_id, now=self.clock())
-            if not rows:
-                raise NotFoundError(f"no car {car_id!r} in the results database")
-            frames = q.run(conn, q.CAR_FRAMES, car_id=car_id)
-        car = self._car(rows[0])
+        car = self.car_row(car_id)
+        frames = self._rows(q.CAR_FRAMES, car_id=car_id)
         cameras = max([self.cameras, *(f.camera + 1 for f in frames)])
         shots = max([math.ceil(car.frames_expected / cameras), *(f.shot + 1 for f in frames)])
         by_key = {(f.camera, f.shot): f for f in frames}

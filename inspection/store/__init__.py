@@ -7,7 +7,6 @@ from .images import ImageStore, ImageStoreError
 from .migrations import upgrade_database
 from .repository import (
     CarNotFoundError,
-    CarStates,
     CarSummary,
     FrameNotFoundError,
     FrameRecord,
@@ -15,14 +14,12 @@ from .repository import (
     PruneCounts,
     RejectedMessage,
     ResultStore,
-    StoreCounts,
     StoredFrame,
 )
 from .retry import RetryPolicy
 
 __all__ = [
     "CarNotFoundError",
-    "CarStates",
     "CarSummary",
     "DatabaseUnreachableError",
     "FrameNotFoundError",
@@ -35,7 +32,6 @@ __all__ = [
     "RejectedMessage",
     "ResultStore",
     "RetryPolicy",
-    "StoreCounts",
     "StoreError",
     "StoreUnavailable",
     "StoredFrame",

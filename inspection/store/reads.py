@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..car_state import DEFAULT_GRACE_S, CarState, car_state_case, overdue_before
@@ -17,15 +17,12 @@ from .models import (
     Detection,
     Frame,
     RejectedMessageRow,
-    Run,
 )
 from .records import (
     CarNotFoundError,
-    CarStates,
     CarSummary,
     FrameNotFoundError,
     RejectedMessage,
-    StoreCounts,
 )
 from .writer import StoreDatabase
 
@@ -93,13 +90,6 @@ class StoreReads:
         with Session(self.db.engine) as session:
             return list(session.execute(statement).all())
 
-    def car_summary(self, car_id: str, now: datetime | None = None, grace_s: float = DEFAULT_GRACE_S) -> CarSummary:
-        """The car's frames, latency and deadline, and its state at `now` (default: the current time)."""
-        rows = self._read(self._summary_select(now, grace_s).where(Car.car_id == car_id))
-        if not rows:
-            raise CarNotFoundError(f"no car {car_id!r} in the results database")
-        return self._summary(rows[0])
-
     def overdue_cars(self, now: datetime | None = None, *, marked_only: bool = False) -> list[CarSummary]:
         """Cars still incomplete after their deadline (frames lost or stuck), oldest first.
 
@@ -114,13 +104,6 @@ class StoreReads:
         else:
             statement = statement.where(Car.deadline_at < now)
         return [self._summary(row) for row in self._read(statement)]
-
-    def car_states(self, now: datetime | None = None, grace_s: float = DEFAULT_GRACE_S) -> CarStates:
-        """How many cars are incomplete at `now`, by inspection.car_state: in flight and overdue."""
-        state = car_state_case(Car, overdue_before(now or datetime.now(timezone.utc), grace_s))
-        with self.db.engine.connect() as conn:
-            counts = dict(conn.execute(select(state, func.count()).where(Car.completed_at.is_(None)).group_by(state)).all())
-        return CarStates(int(counts.get(CarState.IN_FLIGHT, 0)), int(counts.get(CarState.OVERDUE, 0)))
 
     def car_deadline(self, car_id: str) -> CarDeadline | None:
         """The car's deadline verdict, None while it is incomplete."""
@@ -179,20 +162,3 @@ class StoreReads:
             )
             for (row,) in self._read(statement)
         ]
-
-    def counts(self) -> StoreCounts:
-        with self.db.engine.connect() as conn:
-            runs = conn.execute(select(func.count(Run.id))).scalar_one()
-            cars, completed, late = conn.execute(
-                select(
-                    func.count(Car.car_id),
-                    func.count(Car.completed_at),
-                    func.coalesce(func.sum(case((Car.deadline_met.is_(False), 1), else_=0)), 0),
-                )
-            ).one()
-            frames, errors = conn.execute(select(func.count(Frame.id), func.count(Frame.error))).one()
-            detections = conn.execute(select(func.count(Detection.id))).scalar_one()
-            rejected = conn.execute(select(func.count(RejectedMessageRow.id))).scalar_one()
-        return StoreCounts(
-            int(runs), int(cars), int(completed), int(late), int(frames), int(errors), int(detections), int(rejected)
-        )

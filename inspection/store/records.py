@@ -151,14 +151,6 @@ class OverdueCar:
 
 
 @dataclass(frozen=True)
-class CarStates:
-    """Cars not complete yet: still within their deadline (+ grace), or marked overdue."""
-
-    in_flight: int
-    overdue: int
-
-
-@dataclass(frozen=True)
 class PruneCounts:
     """What `ResultStore.prune` deletes (or, in a dry run, would delete) from the database."""
 
@@ -169,18 +161,6 @@ class PruneCounts:
     images_cleared: int  # frames kept whose image_uri is cleared (their image is older than the images cutoff)
     # (image directory or None when the run recorded none, uri) of images no kept frame references any more
     image_files: tuple[tuple[str | None, str], ...]
-
-
-@dataclass(frozen=True)
-class StoreCounts:
-    runs: int
-    cars: int
-    cars_completed: int
-    cars_late: int
-    frames: int
-    frame_errors: int
-    detections: int
-    rejected: int  # rows of rejected_messages
 
 
 def _sql_text(text: str) -> str:

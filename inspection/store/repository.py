@@ -31,14 +31,12 @@ from .records import (  # noqa: F401  (the store's values, importable from here 
     INT64_MAX,
     MAX_ERROR_TEXT,
     CarNotFoundError,
-    CarStates,
     CarSummary,
     FrameNotFoundError,
     FrameRecord,
     OverdueCar,
     PruneCounts,
     RejectedMessage,
-    StoreCounts,
     StoredFrame,
     datetime_from_ns,
     describe_missing,
@@ -70,13 +68,10 @@ class ResultStore:
         self.store_rejected = self._writes.store_rejected
         self.prune = Pruner(db).prune
         self.mark_overdue = self._overdue.mark_overdue
-        self.car_summary = reads.car_summary
         self.overdue_cars = reads.overdue_cars
-        self.car_states = reads.car_states
         self.car_deadline = reads.car_deadline
         self.frame_detections = reads.frame_detections
         self.rejected_messages = reads.rejected_messages
-        self.counts = reads.counts
 
     @property
     def verdicts(self) -> VerdictWriter | None:

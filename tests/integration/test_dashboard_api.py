@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from inspection.analytics import AnalyticsReader
 from inspection.cli import app as cli_app
 from inspection.dashboard import BindRefusedError, DashboardConfig, check_bind, is_loopback
 from inspection.dashboard.app import create_app
@@ -168,7 +169,7 @@ def test_car_page_transfers_at_most_3_mb(client: TestClient, populated: Populate
 def test_detection_filters_change_the_counts(client: TestClient, populated: Populated) -> None:
     everything = client.get("/api/detections", params={"since": "all"}).json()
     with ResultStore(populated.url) as store:
-        assert everything["total"] == store.counts().detections
+        assert everything["total"] == AnalyticsReader(store.engine).counts().detections
     by_class = {c["class_name"]: c["boxes"] for c in everything["counts"]}
     assert set(by_class) == {"person", "car", "bottle"} and sum(by_class.values()) == everything["total"]
     person = client.get("/api/detections", params={"since": "all", "class_name": "person"}).json()
@@ -224,7 +225,7 @@ def test_hostile_car_ids_are_just_ids(client: TestClient, populated: Populated) 
         assert detail["car"]["car_id"] == car and detail["car"]["verdict"] == "met"
         assert client.get("/cars/" + car.replace("/", "%2F")).status_code == 200
     with ResultStore(populated.url) as store:
-        assert store.counts().frames == 10 + 10 + 3 + 2 + 1  # the frames table is still there
+        assert AnalyticsReader(store.engine).counts().frames == 10 + 10 + 3 + 2 + 1  # the frames table is still there
 
 
 def test_database_is_opened_read_only(client: TestClient) -> None:
@@ -309,7 +310,7 @@ def test_charts_series_follow_the_data(client: TestClient, populated: Populated)
     assert charts["cars"]["car_id"][-1] == "c-fresh" and len(charts["cars"]["car_id"]) == 6
     boxes = charts["classes"]["boxes"]
     with ResultStore(populated.url) as store:
-        assert sum(sum(v) for v in boxes.values()) == store.counts().detections
+        assert sum(sum(v) for v in boxes.values()) == AnalyticsReader(store.engine).counts().detections
     latency = charts["latency"]
     assert sum(latency["frames"]) == 10 + 10 + 3 + 2 + 1 - 1  # frames stored without error
     assert all(p50 <= p99 for p50, p99 in zip(latency["p50_s"], latency["p99_s"]) if p50 is not None)

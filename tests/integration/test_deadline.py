@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from inspection.analytics import AnalyticsReader
 from inspection.deadline import CarDeadline, car_deadline_from_row, evaluate_car, log_car_deadline
 from inspection.detections import Detections
 from inspection.messages.frame_id import FrameId
@@ -74,7 +75,7 @@ def test_deadlines_read_back_from_the_store(store_db_url: str, caplog: pytest.Lo
         # an incomplete car has no verdict until it is complete, and is overdue once its deadline passes
         store.store_frame(_frame("car-000009", 0, run, 1.0, 5.0), Detections(), {})
         assert store.car_deadline("car-000009") is None
-        deadline_at = store.car_summary("car-000009").deadline_at
+        deadline_at = AnalyticsReader(store.engine).car_row("car-000009").deadline_at
         assert store.overdue_cars(now=deadline_at - timedelta(seconds=1)) == []
         assert [c.car_id for c in store.overdue_cars(now=deadline_at + timedelta(seconds=1))] == ["car-000009"]
     assert np.isclose(max(c.lateness_s for c in completed), 2.41)

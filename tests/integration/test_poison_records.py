@@ -25,6 +25,7 @@ import pytest
 from confluent_kafka import Producer
 from sqlalchemy import text
 
+from inspection.analytics import AnalyticsReader
 from inspection.config import ModelConfig
 from inspection.detect import create_detector
 from inspection.edge import EdgePipeline
@@ -122,9 +123,9 @@ def test_poison_records_are_parked_and_a_restarted_consumer_stays_up(kafka_confi
 
     # The car's verdict comes from its own two frames: not completed by the hostile first frame,
     # no frame of camera 2 counted; the hostile cars never became car rows.
-    summary = store.car_summary("car-a")
+    summary = AnalyticsReader(store.engine).car_row("car-a")
     assert (summary.frames, summary.frames_expected, summary.errors) == (2, 2, 0)
-    assert summary.complete and summary.deadline_met is True and summary.state == "met"
+    assert summary.complete and summary.deadline_met is True and summary.verdict == "met"
     with store.engine.connect() as conn:
         cars = set(conn.execute(text("SELECT car_id FROM cars")).scalars())
         slots = conn.execute(text("SELECT car_id, camera, shot, error_kind FROM frames ORDER BY car_id, camera")).all()

@@ -568,6 +568,7 @@ ANY_PARAMS = {
 # aggregates without GROUP BY: one row even on an empty database
 ONE_ROW_QUERIES = {
     "car_count",
+    "table_counts",
     "latest_capture",
     "capture_span",
     "frames_processed_since",

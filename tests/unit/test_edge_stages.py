@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
+from inspection.analytics import AnalyticsReader
 from inspection.config import HealthConfig, SecondLookConfig, Settings, StitchConfig, StoreConfig
 from inspection.detect import Detector, load_spec
 from inspection.detect.base import UnsupportedCapability
@@ -382,7 +383,7 @@ def test_persist_stores_a_frame_marks_its_offset_durable_and_completes_the_car(p
     assert (stats.frames_stored, stats.frames_parked, stats.detections) == (2, 0, 2) and sink.letters == []
     assert len(stats.cars_completed) == 1 and len(stored) == 2
     assert offsets.pending() == 0 and [tp.offset for tp in offsets.to_commit()] == [2]
-    assert store.car_summary("car-1").complete
+    assert AnalyticsReader(store.engine).car_row("car-1").complete
     np.testing.assert_allclose(store.frame_detections("car-1", 0, 1).xyxy, [[100, 100, 200, 300]])
     assert stats.stage_totals_s["db_write"] > 0
 
@@ -406,7 +407,7 @@ def test_persist_parks_a_known_frame_with_an_error_row_that_counts_toward_its_ca
     job.error = ImageError("frame car=car-1 cam=0 shot=1: corrupt JPEG", field="payload")
     stage(job)
     assert stats.frames_parked == 1 and sink.letters[0].error_kind == "bad_image"
-    assert store.car_summary("car-1").errors == 1 and len(stored) == 1  # the error row is the frame's slot
+    assert AnalyticsReader(store.engine).car_row("car-1").errors == 1 and len(stored) == 1  # the error row is the frame's slot
 
 
 def test_key_order_holds_a_job_until_the_earlier_jobs_of_its_key_arrived(jpeg: bytes) -> None:
@@ -462,7 +463,7 @@ def test_persist_group_commit_writes_queued_frames_in_one_transaction_before_the
     backlog[0] = 0
     stage(jobs[1])  # the queue is empty: both frames in one transaction, then both offsets durable
     assert stats.frames_stored == 2 and len(commits) == 1 and offsets.pending() == 0
-    assert store.car_summary("car-1").complete and len(stats.cars_completed) == 1
+    assert AnalyticsReader(store.engine).car_row("car-1").complete and len(stats.cars_completed) == 1
 
 
 def test_persist_group_commit_parks_only_the_refused_frame_and_flushes_on_stop(persist, jpeg: bytes) -> None:
@@ -477,7 +478,7 @@ def test_persist_group_commit_parks_only_the_refused_frame_and_flushes_on_stop(p
     assert stats.frames_handled == 0
     stage.flush()  # what the runner calls when the stop marker reaches the stage
     assert (stats.frames_stored, stats.frames_parked) == (1, 1) and sink.letters[0].source_offset == 1
-    assert offsets.pending() == 0 and store.car_summary("car-1").errors == 1
+    assert offsets.pending() == 0 and AnalyticsReader(store.engine).car_row("car-1").errors == 1
 
 
 def test_a_stage_finish_runs_once_when_the_stop_marker_reaches_it() -> None:
