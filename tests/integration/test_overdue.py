@@ -34,6 +34,7 @@ from inspection.store.repository import describe_missing
 from inspection.tiling import TileGrid
 from synthetic.photos import PhotoFrameSource
 from tests.integration.test_pipeline import make_settings
+from tests.stored import marked_overdue
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -110,14 +111,14 @@ def test_two_consumers_checking_at_once_report_each_overdue_car_exactly_once(sto
     assert metric(metrics[0], 'inspection_cars{state="in_flight"}') == 1  # car-fresh: deadline not reached
     summary = AnalyticsReader(stores[0].engine).car_row("car-000")
     assert summary.verdict == "overdue" and summary.missing_frames == "cam 0 shots 1-2; cam 1 all 3 shots"
-    assert [c.car_id for c in stores[0].overdue_cars(marked_only=True)] == cars
+    assert marked_overdue(stores[0].engine) == cars
     # Late frames still complete the car normally: completion recorded, deadline missed, overdue_at kept.
     for camera, shot in [(0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]:
         stored = stores[1].store_frame(frame("car-000", camera, shot, run_id, t0, late=True), Detections.empty(), {})
     assert stored.completed is not None and not stored.completed.met
     summary = AnalyticsReader(stores[1].engine).car_row("car-000")
     assert summary.complete and summary.verdict == "missed" and summary.overdue_at is not None
-    assert "car-000" not in [c.car_id for c in stores[0].overdue_cars(marked_only=True)]
+    assert "car-000" not in marked_overdue(stores[0].engine)
     assert watchers[0].check() == [] and AnalyticsReader(stores[0].engine).car_states().overdue == 11
     for s in stores:
         s.close()
@@ -149,7 +150,7 @@ def test_a_car_whose_producer_stopped_goes_overdue_then_completes_late(kafka_con
     sent_late = threading.Event()
 
     def until_complete(stats) -> bool:
-        if not sent_late.is_set() and store.overdue_cars(marked_only=True):
+        if not sent_late.is_set() and marked_overdue(store.engine):
             send(1)  # the missing frame arrives after the car was found overdue
             sent_late.set()
         return bool(stats.cars_completed) or time.monotonic() > give_up

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from inspection.analytics import AnalyticsReader, NotFoundError
 from inspection.config import StoreConfig
@@ -21,7 +22,6 @@ from inspection.detections import Detections
 from inspection.messages.frame_id import FrameId
 from inspection.store import (
     DatabaseUnreachableError,
-    FrameNotFoundError,
     FrameRecord,
     ImageStore,
     RecordRefused,
@@ -30,9 +30,10 @@ from inspection.store import (
     upgrade_database,
     wait_for_database,
 )
-from inspection.store.migrations import alembic_config, current_revision, head_revision
+from inspection.store.migrations import alembic_config
 from inspection.store.models import MESSAGE_KEY_MAX, Base
 from inspection.store.repository import datetime_from_ns
+from tests.stored import frame_boxes, rejected
 
 T0 = 1_700_000_000_000_000_000  # ns
 S = 1_000_000_000
@@ -95,6 +96,19 @@ def store(migrated_url: str) -> Iterator[ResultStore]:
 @pytest.fixture
 def run_id(store: ResultStore) -> int:
     return store.start_run("ssd_mobilenet_v2_coco", "onnxruntime", "fp32", "abc123", host="test", consumer_id="c0")
+
+
+def head_revision() -> str:
+    """The newest revision shipped with the package."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "no migration scripts found next to inspection.store.migrations"
+    return head
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    """The revision the database is at (None: never migrated)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
 
 
 def _schema_diff(url: str, metadata: sa.MetaData) -> list[object]:
@@ -178,14 +192,14 @@ def test_rejected_message_is_recorded_once_per_kafka_position(store: ResultStore
     assert again == first
     other = store.store_rejected("frames", 1, 41, None, "headers", "camera header 'x' is not an integer", T0 + S)
     assert other != first
-    newest, oldest = store.rejected_messages()
-    assert (newest.id, oldest.id) == (first, other)
+    newest, oldest = rejected(store.engine)
+    assert [(m.kafka_partition, m.kafka_offset) for m in (newest, oldest)] == [(2, 41), (1, 41)]  # rows `first`, `other`
     assert newest.message_key == "car-\ufffd\ufffd\ufffd-7"
     assert (newest.error_kind, newest.error, newest.run_id) == ("schema", "unknown schema version 9", run_id)
     assert newest.received_at == datetime_from_ns(T0 + 5 * S) and newest.received_at.tzinfo is not None
     assert (newest.kafka_topic, newest.kafka_partition, newest.kafka_offset) == ("frames", 2, 41)
     assert (oldest.message_key, oldest.run_id, oldest.error_kind) == (None, None, "headers")
-    assert [m.id for m in store.rejected_messages(limit=1)] == [first]
+    assert [(m.kafka_partition, m.kafka_offset) for m in rejected(store.engine, limit=1)] == [(2, 41)]
     counts = AnalyticsReader(store.engine).counts()
     assert (counts.rejected, counts.frames, counts.cars) == (2, 0, 0)  # no frame row for a frameless message
 
@@ -193,7 +207,7 @@ def test_rejected_message_is_recorded_once_per_kafka_position(store: ResultStore
 def test_rejected_message_keys_are_cut_and_bad_input_refused(store: ResultStore) -> None:
     store.store_rejected("frames", 0, 3, "k" * 1000, "headers", "no camera header", T0)
     store.store_rejected("frames", 0, 4, "é" * 10, "headers", "no shot header", T0 + S)
-    keys = [m.message_key for m in store.rejected_messages()]
+    keys = [m.message_key for m in rejected(store.engine)]
     assert keys[0] == "é" * 10
     assert keys[1] is not None and len(keys[1]) == MESSAGE_KEY_MAX and keys[1].startswith("kkk")
     with pytest.raises(ValueError, match="error_kind"):
@@ -212,7 +226,7 @@ def test_frame_and_detections_round_trip(store: ResultStore, run_id: int) -> Non
     boxes = dets(25, seed=1)
     stored = store.store_frame(record("car-1", 0, 0, run_id=run_id, processed_s=1.5), boxes, NAMES)
     assert (stored.detections, stored.replaced, stored.car_frames_done, stored.completed) == (25, False, 1, None)
-    back = store.frame_detections("car-1", 0, 0)
+    back = frame_boxes(store.engine, "car-1", 0, 0)
     order = np.argsort(-boxes.score, kind="stable")
     np.testing.assert_allclose(back.xyxy, boxes.xyxy[order], rtol=1e-6)
     np.testing.assert_allclose(back.score, boxes.score[order], rtol=1e-6)
@@ -232,9 +246,9 @@ def test_redelivered_frame_replaces_its_detections(store: ResultStore, run_id: i
     again = store.store_frame(record("car-1", 2, 7, run_id=run_id, offset=10, processed_s=2.0, expected=20), second_boxes, NAMES)
     assert again.row_id == first.row_id
     assert again.replaced and again.detections == 12 and again.car_frames_done == 2
-    back = store.frame_detections("car-1", 2, 7)
+    back = frame_boxes(store.engine, "car-1", 2, 7)
     np.testing.assert_allclose(np.sort(back.score), np.sort(second_boxes.score), rtol=1e-6)
-    assert len(store.frame_detections("car-1", 2, 8)) == 5  # the other frame is untouched
+    assert len(frame_boxes(store.engine, "car-1", 2, 8).score) == 5  # the other frame is untouched
     counts = AnalyticsReader(store.engine).counts()
     assert (counts.frames, counts.detections) == (2, 17)
 
@@ -269,8 +283,8 @@ def test_car_completes_exactly_once_early_and_late(store: ResultStore, run_id: i
     )
     assert redelivered.completed is None and redelivered.car_frames_done == 3
     assert AnalyticsReader(store.engine).car_row("car-late").completed_at == late.completed_at
-    deadline = store.car_deadline("car-late")
-    assert deadline is not None and not deadline.met and deadline.lateness_s == pytest.approx(2.41)
+    again = AnalyticsReader(store.engine).car_row("car-late")
+    assert again.deadline_met is False and again.lateness_s == pytest.approx(2.41)
     counts = AnalyticsReader(store.engine).counts()
     assert (counts.cars, counts.cars_completed, counts.cars_late) == (2, 2, 1)
 
@@ -298,7 +312,7 @@ def test_error_rows_count_toward_completion_and_never_replace_a_result(store: Re
     # A failing redelivery of a frame that succeeded keeps the success.
     kept = store.store_error(record("car-e", 0, 0, run_id=run_id, expected=2), "detect", "CUDA out of memory")
     assert kept.error_kind is None and kept.detections == 6
-    assert len(store.frame_detections("car-e", 0, 0)) == 6
+    assert len(frame_boxes(store.engine, "car-e", 0, 0).score) == 6
     # A successful redelivery of the error frame replaces the error.
     fixed = store.store_frame(record("car-e", 1, 0, run_id=run_id, expected=2), dets(3, seed=5), NAMES)
     assert fixed.replaced and fixed.detections == 3 and fixed.completed is None
@@ -321,8 +335,6 @@ def test_image_bytes_go_to_the_image_store(migrated_url: str, tmp_path, run_id: 
 def test_reads_of_unknown_ids_and_bad_input_fail_clearly(store: ResultStore, run_id: int) -> None:
     with pytest.raises(NotFoundError, match="car-x"):
         AnalyticsReader(store.engine).car_row("car-x")
-    with pytest.raises(FrameNotFoundError, match="cam=1 shot=2"):
-        store.frame_detections("car-x", 1, 2)
     bad = dets(2)
     bad.score[0] = np.nan
     with pytest.raises(ValueError, match="NaN"):

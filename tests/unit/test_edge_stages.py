@@ -37,6 +37,7 @@ from inspection.metrics import PipelineMetrics
 from inspection.store import ResultStore, RetryPolicy
 from inspection.tiling import TileGrid
 from inspection.validation import FrameValidator
+from tests.stored import frame_boxes, rejected
 
 GRID = TileGrid()
 SETTINGS = Settings(line={"cameras": 1, "shots_per_camera": 2})
@@ -384,7 +385,7 @@ def test_persist_stores_a_frame_marks_its_offset_durable_and_completes_the_car(p
     assert len(stats.cars_completed) == 1 and len(stored) == 2
     assert offsets.pending() == 0 and [tp.offset for tp in offsets.to_commit()] == [2]
     assert AnalyticsReader(store.engine).car_row("car-1").complete
-    np.testing.assert_allclose(store.frame_detections("car-1", 0, 1).xyxy, [[100, 100, 200, 300]])
+    np.testing.assert_allclose(frame_boxes(store.engine, "car-1", 0, 1).xyxy, [[100, 100, 200, 300]])
     assert stats.stage_totals_s["db_write"] > 0
 
 
@@ -396,7 +397,7 @@ def test_persist_parks_a_refused_record_with_a_dead_letter_and_a_rejected_row(pe
     assert (stats.frames_stored, stats.frames_parked) == (0, 1) and stored == []
     (letter,) = sink.letters
     assert letter.error_kind == "bad_message" and letter.source_offset == 5 and letter.value == jpeg
-    (row,) = store.rejected_messages()
+    (row,) = rejected(store.engine)
     assert row.error_kind == "bad_message"
     assert offsets.pending() == 0
 
@@ -443,7 +444,7 @@ def test_persist_applies_retakes_of_one_frame_in_offset_order_whatever_order_the
     with store.engine.connect() as conn:
         (offset,) = conn.execute(text("SELECT kafka_offset FROM frames")).one()
     assert offset == 2
-    np.testing.assert_allclose(store.frame_detections("car-1", 0, 0).xyxy, [[30, 10, 100, 100]])
+    np.testing.assert_allclose(frame_boxes(store.engine, "car-1", 0, 0).xyxy, [[30, 10, 100, 100]])
 
 
 def test_persist_group_commit_writes_queued_frames_in_one_transaction_before_their_offsets(persist, jpeg: bytes) -> None:
@@ -539,4 +540,4 @@ def test_persist_group_commit_batches_the_jobs_key_order_releases_and_writes_a_r
     with store.engine.connect() as conn:
         (offset,) = conn.execute(text("SELECT kafka_offset FROM frames WHERE shot = 0")).one()
     assert offset == 2
-    np.testing.assert_allclose(store.frame_detections("car-1", 0, 0).xyxy, [[30, 10, 100, 100]])
+    np.testing.assert_allclose(frame_boxes(store.engine, "car-1", 0, 0).xyxy, [[30, 10, 100, 100]])
