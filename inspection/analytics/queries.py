@@ -22,32 +22,29 @@ error), detections (boxes in frame pixels), rejected_messages (Kafka records nam
 
 Use from a notebook or a shell:
     >>> from inspection.analytics import queries
-    >>> engine = queries.engine_from_env()          # $INSPECTION_DB, default sqlite:///inspection.db
+    >>> engine = queries.engine_from_env()          # store.url: $INSPECTION__STORE__URL, default sqlite:///inspection.db
     >>> cars = queries.read_df(engine, queries.CARS)
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Boolean, Connection, CursorResult, Engine, TextClause, bindparam, text
 
 from ..car_state import CAR_STATE_SQL, DEFAULT_GRACE_S, overdue_before
+from ..config import load_settings
 from ..extras import require
 from ..store.db import create_engine_for
 from ..store.models import UTCDateTime
 
 if TYPE_CHECKING:  # pandas is the analyst's dependency, not the package's
     import pandas as pd
-
-DB_ENV = "INSPECTION_DB"
-DEFAULT_DB_URL = "sqlite:///inspection.db"
-
 
 # The car's state (deadline verdict), defined once in car_state; `c` is the cars row.
 VERDICT_SQL = CAR_STATE_SQL
@@ -769,13 +766,14 @@ ALL_QUERIES: tuple[Query, ...] = (
 )
 
 
-def db_url(environ: Mapping[str, str] | None = None) -> str:
-    """The results database to analyse: $INSPECTION_DB, else the demo's SQLite file."""
-    return (os.environ if environ is None else environ).get(DB_ENV) or DEFAULT_DB_URL
+def db_url(environ: Mapping[str, str] | None = None, config: str | Path | None = None) -> str:
+    """The results database to analyse: the settings' store.url (INSPECTION__STORE__URL, or `config`'s; default
+    the demo's SQLite file)."""
+    return load_settings(config, environ=None if environ is None else dict(environ)).store.url
 
 
-def engine_from_env(environ: Mapping[str, str] | None = None) -> Engine:
-    return create_engine_for(db_url(environ))
+def engine_from_env(environ: Mapping[str, str] | None = None, config: str | Path | None = None) -> Engine:
+    return create_engine_for(db_url(environ, config))
 
 
 def execute(conn: Connection, query: Query, **params: Any) -> CursorResult[Any]:

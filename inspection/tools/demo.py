@@ -97,14 +97,7 @@ def start_demo_dashboard(settings: Settings, port: int = 8050) -> Any:  # port 0
     upgrade_database(settings.store.url)
     if settings.store.image_dir is not None:
         settings.store.image_dir.mkdir(parents=True, exist_ok=True)
-    config = DashboardConfig(
-        db_url=settings.store.url,
-        images_dir=settings.store.image_dir,
-        port=port,
-        cameras=settings.line.cameras,
-        grid=settings.grid,
-    )
-    return DashboardServer(config).start()
+    return DashboardServer(DashboardConfig.from_settings(settings, host="127.0.0.1", port=port)).start()
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from inspection.analytics import AnalyticsReader
 from inspection.cli import app as cli_app
+from inspection.config import load_settings
 from inspection.dashboard import BindRefusedError, DashboardConfig, check_bind, is_loopback
 from inspection.dashboard.app import create_app
 from inspection.store import ImageStore, ResultStore
@@ -294,6 +295,27 @@ def test_non_loopback_bind_needs_a_token() -> None:
         cli_app,
         ["dashboard", "--host", "0.0.0.0", "--db", "sqlite:///nowhere.db"],
         env={"COLUMNS": "200", "INSPECTION_DASHBOARD_TOKEN": ""},
+    )
+    assert result.exit_code == 2 and result.output.startswith("error: --host 0.0.0.0") and "--token" in result.output
+
+
+def test_dashboard_options_are_settings_and_flags_override_them(tmp_path: Path) -> None:
+    settings = load_settings(
+        environ={
+            "INSPECTION__DASHBOARD__PORT": "9001",
+            "INSPECTION__LINE__CAMERAS": "3",
+            "INSPECTION__STORE__URL": "sqlite:///r.db",
+        }
+    )
+    config = DashboardConfig.from_settings(settings)
+    assert (config.port, config.host, config.cameras, config.db_url) == (9001, "127.0.0.1", 3, "sqlite:///r.db")
+    assert config.score_threshold == settings.detect.score_threshold and config.thumbs.name == "thumbnails"
+    assert DashboardConfig.from_settings(settings, port=0, thumbs_dir=tmp_path).thumbs == tmp_path
+    # the section's host, from the environment, is checked like the flag's
+    result = CliRunner().invoke(
+        cli_app,
+        ["dashboard", "--db", "sqlite:///nowhere.db"],
+        env={"COLUMNS": "200", "INSPECTION__DASHBOARD__HOST": "0.0.0.0", "INSPECTION_DASHBOARD_TOKEN": ""},
     )
     assert result.exit_code == 2 and result.output.startswith("error: --host 0.0.0.0") and "--token" in result.output
 

@@ -28,7 +28,7 @@ from sqlalchemy import create_engine
 from typer.main import get_command
 
 import inspection.cli
-from inspection.config import ENV_PREFIX, Settings, StoreConfig, load_settings
+from inspection.config import ENV_PREFIX, ConfigError, Settings, StoreConfig, load_settings
 from inspection.detections import Detections
 from inspection.kafka.admin import topic_max_message_bytes
 from inspection.messages.frame_id import FrameId
@@ -544,7 +544,9 @@ def test_analysis_notebook_uses_only_queries_of_the_module() -> None:
     assert {id(q) for q in queries.ALL_QUERIES} == {id(getattr(queries, name)) for name in defined}
     assert len({q.name for q in queries.ALL_QUERIES}) == len(queries.ALL_QUERIES)
     assert queries.db_url({}) == "sqlite:///inspection.db"
-    assert queries.db_url({"INSPECTION_DB": "postgresql+psycopg://x@h/db"}) == "postgresql+psycopg://x@h/db"
+    assert queries.db_url({"INSPECTION__STORE__URL": "postgresql+psycopg://x@h/db"}) == "postgresql+psycopg://x@h/db"
+    with pytest.raises(ConfigError, match="INSPECTION_DB is now INSPECTION__STORE__URL"):
+        queries.db_url({"INSPECTION_DB": "postgresql+psycopg://x@h/db"})
 
 
 @pytest.fixture(scope="module")
