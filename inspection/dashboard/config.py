@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 from platformdirs import user_cache_dir
 from pydantic import Field
 
 from ..config import DashboardSettings, DetectConfig, GridConfig, LineConfig, ReviewConfig, Settings
+from ..signal.config import is_loopback
 
 TOKEN_ENV = "INSPECTION_DASHBOARD_TOKEN"  # the --token flag's variable (settings: INSPECTION__DASHBOARD__TOKEN)
 
@@ -48,15 +48,6 @@ class DashboardConfig(DashboardSettings):
     def thumbs(self) -> Path:
         """The thumbnail cache folder: `thumbs_dir`, or the user cache directory's."""
         return self.thumbs_dir or Path(user_cache_dir("inspection")) / "thumbnails"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to any interface
 
 
 def check_bind(host: str, token: str | None) -> None:
