@@ -4,7 +4,7 @@ What can be checked here is checked against the real code: every `inspection ...
 deploy/ (compose, Kubernetes, systemd, READMEs) is parsed by the CLI's own click parser; the
 environment each one sets is loaded into `Settings` together with the site profile it mounts;
 Kafka's size limits admit the largest record the configuration allows; the analysis notebook's SQL
-(inspection/analytics/queries.py) runs on freshly migrated SQLite and PostgreSQL databases with known rows.
+(inspection/analytics/queries/) runs on freshly migrated SQLite and PostgreSQL databases with known rows.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .query import Query, _binned
+from .query import Query, binned
 
 TABLE_COUNTS = Query(
     "table_counts",
@@ -96,7 +96,7 @@ FRAME_LATENCY_BINNED = Query(
     "(bin k = [:start_s + k·:width_s, … + :width_s) in Unix seconds); percentiles are taken in Python "
     "(SQLite has none).",
     "",
-    variants=_binned(
+    variants=binned(
         """
     SELECT {bin} AS bin, latency_s
     FROM frames
@@ -114,7 +114,7 @@ CLASS_COUNTS_BINNED = Query(
     "OFFSET 0 keeps unflattened: an index lookup per frame of the window, never a scan of all boxes.",
     "",
     variants={
-        "postgresql": _binned(
+        "postgresql": binned(
             """
     SELECT f.bin, d.class_id, d.class_name, COUNT(*) AS boxes
     FROM (SELECT id, {bin} AS bin FROM frames WHERE captured_at >= :since AND captured_at <= :until) AS f
@@ -123,7 +123,7 @@ CLASS_COUNTS_BINNED = Query(
     """,
             "captured_at",
         )["postgresql"],
-        "sqlite": _binned(
+        "sqlite": binned(
             """
     SELECT f.bin, d.class_id, d.class_name, COUNT(*) AS boxes
     FROM (SELECT id, {bin} AS bin FROM frames WHERE captured_at >= :since AND captured_at <= :until) AS f
@@ -153,7 +153,7 @@ DIRTY_MINUTES = Query(
     "Capture minutes (as in MINUTE_CLASS_COUNTS) of the frames stored or replaced since :since "
     "(processing time): the rollup's minutes to count again.",
     "",
-    variants=_binned(
+    variants=binned(
         """
     SELECT DISTINCT {bin} AS minute
     FROM frames

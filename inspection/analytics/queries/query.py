@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pandas is the analyst's dependency, not the package's
 VERDICT_SQL = CAR_STATE_SQL
 
 
-def _binned(template: str, column: str) -> dict[str, str]:
+def binned(template: str, column: str) -> dict[str, str]:
     """`template` with {bin} = the 0-based time bin of `column` (:start_s, :width_s in whole Unix seconds)
     for each dialect: SQLite has no EXTRACT(EPOCH …) and (without its math extension) no FLOOR;
     strftime('%s') gives the whole seconds exactly (julianday's double would misplace times within
