@@ -30,16 +30,10 @@ _._runtime; _.oneof_index; _.map_entry
 cars_today; completed_today; missed_today; overdue_today; miss_rate_today; frames_per_s
 parked_frames_today; rejected_today; frame_ms_min; jpeg_bytes_mean; _.median_car_latency_s
 frame_detections; tile_max_dets; row_id; cars_late; frame_errors; onnx_sha256
-dropped_annotations; frame_paths; payload_bytes; exit_code
+dropped_annotations; payload_bytes; exit_code; message_key
 
 # The analyst's and notebooks' API (notebooks/*.ipynb, Grafana panels are built from ALL_QUERIES).
 ALL_QUERIES; engine_from_env; read_df; find_bench_files; to_dataframe
-
-# Public helpers used today only by tests (and the GPU benchmark scripts): the store's read API,
-# IoU functions, migration introspection. Candidates for removal; listed in issue 12's report.
-box_iou; box_ios; log_car_deadline; _.with_score_at_least; process_alive; head_revision; current_revision
-_.overdue_cars; _.car_deadline; _.frame_detections; _.rejected_messages; _.delays; _.num_blank
-_.tile_image_id; write_mosaics; clip_boxes; _.assigned_partitions; _.worker_pids
 
 # issue 19: pydantic validators, the `rules check` command (a sub-typer), OPC UA event fields set by
 # name, columns written for analysts, the demo signal's port and BoxOutcome.ignored read by tests.

@@ -38,6 +38,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from inspection.analytics import AnalyticsReader
 from inspection.config import StoreConfig
 from inspection.detections import Detections
 from inspection.messages.frame_id import FrameId
@@ -147,7 +148,7 @@ def fill(db: str, cars: int, images_dir: Path, workers: int, seed: int) -> dict[
         store.store_rejected(
             "frames", k % 5, 10_000_000 + k, b"\xff\xfe", "headers", "no car_id header (bench)", now_ns - k * S_NS, run_id
         )
-    counts = store.counts()
+    counts = AnalyticsReader(store.engine).counts()
     store.close()
     if make_url(db).get_backend_name() == "postgresql":
         # what autovacuum does a little later on a running line: statistics and visibility map of the new rows

@@ -32,13 +32,6 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros(inter.shape, np.float64), where=union > 0)
 
 
-def box_ios(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, 4), (M, 4) -> (N, M) intersection over the smaller of the two areas (SAHI's IoS)."""
-    inter = box_intersection(a, b)
-    smaller = np.minimum(box_area(a)[:, None], box_area(b)[None, :])
-    return np.divide(inter, smaller, out=np.zeros(inter.shape, np.float64), where=smaller > 0)
-
-
 def paired_overlap(
     a: np.ndarray, b: np.ndarray, metric: str = "iou", area_a: np.ndarray | None = None, area_b: np.ndarray | None = None
 ) -> np.ndarray:

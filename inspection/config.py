@@ -12,17 +12,20 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import EnvSettingsSource, SettingsError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import EnvSettingsSource, NoDecode, SettingsError
 from pydantic_settings.sources.utils import parse_env_vars
 
+from .review.auth import ReviewerConfigError, Reviewers
 from .rules.config import InspectionConfig
 from .signal.config import SignalConfig
 
 ENV_PREFIX = "INSPECTION__"
+# Environment variables read directly before they were settings: each names its setting now.
+RENAMED_ENV = {"INSPECTION_DB": "INSPECTION__STORE__URL"}
 
 # OpenCV 5 dropped the TensorFlow importer the backend ran on, and OpenCV 4's ONNX importer cannot batch the
 # converted graph; on the ONNX graph OpenCV 5 gives the same outputs (to 1e-4) as onnxruntime at 2.2x the time
@@ -330,6 +333,33 @@ class ReviewConfig(_Section):
     sample_seed: int = Field(1, ge=1, description="the OK sample's order (a hash of frame id and this seed)")
 
 
+def _reviewers(value: object) -> object:
+    """`name=sha256` lines or commas (`inspection review token NAME`) -> Reviewers; empty: None."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return Reviewers.parse(value) if value.strip() else None
+    except ReviewerConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+class DashboardSettings(_Section):
+    """The dashboard process (`inspection dashboard`; flags override); it reads store.url (read-only),
+    store.image_dir, line.cameras, grid, review and detect.score_threshold from their sections."""
+
+    host: str = Field("127.0.0.1", description="address to bind; anything but loopback needs a token")
+    port: int = Field(8050, ge=0, le=65535)
+    token: str | None = Field(None, description="required on every request when set; required to bind a non-loopback address")
+    reviewers: Annotated[Reviewers | None, NoDecode, BeforeValidator(_reviewers)] = Field(
+        None, description="name=sha256 lines or commas (`inspection review token NAME`); none: reviewing is off"
+    )
+    thumbs_dir: Path | None = Field(None, description="thumbnail cache folder; None: the user cache directory")
+    poll_s: float = Field(2.0, gt=0, le=5.0, description="how often open pages check for new results (<= 5 s)")
+    detections_window_s: float = Field(
+        3600.0, gt=0, description="the detections page's default time range, ending at the newest capture"
+    )
+
+
 class Settings(_Section):
     grid: GridConfig = GridConfig()
     model: ModelConfig = ModelConfig()
@@ -345,6 +375,7 @@ class Settings(_Section):
     logging: LoggingConfig = LoggingConfig()
     retention: RetentionConfig = RetentionConfig()
     review: ReviewConfig = ReviewConfig()
+    dashboard: DashboardSettings = DashboardSettings()
     inspection: InspectionConfig = InspectionConfig()
     signal: SignalConfig = SignalConfig()
 
@@ -421,6 +452,9 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     """`INSPECTION__MODEL__BACKEND=onnxruntime` -> {"model": {"backend": "onnxruntime"}}; a variable with the
     prefix that names no setting is refused (a typo must not be ignored silently)."""
     known = _known_keys(Settings)
+    for old, new in RENAMED_ENV.items():
+        if old in environ:
+            raise ConfigError(f"environment {old} is now {new}: set that instead")
     for key in environ:
         if key.upper().startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower().replace("__", ".") not in known:
             raise ConfigError(f"environment {key} names no setting (the README's settings table lists them)")

@@ -6,7 +6,7 @@ their deadline by more than `overdue.grace_s` that are still incomplete (`Result
 an UPDATE of rows whose `overdue_at` is NULL, so across consumers each car is marked by exactly
 one). For each car it marked, this consumer logs one WARNING naming the missing camera/shots and
 counts it (`inspection_cars_marked_overdue_total`); every check refreshes the `inspection_cars`
-gauges (in flight, overdue). A car still completes normally if its frames arrive later
+gauges (in flight, overdue), read through the analytics layer like every other read. A car still completes normally if its frames arrive later
 (`deadline_met` false, `overdue_at` kept).
 
 A failed check (database unreachable) is logged and tried again at the next interval: the persist
@@ -19,6 +19,7 @@ import logging
 import threading
 from datetime import datetime, timezone
 
+from .analytics import AnalyticsReader
 from .config import LineConfig, OverdueConfig
 from .metrics import PipelineMetrics
 from .store import OverdueCar, ResultStore, StoreError
@@ -32,6 +33,7 @@ class OverdueWatcher:
         self.line = line
         self.config = config
         self.metrics = metrics
+        self.reader = AnalyticsReader(store.engine)
 
     def check(self, now: datetime | None = None) -> list[OverdueCar]:
         """Mark and report the cars that became overdue; refresh the gauges. Returns those this call marked."""
@@ -50,7 +52,7 @@ class OverdueWatcher:
                 car.missing_text,
             )
             self.metrics.cars_marked_overdue.inc()
-        states = self.store.car_states(now, self.config.grace_s)
+        states = self.reader.car_states(now=now, grace_s=self.config.grace_s)
         self.metrics.cars.labels("in_flight").set(states.in_flight)
         self.metrics.cars.labels("overdue").set(states.overdue)
         return marked

@@ -97,10 +97,6 @@ class TileGrid:
         return self.num_tiles if self.global_view else -1
 
     @property
-    def num_blank(self) -> int:
-        return self.num_slots - self.num_tiles - int(self.global_view)
-
-    @property
     def global_scale(self) -> tuple[float, float]:
         """(sx, sy): global-view pixels -> frame pixels."""
         return self.frame_width / self.tile_size, self.frame_height / self.tile_size

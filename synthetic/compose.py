@@ -25,12 +25,10 @@ Rules (also in the GT JSON's `info`):
 from __future__ import annotations
 
 import copy
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -237,10 +235,6 @@ class Mosaics:
         return len(self.frame_ids)
 
     @property
-    def tiles_per_frame(self) -> int:
-        return self.grid.num_tiles
-
-    @property
     def num_images(self) -> int:
         return int((self.source_image_ids >= 0).sum())
 
@@ -249,12 +243,6 @@ class Mosaics:
         if not 0 <= index < len(self.frame_ids):
             raise KeyError(f"frame id {frame_id} is not one of the {len(self.frame_ids)} mosaic frames")
         return index
-
-    def tile_image_id(self, frame_id: int, tile_index: int) -> int:
-        """Image id in `tile_gt` of tile `tile_index` (row-major, as `TileGrid.origins`) of a frame."""
-        if not 0 <= tile_index < self.tiles_per_frame:
-            raise IndexError(f"tile index {tile_index} outside 0..{self.tiles_per_frame - 1}")
-        return int(self.tile_image_ids[self.frame_index(frame_id), tile_index])
 
     def tile_batch(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
         """Frame `index` (0-based) as a (batch_size, T, T, 3) uint8 batch, blank slots and padding zero."""
@@ -358,41 +346,6 @@ def compose_mosaics(
         "categories": copy.deepcopy(categories),
     }
     return Mosaics(dataset, grid, int(seed), bool(letterbox), source, tile_ids, frame_ids, frame_gt, tile_gt, placed.dropped)
-
-
-@dataclass(frozen=True)
-class MosaicFiles:
-    frames_dir: Path
-    frame_paths: tuple[Path, ...]
-    frame_gt: Path
-    tile_gt: Path
-
-
-def write_mosaics(mosaics: Mosaics, out_dir: str | Path, *, image_format: str = "jpg", jpeg_quality: int = 95) -> MosaicFiles:
-    """Write frames (out_dir/frames/frame_NNNNN.<fmt>), frame_gt.json and tile_gt.json.
-
-    The frame GT's `file_name`s are rewritten to the chosen format. Tiles are not written as
-    images: `tile_gt` describes the tiles cut from the frames by the grid.
-    """
-    fmt = image_format.lower().lstrip(".")
-    if fmt not in ("jpg", "jpeg", "png"):
-        raise ValueError(f"image_format {image_format!r} not supported; use jpg or png")
-    out = Path(out_dir)
-    frames_dir = out / "frames"
-    frames_dir.mkdir(parents=True, exist_ok=True)
-    frame_gt = copy.deepcopy(mosaics.frame_gt)
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if fmt in ("jpg", "jpeg") else []
-    paths = []
-    for image, frame in zip(frame_gt["images"], mosaics.frames):
-        image["file_name"] = f"{Path(image['file_name']).stem}.{fmt}"
-        path = frames_dir / image["file_name"]
-        if not cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params):
-            raise OSError(f"could not write {path}")
-        paths.append(path)
-    frame_json, tile_json = out / "frame_gt.json", out / "tile_gt.json"
-    frame_json.write_text(json.dumps(frame_gt))
-    tile_json.write_text(json.dumps(mosaics.tile_gt))
-    return MosaicFiles(frames_dir, tuple(paths), frame_json, tile_json)
 
 
 # ----------------------------------------------------------------------------- line source

@@ -22,7 +22,7 @@ Rules (also in the GT JSON's `info`):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,15 +53,6 @@ def translate_boxes(xyxy: np.ndarray, dx: float | np.ndarray, dy: float | np.nda
     b[:, 0::2] += dx[..., None] if dx.ndim else dx
     b[:, 1::2] += dy[..., None] if dy.ndim else dy
     return b
-
-
-def clip_boxes(xyxy: np.ndarray, rect: Sequence[float]) -> np.ndarray:
-    """(N, 4) xyxy clipped to rect (x0, y0, x1, y1) -> (N, 4) float64; outside boxes become empty."""
-    x0, y0, x1, y1 = (float(v) for v in rect)
-    b = np.asarray(xyxy, np.float64)
-    return np.stack(
-        [np.clip(b[:, 0], x0, x1), np.clip(b[:, 1], y0, y1), np.clip(b[:, 2], x0, x1), np.clip(b[:, 3], y0, y1)], axis=1
-    )
 
 
 def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:

@@ -1,7 +1,17 @@
-"""The analyst read layer: one SQL source for the dashboard, the notebooks and the Grafana panels.
+"""The one read layer: the dashboard, the edge's gauges, the notebooks, the tools and the tests read results here;
+the store (`inspection.store.ResultStore`) only writes.
 
-- `queries`: every SQL statement (portable SQLite/PostgreSQL, bound parameters only);
-- `reader.AnalyticsReader`: typed answers (pydantic models in `models`) built on those queries;
+One SQL style for reads: named text queries (`queries`, one `Query` each, one module per page). Why text and
+not SQLAlchemy Core: the analysts read, copy and run these statements (notebooks, psql), Grafana's panels
+share their car-state expression, and the few dialect-specific ones (time bins, PostgreSQL's LATERAL) are
+clearer written out; every one runs on freshly migrated SQLite and PostgreSQL in the tests. Core stays
+for writes and for the reads inside a write transaction (store/, rules/verdict.py, signal/outbox.py).
+Not moved yet: the review loop's reads (review/, its own tables and the review pages) and bench_e2e's
+timing probes are still Core.
+
+- `queries`: every statement (portable SQLite/PostgreSQL, bound parameters only);
+- `reader.AnalyticsReader` (+ `detections.DetectionReads`): typed answers (pydantic models in `models`);
+- `binning`: the line charts' time bins; `rollup`: boxes per minute and class kept in memory;
 - `db.open_readonly_engine`: an engine that cannot write;
 - `grafana`: the Grafana dashboard's panels (PostgreSQL SQL with Grafana macros).
 """

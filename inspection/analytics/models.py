@@ -33,6 +33,31 @@ class CarRow(BaseModel):
     lateness_s: float | None = Field(description="completion - deadline; negative = early; None until complete")
     mean_frame_latency_s: float | None
     max_frame_latency_s: float | None
+    deadline_met: bool | None = Field(None, description="None until complete")
+    overdue_at: datetime | None = Field(None, description="found past its deadline with frames missing (kept once complete)")
+    missing_frames: str | None = Field(None, description='what was missing then, e.g. "cam 1 shots 0-4"')
+
+    @property
+    def complete(self) -> bool:
+        return self.completed_at is not None
+
+
+class CarStates(BaseModel):
+    """Cars not complete yet: still within their deadline (+ grace), or overdue."""
+
+    in_flight: int
+    overdue: int
+
+
+class TableCounts(BaseModel):
+    runs: int
+    cars: int
+    cars_completed: int
+    cars_late: int
+    frames: int
+    frame_errors: int
+    detections: int
+    rejected: int = Field(description="rows of rejected_messages")
 
 
 class CarsPage(BaseModel):

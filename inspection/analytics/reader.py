@@ -1,68 +1,41 @@
-"""`AnalyticsReader`: typed answers to the analysts' and the line's questions, from queries.py.
+"""`AnalyticsReader`: typed answers to the analysts' and the line's questions, from the `queries` package.
 
-Every statement comes from `queries` (fixed SQL) or, for the detection filters whose WHERE
-clause depends on which filters are set, is built here from the store's table definitions with
-bound parameters. The reader only reads; the dashboard gives it a read-only engine
-(`open_readonly_engine`).
+Every statement is a named query of `queries` (the detection filters choose among its optional
+conditions). The reader only reads; the dashboard gives it a read-only engine (`open_readonly_engine`).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import numpy as np
-from sqlalchemy import Engine, Select, func, select, true
+from sqlalchemy import Connection, Engine
 
-from ..store.models import Detection, Frame
 from . import queries as q
+from .binning import class_series, latency_series, rollup_bins, time_bins
+from .detections import DetectionReads
 from .models import (
     CarDetail,
     CarLatencySeries,
     CarRow,
     CarsPage,
+    CarStates,
     ChangeMark,
-    ClassCount,
-    ClassSeries,
-    DetectionFilter,
-    DetectionsPage,
-    DetectionTable,
     ErrorFrame,
     FrameBoxes,
     FrameCell,
     FrameDefects,
     FrameDetail,
     Headline,
-    LatencySeries,
     LineCharts,
     Problems,
     Rejected,
+    TableCounts,
     TimeBins,
 )
-from .rollup import MINUTE, MinuteClassRollup, is_minute_aligned, minute_of
-
-CSV_COLUMNS = (
-    "detection_id",
-    "frame_id",
-    "car_id",
-    "camera",
-    "shot",
-    "captured_at",
-    "class_id",
-    "class_name",
-    "score",
-    "x1",
-    "y1",
-    "x2",
-    "y2",
-)
-CHART_BINS = 40
-_NICE_BIN_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+from .rollup import MINUTE, MinuteClassRollup, minute_of
 
 
 class NotFoundError(LookupError):
@@ -73,7 +46,7 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class AnalyticsReader:
+class AnalyticsReader(DetectionReads):
     """Read API of the results database. `cameras` lays out a car's frame grid (config line.cameras)."""
 
     def __init__(
@@ -115,6 +88,9 @@ class AnalyticsReader:
             lateness_s=row.lateness_s,
             mean_frame_latency_s=None if row.mean_latency_s is None else float(row.mean_latency_s),
             max_frame_latency_s=None if row.max_latency_s is None else float(row.max_latency_s),
+            deadline_met=row.deadline_met,
+            overdue_at=row.overdue_at,
+            missing_frames=row.missing_frames,
         )
 
     # ----------------------------------------------------------------- line
@@ -173,12 +149,12 @@ class AnalyticsReader:
             if until is not None:
                 since = until - timedelta(seconds=window_s)
                 span = q.run(conn, q.CAPTURE_SPAN, since=since, until=until)[0]
-                bins = _time_bins(span.first_captured_at, span.last_captured_at)
+                bins = time_bins(span.first_captured_at, span.last_captured_at)
                 assert bins.start is not None
                 binning = {"since": bins.start, "until": until, "start_s": bins.start.timestamp(), "width_s": bins.width_s}
                 latency_rows = q.run(conn, q.FRAME_LATENCY_BINNED, **binning)
                 if bins.width_s % MINUTE == 0:  # whole minutes: from the rollup, only new minutes counted
-                    class_rows = _rollup_bins(self.rollup.minutes(conn, minute_of(bins.start)), bins)
+                    class_rows = rollup_bins(self.rollup.minutes(conn, minute_of(bins.start)), bins)
                 else:
                     class_rows = q.run(conn, q.CLASS_COUNTS_BINNED, **binning)
         oldest_first = list(reversed(car_rows))
@@ -192,17 +168,28 @@ class AnalyticsReader:
             deadline_s=[(r.deadline_at - r.first_captured_at).total_seconds() for r in oldest_first],
             verdict=[r.status for r in oldest_first],
         )
-        return LineCharts(cars=series, classes=_class_series(bins, class_rows), latency=_latency_series(bins, latency_rows))
+        return LineCharts(cars=series, classes=class_series(bins, class_rows), latency=latency_series(bins, latency_rows))
 
     # ----------------------------------------------------------------- car and frame
 
+    def car_row(self, car_id: str, *, now: datetime | None = None, grace_s: float | None = None) -> CarRow:
+        """One car: its frames, latency and deadline, and its state at `now` (default: the clock's)."""
+        rows = self._rows(q.ONE_CAR, car_id=car_id, now=now or self.clock(), grace_s=grace_s)
+        if not rows:
+            raise NotFoundError(f"no car {car_id!r} in the results database")
+        return self._car(rows[0])
+
+    def car_states(self, *, now: datetime | None = None, grace_s: float | None = None) -> CarStates:
+        """How many cars are incomplete at `now` (default: the clock's), by state: in flight and overdue."""
+        counts = {r.status: int(r.cars) for r in self._rows(q.INCOMPLETE_CARS, now=now or self.clock(), grace_s=grace_s)}
+        return CarStates(in_flight=counts.get("in_flight", 0), overdue=counts.get("overdue", 0))
+
+    def counts(self) -> TableCounts:
+        return TableCounts(**self._rows(q.TABLE_COUNTS)[0]._asdict())
+
     def car(self, car_id: str) -> CarDetail:
-        with self.engine.connect() as conn:
-            rows = q.run(conn, q.ONE_CAR, car_id=car_id, now=self.clock())
-            if not rows:
-                raise NotFoundError(f"no car {car_id!r} in the results database")
-            frames = q.run(conn, q.CAR_FRAMES, car_id=car_id)
-        car = self._car(rows[0])
+        car = self.car_row(car_id)
+        frames = self._rows(q.CAR_FRAMES, car_id=car_id)
         cameras = max([self.cameras, *(f.camera + 1 for f in frames)])
         shots = max([math.ceil(car.frames_expected / cameras), *(f.shot + 1 for f in frames)])
         by_key = {(f.camera, f.shot): f for f in frames}
@@ -225,47 +212,26 @@ class AnalyticsReader:
                 )
         return CarDetail(car=car, cameras=cameras, shots=shots, cells=cells)
 
-    def frame(self, frame_id: int) -> FrameDetail:
-        rows = self._rows(q.FRAME, frame_id=frame_id)
+    @staticmethod
+    def _frame(conn: Connection, frame_id: int) -> Any:
+        rows = q.run(conn, q.FRAME, frame_id=frame_id)
         if not rows:
             raise NotFoundError(f"no frame with id {frame_id} in the results database")
-        r = rows[0]
-        return FrameDetail(
-            frame_id=r.frame_id,
-            car_id=r.car_id,
-            camera=r.camera,
-            shot=r.shot,
-            width=r.width,
-            height=r.height,
-            captured_at=r.captured_at,
-            received_at=r.received_at,
-            processed_at=r.processed_at,
-            latency_s=r.latency_s,
-            detection_count=r.detection_count,
-            error_kind=r.error_kind,
-            error=r.error,
-            has_image=r.image_uri is not None,
-            kafka_topic=r.kafka_topic,
-            kafka_partition=r.kafka_partition,
-            kafka_offset=r.kafka_offset,
-            consumer_id=r.consumer_id,
-            host=r.host,
-            model=r.model,
-            backend=r.backend,
-            precision=r.precision,
-        )
+        return rows[0]
+
+    def frame(self, frame_id: int) -> FrameDetail:
+        with self.engine.connect() as conn:
+            row = self._frame(conn, frame_id)
+        return FrameDetail(**row._asdict(), has_image=row.image_uri is not None)
 
     def frame_image_uri(self, frame_id: int) -> str | None:
         """The image store URI of a frame (None: the store kept no image); NotFoundError if no such frame."""
-        rows = self._rows(q.FRAME, frame_id=frame_id)
-        if not rows:
-            raise NotFoundError(f"no frame with id {frame_id} in the results database")
-        return rows[0].image_uri
+        with self.engine.connect() as conn:
+            return self._frame(conn, frame_id).image_uri
 
     def frame_boxes(self, frame_id: int) -> FrameBoxes:
         with self.engine.connect() as conn:
-            if not q.run(conn, q.FRAME, frame_id=frame_id):
-                raise NotFoundError(f"no frame with id {frame_id} in the results database")
+            self._frame(conn, frame_id)
             rows = q.run(conn, q.FRAME_DETECTIONS, frame_id=frame_id)
         columns = list(zip(*rows)) if rows else [()] * 8
         class_id, class_name, score, x1, y1, x2, y2, tile = columns
@@ -281,8 +247,7 @@ class AnalyticsReader:
     def frame_defects(self, frame_id: int) -> FrameDefects:
         """The boxes the inspection rules kept or an ignore region removed in one frame (empty: none, or not decided)."""
         with self.engine.connect() as conn:
-            if not q.run(conn, q.FRAME, frame_id=frame_id):
-                raise NotFoundError(f"no frame with id {frame_id} in the results database")
+            self._frame(conn, frame_id)
             rows = q.run(conn, q.FRAME_DEFECTS, frame_id=frame_id)
         class_name, score, x1, y1, x2, y2, rule, kept = list(zip(*rows)) if rows else [()] * 8
         return FrameDefects(
@@ -293,168 +258,6 @@ class AnalyticsReader:
             rule=list(rule),
             kept=[bool(k) for k in kept],
         )
-
-    # ----------------------------------------------------------------- detections
-
-    def _boxes(self, f: DetectionFilter) -> tuple[Any, Any, list[Any]]:
-        """(FROM clause, detection columns `d`, WHERE conditions) of the filtered detections joined to their frames.
-
-        The frames' filters (time range, car, camera) pick few frames out of many; each frame's boxes
-        are then found through ix_detections_frame_id. SQLite's nested loops do that by themselves;
-        on PostgreSQL a LATERAL subquery with OFFSET 0 (which the planner does not flatten) keeps it
-        from hashing the whole detections table when its statistics lag behind a busy line.
-        """
-        frame_conditions = []
-        if f.since is not None:
-            frame_conditions.append(Frame.captured_at >= f.since)
-        if f.until is not None:
-            frame_conditions.append(Frame.captured_at <= f.until)
-        if f.car_id is not None:
-            frame_conditions.append(Frame.car_id == f.car_id)
-        if f.camera is not None:
-            frame_conditions.append(Frame.camera == f.camera)
-        box_conditions = [Detection.score >= f.min_score]
-        if f.class_name is not None:
-            box_conditions.append(Detection.class_name == f.class_name)
-        if self.engine.dialect.name == "postgresql":
-            boxes = (
-                select(
-                    Detection.id,
-                    Detection.frame_id,
-                    Detection.class_id,
-                    Detection.class_name,
-                    Detection.score,
-                    Detection.x1,
-                    Detection.y1,
-                    Detection.x2,
-                    Detection.y2,
-                )
-                .where(Detection.frame_id == Frame.id, *box_conditions)
-                .offset(0)
-                .lateral("d")
-            )
-            return Frame.__table__.join(boxes, true()), boxes.c, frame_conditions
-        table = Detection.__table__
-        return table.join(Frame.__table__, Frame.id == Detection.frame_id), table.c, frame_conditions + box_conditions
-
-    def class_counts(self, f: DetectionFilter) -> list[ClassCount]:
-        if (
-            f.since is not None
-            and is_minute_aligned(f.since)
-            and f.until is None
-            and f.min_score <= 0
-            and f.car_id is None
-            and f.camera is None
-        ):
-            # every box of whole capture minutes: the rollup has them
-            with self.engine.connect() as conn:
-                minutes = self.rollup.minutes(conn, minute_of(f.since))
-            totals: dict[tuple[int, str], int] = {}
-            for per_class in minutes.values():
-                for key, boxes in per_class.items():
-                    if f.class_name is None or key[1] == f.class_name:
-                        totals[key] = totals.get(key, 0) + boxes
-            return [
-                ClassCount(class_id=k[0], class_name=k[1], boxes=n)
-                for k, n in sorted(totals.items(), key=lambda item: (-item[1], item[0][0]))
-            ]
-        source, d, where = self._boxes(f)
-        statement = (
-            select(d.class_id, d.class_name, func.count().label("boxes"))
-            .select_from(source)
-            .where(*where)
-            .group_by(d.class_id, d.class_name)
-            .order_by(func.count().desc(), d.class_id)
-        )
-        with self.engine.connect() as conn:
-            return [ClassCount(class_id=r.class_id, class_name=r.class_name, boxes=r.boxes) for r in conn.execute(statement)]
-
-    def _table_select(self, f: DetectionFilter) -> tuple[Select[Any], Any]:
-        source, d, where = self._boxes(f)
-        statement = (
-            select(
-                d.id,
-                d.frame_id,
-                Frame.car_id,
-                Frame.camera,
-                Frame.shot,
-                Frame.captured_at,
-                d.class_id,
-                d.class_name,
-                d.score,
-                d.x1,
-                d.y1,
-                d.x2,
-                d.y2,
-            )
-            .select_from(source)
-            .where(*where)
-        )
-        return statement, d
-
-    def detections(self, f: DetectionFilter, page: int = 1, per_page: int = 50) -> DetectionsPage:
-        counts = self.class_counts(f)
-        # newest frames first: walks ix_frames_captured_at backwards into each frame's boxes, stopping at the page
-        statement, d = self._table_select(f)
-        statement = statement.order_by(Frame.captured_at.desc(), d.id.desc()).limit(per_page + 1).offset((page - 1) * per_page)
-        with self.engine.connect() as conn:
-            rows = list(conn.execute(statement))
-        has_next = len(rows) > per_page
-        rows = rows[:per_page]
-        table = DetectionTable(
-            id=[r.id for r in rows],
-            frame_id=[r.frame_id for r in rows],
-            car_id=[r.car_id for r in rows],
-            camera=[r.camera for r in rows],
-            shot=[r.shot for r in rows],
-            captured_at=[r.captured_at for r in rows],
-            class_name=[r.class_name for r in rows],
-            score=[r.score for r in rows],
-            xyxy=[(r.x1, r.y1, r.x2, r.y2) for r in rows],
-        )
-        return DetectionsPage(
-            filter=f,
-            counts=counts,
-            total=sum(c.boxes for c in counts),
-            rows=table,
-            page=page,
-            per_page=per_page,
-            has_next=has_next,
-        )
-
-    def detections_csv(self, f: DetectionFilter, *, batch_rows: int = 5000) -> Iterator[str]:
-        """The filtered detections as CSV text chunks (header first), streamed from a server-side
-        cursor `batch_rows` at a time: memory stays bounded whatever the row count."""
-        statement, d = self._table_select(f)
-        statement = statement.order_by(d.id)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
-        yield buffer.getvalue()
-        with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=batch_rows).execute(statement)
-            for partition in result.partitions():
-                buffer.seek(0)
-                buffer.truncate()
-                writer.writerows(
-                    (
-                        r.id,
-                        r.frame_id,
-                        r.car_id,
-                        r.camera,
-                        r.shot,
-                        r.captured_at.isoformat(),
-                        r.class_id,
-                        r.class_name,
-                        f"{r.score:.4f}",
-                        f"{r.x1:.1f}",
-                        f"{r.y1:.1f}",
-                        f"{r.x2:.1f}",
-                        f"{r.y2:.1f}",
-                    )
-                    for r in partition
-                )
-                yield buffer.getvalue()
 
     # ----------------------------------------------------------------- problems
 
@@ -471,80 +274,3 @@ class AnalyticsReader:
             per_page=per_page,
             has_next=has_next,
         )
-
-
-# --------------------------------------------------------------------------- chart binning
-
-
-def _time_bins(first: datetime | None, last: datetime | None, bins: int = CHART_BINS) -> TimeBins:
-    """At most `bins` bins of a round width (1 s … 1 day) covering [first, last]."""
-    if first is None or last is None:
-        return TimeBins(start=None, width_s=60.0, count=0)
-    span = max((last - first).total_seconds(), 1.0)
-    width = next((w for w in _NICE_BIN_S if span / w <= bins), _NICE_BIN_S[-1])
-    epoch = first.timestamp()
-    start = datetime.fromtimestamp(epoch - epoch % width, tz=timezone.utc)
-    count = int((last - start).total_seconds() // width) + 1
-    return TimeBins(start=start, width_s=float(width), count=count)
-
-
-@dataclass(frozen=True)
-class _BinRow:
-    bin: int
-    class_id: int
-    class_name: str
-    boxes: int
-
-
-def _rollup_bins(minutes: dict[int, dict[tuple[int, str], int]], bins: TimeBins) -> list[_BinRow]:
-    """Rows like CLASS_COUNTS_BINNED's from the rollup's minutes (bins of whole minutes)."""
-    assert bins.start is not None
-    per_bin = int(bins.width_s // MINUTE)
-    first = minute_of(bins.start)
-    totals: dict[tuple[int, int, str], int] = {}
-    for minute, per_class in minutes.items():
-        k = (minute - first) // per_bin
-        if 0 <= k < bins.count:
-            for (class_id, name), boxes in per_class.items():
-                totals[k, class_id, name] = totals.get((k, class_id, name), 0) + boxes
-    return [_BinRow(k, c, n, b) for (k, c, n), b in totals.items()]
-
-
-def _bin_array(bins: TimeBins, rows: list[Any]) -> np.ndarray:
-    return np.clip(np.array([r.bin for r in rows], dtype=np.int64), 0, bins.count - 1)
-
-
-def _class_series(bins: TimeBins, rows: list[Any]) -> ClassSeries:
-    if not rows or bins.count == 0:
-        return ClassSeries(bins=bins, boxes={})
-    index = _bin_array(bins, rows)
-    names = np.array([r.class_name for r in rows], dtype=object)
-    boxes = np.array([r.boxes for r in rows], dtype=np.int64)
-    totals = {str(n): int(boxes[names == n].sum()) for n in set(names.tolist())}
-    series = {}
-    for name in sorted(totals, key=lambda n: (-totals[n], n)):
-        mask = names == name
-        series[name] = np.bincount(index[mask], weights=boxes[mask], minlength=bins.count).astype(np.int64).tolist()
-    return ClassSeries(bins=bins, boxes=series)
-
-
-def _latency_series(bins: TimeBins, rows: list[Any]) -> LatencySeries:
-    if not rows or bins.count == 0:
-        return LatencySeries(bins=bins, frames=[0] * bins.count, p50_s=[None] * bins.count, p99_s=[None] * bins.count)
-    table = np.asarray([tuple(r) for r in rows], dtype=np.float64).reshape(-1, 2)
-    index = np.clip(table[:, 0].astype(np.int64), 0, bins.count - 1)
-    latency = table[:, 1]
-    order = np.lexsort((latency, index))  # by bin, then latency: each bin's latencies sorted
-    index, latency = index[order], latency[order]
-    bounds = np.searchsorted(index, np.arange(bins.count + 1))
-    counts = np.diff(bounds)
-    filled = counts > 0
-    quantiles = {}
-    for quantile in (0.5, 0.99):  # numpy's default (linear) quantile, for every bin at once
-        position = bounds[:-1] + quantile * np.maximum(counts - 1, 0)
-        low = np.floor(position).astype(np.int64)
-        high = np.minimum(low + 1, bounds[1:] - 1)
-        low, high = np.minimum(low, len(latency) - 1), np.maximum(np.minimum(high, len(latency) - 1), 0)
-        value = latency[low] + (latency[high] - latency[low]) * (position - np.floor(position))
-        quantiles[quantile] = [float(v) if ok else None for v, ok in zip(value, filled)]
-    return LatencySeries(bins=bins, frames=counts.tolist(), p50_s=quantiles[0.5], p99_s=quantiles[0.99])

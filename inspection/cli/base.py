@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import shlex
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional, TypeVar
@@ -119,6 +121,16 @@ def _table(title: str | None, columns: list[str], *, key_width: int = 0, right: 
 DEMO_SHOTS = 6  # per camera: 5 × 6 = 30 frames, about a minute on 2 CPU cores with the onnxruntime backend
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML site config (configs/*.yaml); env INSPECTION__SECTION__KEY overrides")
+
+
+def wait_until_stopped() -> None:
+    """Block until Ctrl-C or SIGTERM (a command serving in the background: broker, dashboard)."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
 
 
 def _settings(config: Optional[Path], **overrides: Any) -> Settings:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -17,8 +17,10 @@ from .errors import UsageError
 def dashboard(
     db: Optional[str] = typer.Option(None, help="results database URL (default: config store.url); opened read-only"),
     images: Optional[Path] = typer.Option(None, help="the edge's image store (default: config store.image_dir)"),
-    host: str = typer.Option("127.0.0.1", help="address to bind; anything but loopback needs --token"),
-    port: int = typer.Option(8050, min=0, max=65535),
+    host: Optional[str] = typer.Option(
+        None, help="address to bind (default: config dashboard.host, 127.0.0.1); anything but loopback needs --token"
+    ),
+    port: Optional[int] = typer.Option(None, min=0, max=65535, help="default: config dashboard.port (8050)"),
     token: Optional[str] = typer.Option(
         None, envvar="INSPECTION_DASHBOARD_TOKEN", help="required on every request (header, or ?token= once in the browser)"
     ),
@@ -32,41 +34,26 @@ def dashboard(
     require("fastapi", "dashboard", "inspection dashboard")
     from ..dashboard import BindRefusedError, DashboardConfig, check_bind, serve
 
-    settings = _settings(config, **{"store.url": db, "store.image_dir": str(images) if images else None})
+    flags = {"host": host, "port": port, "token": token, "reviewers": reviewers, "thumbs_dir": str(thumbs) if thumbs else None}
+    settings = _settings(
+        config,
+        **{"store.url": db, "store.image_dir": str(images) if images else None},
+        **{f"dashboard.{key}": value for key, value in flags.items()},
+    )
+    dashboard_config = DashboardConfig.from_settings(settings)
     try:
-        check_bind(host, token)
+        check_bind(dashboard_config.host, dashboard_config.token)
     except BindRefusedError as exc:
         raise UsageError(str(exc)) from None
-    options: dict[str, Any] = {
-        "db_url": settings.store.url,
-        "images_dir": settings.store.image_dir,
-        "host": host,
-        "port": port,
-        "token": token,
-        "cameras": settings.line.cameras,
-        "grid": settings.grid,
-        "review": settings.review,
-        "score_threshold": settings.detect.score_threshold,
-    }
-    if reviewers:
-        from ..review.auth import ReviewerConfigError, Reviewers
-
-        try:
-            options["reviewers"] = Reviewers.parse(reviewers)
-        except ReviewerConfigError as exc:
-            raise UsageError(str(exc)) from None
-    if thumbs is not None:
-        options["thumbs_dir"] = thumbs
-    dashboard_config = DashboardConfig(**options)
     from ..analytics import DatabaseMissingError, open_readonly_engine
 
     try:  # fail here, with one line, rather than inside the server's start-up
         open_readonly_engine(dashboard_config.db_url).dispose()
     except (DatabaseMissingError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    shown = "127.0.0.1" if dashboard_config.host in ("0.0.0.0", "::") else dashboard_config.host
     console.print(
-        f"dashboard on http://{shown}:{port}/ (db {escape(settings.store.url)}, read-only)"
-        + (" — open it once as /?token=<token>" if token else "")
+        f"dashboard on http://{shown}:{dashboard_config.port}/ (db {escape(settings.store.url)}, read-only)"
+        + (" — open it once as /?token=<token>" if dashboard_config.token else "")
     )
     serve(dashboard_config)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import threading
 from pathlib import Path
 from typing import Any, Optional
 
@@ -14,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..logs import configure_logging
-from .base import DEMO_SHOTS, ConfigOpt, LogFormatOpt, _settings, _table, app, console
+from .base import DEMO_SHOTS, ConfigOpt, LogFormatOpt, _settings, _table, app, console, wait_until_stopped
 from .errors import CliError
 
 
@@ -98,12 +96,8 @@ def demo(
         console.print(f"see the car and its boxes: {escape(dashboard_hint(settings))}  then open http://127.0.0.1:8050")
         return
     console.print(f"dashboard still up at [bold]{dashboard.url}[/bold]; Ctrl-C to stop")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+        wait_until_stopped()
     finally:
         dashboard.stop()
 

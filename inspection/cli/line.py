@@ -11,7 +11,7 @@ import typer
 
 from ..config import Settings
 from ..logs import configure_logging
-from .base import ConfigOpt, LogFormatOpt, _settings, app, console
+from .base import ConfigOpt, LogFormatOpt, _settings, app, console, wait_until_stopped
 from .errors import CliError, UsageError
 
 
@@ -22,12 +22,7 @@ def broker(port: int = typer.Option(0, help="port on 127.0.0.1 (0: a free one)")
 
     with EmbeddedBroker(port=port or None) as running:
         console.print(f"broker ready: bootstrap.servers={running.bootstrap_servers} (in-memory: a restart loses its records)")
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            stop.wait()
-        except KeyboardInterrupt:
-            pass
+        wait_until_stopped()
 
 
 @app.command()

@@ -53,7 +53,7 @@ def create_app(config: DashboardConfig) -> FastAPI:
         app.state.reader = AnalyticsReader(engine, cameras=config.cameras)
         images = config.images_dir
         app.state.images = ImageStore(images) if images is not None and Path(images).is_dir() else None
-        app.state.thumbs = ThumbnailCache(config.thumbs_dir)
+        app.state.thumbs = ThumbnailCache(config.thumbs)
         # The review routes' own engine, the only one that writes (review tables only); none without reviewers.
         writer = create_engine_for(config.db_url) if config.reviewers else None
         app.state.review_writer = writer

@@ -1,50 +1,53 @@
-"""Settings of the dashboard process (from `inspection dashboard` flags and the site config)."""
+"""What the dashboard process runs with: the `dashboard` section of `Settings` and what it takes from the others."""
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 from platformdirs import user_cache_dir
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from ..config import GridConfig, ReviewConfig
-from ..review.auth import Reviewers
+from ..config import DashboardSettings, DetectConfig, GridConfig, LineConfig, ReviewConfig, Settings
+from ..signal.config import is_loopback
 
-TOKEN_ENV = "INSPECTION_DASHBOARD_TOKEN"
+TOKEN_ENV = "INSPECTION_DASHBOARD_TOKEN"  # the --token flag's variable (settings: INSPECTION__DASHBOARD__TOKEN)
 
 
 class BindRefusedError(ValueError):
     """A non-loopback address without a token (the message says what to pass)."""
 
 
-class DashboardConfig(BaseModel):
+class DashboardConfig(DashboardSettings):
+    """`Settings.dashboard` plus the values of other sections the dashboard uses; `from_settings` builds it."""
+
     db_url: str = Field(description="results database (read-only): sqlite:///… or postgresql+psycopg://…")
     images_dir: Path | None = Field(None, description="the edge's content-addressed image store (store.image_dir)")
-    thumbs_dir: Path = Field(default_factory=lambda: Path(user_cache_dir("inspection")) / "thumbnails")
-    host: str = "127.0.0.1"
-    port: int = Field(8050, ge=0, le=65535)
-    token: str | None = Field(None, description="required on every request when set; required to bind a non-loopback address")
-    cameras: int = Field(5, gt=0, description="line.cameras: columns of a car's frame grid")
+    cameras: int = Field(LineConfig().cameras, gt=0, description="line.cameras: columns of a car's frame grid")
     grid: GridConfig = GridConfig()
-    poll_s: float = Field(2.0, gt=0, le=5.0, description="how often open pages check for new results (<= 5 s)")
-    reviewers: Reviewers = Field(
-        default_factory=Reviewers, description="reviewer name -> SHA-256 of the token; none: reviewing is off"
-    )
     review: ReviewConfig = ReviewConfig()
-    score_threshold: float = Field(0.3, ge=0.0, le=1.0, description="detect.score_threshold: the operating threshold")
-    detections_window_s: float = Field(
-        3600.0, gt=0, description="the detections page's default time range, ending at the newest capture"
+    score_threshold: float = Field(
+        DetectConfig().score_threshold, ge=0.0, le=1.0, description="detect.score_threshold: the operating threshold"
     )
 
+    @classmethod
+    def from_settings(cls, settings: Settings, **changes: object) -> DashboardConfig:
+        """The dashboard section of `settings` with store.url, store.image_dir, line.cameras, grid, review and
+        detect.score_threshold; `changes` override any of them."""
+        values = {
+            **dict(settings.dashboard),
+            "db_url": settings.store.url,
+            "images_dir": settings.store.image_dir,
+            "cameras": settings.line.cameras,
+            "grid": settings.grid,
+            "review": settings.review,
+            "score_threshold": settings.detect.score_threshold,
+        }
+        return cls.model_validate(values | changes)
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to any interface
+    @property
+    def thumbs(self) -> Path:
+        """The thumbnail cache folder: `thumbs_dir`, or the user cache directory's."""
+        return self.thumbs_dir or Path(user_cache_dir("inspection")) / "thumbnails"
 
 
 def check_bind(host: str, token: str | None) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import abc
 import importlib.util
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -20,8 +19,7 @@ import numpy as np
 import platformdirs
 
 from ..detections import Detections
-
-MODEL_DIR_ENV = "INSPECTION_MODEL_DIR"
+from ..machine import MachineSettings
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -107,9 +105,8 @@ class ModelSpec:
 
 
 def model_cache_dir() -> Path:
-    """Where converted/copied model files live: $INSPECTION_MODEL_DIR or the user cache directory."""
-    env = os.environ.get(MODEL_DIR_ENV)
-    return Path(env) if env else Path(platformdirs.user_cache_dir("inspection")) / "models"
+    """Where converted/copied model files live: the machine's `model_dir` (INSPECTION_MODEL_DIR) or the user cache."""
+    return MachineSettings().model_dir or Path(platformdirs.user_cache_dir("inspection")) / "models"
 
 
 def model_file_location(spec: ModelSpec, kind: str) -> tuple[Path | None, str]:

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from .onnx_graph import Dyn, OnnxGraph, PendingConv
 from .tf_graph import GraphFormatError, TfGraph, TfNode, node_of
 
 SUPPORTED_OPS = (
@@ -64,28 +65,6 @@ class _Batch:
 
 
 BATCH = _Batch()
-
-
-@dataclass(frozen=True)
-class Dyn:
-    """A runtime tensor of the ONNX graph. `shape` in TensorFlow's (NHWC) terms, None = batch;
-    `nchw`: a 4-D tensor the ONNX graph holds channels-first."""
-
-    name: str
-    shape: tuple[int | None, ...]
-    nchw: bool = False
-
-
-@dataclass(frozen=True)
-class PendingConv:
-    """A convolution not emitted yet, so a following per-channel scale/shift folds into it."""
-
-    node: str
-    x: str  # ONNX name of the NCHW input
-    weight: np.ndarray  # float64 (O, I/group, kH, kW)
-    bias: np.ndarray  # float64 (O,)
-    attrs: dict[str, Any]
-    shape: tuple[int | None, ...]  # NHWC output shape
 
 
 Value = Any  # np.ndarray (constant or symbolic object array) | Dyn | PendingConv
@@ -164,79 +143,19 @@ class TfToOnnx:
         self.output_tensors = list(output_tensors)
         self.opset = opset
 
-    # -- emission helpers ------------------------------------------------------------------------
-
-    def _reset(self) -> None:
-        self.nodes: list[Any] = []
-        self.initializers: list[Any] = []
-        self.values: dict[str, Value] = {}
-        self._names: set[str] = set()
-        self._layout_cache: dict[tuple[str, bool], Dyn] = {}
-        self._materialized: dict[int, Dyn] = {}
-
-    def _unique(self, name: str) -> str:
-        base, k = name, 1
-        while name in self._names:
-            name, k = f"{base}_{k}", k + 1
-        self._names.add(name)
-        return name
-
-    def _const(self, hint: str, array: np.ndarray) -> str:
-        from onnx import numpy_helper
-
-        name = self._unique(hint)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
-        return name
-
-    def _emit(self, op: str, inputs: list[str], output_hint: str, node_hint: str | None = None, **attrs: Any) -> str:
-        from onnx import helper
-
-        out = self._unique(output_hint)
-        self.nodes.append(helper.make_node(op, inputs, [out], name=self._unique(node_hint or out.split(":")[0]), **attrs))
-        return out
-
     def _dyn(self, value: Value, node: TfNode) -> Dyn:
         if isinstance(value, PendingConv):
-            return self._materialize(value)
+            return self.g.materialize(value)
         if isinstance(value, Dyn):
             return value
         raise GraphFormatError(f"node {node.name} ({node.op}) needs a runtime tensor input, got a constant")
 
-    def _materialize(self, conv: PendingConv) -> Dyn:
-        key = id(conv)
-        if key not in self._materialized:
-            w = self._const(f"{conv.node}/weight", conv.weight.astype(np.float32))
-            b = self._const(f"{conv.node}/bias", conv.bias.astype(np.float32))
-            out = self._emit("Conv", [conv.x, w, b], f"{conv.node}:0", conv.node, **conv.attrs)
-            self._materialized[key] = Dyn(out, conv.shape, nchw=True)
-        return self._materialized[key]
-
-    def _layout(self, dyn: Dyn, nchw: bool) -> Dyn:
-        """The tensor in the requested layout (4-D only; a transpose is emitted once per tensor)."""
-        if dyn.nchw == nchw or len(dyn.shape) != 4:
-            return dyn
-        key = (dyn.name, nchw)
-        if key not in self._layout_cache:
-            perm = [0, 3, 1, 2] if nchw else [0, 2, 3, 1]
-            out = self._emit("Transpose", [dyn.name], dyn.name.split(":")[0] + ("__nchw" if nchw else "__nhwc"), perm=perm)
-            self._layout_cache[key] = Dyn(out, dyn.shape, nchw)
-        return self._layout_cache[key]
-
-    def _const_for(self, array: np.ndarray, like: Dyn, hint: str) -> str:
-        """A constant operand of an elementwise op with `like`, in `like`'s layout."""
-        array = np.asarray(array)
-        if like.nchw and array.ndim >= 1 and array.size > 1:
-            array = array.reshape((1,) * (4 - array.ndim) + array.shape).transpose(0, 3, 1, 2)
-        return self._const(hint, array.astype(np.float32) if array.dtype == np.float64 else array)
-
-    # -- conversion ------------------------------------------------------------------------------
-
     def convert(self, progress: Callable[[str], None] | None = None) -> Any:
         """The ONNX ModelProto (checked with onnx.checker)."""
-        import onnx
         from onnx import TensorProto, helper
 
-        self._reset()
+        self.g = OnnxGraph()
+        self.values: dict[str, Value] = {}
         order = self.graph.subgraph([self.input_tensor], self.output_tensors)
         unsupported = sorted({f"{n.op} (e.g. node {n.name})" for n in order if n.op not in SUPPORTED_OPS})
         if unsupported:
@@ -250,7 +169,7 @@ class TfToOnnx:
                 self.consumers[ref] = self.consumers.get(ref, 0) + 1
         for t in self.output_tensors:
             self.consumers[t] = self.consumers.get(t, 0) + 1
-        self._names.update([self.input_tensor, *self.output_tensors])  # graph I/O keep TensorFlow's tensor names
+        self.g.names.update([self.input_tensor, *self.output_tensors])  # graph I/O keep TensorFlow's tensor names
         self.values[self.input_tensor] = Dyn(self.input_tensor, self.input_shape)
         for k, node in enumerate(order):
             self._convert_node(node)
@@ -261,21 +180,15 @@ class TfToOnnx:
             value = self.values.get(t)
             if value is None:
                 raise GraphFormatError(f"output tensor {t} was not produced (does the node have that many outputs?)")
-            dyn = self._layout(self._dyn(value, self.graph[node_of(t)]), nchw=False)
-            self.nodes.append(helper.make_node("Identity", [dyn.name], [t], name=self._unique(f"{node_of(t)}/output")))
+            dyn = self.g.layout(self._dyn(value, self.graph[node_of(t)]), nchw=False)
+            self.g.nodes.append(helper.make_node("Identity", [dyn.name], [t], name=self.g.unique(f"{node_of(t)}/output")))
             outputs.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, ["N" if d is None else d for d in dyn.shape]))
         inputs = [
             helper.make_tensor_value_info(
                 self.input_tensor, TensorProto.FLOAT, ["N" if d is None else d for d in self.input_shape]
             )
         ]
-        graph = helper.make_graph(self.nodes, "tf_frozen_graph", inputs, outputs, self.initializers)
-        model = helper.make_model(
-            graph, opset_imports=[helper.make_opsetid("", self.opset)], producer_name="inspection.detect.tf_to_onnx"
-        )
-        model.ir_version = min(model.ir_version, 8)  # readable by older runtimes (onnxruntime >= 1.14, TensorRT 8.6+)
-        onnx.checker.check_model(model)
-        return model
+        return self.g.model(inputs, outputs, self.opset, "inspection.detect.tf_to_onnx")
 
     def _input(self, node: TfNode, k: int) -> Value:
         ref = node.inputs[k]
@@ -297,8 +210,8 @@ class TfToOnnx:
                 self.values[out] = (1.0 / np.sqrt(x) if op == "Rsqrt" else np.sqrt(x)).astype(x.dtype)
             else:
                 d = self._dyn(x, node)
-                root = self._emit("Sqrt", [d.name], f"{node.name}/sqrt:0" if op == "Rsqrt" else out)
-                self.values[out] = replace(d, name=self._emit("Reciprocal", [root], out) if op == "Rsqrt" else root)
+                root = self.g.emit("Sqrt", [d.name], f"{node.name}/sqrt:0" if op == "Rsqrt" else out)
+                self.values[out] = replace(d, name=self.g.emit("Reciprocal", [root], out) if op == "Rsqrt" else root)
         elif op in ("Conv2D", "DepthwiseConv2dNative"):
             self.values[out] = self._conv(node)
         elif op.startswith("FusedBatchNorm"):
@@ -306,11 +219,11 @@ class TfToOnnx:
         elif op in ("Relu", "Relu6", "Sigmoid"):
             d = self._dyn(self._input(node, 0), node)
             if op == "Relu6":
-                lo = self._const(f"{node.name}/min", np.array(0.0, np.float32))
-                hi = self._const(f"{node.name}/max", np.array(6.0, np.float32))
-                self.values[out] = replace(d, name=self._emit("Clip", [d.name, lo, hi], out))
+                lo = self.g.const(f"{node.name}/min", np.array(0.0, np.float32))
+                hi = self.g.const(f"{node.name}/max", np.array(6.0, np.float32))
+                self.values[out] = replace(d, name=self.g.emit("Clip", [d.name, lo, hi], out))
             else:
-                self.values[out] = replace(d, name=self._emit(op, [d.name], out))
+                self.values[out] = replace(d, name=self.g.emit(op, [d.name], out))
         elif op == "Shape":
             self.values[out] = self._shape(node)
         elif op == "StridedSlice":
@@ -342,7 +255,7 @@ class TfToOnnx:
         if op in ("RealDiv", "Mul") and isinstance(b, np.ndarray) and b.size and np.all(b == 1):
             return a
         if isinstance(a, PendingConv) and isinstance(b, np.ndarray) and self.consumers.get(node.inputs[0]) == 1:
-            folded = self._fold_into_conv(a, op, b)
+            folded = a.fold(op, b)
             if folded is not None:
                 return folded
         if (
@@ -351,36 +264,19 @@ class TfToOnnx:
             and isinstance(a, np.ndarray)
             and self.consumers.get(node.inputs[1]) == 1
         ):
-            folded = self._fold_into_conv(b, op, a)
+            folded = b.fold(op, a)
             if folded is not None:
                 return folded
         if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
             dyn = self._dyn(b if isinstance(a, np.ndarray) else a, node)
-            const = self._const_for(a if isinstance(a, np.ndarray) else b, dyn, f"{node.name}/const")
+            const = self.g.const_for(a if isinstance(a, np.ndarray) else b, dyn, f"{node.name}/const")
             inputs = [const, dyn.name] if isinstance(a, np.ndarray) else [dyn.name, const]
             shape = _broadcast(dyn.shape, np.shape(a if isinstance(a, np.ndarray) else b))
-            return Dyn(self._emit(ELEMENTWISE[op], inputs, out), shape, dyn.nchw)
+            return Dyn(self.g.emit(ELEMENTWISE[op], inputs, out), shape, dyn.nchw)
         da, db = self._dyn(a, node), self._dyn(b, node)
         if da.nchw != db.nchw:  # mixed layouts: meet in channels-first (the convolutions' layout)
-            da, db = self._layout(da, True), self._layout(db, True)
-        return Dyn(self._emit(ELEMENTWISE[op], [da.name, db.name], out), _broadcast(da.shape, db.shape), da.nchw and db.nchw)
-
-    @staticmethod
-    def _fold_into_conv(conv: PendingConv, op: str, c: np.ndarray) -> PendingConv | None:
-        """conv * c, conv + c, conv - c (c per output channel or scalar) as a new conv; None if c is not."""
-        channels = conv.weight.shape[0]
-        if c.size not in (1, channels) or (c.size == channels and c.ndim and c.shape[-1] != channels):
-            return None
-        c = np.asarray(c, np.float64).reshape(-1)
-        if op == "Mul":
-            return replace(conv, weight=conv.weight * c.reshape(-1, 1, 1, 1), bias=conv.bias * c)
-        if op == "RealDiv":
-            return replace(conv, weight=conv.weight / c.reshape(-1, 1, 1, 1), bias=conv.bias / c)
-        if op in ("Add", "AddV2", "BiasAdd"):
-            return replace(conv, bias=conv.bias + c)
-        if op == "Sub":
-            return replace(conv, bias=conv.bias - c)
-        return None
+            da, db = self.g.layout(da, True), self.g.layout(db, True)
+        return Dyn(self.g.emit(ELEMENTWISE[op], [da.name, db.name], out), _broadcast(da.shape, db.shape), da.nchw and db.nchw)
 
     def _conv(self, node: TfNode) -> PendingConv:
         x = self._dyn(self._input(node, 0), node)
@@ -391,7 +287,7 @@ class TfToOnnx:
             raise GraphFormatError(f"node {node.name}: data_format {node.attrs['data_format']} is not supported (NHWC only)")
         if len(x.shape) != 4 or x.shape[1] is None or x.shape[2] is None:
             raise GraphFormatError(f"node {node.name}: input shape {x.shape} needs static height and width")
-        x = self._layout(x, nchw=True)
+        x = self.g.layout(x, nchw=True)
         _, h, wd, _ = x.shape
         strides = list(node.attrs.get("strides", [1, 1, 1, 1]))[1:3]
         dilations = list(node.attrs.get("dilations", [1, 1, 1, 1]))[1:3]
@@ -427,15 +323,16 @@ class TfToOnnx:
         a = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + float(node.attrs.get("epsilon", 1e-3)))
         b = offset.astype(np.float64) - mean.astype(np.float64) * a
         if isinstance(x, PendingConv) and self.consumers.get(node.inputs[0]) == 1:
-            scaled = self._fold_into_conv(x, "Mul", a)
+            scaled = x.fold("Mul", a)
             if scaled is not None:
-                return self._fold_into_conv(scaled, "Add", b)
+                return scaled.fold("Add", b)
         d = self._dyn(x, node)
-        scaled = self._emit(
-            "Mul", [d.name, self._const_for(a.astype(np.float32), d, f"{node.name}/scale")], f"{node.name}/scaled:0"
+        scaled = self.g.emit(
+            "Mul", [d.name, self.g.const_for(a.astype(np.float32), d, f"{node.name}/scale")], f"{node.name}/scaled:0"
         )
         return replace(
-            d, name=self._emit("Add", [scaled, self._const_for(b.astype(np.float32), d, f"{node.name}/shift")], f"{node.name}:0")
+            d,
+            name=self.g.emit("Add", [scaled, self.g.const_for(b.astype(np.float32), d, f"{node.name}/shift")], f"{node.name}:0"),
         )
 
     def _shape(self, node: TfNode) -> np.ndarray:
@@ -451,7 +348,7 @@ class TfToOnnx:
         return np.asarray(shape, dtype)
 
     def _reshape(self, node: TfNode) -> Dyn:
-        x = self._layout(self._dyn(self._input(node, 0), node), nchw=False)  # TF reshapes in NHWC order
+        x = self.g.layout(self._dyn(self._input(node, 0), node), nchw=False)  # TF reshapes in NHWC order
         target = self._input(node, 1)
         if not isinstance(target, np.ndarray):
             raise GraphFormatError(f"node {node.name}: Reshape to a shape computed at run time is not supported")
@@ -475,8 +372,8 @@ class TfToOnnx:
                 dims[k] = int(np.prod(x.shape[1:])) // int(np.prod(others[1:]))
             else:
                 dims[k] = None
-        shape_name = self._const(f"{node.name}/shape", np.asarray(onnx_dims, np.int64))
-        return Dyn(self._emit("Reshape", [x.name, shape_name], f"{node.name}:0"), tuple(dims), False)
+        shape_name = self.g.const(f"{node.name}/shape", np.asarray(onnx_dims, np.int64))
+        return Dyn(self.g.emit("Reshape", [x.name, shape_name], f"{node.name}:0"), tuple(dims), False)
 
     def _concat(self, node: TfNode) -> Dyn:
         axis = self._input(node, len(node.inputs) - 1)
@@ -490,14 +387,14 @@ class TfToOnnx:
         names, shapes = [], []
         for p in parts:
             if isinstance(p, np.ndarray):
-                names.append(self._const_for(p, Dyn("", (None,) * rank, nchw), f"{node.name}/const"))
+                names.append(self.g.const_for(p, Dyn("", (None,) * rank, nchw), f"{node.name}/const"))
                 shapes.append(p.shape)
             else:
-                d = self._layout(self._dyn(p, node), nchw)
+                d = self.g.layout(self._dyn(p, node), nchw)
                 names.append(d.name)
                 shapes.append(d.shape)
         onnx_axis = [0, 2, 3, 1][ax] if nchw else ax
         shape = list(shapes[0])
         sizes = [s[ax] for s in shapes]
         shape[ax] = None if any(s is None for s in sizes) else int(sum(sizes))
-        return Dyn(self._emit("Concat", names, f"{node.name}:0", axis=onnx_axis), tuple(shape), nchw)
+        return Dyn(self.g.emit("Concat", names, f"{node.name}:0", axis=onnx_axis), tuple(shape), nchw)

@@ -115,10 +115,6 @@ class EdgePipeline:
     def failure(self) -> BaseException | None:
         return self._runner.failure if self._runner is not None else None
 
-    def assigned_partitions(self) -> set[tuple[str, int]]:
-        """The partitions this member holds now (empty before the group assigned any)."""
-        return set(self.source.assigned)
-
     def _preparer_for_run(self) -> FramePreparer:
         if self._preparer is not None:
             return self._preparer

@@ -264,9 +264,6 @@ class EdgeSupervisor:
         """Ask every worker to drain and commit, then return from `run` (signal-handler safe)."""
         self._stop.set()
 
-    def worker_pids(self) -> list[int | None]:
-        return [s.process.pid if s.process is not None and s.process.is_alive() else None for s in self.slots]
-
     def _start(self, slot: WorkerSlot) -> None:
         slot.process = self._ctx.Process(target=run_worker, args=(slot.spec,), name=f"edge-worker-{slot.spec.index}")
         slot.process.start()

@@ -96,23 +96,6 @@ def _terminate(proc: subprocess.Popen, grace_s: float) -> None:
             continue
 
 
-def process_alive(pid: int) -> bool:
-    """True if process `pid` exists and is not a zombie (used to check that no broker is left behind)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc (not Linux)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-
 def _listening(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):

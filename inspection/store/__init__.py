@@ -1,4 +1,4 @@
-"""Results store: SQL models, the write/read repository, migrations, content-addressed images."""
+"""Results store: SQL models, the writer (`ResultStore`), migrations, content-addressed images; reads go through `inspection.analytics`."""
 
 from . import review_models  # noqa: F401  (registers the review and shadow tables on Base)
 from .db import create_engine_for, mask_url, wait_for_database
@@ -6,36 +6,24 @@ from .errors import DatabaseUnreachableError, RecordRefused, StoreError, StoreUn
 from .images import ImageStore, ImageStoreError
 from .migrations import upgrade_database
 from .repository import (
-    CarNotFoundError,
-    CarStates,
-    CarSummary,
-    FrameNotFoundError,
     FrameRecord,
     OverdueCar,
     PruneCounts,
-    RejectedMessage,
     ResultStore,
-    StoreCounts,
     StoredFrame,
 )
 from .retry import RetryPolicy
 
 __all__ = [
-    "CarNotFoundError",
-    "CarStates",
-    "CarSummary",
     "DatabaseUnreachableError",
-    "FrameNotFoundError",
     "FrameRecord",
     "ImageStore",
     "ImageStoreError",
     "OverdueCar",
     "PruneCounts",
     "RecordRefused",
-    "RejectedMessage",
     "ResultStore",
     "RetryPolicy",
-    "StoreCounts",
     "StoreError",
     "StoreUnavailable",
     "StoredFrame",

@@ -80,6 +80,18 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+class ScoredBox:
+    """The columns of a scored box in frame pixels (xyxy), shared by every table of boxes."""
+
+    class_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    class_name: Mapped[str] = mapped_column(String(64), nullable=False)
+    score: Mapped[float] = mapped_column(Float, nullable=False)
+    x1: Mapped[float] = mapped_column(Float, nullable=False)
+    y1: Mapped[float] = mapped_column(Float, nullable=False)
+    x2: Mapped[float] = mapped_column(Float, nullable=False)
+    y2: Mapped[float] = mapped_column(Float, nullable=False)
+
+
 class Run(Base):
     """One consumer process (or demo / evaluation run) writing results."""
 
@@ -161,7 +173,7 @@ class Frame(Base):
     detection_count: Mapped[int] = mapped_column(Integer, nullable=False)
 
 
-class Detection(Base):
+class Detection(ScoredBox, Base):
     """One box of one frame, in frame pixels."""
 
     __tablename__ = "detections"
@@ -172,15 +184,8 @@ class Detection(Base):
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     frame_id: Mapped[int] = mapped_column(ForeignKey("frames.id", ondelete="CASCADE"), nullable=False)
-    class_id: Mapped[int] = mapped_column(Integer, nullable=False)
-    class_name: Mapped[str] = mapped_column(String(64), nullable=False)
-    score: Mapped[float] = mapped_column(Float, nullable=False)
-    x1: Mapped[float] = mapped_column(Float, nullable=False)
-    y1: Mapped[float] = mapped_column(Float, nullable=False)
-    x2: Mapped[float] = mapped_column(Float, nullable=False)
-    y2: Mapped[float] = mapped_column(Float, nullable=False)
     # tile of the 64-tile batch the box came from; -1 once merged across tiles
-    tile_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    tile_index: Mapped[int] = mapped_column(Integer, nullable=False, sort_order=1)  # after the box columns
 
 
 class RejectedMessageRow(Base):
@@ -240,7 +245,7 @@ class CarVerdict(Base):
     car_latency_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
-class FrameDefect(Base):
+class FrameDefect(ScoredBox, Base):
     """One box of a frame the rules looked at: a defect they kept (`kept`), or one an ignore mask removed.
 
     A copy of the detection (not a reference): a redelivered frame replaces its detections, the
@@ -253,16 +258,9 @@ class FrameDefect(Base):
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     car_id: Mapped[str] = mapped_column(ForeignKey("car_verdicts.car_id", ondelete="CASCADE"), nullable=False)
     frame_id: Mapped[int] = mapped_column(ForeignKey("frames.id", ondelete="CASCADE"), nullable=False)
-    class_id: Mapped[int] = mapped_column(Integer, nullable=False)
-    class_name: Mapped[str] = mapped_column(String(64), nullable=False)
-    score: Mapped[float] = mapped_column(Float, nullable=False)
-    x1: Mapped[float] = mapped_column(Float, nullable=False)
-    y1: Mapped[float] = mapped_column(Float, nullable=False)
-    x2: Mapped[float] = mapped_column(Float, nullable=False)
-    y2: Mapped[float] = mapped_column(Float, nullable=False)
     # the rule that kept it ("defect scratch: score >= 0.5, size >= 20 px") or the mask that removed it
-    rule: Mapped[str] = mapped_column(String(RULE_NAME_MAX), nullable=False)
-    kept: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    rule: Mapped[str] = mapped_column(String(RULE_NAME_MAX), nullable=False, sort_order=1)
+    kept: Mapped[bool] = mapped_column(Boolean, nullable=False, sort_order=1)
 
 
 class SignalOutbox(Base):

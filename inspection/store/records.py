@@ -1,4 +1,4 @@
-"""What the store takes and answers: frame records, stored frames, car summaries, counts; and the value rules (text every backend holds, times in nanoseconds)."""
+"""What the store takes and answers: frame records, stored frames, overdue cars, prune counts; and the value rules (text every backend holds, times in nanoseconds)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from ..car_state import CarState
 from ..deadline import CarDeadline
 from ..detections import Detections
 from ..messages.frame_id import FrameId
 from .errors import RecordRefused
-from .models import (
-    MESSAGE_KEY_MAX,
-)
+from .models import MESSAGE_KEY_MAX
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 INT32_MAX = 2**31 - 1  # INTEGER columns (camera, shot, frames_expected) on PostgreSQL
@@ -27,14 +24,6 @@ MAX_ERROR_TEXT = 8000  # characters of an error kept on a frame or rejected-mess
 def datetime_from_ns(ns: int) -> datetime:
     """UTC datetime of a Unix time in nanoseconds (truncated to microseconds, exact otherwise)."""
     return _EPOCH + timedelta(microseconds=int(ns) // 1000)
-
-
-class CarNotFoundError(KeyError):
-    """No car with that id in the results database."""
-
-
-class FrameNotFoundError(KeyError):
-    """No frame with that (car_id, camera, shot) in the results database."""
 
 
 @dataclass(frozen=True)
@@ -98,46 +87,6 @@ class StoredFrame:
 
 
 @dataclass(frozen=True)
-class CarSummary:
-    car_id: str
-    frames: int  # frame rows, error rows included
-    frames_expected: int
-    errors: int
-    detections: int
-    mean_frame_latency_s: float | None
-    max_frame_latency_s: float | None
-    car_latency_s: float | None  # first captured -> last processed (so far, if not complete)
-    first_captured_at: datetime
-    deadline_at: datetime
-    deadline_s: float  # time allowed: first captured -> deadline
-    completed_at: datetime | None
-    deadline_met: bool | None
-    lateness_s: float | None
-    state: CarState  # inspection.car_state: met | missed | overdue | in_flight, at the time it was read
-    overdue_at: datetime | None = None  # found past its deadline with frames missing (kept once complete)
-    missing_frames: str | None = None  # what was missing then, e.g. "cam 1 shots 0-4"
-
-    @property
-    def complete(self) -> bool:
-        return self.completed_at is not None
-
-
-@dataclass(frozen=True)
-class RejectedMessage:
-    """A dead-lettered Kafka message that named no frame, as stored (latest delivery's error and time)."""
-
-    id: int
-    received_at: datetime
-    kafka_topic: str
-    kafka_partition: int
-    kafka_offset: int
-    message_key: str | None
-    error_kind: str
-    error: str
-    run_id: int | None
-
-
-@dataclass(frozen=True)
 class OverdueCar:
     """A car the calling consumer just marked overdue (no other consumer marks it again)."""
 
@@ -151,14 +100,6 @@ class OverdueCar:
 
 
 @dataclass(frozen=True)
-class CarStates:
-    """Cars not complete yet: still within their deadline (+ grace), or marked overdue."""
-
-    in_flight: int
-    overdue: int
-
-
-@dataclass(frozen=True)
 class PruneCounts:
     """What `ResultStore.prune` deletes (or, in a dry run, would delete) from the database."""
 
@@ -169,18 +110,6 @@ class PruneCounts:
     images_cleared: int  # frames kept whose image_uri is cleared (their image is older than the images cutoff)
     # (image directory or None when the run recorded none, uri) of images no kept frame references any more
     image_files: tuple[tuple[str | None, str], ...]
-
-
-@dataclass(frozen=True)
-class StoreCounts:
-    runs: int
-    cars: int
-    cars_completed: int
-    cars_late: int
-    frames: int
-    frame_errors: int
-    detections: int
-    rejected: int  # rows of rejected_messages
 
 
 def _sql_text(text: str) -> str:

@@ -3,11 +3,11 @@
 - `writer.FrameTransactions`: the frame and car transaction (see writer.py for the exactly-once rules),
   the run row, rejected messages;
 - `pruning.Pruner`: retention in the database;
-- `overdue.OverdueMarker`: overdue marking;
-- `reads.StoreReads`: the store's own reads (the analysts' read layer is `inspection.analytics`).
+- `overdue.OverdueMarker`: overdue marking.
 
-The names the edge, the CLI and the tests use stay on `ResultStore` (bound to its parts); the values
-it takes and answers are in records.py (re-exported here).
+It only writes (and reads what its own transactions decide on): everything else reads through the one
+read layer, `inspection.analytics`. The names the edge, the CLI and the tests use stay on `ResultStore`
+(bound to its parts); the values it takes and answers are in records.py (re-exported here).
 """
 
 from __future__ import annotations
@@ -24,21 +24,14 @@ from .images import ImageStore
 from .migrations import upgrade_database
 from .overdue import OverdueMarker
 from .pruning import Pruner
-from .reads import StoreReads
 from .records import (  # noqa: F401  (the store's values, importable from here as before)
     DETECTION_COLUMNS,
     INT32_MAX,
     INT64_MAX,
     MAX_ERROR_TEXT,
-    CarNotFoundError,
-    CarStates,
-    CarSummary,
-    FrameNotFoundError,
     FrameRecord,
     OverdueCar,
     PruneCounts,
-    RejectedMessage,
-    StoreCounts,
     StoredFrame,
     datetime_from_ns,
     describe_missing,
@@ -53,7 +46,7 @@ if TYPE_CHECKING:
 
 
 class ResultStore:
-    """The results database: the frame transactions, retention, overdue marking and the store's reads."""
+    """The results database, written: the frame transactions, retention and overdue marking."""
 
     def __init__(
         self, target: Engine | str | URL, image_store: ImageStore | None = None, verdicts: VerdictWriter | None = None
@@ -62,7 +55,7 @@ class ResultStore:
         self.engine: Engine = create_engine_for(target) if self._owns_engine else target  # type: ignore[arg-type]
         self.image_store = image_store
         db = StoreDatabase(self.engine, image_store)
-        self._writes, self._overdue, reads = FrameTransactions(db, verdicts), OverdueMarker(db, verdicts), StoreReads(db)
+        self._writes, self._overdue = FrameTransactions(db, verdicts), OverdueMarker(db, verdicts)
         self.start_run = self._writes.start_run
         self.store_frame = self._writes.store_frame
         self.store_frames = self._writes.store_frames
@@ -70,13 +63,6 @@ class ResultStore:
         self.store_rejected = self._writes.store_rejected
         self.prune = Pruner(db).prune
         self.mark_overdue = self._overdue.mark_overdue
-        self.car_summary = reads.car_summary
-        self.overdue_cars = reads.overdue_cars
-        self.car_states = reads.car_states
-        self.car_deadline = reads.car_deadline
-        self.frame_detections = reads.frame_detections
-        self.rejected_messages = reads.rejected_messages
-        self.counts = reads.counts
 
     @property
     def verdicts(self) -> VerdictWriter | None:

@@ -44,10 +44,6 @@ class RetryPolicy:
     def attempts(self) -> int:
         return self.retries + 1
 
-    def delays(self) -> list[float]:
-        """The waits between attempts, in order (len = retries)."""
-        return [min(self.max_backoff_s, self.backoff_s * 2**i) for i in range(self.retries)]
-
     def call(
         self,
         fn: Callable[[], T],

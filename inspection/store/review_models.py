@@ -20,7 +20,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import CAR_ID_MAX, ERROR_KIND_MAX, KAFKA_TOPIC_MAX, Base, BigIntId, UTCDateTime
+from .models import CAR_ID_MAX, ERROR_KIND_MAX, KAFKA_TOPIC_MAX, Base, BigIntId, ScoredBox, UTCDateTime
 
 REVIEWER_MAX = 64
 MODEL_MAX = 128
@@ -47,7 +47,7 @@ class ReviewRow(Base):
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
-class ReviewDecisionRow(Base):
+class ReviewDecisionRow(ScoredBox, Base):
     __tablename__ = "review_decisions"
     __table_args__ = (Index(None, "review_id"), Index(None, "detection_id"))
 
@@ -57,13 +57,6 @@ class ReviewDecisionRow(Base):
     detection_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     decision: Mapped[str] = mapped_column(String(8), nullable=False)
     reason_code: Mapped[str | None] = mapped_column(String(REASON_MAX), nullable=True)
-    class_id: Mapped[int] = mapped_column(Integer, nullable=False)
-    class_name: Mapped[str] = mapped_column(String(64), nullable=False)
-    score: Mapped[float] = mapped_column(Float, nullable=False)
-    x1: Mapped[float] = mapped_column(Float, nullable=False)
-    y1: Mapped[float] = mapped_column(Float, nullable=False)
-    x2: Mapped[float] = mapped_column(Float, nullable=False)
-    y2: Mapped[float] = mapped_column(Float, nullable=False)
 
 
 class ReviewBoxRow(Base):
@@ -101,19 +94,12 @@ class ShadowFrameRow(Base):
     detection_count: Mapped[int] = mapped_column(Integer, nullable=False)
 
 
-class ShadowDetectionRow(Base):
+class ShadowDetectionRow(ScoredBox, Base):
     __tablename__ = "shadow_detections"
     __table_args__ = (Index(None, "shadow_frame_id"),)
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     shadow_frame_id: Mapped[int] = mapped_column(ForeignKey("shadow_frames.id", ondelete="CASCADE"), nullable=False)
-    class_id: Mapped[int] = mapped_column(Integer, nullable=False)
-    class_name: Mapped[str] = mapped_column(String(64), nullable=False)
-    score: Mapped[float] = mapped_column(Float, nullable=False)
-    x1: Mapped[float] = mapped_column(Float, nullable=False)
-    y1: Mapped[float] = mapped_column(Float, nullable=False)
-    x2: Mapped[float] = mapped_column(Float, nullable=False)
-    y2: Mapped[float] = mapped_column(Float, nullable=False)
 
 
 class ShadowVerdictRow(Base):

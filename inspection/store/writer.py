@@ -17,7 +17,7 @@ exactly once, whichever consumer stored the last frame:
 
 Frames with an error (undecodable, wrong size, …) are stored as rows with `error` set and
 no detections, and count toward completion: the frame was handled (and dead-lettered), so
-waiting for it would leave the car incomplete for ever. `CarSummary.errors` says how many
+waiting for it would leave the car incomplete for ever. The read layer's car rows (`errors`) say how many
 of a car's frames are such rows. An error never replaces a successful result of the same
 frame (a redelivery failing where the first delivery succeeded keeps the success).
 

@@ -36,6 +36,7 @@ import numpy as np
 import sqlalchemy as sa
 import yaml
 
+from ..analytics import AnalyticsReader, NotFoundError
 from ..config import Settings
 from ..detect import Detector
 from ..edge import create_detectors
@@ -287,6 +288,7 @@ def run_e2e(
     device = "cuda" if uses_gpu(settings.model) else "cpu"
     samplers = {g: MemorySampler(g) for g in (gpus or [0])} if device == "cuda" else {}
     store = ResultStore.open(settings.store)
+    reader = AnalyticsReader(store.engine)
     detectors = [] if supervised else create_detectors(settings)
     stored_at: dict[str, list[int]] = {}
     received_at: dict[str, list[int]] = {}
@@ -325,9 +327,9 @@ def run_e2e(
         limit = time.monotonic() + wait_timeout_s
         while True:
             try:
-                if store.car_summary(car).complete:
+                if reader.car_row(car).complete:
                     return
-            except KeyError:
+            except NotFoundError:
                 pass
             for child in children:
                 if child.poll() is not None:
@@ -395,7 +397,7 @@ def run_e2e(
                 with lock:
                     last, first = max(stored_at[car]), min(stored_at[car])
                     first_received = min(received_at[car])
-            summary = store.car_summary(car)
+            summary = reader.car_row(car)
             if stats is not None:
                 detections = stats.detections - detections_before
             else:

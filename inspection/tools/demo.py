@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..analytics import AnalyticsReader
+from ..analytics.models import CarRow
 from ..config import Settings
 from ..edge import PipelineStats, create_detectors
 from ..edge.compose import build_edge
@@ -22,7 +24,6 @@ from ..extras import require
 from ..kafka import EmbeddedBroker, FrameProducer, check_reachable, ensure_topics
 from ..rules.verdict import stored_verdicts, verdict_writer
 from ..store import ResultStore
-from ..store.repository import CarSummary
 from ..tiling import TileGrid
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class DemoResult:
-    cars: list[CarSummary]
+    cars: list[CarRow]
     stats: PipelineStats
     produced_at_ns: dict[str, int]  # car -> first frame handed to the producer
     stored_at_ns: dict[str, int]  # car -> last frame stored
@@ -52,7 +53,7 @@ class DemoResult:
             "cars": [
                 {
                     "car_id": c.car_id,
-                    "frames": c.frames,
+                    "frames": c.frames_stored,
                     "frames_expected": c.frames_expected,
                     "errors": c.errors,
                     "detections": c.detections,
@@ -62,7 +63,7 @@ class DemoResult:
                     "deadline_s": c.deadline_s,
                     "deadline_met": c.deadline_met,
                     "lateness_s": c.lateness_s,
-                    "state": c.state,  # met | missed | overdue | in_flight
+                    "state": c.verdict,  # met | missed | overdue | in_flight
                     "verdict": self.verdicts.get(c.car_id),  # ok | ng | incomplete | error (None: no rules)
                 }
                 for c in self.cars
@@ -96,14 +97,7 @@ def start_demo_dashboard(settings: Settings, port: int = 8050) -> Any:  # port 0
     upgrade_database(settings.store.url)
     if settings.store.image_dir is not None:
         settings.store.image_dir.mkdir(parents=True, exist_ok=True)
-    config = DashboardConfig(
-        db_url=settings.store.url,
-        images_dir=settings.store.image_dir,
-        port=port,
-        cameras=settings.line.cameras,
-        grid=settings.grid,
-    )
-    return DashboardServer(config).start()
+    return DashboardServer(DashboardConfig.from_settings(settings, host="127.0.0.1", port=port)).start()
 
 
 @contextlib.contextmanager
@@ -131,7 +125,8 @@ def run_demo(
     detectors = create_detectors(settings)
     store = ResultStore.open(settings.store)
     store.verdicts = verdict_writer(settings)
-    start_car = store.counts().cars + 1  # a re-run into the same database gets new car ids
+    reader = AnalyticsReader(store.engine)
+    start_car = reader.counts().cars + 1  # a re-run into the same database gets new car ids
     produced_at: dict[str, int] = {}
     stored_at: dict[str, int] = {}
     started = time.monotonic()
@@ -168,7 +163,7 @@ def run_demo(
             if failure:
                 raise failure[0]
         car_ids = sorted(produced_at)
-        summaries = [store.car_summary(c) for c in car_ids]
+        summaries = [reader.car_row(c) for c in car_ids]
         verdicts = stored_verdicts(store.engine, car_ids)
     finally:
         store.close()

@@ -16,7 +16,7 @@ import pytest
 
 from inspection.config import KafkaConfig
 from inspection.kafka import EmbeddedBroker, check_reachable
-from inspection.kafka.broker import process_alive
+from tests.processes import process_alive
 
 
 @dataclass(frozen=True)

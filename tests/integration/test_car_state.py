@@ -42,14 +42,14 @@ def states_everywhere(store: ResultStore, now: datetime) -> dict[str, set[str]]:
     reader = AnalyticsReader(store.engine, cameras=LINE.cameras, clock=lambda: now)
     seen: dict[str, set[str]] = {}
     for car in ("early", "late", "partial"):
-        seen.setdefault(car, set()).add(store.car_summary(car, now, GRACE_S).state.value)
+        seen.setdefault(car, set()).add(AnalyticsReader(store.engine).car_row(car, now=now, grace_s=GRACE_S).verdict)
         seen[car].add(reader.car(car).car.verdict)
     with store.engine.connect() as conn:
         for row in run(conn, CARS, now=now, grace_s=GRACE_S):
             seen[row.car_id].add(row.status)
     for item in reader.cars().items:
         seen[item.car_id].add(item.verdict)
-    gauge = store.car_states(now, GRACE_S)
+    gauge = AnalyticsReader(store.engine).car_states(now=now, grace_s=GRACE_S)
     partial = next(iter(seen["partial"]))
     assert (gauge.in_flight, gauge.overdue) == {CarState.IN_FLIGHT: (1, 0), CarState.OVERDUE: (0, 1)}.get(partial, (0, 0))
     return seen

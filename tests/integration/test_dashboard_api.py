@@ -15,7 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from inspection.analytics import AnalyticsReader
 from inspection.cli import app as cli_app
+from inspection.config import load_settings
 from inspection.dashboard import BindRefusedError, DashboardConfig, check_bind, is_loopback
 from inspection.dashboard.app import create_app
 from inspection.store import ImageStore, ResultStore
@@ -168,7 +170,7 @@ def test_car_page_transfers_at_most_3_mb(client: TestClient, populated: Populate
 def test_detection_filters_change_the_counts(client: TestClient, populated: Populated) -> None:
     everything = client.get("/api/detections", params={"since": "all"}).json()
     with ResultStore(populated.url) as store:
-        assert everything["total"] == store.counts().detections
+        assert everything["total"] == AnalyticsReader(store.engine).counts().detections
     by_class = {c["class_name"]: c["boxes"] for c in everything["counts"]}
     assert set(by_class) == {"person", "car", "bottle"} and sum(by_class.values()) == everything["total"]
     person = client.get("/api/detections", params={"since": "all", "class_name": "person"}).json()
@@ -224,7 +226,7 @@ def test_hostile_car_ids_are_just_ids(client: TestClient, populated: Populated) 
         assert detail["car"]["car_id"] == car and detail["car"]["verdict"] == "met"
         assert client.get("/cars/" + car.replace("/", "%2F")).status_code == 200
     with ResultStore(populated.url) as store:
-        assert store.counts().frames == 10 + 10 + 3 + 2 + 1  # the frames table is still there
+        assert AnalyticsReader(store.engine).counts().frames == 10 + 10 + 3 + 2 + 1  # the frames table is still there
 
 
 def test_database_is_opened_read_only(client: TestClient) -> None:
@@ -297,6 +299,27 @@ def test_non_loopback_bind_needs_a_token() -> None:
     assert result.exit_code == 2 and result.output.startswith("error: --host 0.0.0.0") and "--token" in result.output
 
 
+def test_dashboard_options_are_settings_and_flags_override_them(tmp_path: Path) -> None:
+    settings = load_settings(
+        environ={
+            "INSPECTION__DASHBOARD__PORT": "9001",
+            "INSPECTION__LINE__CAMERAS": "3",
+            "INSPECTION__STORE__URL": "sqlite:///r.db",
+        }
+    )
+    config = DashboardConfig.from_settings(settings)
+    assert (config.port, config.host, config.cameras, config.db_url) == (9001, "127.0.0.1", 3, "sqlite:///r.db")
+    assert config.score_threshold == settings.detect.score_threshold and config.thumbs.name == "thumbnails"
+    assert DashboardConfig.from_settings(settings, port=0, thumbs_dir=tmp_path).thumbs == tmp_path
+    # the section's host, from the environment, is checked like the flag's
+    result = CliRunner().invoke(
+        cli_app,
+        ["dashboard", "--db", "sqlite:///nowhere.db"],
+        env={"COLUMNS": "200", "INSPECTION__DASHBOARD__HOST": "0.0.0.0", "INSPECTION_DASHBOARD_TOKEN": ""},
+    )
+    assert result.exit_code == 2 and result.output.startswith("error: --host 0.0.0.0") and "--token" in result.output
+
+
 def test_dashboard_command_explains_a_missing_database(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli_app, ["dashboard", "--db", f"sqlite:///{tmp_path / 'none.db'}"], env={"COLUMNS": "200"})
     assert (
@@ -309,7 +332,7 @@ def test_charts_series_follow_the_data(client: TestClient, populated: Populated)
     assert charts["cars"]["car_id"][-1] == "c-fresh" and len(charts["cars"]["car_id"]) == 6
     boxes = charts["classes"]["boxes"]
     with ResultStore(populated.url) as store:
-        assert sum(sum(v) for v in boxes.values()) == store.counts().detections
+        assert sum(sum(v) for v in boxes.values()) == AnalyticsReader(store.engine).counts().detections
     latency = charts["latency"]
     assert sum(latency["frames"]) == 10 + 10 + 3 + 2 + 1 - 1  # frames stored without error
     assert all(p50 <= p99 for p50, p99 in zip(latency["p50_s"], latency["p99_s"]) if p50 is not None)

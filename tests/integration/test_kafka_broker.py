@@ -26,13 +26,14 @@ from inspection.kafka import (
     ensure_topics,
     topic_max_message_bytes,
 )
-from inspection.kafka.broker import free_port, process_alive
+from inspection.kafka.broker import free_port
 from inspection.messages.contract import FrameMessage, payload_limit
 from inspection.messages.dead_letters import DeadLetter
 from inspection.messages.errors import MessageError, PayloadTooLargeError
 from inspection.messages.frame_id import FrameId
 from inspection.messages.images import decode_image, encode_image
 from synthetic.line import LineSimulator, car_id
+from tests.processes import process_alive
 
 W, H = 2700, 2100
 

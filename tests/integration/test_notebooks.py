@@ -37,7 +37,7 @@ def _text(nb: nbformat.NotebookNode) -> str:
 def test_results_notebook_runs_on_a_written_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{tmp_path / 'results.db'}"
     populate(url, tmp_path / "images", time.time_ns())
-    monkeypatch.setenv("INSPECTION_DB", url)
+    monkeypatch.setenv("INSPECTION__STORE__URL", url)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     out = _text(_execute(NOTEBOOKS / "results_analysis.ipynb"))
     assert f"database: {url}" in out

@@ -17,6 +17,7 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client import generate_latest
 
+from inspection.analytics import AnalyticsReader
 from inspection.config import LineConfig, ModelConfig, OverdueConfig
 from inspection.detect import create_detector
 from inspection.detections import Detections
@@ -33,6 +34,7 @@ from inspection.store.repository import describe_missing
 from inspection.tiling import TileGrid
 from synthetic.photos import PhotoFrameSource
 from tests.integration.test_pipeline import make_settings
+from tests.stored import marked_overdue
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -107,17 +109,17 @@ def test_two_consumers_checking_at_once_report_each_overdue_car_exactly_once(sto
     )
     assert metric(metrics[0], 'inspection_cars{state="overdue"}') == 12
     assert metric(metrics[0], 'inspection_cars{state="in_flight"}') == 1  # car-fresh: deadline not reached
-    summary = stores[0].car_summary("car-000")
-    assert summary.state == "overdue" and summary.missing_frames == "cam 0 shots 1-2; cam 1 all 3 shots"
-    assert [c.car_id for c in stores[0].overdue_cars(marked_only=True)] == cars
+    summary = AnalyticsReader(stores[0].engine).car_row("car-000")
+    assert summary.verdict == "overdue" and summary.missing_frames == "cam 0 shots 1-2; cam 1 all 3 shots"
+    assert marked_overdue(stores[0].engine) == cars
     # Late frames still complete the car normally: completion recorded, deadline missed, overdue_at kept.
     for camera, shot in [(0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]:
         stored = stores[1].store_frame(frame("car-000", camera, shot, run_id, t0, late=True), Detections.empty(), {})
     assert stored.completed is not None and not stored.completed.met
-    summary = stores[1].car_summary("car-000")
-    assert summary.complete and summary.state == "missed" and summary.overdue_at is not None
-    assert "car-000" not in [c.car_id for c in stores[0].overdue_cars(marked_only=True)]
-    assert watchers[0].check() == [] and stores[0].car_states().overdue == 11
+    summary = AnalyticsReader(stores[1].engine).car_row("car-000")
+    assert summary.complete and summary.verdict == "missed" and summary.overdue_at is not None
+    assert "car-000" not in marked_overdue(stores[0].engine)
+    assert watchers[0].check() == [] and AnalyticsReader(stores[0].engine).car_states().overdue == 11
     for s in stores:
         s.close()
 
@@ -148,7 +150,7 @@ def test_a_car_whose_producer_stopped_goes_overdue_then_completes_late(kafka_con
     sent_late = threading.Event()
 
     def until_complete(stats) -> bool:
-        if not sent_late.is_set() and store.overdue_cars(marked_only=True):
+        if not sent_late.is_set() and marked_overdue(store.engine):
             send(1)  # the missing frame arrives after the car was found overdue
             sent_late.set()
         return bool(stats.cars_completed) or time.monotonic() > give_up
@@ -169,8 +171,8 @@ def test_a_car_whose_producer_stopped_goes_overdue_then_completes_late(kafka_con
         if r.name == "inspection.edge.persist" and "car car-stopped missed its deadline" in r.getMessage()
     ]
     assert len(completed_lines) == 1 and "2/2 frames, car latency" in completed_lines[0].getMessage()
-    summary = store.car_summary("car-stopped")
-    assert summary.state == "missed" and summary.overdue_at is not None and summary.missing_frames == "cam 1 shot 0"
+    summary = AnalyticsReader(store.engine).car_row("car-stopped")
+    assert summary.verdict == "missed" and summary.overdue_at is not None and summary.missing_frames == "cam 1 shot 0"
     assert summary.overdue_at < summary.completed_at
     store.close()
 

@@ -18,6 +18,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from sqlalchemy import text
 
+from inspection.analytics import AnalyticsReader
 from inspection.config import LineConfig, ModelConfig, PipelineConfig, Settings, StoreConfig
 from inspection.detect import create_detector
 from inspection.edge import EdgePipeline
@@ -31,6 +32,7 @@ from inspection.store import ResultStore
 from inspection.tiling import TileGrid
 from synthetic.line import LineSimulator
 from synthetic.photos import PhotoFrameSource
+from tests.stored import frame_boxes, rejected
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -94,14 +96,14 @@ def test_small_car_end_to_end(kafka_config, store_db_url, yolox_model, photo_sou
     detector = create_detector(settings.model, settings.detect)
     pipeline = EdgePipeline(settings, detector, store, kafka_config.bootstrap_servers)
     stats = pipeline.run(stop_when=lambda s: s.frames_handled >= len(produced))
-    summary = store.car_summary(produced[0].car_id)
-    assert (summary.frames, summary.frames_expected, summary.errors) == (4, 4, 0)
+    summary = AnalyticsReader(store.engine).car_row(produced[0].car_id)
+    assert (summary.frames_stored, summary.frames_expected, summary.errors) == (4, 4, 0)
     assert summary.complete and summary.deadline_met is True
     assert summary.detections == stats.detections > 0
     assert len(stats.cars_completed) == 1
     # Boxes are frame pixels: inside the 2700×2100 frame, some beyond the first tile.
-    dets = store.frame_detections(produced[0].car_id, 0, 0)
-    assert dets.xyxy.max() <= 2700 and dets.xyxy[:, 0].max() > 300
+    xyxy = np.asarray(frame_boxes(store.engine, produced[0].car_id, 0, 0).xyxy)
+    assert xyxy.max() <= 2700 and xyxy[:, 0].max() > 300
     assert committed_offsets(settings) == len(produced)
     assert len(list((tmp_path / "images").rglob("*.jpg"))) == len(produced)
     store.close()
@@ -161,14 +163,14 @@ def test_consumer_killed_mid_car_then_restarted_stores_every_frame_once(
     detector = create_detector(settings.model, settings.detect)
     car = produced[0].car_id
     pipeline = EdgePipeline(settings, detector, store, kafka_config.bootstrap_servers)
-    pipeline.run(stop_when=lambda s: store.car_summary(car).complete)
+    pipeline.run(stop_when=lambda s: AnalyticsReader(store.engine).car_row(car).complete)
     rows = frames_table(store)
     assert [(r.camera, r.shot) for r in rows] == sorted({(f.camera, f.shot) for f in produced})
     per_frame = detections_per_frame(store)
     with store.engine.connect() as conn:
         declared = dict(conn.execute(text("SELECT id, detection_count FROM frames")).all())
     assert {k: v for k, v in declared.items() if v} == per_frame  # no duplicated detection rows
-    assert store.car_summary(car).complete
+    assert AnalyticsReader(store.engine).car_row(car).complete
     assert committed_offsets(settings) == len(produced)
     store.close()
 
@@ -192,9 +194,9 @@ def test_two_consumers_share_a_car_and_it_completes_once(kafka_config, postgres_
     for t in threads:
         t.start()
     joined = time.monotonic() + 60  # both members join the group and split the partitions
-    while time.monotonic() < joined and not all(p.assigned_partitions() for p in pipelines):
+    while time.monotonic() < joined and not all(p.source.assigned for p in pipelines):
         time.sleep(0.1)
-    assert all(p.assigned_partitions() for p in pipelines), "the two consumers never split the partitions"
+    assert all(p.source.assigned for p in pipelines), "the two consumers never split the partitions"
     produced = produce_car(settings, photo_source)
     assert len(produced) == expected
     deadline = time.monotonic() + 200
@@ -206,8 +208,8 @@ def test_two_consumers_share_a_car_and_it_completes_once(kafka_config, postgres_
     handled = [p.stats.frames_handled for p in pipelines]
     assert sum(handled) >= expected and min(handled) > 0, f"the car was not shared: {handled}"
     assert sum(len(p.stats.cars_completed) for p in pipelines) == 1
-    summary = stores[0].car_summary(produced[0].car_id)
-    assert summary.complete and summary.frames == expected
+    summary = AnalyticsReader(stores[0].engine).car_row(produced[0].car_id)
+    assert summary.complete and summary.frames_stored == expected
     for s in stores:
         s.close()
 
@@ -274,7 +276,7 @@ def test_each_kind_of_bad_message_is_parked_and_offsets_move_on(kafka_config, st
     rows = {r.shot: r.error_kind for r in frames_table(store)}
     assert rows[0] == "bad_image" and rows[1] == "bad_frame_size" and rows[5] == "payload_too_large"
     assert rows[6] is None and rows[7] is None
-    assert len(store.rejected_messages()) == 3
+    assert len(rejected(store.engine)) == 3
     assert committed_offsets(settings) == len(records)
     store.close()
 
@@ -300,9 +302,9 @@ def test_demo_json_agrees_with_database(kafka_broker, tmp_path):
     assert report["backend"] == "onnxruntime/fp32" and report["db"] == db
     (car,) = report["cars"]
     with ResultStore(db) as store:
-        summary = store.car_summary(car["car_id"])
-        counts = store.counts()
-    assert car["frames"] == summary.frames == 2 == car["frames_expected"]
+        summary = AnalyticsReader(store.engine).car_row(car["car_id"])
+        counts = AnalyticsReader(store.engine).counts()
+    assert car["frames"] == summary.frames_stored == 2 == car["frames_expected"]
     assert car["detections"] == summary.detections == counts.detections > 0
     assert car["deadline_met"] == summary.deadline_met is True
     assert 0 < car["car_latency_s"] < summary.deadline_s

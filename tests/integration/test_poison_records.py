@@ -25,6 +25,7 @@ import pytest
 from confluent_kafka import Producer
 from sqlalchemy import text
 
+from inspection.analytics import AnalyticsReader
 from inspection.config import ModelConfig
 from inspection.detect import create_detector
 from inspection.edge import EdgePipeline
@@ -37,6 +38,7 @@ from inspection.store import ResultStore
 from inspection.tiling import TileGrid
 from synthetic.photos import PhotoFrameSource
 from tests.integration.test_pipeline import _dlq_records, committed_offsets, make_settings
+from tests.stored import rejected
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -122,16 +124,16 @@ def test_poison_records_are_parked_and_a_restarted_consumer_stays_up(kafka_confi
 
     # The car's verdict comes from its own two frames: not completed by the hostile first frame,
     # no frame of camera 2 counted; the hostile cars never became car rows.
-    summary = store.car_summary("car-a")
-    assert (summary.frames, summary.frames_expected, summary.errors) == (2, 2, 0)
-    assert summary.complete and summary.deadline_met is True and summary.state == "met"
+    summary = AnalyticsReader(store.engine).car_row("car-a")
+    assert (summary.frames_stored, summary.frames_expected, summary.errors) == (2, 2, 0)
+    assert summary.complete and summary.deadline_met is True and summary.verdict == "met"
     with store.engine.connect() as conn:
         cars = set(conn.execute(text("SELECT car_id FROM cars")).scalars())
         slots = conn.execute(text("SELECT car_id, camera, shot, error_kind FROM frames ORDER BY car_id, camera")).all()
     assert cars == {"car-a", "car-png"}
     assert [tuple(r) for r in slots] == [("car-a", 0, 0, None), ("car-a", 1, 0, None), ("car-png", 0, 0, "content_type_mismatch")]
-    rejected = store.rejected_messages()
-    assert len(rejected) == len(poison) and all("\x00" not in r.error for r in rejected)
+    rows = rejected(store.engine)
+    assert len(rows) == len(poison) and all("\x00" not in r.error for r in rows)
     assert committed_offsets(settings) == len(records)
     store.close()
 

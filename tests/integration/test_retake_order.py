@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
+from inspection.analytics import AnalyticsReader
 from inspection.config import ModelConfig
 from inspection.detect import create_detector
 from inspection.edge import EdgePipeline
@@ -99,7 +100,7 @@ def test_the_last_retake_of_a_frame_wins_with_parallel_preparation(
         )
     # every key's row carries the highest offset of its partition's records of that key
     for car in range(CARS):
-        summary = store.car_summary(f"RETAKE-{car}")
-        assert summary.complete and summary.frames == 2
+        summary = AnalyticsReader(store.engine).car_row(f"RETAKE-{car}")
+        assert summary.complete and summary.frames_stored == 2
     assert committed_offsets(settings) == sent
     store.close()

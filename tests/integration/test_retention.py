@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from inspection.analytics import AnalyticsReader
 from inspection.cli import app
 from inspection.detections import Detections
 from inspection.messages.frame_id import FrameId
 from inspection.retention import parse_duration
 from inspection.store import FrameRecord, ImageStore, ResultStore, upgrade_database
+from tests.stored import rejected
 
 S = 1_000_000_000
 DAY = 86400 * S
@@ -83,8 +85,8 @@ def test_prune_dry_run_then_delete_keeps_shared_images(store_db_url: str, tmp_pa
         with after.engine.connect() as conn:
             cars = conn.execute(text("SELECT car_id FROM cars ORDER BY car_id")).scalars().all()
         assert cars == ["car-mid", "car-new"]
-        assert [m.error for m in after.rejected_messages()] == ["new"]
-        counts = after.counts()
+        assert [m.error for m in rejected(after.engine)] == ["new"]
+        counts = AnalyticsReader(after.engine).counts()
         assert (counts.frames, counts.detections) == (3, 3)
     assert len(list(images.rglob("*.jpg"))) == 3 and ImageStore.uri_for(old_only) not in ImageStore(images)
 

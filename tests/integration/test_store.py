@@ -14,14 +14,14 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
+from inspection.analytics import AnalyticsReader, NotFoundError
 from inspection.config import StoreConfig
 from inspection.detections import Detections
 from inspection.messages.frame_id import FrameId
 from inspection.store import (
-    CarNotFoundError,
     DatabaseUnreachableError,
-    FrameNotFoundError,
     FrameRecord,
     ImageStore,
     RecordRefused,
@@ -30,9 +30,10 @@ from inspection.store import (
     upgrade_database,
     wait_for_database,
 )
-from inspection.store.migrations import alembic_config, current_revision, head_revision
+from inspection.store.migrations import alembic_config
 from inspection.store.models import MESSAGE_KEY_MAX, Base
 from inspection.store.repository import datetime_from_ns
+from tests.stored import frame_boxes, rejected
 
 T0 = 1_700_000_000_000_000_000  # ns
 S = 1_000_000_000
@@ -95,6 +96,19 @@ def store(migrated_url: str) -> Iterator[ResultStore]:
 @pytest.fixture
 def run_id(store: ResultStore) -> int:
     return store.start_run("ssd_mobilenet_v2_coco", "onnxruntime", "fp32", "abc123", host="test", consumer_id="c0")
+
+
+def head_revision() -> str:
+    """The newest revision shipped with the package."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "no migration scripts found next to inspection.store.migrations"
+    return head
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    """The revision the database is at (None: never migrated)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
 
 
 def _schema_diff(url: str, metadata: sa.MetaData) -> list[object]:
@@ -163,35 +177,37 @@ def test_overdue_migration_downgrades_and_upgrades_again(store_db_url: str) -> N
         engine.dispose()
     assert _schema_diff(store_db_url, Base.metadata) == []
     with ResultStore(store_db_url) as store:
-        summary = store.car_summary("car-1", datetime_from_ns(T0))  # rows kept through the round trip; new columns empty
-        assert summary.frames == 1 and summary.overdue_at is None and summary.state == "in_flight"
+        summary = AnalyticsReader(store.engine).car_row(
+            "car-1", now=datetime_from_ns(T0)
+        )  # rows kept through the round trip; new columns empty
+        assert summary.frames_stored == 1 and summary.overdue_at is None and summary.verdict == "in_flight"
 
 
 def test_rejected_message_is_recorded_once_per_kafka_position(store: ResultStore, run_id: int) -> None:
     bad_key = b"car-\xff\xfe\x00-7"  # not UTF-8, and a NUL PostgreSQL text cannot hold
     first = store.store_rejected("frames", 2, 41, bad_key, "headers", "missing header car_id", T0, run_id=run_id)
-    assert store.counts().rejected == 1
+    assert AnalyticsReader(store.engine).counts().rejected == 1
     # A redelivery (by a consumer that passes no run) updates the one row: latest error and time, run kept.
     again = store.store_rejected("frames", 2, 41, bad_key, "schema", "unknown schema version 9", T0 + 5 * S)
     assert again == first
     other = store.store_rejected("frames", 1, 41, None, "headers", "camera header 'x' is not an integer", T0 + S)
     assert other != first
-    newest, oldest = store.rejected_messages()
-    assert (newest.id, oldest.id) == (first, other)
+    newest, oldest = rejected(store.engine)
+    assert [(m.kafka_partition, m.kafka_offset) for m in (newest, oldest)] == [(2, 41), (1, 41)]  # rows `first`, `other`
     assert newest.message_key == "car-\ufffd\ufffd\ufffd-7"
     assert (newest.error_kind, newest.error, newest.run_id) == ("schema", "unknown schema version 9", run_id)
     assert newest.received_at == datetime_from_ns(T0 + 5 * S) and newest.received_at.tzinfo is not None
     assert (newest.kafka_topic, newest.kafka_partition, newest.kafka_offset) == ("frames", 2, 41)
     assert (oldest.message_key, oldest.run_id, oldest.error_kind) == (None, None, "headers")
-    assert [m.id for m in store.rejected_messages(limit=1)] == [first]
-    counts = store.counts()
+    assert [(m.kafka_partition, m.kafka_offset) for m in rejected(store.engine, limit=1)] == [(2, 41)]
+    counts = AnalyticsReader(store.engine).counts()
     assert (counts.rejected, counts.frames, counts.cars) == (2, 0, 0)  # no frame row for a frameless message
 
 
 def test_rejected_message_keys_are_cut_and_bad_input_refused(store: ResultStore) -> None:
     store.store_rejected("frames", 0, 3, "k" * 1000, "headers", "no camera header", T0)
     store.store_rejected("frames", 0, 4, "é" * 10, "headers", "no shot header", T0 + S)
-    keys = [m.message_key for m in store.rejected_messages()]
+    keys = [m.message_key for m in rejected(store.engine)]
     assert keys[0] == "é" * 10
     assert keys[1] is not None and len(keys[1]) == MESSAGE_KEY_MAX and keys[1].startswith("kkk")
     with pytest.raises(ValueError, match="error_kind"):
@@ -203,14 +219,14 @@ def test_rejected_message_keys_are_cut_and_bad_input_refused(store: ResultStore)
     with pytest.raises(RecordRefused, match="refused") as refused:
         store.store_rejected("frames", 0, 6, None, "headers", "m", T0, run_id=999)  # no such run
     assert isinstance(refused.value.__cause__, sa.exc.IntegrityError)
-    assert store.counts().rejected == 2
+    assert AnalyticsReader(store.engine).counts().rejected == 2
 
 
 def test_frame_and_detections_round_trip(store: ResultStore, run_id: int) -> None:
     boxes = dets(25, seed=1)
     stored = store.store_frame(record("car-1", 0, 0, run_id=run_id, processed_s=1.5), boxes, NAMES)
     assert (stored.detections, stored.replaced, stored.car_frames_done, stored.completed) == (25, False, 1, None)
-    back = store.frame_detections("car-1", 0, 0)
+    back = frame_boxes(store.engine, "car-1", 0, 0)
     order = np.argsort(-boxes.score, kind="stable")
     np.testing.assert_allclose(back.xyxy, boxes.xyxy[order], rtol=1e-6)
     np.testing.assert_allclose(back.score, boxes.score[order], rtol=1e-6)
@@ -230,10 +246,10 @@ def test_redelivered_frame_replaces_its_detections(store: ResultStore, run_id: i
     again = store.store_frame(record("car-1", 2, 7, run_id=run_id, offset=10, processed_s=2.0, expected=20), second_boxes, NAMES)
     assert again.row_id == first.row_id
     assert again.replaced and again.detections == 12 and again.car_frames_done == 2
-    back = store.frame_detections("car-1", 2, 7)
+    back = frame_boxes(store.engine, "car-1", 2, 7)
     np.testing.assert_allclose(np.sort(back.score), np.sort(second_boxes.score), rtol=1e-6)
-    assert len(store.frame_detections("car-1", 2, 8)) == 5  # the other frame is untouched
-    counts = store.counts()
+    assert len(frame_boxes(store.engine, "car-1", 2, 8).score) == 5  # the other frame is untouched
+    counts = AnalyticsReader(store.engine).counts()
     assert (counts.frames, counts.detections) == (2, 17)
 
 
@@ -250,13 +266,13 @@ def test_car_completes_exactly_once_early_and_late(store: ResultStore, run_id: i
         ]
         assert [r.car_frames_done for r in results] == [1, 2, 3]
         assert [r.completed is not None for r in results] == [False, False, True]
-    early, late = store.car_summary("car-early"), store.car_summary("car-late")
+    early, late = AnalyticsReader(store.engine).car_row("car-early"), AnalyticsReader(store.engine).car_row("car-late")
     assert early.deadline_met is True and early.lateness_s == pytest.approx(4.41 - 60.0)
     assert late.deadline_met is False and late.lateness_s == pytest.approx(4.41 - 2.0)
     # completed_at is the processed time of the car's last frame (UTC, microseconds)
     assert late.completed_at == datetime_from_ns(T0 + int((1.0 + 2 * 1.705) * S))
     assert late.completed_at is not None and late.completed_at.tzinfo is not None
-    assert (late.frames, late.frames_expected, late.errors, late.detections) == (3, 3, 0, 12)
+    assert (late.frames_stored, late.frames_expected, late.errors, late.detections) == (3, 3, 0, 12)
     assert late.car_latency_s == pytest.approx(4.41)
     assert late.deadline_s == pytest.approx(2.0)
     assert late.max_frame_latency_s == pytest.approx(4.41 - 1.0)
@@ -266,17 +282,17 @@ def test_car_completes_exactly_once_early_and_late(store: ResultStore, run_id: i
         record("car-late", 1, 0, run_id=run_id, deadline_s=2.0, captured_s=0.5, processed_s=9.0), dets(1), NAMES
     )
     assert redelivered.completed is None and redelivered.car_frames_done == 3
-    assert store.car_summary("car-late").completed_at == late.completed_at
-    deadline = store.car_deadline("car-late")
-    assert deadline is not None and not deadline.met and deadline.lateness_s == pytest.approx(2.41)
-    counts = store.counts()
+    assert AnalyticsReader(store.engine).car_row("car-late").completed_at == late.completed_at
+    again = AnalyticsReader(store.engine).car_row("car-late")
+    assert again.deadline_met is False and again.lateness_s == pytest.approx(2.41)
+    counts = AnalyticsReader(store.engine).counts()
     assert (counts.cars, counts.cars_completed, counts.cars_late) == (2, 2, 1)
 
 
 def test_first_captured_at_is_the_earliest_frame_whatever_the_arrival_order(store: ResultStore, run_id: int) -> None:
     store.store_frame(record("car-9", 1, 0, run_id=run_id, captured_s=5.0, processed_s=6.0), dets(0), NAMES)
     store.store_frame(record("car-9", 0, 0, run_id=run_id, captured_s=1.0, processed_s=7.0), dets(0), NAMES)
-    summary = store.car_summary("car-9")
+    summary = AnalyticsReader(store.engine).car_row("car-9")
     assert summary.first_captured_at == datetime.fromtimestamp((T0 + S) / S, timezone.utc)
     assert summary.car_latency_s == pytest.approx(6.0)
     assert not summary.complete and summary.deadline_met is None
@@ -288,20 +304,20 @@ def test_error_rows_count_toward_completion_and_never_replace_a_result(store: Re
         record("car-e", 1, 0, run_id=run_id, expected=2, processed_s=2.0), "decode", "not a JPEG: starts with b'GIF8'"
     )
     assert err.error_kind == "decode" and err.detections == 0 and err.completed is not None
-    summary = store.car_summary("car-e")
-    assert (summary.frames, summary.errors, summary.detections, summary.deadline_met) == (2, 1, 6, True)
+    summary = AnalyticsReader(store.engine).car_row("car-e")
+    assert (summary.frames_stored, summary.errors, summary.detections, summary.deadline_met) == (2, 1, 6, True)
     with store.engine.connect() as conn:
         row = conn.execute(sa.text("SELECT error, error_kind, detection_count FROM frames WHERE camera = 1")).one()
     assert tuple(row) == ("not a JPEG: starts with b'GIF8'", "decode", 0)
     # A failing redelivery of a frame that succeeded keeps the success.
     kept = store.store_error(record("car-e", 0, 0, run_id=run_id, expected=2), "detect", "CUDA out of memory")
     assert kept.error_kind is None and kept.detections == 6
-    assert len(store.frame_detections("car-e", 0, 0)) == 6
+    assert len(frame_boxes(store.engine, "car-e", 0, 0).score) == 6
     # A successful redelivery of the error frame replaces the error.
     fixed = store.store_frame(record("car-e", 1, 0, run_id=run_id, expected=2), dets(3, seed=5), NAMES)
     assert fixed.replaced and fixed.detections == 3 and fixed.completed is None
-    assert store.car_summary("car-e").errors == 0
-    assert store.counts().frame_errors == 0
+    assert AnalyticsReader(store.engine).car_row("car-e").errors == 0
+    assert AnalyticsReader(store.engine).counts().frame_errors == 0
 
 
 def test_image_bytes_go_to_the_image_store(migrated_url: str, tmp_path, run_id: int) -> None:
@@ -317,17 +333,15 @@ def test_image_bytes_go_to_the_image_store(migrated_url: str, tmp_path, run_id: 
 
 
 def test_reads_of_unknown_ids_and_bad_input_fail_clearly(store: ResultStore, run_id: int) -> None:
-    with pytest.raises(CarNotFoundError, match="car-x"):
-        store.car_summary("car-x")
-    with pytest.raises(FrameNotFoundError, match="cam=1 shot=2"):
-        store.frame_detections("car-x", 1, 2)
+    with pytest.raises(NotFoundError, match="car-x"):
+        AnalyticsReader(store.engine).car_row("car-x")
     bad = dets(2)
     bad.score[0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         store.store_frame(record("car-n", 0, 0, run_id=run_id), bad, NAMES)
     with pytest.raises(ValueError, match="car_id"):
         record("x" * 65, 0, 0, run_id=run_id)
-    assert store.counts().frames == 0
+    assert AnalyticsReader(store.engine).counts().frames == 0
 
 
 def _store_concurrently(url: str, jobs: list[FrameRecord]) -> list[object]:
@@ -358,9 +372,9 @@ def test_concurrent_last_frames_complete_a_car_exactly_once(store: ResultStore, 
         results = _store_concurrently(migrated_url, [record(car_id, 1, 0, run_id=run_id), record(car_id, 2, 0, run_id=run_id)])
         assert not [r for r in results if isinstance(r, Exception)], results
         assert sum(r.completed is not None for r in results) == 1  # type: ignore[union-attr]
-        summary = store.car_summary(car_id)
-        assert summary.complete and summary.frames == 3 and summary.detections == 8
-    assert store.counts().cars_completed == 8
+        summary = AnalyticsReader(store.engine).car_row(car_id)
+        assert summary.complete and summary.frames_stored == 3 and summary.detections == 8
+    assert AnalyticsReader(store.engine).counts().cars_completed == 8
 
 
 @pytest.mark.postgres
@@ -389,7 +403,7 @@ def test_postgres_last_frames_waiting_on_the_car_lock_complete_it_once(postgres_
         assert not [r for r in outcome if isinstance(r, Exception)], outcome
         assert sorted(r.car_frames_done for r in outcome) == [2, 3]  # type: ignore[union-attr]
         assert sum(r.completed is not None for r in outcome) == 1  # type: ignore[union-attr]
-        assert main.car_summary("car-lock").complete
+        assert AnalyticsReader(main.engine).car_row("car-lock").complete
 
 
 def _wait_for_lock_waiters(store: ResultStore, n: int, limit_s: float = 60.0) -> None:
@@ -407,7 +421,7 @@ def test_open_waits_migrates_and_attaches_images(tmp_path) -> None:
     config = StoreConfig(url=f"sqlite:///{tmp_path / 'sub' / 'r.db'}", image_dir=tmp_path / "img", connect_retries=0)
     with ResultStore.open(config) as opened:
         assert opened.image_store is not None and opened.image_store.root == (tmp_path / "img").resolve()
-        assert opened.counts().runs == 0
+        assert AnalyticsReader(opened.engine).counts().runs == 0
 
 
 def _closed_port() -> int:

@@ -24,6 +24,7 @@ from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
+from inspection.analytics import AnalyticsReader
 from inspection.config import GridConfig, LineConfig, ModelConfig, PipelineConfig, Settings, StoreConfig
 from inspection.edge.supervisor import EdgeSupervisor, RestartPolicy, resolve_workers, worker_gpus
 from inspection.edge.timing import OwnerSplit
@@ -186,7 +187,7 @@ def test_two_workers_store_every_frame_once_through_a_worker_kill_and_drain_on_s
         stored = conn.execute(text("SELECT COUNT(*) FROM detections")).scalar()
     assert declared == stored > 0  # a redelivered frame replaced its detections, none duplicated
     for car in {f.car_id for f in produced}:
-        assert store.car_summary(car).complete
+        assert AnalyticsReader(store.engine).car_row(car).complete
     assert _committed(settings) == len(produced)
     # both workers drained: each logged its clean stop after SIGTERM
     assert len(re.findall(r"worker \d stopped cleanly", output)) == 2, output[-3000:]

@@ -14,6 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
+from inspection.analytics import AnalyticsReader
 from inspection.cli import app
 from inspection.config import ConfigError, DetectConfig, ModelConfig, load_settings
 from inspection.detect import ModelMismatchError, UnknownModelError, available_models, create_detector, load_spec
@@ -372,8 +373,8 @@ def test_user_model_through_the_edge_on_the_real_broker(plant_yolox, shared_coco
     try:
         pipeline = EdgePipeline(settings, create_detectors(settings), store, kafka_config.bootstrap_servers)
         stats = pipeline.run(stop_when=lambda s: s.frames_handled >= len(produced))
-        summary = store.car_summary(produced[0].car_id)
-        assert (summary.frames, summary.errors) == (2, 0) and summary.complete
+        summary = AnalyticsReader(store.engine).car_row(produced[0].car_id)
+        assert (summary.frames_stored, summary.errors) == (2, 0) and summary.complete
         assert summary.detections == stats.detections > 0
         with store.engine.connect() as conn:
             runs = conn.execute(text("SELECT model, backend FROM runs")).all()

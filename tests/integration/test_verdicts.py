@@ -11,6 +11,7 @@ import yaml
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from inspection.analytics import AnalyticsReader
 from inspection.cli import app
 from inspection.config import LineConfig
 from inspection.detections import Detections
@@ -120,7 +121,7 @@ def test_rules_check_shows_what_a_new_rule_set_would_decide_and_writes_nothing(s
         run_id = store.start_run("m", "b", "fp32", "c", host="t", consumer_id="c")
         for cam in (0, 1):
             store.store_frame(record("c1", cam, run_id), boxes((0.9, 3, 0, 0, 50, 50)), NAMES)  # a car: ok under RULES
-        before = store.counts()
+        before = AnalyticsReader(store.engine).counts()
     new = tmp_path / "new.yaml"
     new.write_text(yaml.safe_dump({"defects": [{"class": "car", "min_score": 0.5}]}))
     env = {"INSPECTION__STORE__URL": sqlite_url, "INSPECTION__LINE__CAMERAS": "2", "COLUMNS": "200"}
@@ -130,6 +131,6 @@ def test_rules_check_shows_what_a_new_rule_set_would_decide_and_writes_nothing(s
     assert row.split()[:3] == ["c1", "ok", "ng"] and "2 car" in row
     assert "1 of 1 cars would change verdict" in result.output
     with ResultStore(sqlite_url) as store:
-        assert store.counts() == before
+        assert AnalyticsReader(store.engine).counts() == before
         with store.engine.connect() as conn:
             assert conn.execute(select(CarVerdict.verdict)).scalar_one() == "ok"  # history not rewritten

@@ -2,7 +2,14 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inspection.boxes import batched_nms, box_ios, box_iou, group_pairs, top_k_per_group
+from inspection.boxes import batched_nms, box_area, box_intersection, box_iou, group_pairs, paired_overlap, top_k_per_group
+
+
+def box_ios(a, b):
+    """(N, 4), (M, 4) -> (N, M) intersection over the smaller area (SAHI's IoS), all pairs: the reference."""
+    inter = box_intersection(a, b)
+    smaller = np.minimum(box_area(a)[:, None], box_area(b)[None, :])
+    return np.divide(inter, smaller, out=np.zeros(inter.shape, np.float64), where=smaller > 0)
 
 
 def brute_force_nms(xyxy, scores, groups, threshold, metric="iou"):
@@ -71,6 +78,8 @@ def test_iou_and_ios():
     b = np.array([[5, 0, 15, 10], [0, 0, 5, 5]], np.float32)
     np.testing.assert_allclose(box_iou(a, b), [[50 / 150, 25 / 100]])
     np.testing.assert_allclose(box_ios(a, b), [[0.5, 1.0]])
+    np.testing.assert_allclose(paired_overlap(a[[0, 0]], b, "ios"), [0.5, 1.0])  # what NMS and stitching use
+    np.testing.assert_allclose(paired_overlap(a[[0, 0]], b, "iou"), [50 / 150, 25 / 100])
 
 
 @settings(max_examples=50, deadline=None)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from inspection.tiling import TileGrid
 from synthetic.coco import CocoDataset, DatasetError
-from synthetic.compose import MIN_BOX_SIDE_PX, MosaicFrameSource, compose_mosaics, write_mosaics
+from synthetic.compose import MIN_BOX_SIDE_PX, MosaicFrameSource, compose_mosaics
 from synthetic.photos import PhotoFrameSource, available_photos
 
 GRID = TileGrid()
@@ -135,7 +135,7 @@ def test_gt_box_lands_where_its_pixels_are(n, pick, size, frac, letterbox, seed)
     fa, ta = mosaics.frame_gt["annotations"][0], mosaics.tile_gt["annotations"][0]
     np.testing.assert_allclose(ta["bbox"], expect_tile, atol=1e-3)
     np.testing.assert_allclose(fa["bbox"], expect_tile + [300 * col, 300 * row, 0, 0], atol=1e-3)
-    assert ta["image_id"] == mosaics.tile_image_id(1, slot)
+    assert ta["image_id"] == mosaics.tile_image_ids[mosaics.frame_index(1), slot]
     assert fa["category_id"] == 7 and fa["iscrowd"] == 0
     np.testing.assert_allclose(fa["area"], bw * bh * sx * sy, rtol=1e-6)
     # the pixels agree with the box: its centre shows the drawn colour when the box is a few
@@ -179,18 +179,6 @@ def test_grid_with_overlap_is_rejected_with_the_config_key(tmp_path: Path) -> No
         compose_mosaics(dataset, TileGrid(overlap=20, batch_size=128), seed=0)
     with pytest.raises(ValueError, match="multiples of grid.tile_size"):
         MosaicFrameSource(dataset, TileGrid(frame_width=2650))
-
-
-def test_write_mosaics_round_trips_frames_and_gt(tmp_path: Path) -> None:
-    dataset = random_dataset(tmp_path / "ds", 5)
-    mosaics = compose_mosaics(dataset, GRID, seed=1)
-    files = write_mosaics(mosaics, tmp_path / "out", image_format="png")
-    frame_gt = json.loads(files.frame_gt.read_text())
-    assert frame_gt["images"][0]["file_name"] == "frame_00001.png" == files.frame_paths[0].name
-    assert frame_gt["annotations"] == json.loads(json.dumps(mosaics.frame_gt["annotations"]))
-    assert json.loads(files.tile_gt.read_text())["images"] == mosaics.tile_gt["images"]
-    back = cv2.cvtColor(cv2.imread(str(files.frame_paths[0])), cv2.COLOR_BGR2RGB)
-    np.testing.assert_array_equal(back, mosaics.frames[0])
 
 
 def test_coco_tiny_ground_truth_scales_area_and_keeps_crowds() -> None:

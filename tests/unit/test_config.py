@@ -67,3 +67,17 @@ def test_missing_or_malformed_file(tmp_path):
 
 def test_digest_changes_with_config():
     assert Settings().digest() != load_settings(overrides={"detect.nms_iou": 0.5}, environ={}).digest()
+
+
+def test_the_dashboard_section_and_the_renamed_database_variable(tmp_path):
+    digest = "a" * 64
+    settings = load_settings(
+        environ={"INSPECTION__DASHBOARD__PORT": "9000", "INSPECTION__DASHBOARD__REVIEWERS": f"alice={digest},bob={'b' * 64}"}
+    )
+    assert settings.dashboard.port == 9000 and settings.dashboard.reviewers.identify("x") is None
+    assert [name for name, _ in settings.dashboard.reviewers.hashes] == ["alice", "bob"]
+    assert load_settings(environ={}).dashboard.reviewers is None  # reviewing off
+    with pytest.raises(ConfigError, match="dashboard.reviewers: reviewer entry 'alice'"):
+        load_settings(environ={"INSPECTION__DASHBOARD__REVIEWERS": "alice"})
+    with pytest.raises(ConfigError, match="^environment INSPECTION_DB is now INSPECTION__STORE__URL: set that instead$"):
+        load_settings(environ={"INSPECTION_DB": "sqlite:///x.db"})

@@ -10,8 +10,8 @@ import simplejpeg
 from hypothesis import given
 from hypothesis import strategies as st
 
+from inspection.analytics.binning import CHART_BINS, time_bins
 from inspection.analytics.models import CarLatencySeries, ClassSeries, LatencySeries, TimeBins
-from inspection.analytics.reader import CHART_BINS, _time_bins
 from inspection.dashboard import charts
 from inspection.dashboard.thumbnails import ThumbnailCache, make_thumbnail
 
@@ -22,7 +22,7 @@ T0 = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
 def test_time_bins_cover_the_span_in_at_most_40_round_bins(offset_s: float, span_s: float) -> None:
     first = T0 + timedelta(seconds=offset_s)
     last = first + timedelta(seconds=span_s)
-    bins = _time_bins(first, last)
+    bins = time_bins(first, last)
     assert bins.start is not None and bins.start <= first
     end = bins.start + timedelta(seconds=bins.count * bins.width_s)
     assert end > last
@@ -31,7 +31,7 @@ def test_time_bins_cover_the_span_in_at_most_40_round_bins(offset_s: float, span
 
 
 def test_time_bins_of_nothing() -> None:
-    assert _time_bins(None, None).count == 0
+    assert time_bins(None, None).count == 0
 
 
 def test_charts_escape_names_and_ids() -> None:

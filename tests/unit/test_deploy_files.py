@@ -4,7 +4,7 @@ What can be checked here is checked against the real code: every `inspection ...
 deploy/ (compose, Kubernetes, systemd, READMEs) is parsed by the CLI's own click parser; the
 environment each one sets is loaded into `Settings` together with the site profile it mounts;
 Kafka's size limits admit the largest record the configuration allows; the analysis notebook's SQL
-(inspection/analytics/queries.py) runs on freshly migrated SQLite and PostgreSQL databases with known rows.
+(inspection/analytics/queries/) runs on freshly migrated SQLite and PostgreSQL databases with known rows.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from sqlalchemy import create_engine
 from typer.main import get_command
 
 import inspection.cli
-from inspection.config import ENV_PREFIX, Settings, StoreConfig, load_settings
+from inspection.config import ENV_PREFIX, ConfigError, Settings, StoreConfig, load_settings
 from inspection.detections import Detections
 from inspection.kafka.admin import topic_max_message_bytes
 from inspection.messages.frame_id import FrameId
@@ -544,7 +544,9 @@ def test_analysis_notebook_uses_only_queries_of_the_module() -> None:
     assert {id(q) for q in queries.ALL_QUERIES} == {id(getattr(queries, name)) for name in defined}
     assert len({q.name for q in queries.ALL_QUERIES}) == len(queries.ALL_QUERIES)
     assert queries.db_url({}) == "sqlite:///inspection.db"
-    assert queries.db_url({"INSPECTION_DB": "postgresql+psycopg://x@h/db"}) == "postgresql+psycopg://x@h/db"
+    assert queries.db_url({"INSPECTION__STORE__URL": "postgresql+psycopg://x@h/db"}) == "postgresql+psycopg://x@h/db"
+    with pytest.raises(ConfigError, match="INSPECTION_DB is now INSPECTION__STORE__URL"):
+        queries.db_url({"INSPECTION_DB": "postgresql+psycopg://x@h/db"})
 
 
 @pytest.fixture(scope="module")
@@ -568,6 +570,7 @@ ANY_PARAMS = {
 # aggregates without GROUP BY: one row even on an empty database
 ONE_ROW_QUERIES = {
     "car_count",
+    "table_counts",
     "latest_capture",
     "capture_span",
     "frames_processed_since",
@@ -662,6 +665,15 @@ def _check_populated(url: str, queries: ModuleType) -> None:
             strict = {r.class_name: r.boxes for r in queries.run(conn, queries.DETECTIONS_PER_CLASS, min_score=0.6)}
             assert strict == {"person": 2, "car": 5}
 
+            # the detections filter: each condition applied only when its parameter is given
+            counts = {r.class_name: r.boxes for r in queries.run(conn, queries.DETECTION_CLASS_COUNTS)}
+            assert counts == {"person": 4, "car": 5}
+            c1_cam0 = queries.run(conn, queries.DETECTION_CLASS_COUNTS, car_id="c1", camera=0, min_score=0.6)
+            assert {r.class_name: r.boxes for r in c1_cam0} == {"person": 2, "car": 1}
+            cars_only = queries.run(conn, queries.DETECTION_PAGE, class_name="car", limit=3)
+            assert [(r.car_id, r.class_name) for r in cars_only] == [("c2", "car")] * 3  # newest capture first
+            window = {"since": cars["c2"].first_captured_at, "until": cars["c2"].first_captured_at}
+            assert [(r.car_id, r.camera, r.shot) for r in queries.run(conn, queries.DETECTION_EXPORT, **window)] == [("c2", 0, 0)]
             cells = {(r.camera, r.shot): r for r in queries.run(conn, queries.CAMERA_SHOT_COUNTS)}
             assert (cells[0, 0].frames, cells[0, 0].boxes) == (3, 4)
             assert cells[0, 0].mean_boxes == pytest.approx(4 / 3)

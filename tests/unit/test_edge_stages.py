@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
+from inspection.analytics import AnalyticsReader
 from inspection.config import HealthConfig, SecondLookConfig, Settings, StitchConfig, StoreConfig
 from inspection.detect import Detector, load_spec
 from inspection.detect.base import UnsupportedCapability
@@ -37,6 +38,7 @@ from inspection.review.shadow import ShadowRunner, ShadowStats
 from inspection.store import ResultStore, RetryPolicy
 from inspection.tiling import TileGrid
 from inspection.validation import FrameValidator
+from tests.stored import frame_boxes, rejected
 
 GRID = TileGrid()
 SETTINGS = Settings(line={"cameras": 1, "shots_per_camera": 2})
@@ -437,8 +439,8 @@ def test_persist_stores_a_frame_marks_its_offset_durable_and_completes_the_car(p
     assert (stats.frames_stored, stats.frames_parked, stats.detections) == (2, 0, 2) and sink.letters == []
     assert len(stats.cars_completed) == 1 and len(stored) == 2
     assert offsets.pending() == 0 and [tp.offset for tp in offsets.to_commit()] == [2]
-    assert store.car_summary("car-1").complete
-    np.testing.assert_allclose(store.frame_detections("car-1", 0, 1).xyxy, [[100, 100, 200, 300]])
+    assert AnalyticsReader(store.engine).car_row("car-1").complete
+    np.testing.assert_allclose(frame_boxes(store.engine, "car-1", 0, 1).xyxy, [[100, 100, 200, 300]])
     assert stats.stage_totals_s["db_write"] > 0
 
 
@@ -450,7 +452,7 @@ def test_persist_parks_a_refused_record_with_a_dead_letter_and_a_rejected_row(pe
     assert (stats.frames_stored, stats.frames_parked) == (0, 1) and stored == []
     (letter,) = sink.letters
     assert letter.error_kind == "bad_message" and letter.source_offset == 5 and letter.value == jpeg
-    (row,) = store.rejected_messages()
+    (row,) = rejected(store.engine)
     assert row.error_kind == "bad_message"
     assert offsets.pending() == 0
 
@@ -462,7 +464,7 @@ def test_persist_parks_a_known_frame_with_an_error_row_that_counts_toward_its_ca
     )
     stage(step)
     assert stats.frames_parked == 1 and sink.letters[0].error_kind == "bad_image"
-    assert store.car_summary("car-1").errors == 1 and len(stored) == 1  # the error row is the frame's slot
+    assert AnalyticsReader(store.engine).car_row("car-1").errors == 1 and len(stored) == 1  # the error row is the frame's slot
 
 
 def test_key_order_holds_a_record_until_the_earlier_records_of_its_key_arrived(jpeg: bytes) -> None:
@@ -497,7 +499,7 @@ def test_persist_applies_retakes_of_one_frame_in_offset_order_whatever_order_the
     with store.engine.connect() as conn:
         (offset,) = conn.execute(text("SELECT kafka_offset FROM frames")).one()
     assert offset == 2
-    np.testing.assert_allclose(store.frame_detections("car-1", 0, 0).xyxy, [[30, 10, 100, 100]])
+    np.testing.assert_allclose(frame_boxes(store.engine, "car-1", 0, 0).xyxy, [[30, 10, 100, 100]])
 
 
 def test_persist_group_commit_writes_queued_frames_in_one_transaction_before_their_offsets(persist, jpeg: bytes) -> None:
@@ -519,7 +521,7 @@ def test_persist_group_commit_writes_queued_frames_in_one_transaction_before_the
     backlog[0] = 0
     stage(steps[1])  # the queue is empty: both frames in one transaction, then both offsets durable
     assert stats.frames_stored == 2 and len(commits) == 1 and offsets.pending() == 0
-    assert store.car_summary("car-1").complete and len(stats.cars_completed) == 1
+    assert AnalyticsReader(store.engine).car_row("car-1").complete and len(stats.cars_completed) == 1
 
 
 def test_persist_group_commit_parks_only_the_refused_frame_and_flushes_on_stop(persist, jpeg: bytes) -> None:
@@ -533,7 +535,7 @@ def test_persist_group_commit_parks_only_the_refused_frame_and_flushes_on_stop(p
     assert stats.frames_handled == 0
     stage.flush()  # what the runner calls when the stop marker reaches the stage
     assert (stats.frames_stored, stats.frames_parked) == (1, 1) and sink.letters[0].source_offset == 1
-    assert offsets.pending() == 0 and store.car_summary("car-1").errors == 1
+    assert offsets.pending() == 0 and AnalyticsReader(store.engine).car_row("car-1").errors == 1
 
 
 def test_a_stage_finish_runs_once_when_the_stop_marker_reaches_it() -> None:
@@ -624,4 +626,4 @@ def test_persist_group_commit_batches_the_records_key_order_releases_and_writes_
     with store.engine.connect() as conn:
         (offset,) = conn.execute(text("SELECT kafka_offset FROM frames WHERE shot = 0")).one()
     assert offset == 2
-    np.testing.assert_allclose(store.frame_detections("car-1", 0, 0).xyxy, [[30, 10, 100, 100]])
+    np.testing.assert_allclose(frame_boxes(store.engine, "car-1", 0, 0).xyxy, [[30, 10, 100, 100]])

@@ -15,7 +15,6 @@ from hypothesis.extra.numpy import arrays
 from inspection.tiling import TileGrid
 from synthetic.coco import CocoDataset
 from synthetic.scenes import (
-    clip_boxes,
     compose_scenes,
     crosses_grid_lines,
     scale_boxes,
@@ -43,24 +42,6 @@ def test_scale_and_translate_round_trip(b, s, dx, dy):
     back = scale_boxes(translate_boxes(placed, -dx, -dy), 1 / s)
     np.testing.assert_allclose(back, b, rtol=1e-9, atol=1e-6)
     np.testing.assert_allclose(xywh_to_xyxy(xyxy_to_xywh(b)), b, atol=1e-9)
-
-
-@settings(max_examples=80, deadline=None)
-@given(b=boxes(), rect=st.tuples(st.floats(0, 1000), st.floats(0, 1000), st.floats(1000, 3000), st.floats(1000, 3000)))
-def test_clip_stays_inside_is_idempotent_and_keeps_inside_boxes(b, rect):
-    clipped = clip_boxes(b, rect)
-    x0, y0, x1, y1 = rect
-    assert np.all((clipped[:, 0::2] >= x0) & (clipped[:, 0::2] <= x1))
-    assert np.all((clipped[:, 1::2] >= y0) & (clipped[:, 1::2] <= y1))
-    np.testing.assert_array_equal(clip_boxes(clipped, rect), clipped)
-    inside = (b[:, 0] >= x0) & (b[:, 1] >= y0) & (b[:, 2] <= x1) & (b[:, 3] <= y1)
-    np.testing.assert_array_equal(clipped[inside], b[inside])
-    # a translated frame clips the translated box the same way
-    np.testing.assert_allclose(
-        clip_boxes(translate_boxes(b, 10, -20), (x0 + 10, y0 - 20, x1 + 10, y1 - 20)),
-        translate_boxes(clipped, 10, -20),
-        atol=1e-6,
-    )
 
 
 @settings(max_examples=80, deadline=None)

@@ -23,3 +23,14 @@ def test_every_row_names_a_setting_its_environment_variable_sets() -> None:
     key, env, default, _ = next(row for row in rows if row[0] == "kafka.partitions")
     assert env == "INSPECTION__KAFKA__PARTITIONS" and default == "12"
     assert load_settings(environ={env: "6"}).kafka.partitions == 6
+
+
+def test_the_machine_settings_are_rows_too_and_read_from_the_environment(monkeypatch, tmp_path) -> None:
+    from inspection.detect.base import model_cache_dir
+    from inspection.tools.settings_doc import machine_rows
+
+    assert [(key, env) for key, env, *_ in machine_rows()] == [("(machine) model_dir", "INSPECTION_MODEL_DIR")]
+    monkeypatch.setenv("INSPECTION_MODEL_DIR", str(tmp_path))
+    assert model_cache_dir() == tmp_path
+    monkeypatch.setenv("INSPECTION_MODEL_DIR", "")  # empty: as if unset
+    assert model_cache_dir().name == "models" and model_cache_dir() != tmp_path

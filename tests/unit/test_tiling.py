@@ -9,7 +9,7 @@ from inspection.tiling import FrameSizeError, TileGrid, detect_in_chunks
 
 def test_default_grid_is_9x7_plus_one_blank():
     grid = TileGrid()
-    assert (grid.cols, grid.rows, grid.num_tiles, grid.num_blank) == (9, 7, 63, 1)
+    assert (grid.cols, grid.rows, grid.num_tiles, grid.num_slots) == (9, 7, 63, 64)  # one blank slot
     assert grid.origins[0].tolist() == [0, 0]
     assert grid.origins[8].tolist() == [2400, 0]
     assert grid.origins[9].tolist() == [0, 300]
@@ -75,7 +75,7 @@ def test_wrong_frame_size_is_a_clear_error():
 
 def test_grid_larger_than_batch_runs_in_chunks_padding_only_the_last():
     grid = TileGrid(overlap=60, global_view=True)  # 11 × 9 = 99 tiles + the global view
-    assert (grid.num_tiles, grid.num_slots, grid.num_chunks, grid.global_index, grid.num_blank) == (99, 128, 2, 99, 28)
+    assert (grid.num_tiles, grid.num_slots, grid.num_chunks, grid.global_index) == (99, 128, 2, 99)  # 28 blank
     assert grid.chunks() == [slice(0, 64), slice(64, 100)]  # the last call skips the 28 blank slots
     frame = np.random.default_rng(1).integers(0, 256, (2100, 2700, 3), dtype=np.uint8)
     batch = grid.tiles(frame)
@@ -99,7 +99,7 @@ def test_global_view_slot_holds_the_downscaled_frame():
     frame = np.zeros((2100, 2700, 3), np.uint8)
     frame[:, 1350:] = 200  # right half lit
     batch = grid.tiles(frame)
-    assert grid.global_index == 63 and grid.num_slots == 64 and grid.num_blank == 0
+    assert grid.global_index == 63 and grid.num_slots == 64  # no blank slot
     view = batch[63, :, :, 0]
     assert view[:, :149].max() == 0 and view[:, 151:].min() == 200
     assert not TileGrid().tiles(frame)[63].any()  # without it the slot stays blank

@@ -10,8 +10,6 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Engine
 
 from ..db import SQLITE_IMMEDIATE, create_engine_for
@@ -28,19 +26,6 @@ def alembic_config(url: str | URL | None = None) -> Config:
         rendered = url if isinstance(url, str) else url.render_as_string(hide_password=False)
         config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
     return config
-
-
-def head_revision() -> str:
-    """The newest revision shipped with this package."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None, "no migration scripts found next to inspection.store.migrations"
-    return head
-
-
-def current_revision(engine: Engine) -> str | None:
-    """The revision the database is at (None: never migrated)."""
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
 
 
 def upgrade_database(target: str | URL | Engine, revision: str = "head") -> None:
