@@ -18,9 +18,14 @@ def dataset(coco_tiny) -> CocoDataset:
 
 def test_one_scene_scores_every_configuration_and_tiling_beats_one_shot(dataset, ssd_onnx):
     detector = create_detector(ModelConfig(backend="onnxruntime", path=ssd_onnx), DetectConfig())
+    calls: list[str] = []
+    detector.warmup = lambda tile_hw: calls.append(f"warmup {tile_hw}")  # type: ignore[method-assign]
+    detect = detector.detect
+    detector.detect = lambda *a, **k: calls.append("detect") or detect(*a, **k)  # type: ignore[method-assign]
     report = evaluate_scenes(
         detector, dataset, TileGrid(global_view=True), StitchConfig(), num_scenes=1, seeds=(0,), overlaps=(), sahi=False
     )
+    assert calls[0] == "warmup (300, 300)" and "warmup (300, 300)" not in calls[1:]  # built before anything is timed
     names = report.names()
     assert names[0] == ONE_SHOT and len(names) == 6
     assert report.scenes[0]["objects"] > 0 and 0 < report.scenes[0]["crossing_share"] <= 1
