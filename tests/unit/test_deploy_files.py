@@ -564,6 +564,14 @@ ANY_PARAMS = {
     "until": datetime(2100, 1, 1, tzinfo=timezone.utc),
     "start_s": 946_684_800.0,
     "width_s": 60.0,
+    "car_ids": ["c1", "c2"],
+    "frame_ids": [1, 2],
+    "review_ids": [],  # an empty list too
+    "review_id": 1,
+    "near_below": 0.5,
+    "model": "m",
+    "after_captured_at": datetime(2100, 1, 1, tzinfo=timezone.utc),
+    "after_key": 0,
 }
 
 

@@ -1,5 +1,5 @@
 """The read layer's SQL: every statement the dashboard, the edge's gauges, the notebooks and scripts run,
-one module per page (cars, frames, line health, detections, problems); `query.Query` is the statement type.
+one module per page (cars, frames, line health, detections, problems, review); `query.Query` is the statement type.
 
 Each `Query` is plain SQL with bind parameters (`:name`, never formatted-in values) that runs
 unchanged on SQLite and PostgreSQL (tests run each on a freshly migrated database of both).
@@ -68,6 +68,27 @@ from .query import engine_from_env as engine_from_env
 from .query import execute as execute
 from .query import read_df as read_df
 from .query import run as run
+from .review import (
+    CAR_VERDICTS,
+    FRAME_CAPTURED_AT,
+    KEPT_DEFECT_BOXES,
+    LAST_REVIEW,
+    NG_CARS,
+    OK_CARS,
+    QUEUE_NEAR,
+    QUEUE_NG,
+    QUEUE_OK_SAMPLE,
+    REVIEW_DECISIONS,
+    REVIEW_DRAWN_BOXES,
+    REVIEW_FRAME,
+    REVIEW_FRAME_BOXES,
+    REVIEWED_DECISIONS,
+    REVIEWED_DRAWN_BOXES,
+    REVIEWED_HEADS,
+    SHADOW_BOXES,
+    SHADOW_MODELS,
+    SHADOW_VERDICT_CHANGES,
+)
 
 ALL_QUERIES: tuple[Query, ...] = (
     CARS,
@@ -103,4 +124,23 @@ ALL_QUERIES: tuple[Query, ...] = (
     REJECTED_MESSAGES,
     ERRORS_BY_KIND,
     RUNS,
+    CAR_VERDICTS,
+    REVIEW_FRAME,
+    REVIEW_FRAME_BOXES,
+    LAST_REVIEW,
+    REVIEW_DECISIONS,
+    REVIEW_DRAWN_BOXES,
+    FRAME_CAPTURED_AT,
+    NG_CARS,
+    OK_CARS,
+    QUEUE_NG,
+    QUEUE_NEAR,
+    QUEUE_OK_SAMPLE,
+    REVIEWED_HEADS,
+    REVIEWED_DECISIONS,
+    REVIEWED_DRAWN_BOXES,
+    KEPT_DEFECT_BOXES,
+    SHADOW_MODELS,
+    SHADOW_BOXES,
+    SHADOW_VERDICT_CHANGES,
 )

@@ -2,7 +2,7 @@
 
 Plain SQL with bind parameters (`:name`, never formatted-in values) that runs unchanged on SQLite and
 PostgreSQL, or one variant per dialect where it cannot; optional conditions (`filters`) choose among a
-fixed few texts. Time parameters and columns are typed (SQLite stores UTC text and compares it as text);
+fixed few texts; lists are expanding parameters (`IN :ids`, `list_params`). Time parameters and columns are typed (SQLite stores UTC text and compares it as text);
 booleans come back as Python booleans on both backends.
 """
 
@@ -57,6 +57,7 @@ class Query:
     # the conditions whose parameter is given (not None), `1 = 1` when none is: the text is one of a fixed
     # few, and values are always bound, never formatted in.
     filters: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    list_params: tuple[str, ...] = ()  # bind parameters that are lists (`IN :ids`: one bound value each)
 
     def sql_for(self, dialect: str, params: Mapping[str, Any] | None = None) -> str:
         sql = self.variants.get(dialect) or self.sql
@@ -75,6 +76,8 @@ class Query:
         bound = [p for p in self.time_params if re.search(rf":{p}\b", sql)]  # a filter left out binds nothing
         if bound:
             statement = statement.bindparams(*(bindparam(p, type_=UTCDateTime()) for p in bound))
+        if self.list_params:
+            statement = statement.bindparams(*(bindparam(p, expanding=True) for p in self.list_params))
         columns = {c: UTCDateTime() for c in self.time_columns} | {c: Boolean() for c in self.bool_columns}
         return statement.columns(**columns) if columns else statement
 
