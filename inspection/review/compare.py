@@ -14,11 +14,10 @@ from collections import Counter, defaultdict
 
 import numpy as np
 from pydantic import BaseModel
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
+from ..analytics import queries
 from ..boxes import box_iou
-from ..store.models import CarVerdict
-from ..store.review_models import ShadowDetectionRow, ShadowFrameRow, ShadowVerdictRow
 from .reviewed import ReviewedFrame, reviewed_frames
 
 IOU_MATCH = 0.5
@@ -47,7 +46,7 @@ class Comparison(BaseModel):
 
 
 def shadow_models(conn: Connection) -> list[str]:
-    return [r[0] for r in conn.execute(select(ShadowFrameRow.model).distinct().order_by(ShadowFrameRow.model))]
+    return [r.model for r in queries.run(conn, queries.SHADOW_MODELS)]
 
 
 def _matches(gt_xyxy: np.ndarray, gt_cls: np.ndarray, xyxy: np.ndarray, cls: np.ndarray, score: np.ndarray) -> int:
@@ -124,14 +123,7 @@ def _shadow_boxes(
     out: dict[int, list] = {}
     cars = sorted({f.car_id for f in frames})
     for start in range(0, len(cars), 500):
-        rows = conn.execute(
-            select(
-                ShadowFrameRow.car_id, ShadowFrameRow.camera, ShadowFrameRow.shot, ShadowFrameRow.error, ShadowDetectionRow.class_id,
-                ShadowDetectionRow.score, ShadowDetectionRow.x1, ShadowDetectionRow.y1, ShadowDetectionRow.x2, ShadowDetectionRow.y2,
-            )
-            .outerjoin(ShadowDetectionRow, ShadowDetectionRow.shadow_frame_id == ShadowFrameRow.id)
-            .where(ShadowFrameRow.model == model, ShadowFrameRow.car_id.in_(cars[start : start + 500]))
-        )  # fmt: skip
+        rows = queries.run(conn, queries.SHADOW_BOXES, model=model, car_ids=cars[start : start + 500])
         for r in rows:
             frame_id = by_key.get((r.car_id, r.camera, r.shot))
             if frame_id is None or r.error is not None:
@@ -158,12 +150,7 @@ def compare(conn: Connection, candidate: str, *, score_threshold: float) -> Comp
             deployed_models.most_common(1)[0][0], truth, [(f.det_xyxy, f.det_class, f.det_score) for f in seen], score_threshold
         )
         candidate_score = _score(candidate, truth, [shadow[f.frame_id] for f in seen], score_threshold)
-    rows = conn.execute(
-        select(ShadowVerdictRow.car_id, ShadowVerdictRow.verdict, CarVerdict.verdict.label("deployed"))
-        .join(CarVerdict, CarVerdict.car_id == ShadowVerdictRow.car_id)
-        .where(ShadowVerdictRow.model == candidate)
-        .order_by(ShadowVerdictRow.car_id)
-    ).all()
+    rows = queries.run(conn, queries.SHADOW_VERDICT_CHANGES, model=candidate)
     changes: dict[str, int] = defaultdict(int)
     flips = []
     for r in rows:

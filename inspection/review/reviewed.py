@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 
-from ..store.models import Frame, Run
-from ..store.review_models import ReviewBoxRow, ReviewDecisionRow, ReviewRow
+from ..analytics import queries
 
 BATCH_FRAMES = 500
 
@@ -73,31 +72,15 @@ def reviewed_frames(
     conn: Connection, *, since: datetime | None = None, default_size: tuple[int, int] = (2700, 2100)
 ) -> Iterator[ReviewedFrame]:
     """Every reviewed frame (its latest review), oldest review first; reviews at or after `since` only."""
-    latest = select(func.max(ReviewRow.id).label("id")).group_by(ReviewRow.frame_id).subquery()
-    statement = (
-        select(
-            ReviewRow.id.label("review_id"), ReviewRow.frame_id, ReviewRow.car_id, ReviewRow.reviewer, ReviewRow.reviewed_at,
-            ReviewRow.model, ReviewRow.score_threshold, ReviewRow.verdict_seen,
-            Frame.camera, Frame.shot, Frame.width, Frame.height, Frame.image_uri, Run.image_dir,
-        )
-        .join(latest, latest.c.id == ReviewRow.id)
-        .join(Frame, Frame.id == ReviewRow.frame_id)
-        .join(Run, Run.id == Frame.run_id)
-        .order_by(ReviewRow.reviewed_at, ReviewRow.id)
-    )  # fmt: skip
-    if since is not None:
-        statement = statement.where(ReviewRow.reviewed_at >= since)
-    heads = list(conn.execute(statement).all())
+    heads = queries.run(conn, queries.REVIEWED_HEADS, since=since)
     for start in range(0, len(heads), BATCH_FRAMES):
         batch = heads[start : start + BATCH_FRAMES]
         ids = [h.review_id for h in batch]
         decisions: dict[int, list] = {i: [] for i in ids}
-        decision_table = ReviewDecisionRow.__table__
-        for row in conn.execute(select(decision_table).where(decision_table.c.review_id.in_(ids)).order_by(decision_table.c.id)):
+        for row in queries.run(conn, queries.REVIEWED_DECISIONS, review_ids=ids):
             decisions[row.review_id].append(row)
         drawn: dict[int, list] = {i: [] for i in ids}
-        box_table = ReviewBoxRow.__table__
-        for row in conn.execute(select(box_table).where(box_table.c.review_id.in_(ids)).order_by(box_table.c.id)):
+        for row in queries.run(conn, queries.REVIEWED_DRAWN_BOXES, review_ids=ids):
             drawn[row.review_id].append(row)
         for h in batch:
             dets, missed = decisions[h.review_id], drawn[h.review_id]

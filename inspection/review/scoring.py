@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
-from ..store.models import CarVerdict, FrameDefect
+from ..analytics import queries
 from .reviewed import ReviewedFrame, reviewed_frames
 
 
@@ -99,11 +99,7 @@ def _coco_ap(
 def _defect_boxes(conn: Connection, frame_ids: list[int]) -> set[tuple[int, int, float, float, float, float]]:
     out: set[tuple[int, int, float, float, float, float]] = set()
     for start in range(0, len(frame_ids), 500):
-        rows = conn.execute(
-            select(
-                FrameDefect.frame_id, FrameDefect.class_id, FrameDefect.x1, FrameDefect.y1, FrameDefect.x2, FrameDefect.y2
-            ).where(FrameDefect.frame_id.in_(frame_ids[start : start + 500]), FrameDefect.kept.is_(True))
-        )
+        rows = queries.run(conn, queries.KEPT_DEFECT_BOXES, frame_ids=frame_ids[start : start + 500])
         out.update((r.frame_id, r.class_id, r.x1, r.y1, r.x2, r.y2) for r in rows)
     return out
 
@@ -111,7 +107,7 @@ def _defect_boxes(conn: Connection, frame_ids: list[int]) -> set[tuple[int, int,
 def _verdicts(conn: Connection, cars: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for start in range(0, len(cars), 500):
-        rows = conn.execute(select(CarVerdict.car_id, CarVerdict.verdict).where(CarVerdict.car_id.in_(cars[start : start + 500])))
+        rows = queries.run(conn, queries.CAR_VERDICTS, car_ids=cars[start : start + 500])
         out.update({r.car_id: r.verdict for r in rows})
     return out
 

@@ -1,8 +1,10 @@
-"""Reads and the one write of the review loop, on SQLAlchemy Core statements over the store's tables.
+"""Reads and the one write of the review loop over the store's tables.
 
-`submit_review` is the only function that writes; the dashboard calls it on its separate writer
-engine, never on the read-only one. It inserts into `reviews`, `review_decisions`, `review_boxes`
-in one transaction and never touches `frames` or `detections`.
+The reads run the read layer's named queries (inspection/analytics/queries/review.py). `submit_review`
+is the only function that writes; the dashboard calls it on its separate writer engine, never on the
+read-only one. It inserts into `reviews`, `review_decisions`, `review_boxes` in one transaction and never
+touches `frames` or `detections`; its reads (the frame, its boxes, the car's verdict) are SQLAlchemy Core
+statements inside that transaction.
 """
 
 from __future__ import annotations
@@ -13,17 +15,14 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, literal, or_, select
+from sqlalchemy import Connection, Engine, insert, select
 
+from ..analytics import queries
 from ..config import ReviewConfig
 from ..store.models import CarVerdict, Detection, Frame, Run
 from ..store.review_models import ReviewBoxRow, ReviewDecisionRow, ReviewRow
 from .models import DrawnBox, LastReview, QueueItem, ReviewBox, ReviewFrame, ReviewIn, ReviewOut, ReviewQueue
 
-# Knuth's multiplicative hash: a stable pseudo-random order of frame ids that SQLite and PostgreSQL
-# compute alike (the OK sample is the same on every page load, so "next" is well defined).
-_HASH_MUL = 2654435761
-_HASH_MOD = 4294967291
 NG_CARS_MAX = 1000  # the newest NG cars the queue looks at
 
 
@@ -39,10 +38,13 @@ def car_verdicts(conn: Connection, car_ids: Sequence[str]) -> dict[str, tuple[st
     """car id -> (verdict, rules hash) of those cars that have a verdict (ok / ng / incomplete / error)."""
     if not car_ids:
         return {}
-    rows = conn.execute(
-        select(CarVerdict.car_id, CarVerdict.verdict, CarVerdict.rules_hash).where(CarVerdict.car_id.in_(car_ids))
-    )
-    return {r.car_id: (r.verdict, r.rules_hash) for r in rows}
+    return {r.car_id: (r.verdict, r.rules_hash) for r in queries.run(conn, queries.CAR_VERDICTS, car_ids=list(car_ids))}
+
+
+def _car_verdict_in_write(conn: Connection, car_id: str) -> tuple[str, str | None] | None:
+    """(verdict, rules hash) of one car, read inside `submit_review`'s transaction (Core, as writes are)."""
+    row = conn.execute(select(CarVerdict.verdict, CarVerdict.rules_hash).where(CarVerdict.car_id == car_id)).first()
+    return (row.verdict, row.rules_hash) if row is not None else None
 
 
 @lru_cache(maxsize=32)
@@ -57,6 +59,7 @@ def _model_classes(model: str) -> tuple[str, ...]:
 
 
 def _frame_row(conn: Connection, frame_id: int) -> Any:
+    """The frame under review, read inside `submit_review`'s transaction (Core); `queries.REVIEW_FRAME` elsewhere."""
     row = conn.execute(
         select(Frame.id, Frame.car_id, Frame.camera, Frame.shot, Frame.width, Frame.height, Frame.error, Run.model)
         .join(Run, Run.id == Frame.run_id)
@@ -68,6 +71,7 @@ def _frame_row(conn: Connection, frame_id: int) -> Any:
 
 
 def _detections(conn: Connection, frame_id: int) -> list[Any]:
+    """Its boxes, inside `submit_review`'s transaction (Core); `queries.REVIEW_FRAME_BOXES` elsewhere."""
     return list(
         conn.execute(
             select(
@@ -80,40 +84,22 @@ def _detections(conn: Connection, frame_id: int) -> list[Any]:
     )  # fmt: skip
 
 
-def latest_review_id(conn: Connection, frame_id: int) -> int | None:
-    return conn.execute(select(func.max(ReviewRow.id)).where(ReviewRow.frame_id == frame_id)).scalar()
-
-
 def review_frame(conn: Connection, frame_id: int, score_threshold: float, default_size: tuple[int, int]) -> ReviewFrame:
-    frame = _frame_row(conn, frame_id)
-    dets = _detections(conn, frame_id)
-    review_id = latest_review_id(conn, frame_id)
+    frame = queries.execute(conn, queries.REVIEW_FRAME, frame_id=frame_id).first()
+    if frame is None:
+        raise ReviewNotFoundError(f"no frame with id {frame_id} in the results database")
+    dets = queries.run(conn, queries.REVIEW_FRAME_BOXES, frame_id=frame_id)
     decided: dict[int, tuple[str, str | None]] = {}
     missed: list[DrawnBox] = []
     last: LastReview | None = None
-    if review_id is not None:
-        r = conn.execute(select(ReviewRow.reviewer, ReviewRow.reviewed_at, ReviewRow.note).where(ReviewRow.id == review_id)).one()
-        last = LastReview(review_id=review_id, reviewer=r.reviewer, reviewed_at=r.reviewed_at, note=r.note)
-        for d in conn.execute(
-            select(ReviewDecisionRow.detection_id, ReviewDecisionRow.decision, ReviewDecisionRow.reason_code).where(
-                ReviewDecisionRow.review_id == review_id
-            )
-        ):
+    r = queries.execute(conn, queries.LAST_REVIEW, frame_id=frame_id).first()
+    if r is not None:
+        last = LastReview(review_id=r.id, reviewer=r.reviewer, reviewed_at=r.reviewed_at, note=r.note)
+        for d in queries.run(conn, queries.REVIEW_DECISIONS, review_id=r.id):
             decided[d.detection_id] = (d.decision, d.reason_code)
         missed = [
             DrawnBox(class_name=b.class_name, xyxy=(b.x1, b.y1, b.x2, b.y2), reason_code=b.reason_code)
-            for b in conn.execute(
-                select(
-                    ReviewBoxRow.class_name,
-                    ReviewBoxRow.reason_code,
-                    ReviewBoxRow.x1,
-                    ReviewBoxRow.y1,
-                    ReviewBoxRow.x2,
-                    ReviewBoxRow.y2,
-                )
-                .where(ReviewBoxRow.review_id == review_id)
-                .order_by(ReviewBoxRow.id)
-            )
+            for b in queries.run(conn, queries.REVIEW_DRAWN_BOXES, review_id=r.id)
         ]
     verdict = car_verdicts(conn, [frame.car_id]).get(frame.car_id)
     classes = _model_classes(frame.model) or tuple(sorted({d.class_name for d in dets}))
@@ -182,7 +168,7 @@ def submit_review(
                 raise ReviewRefusedError(f"drawn box {box.xyxy} is outside the {width}x{height} frame")
             if box.class_name not in class_ids:
                 raise ReviewRefusedError(f"drawn box class {box.class_name!r} is not a class of model {frame.model}")
-        verdict = car_verdicts(conn, [frame.car_id]).get(frame.car_id)
+        verdict = _car_verdict_in_write(conn, frame.car_id)
         review_id = conn.execute(
             insert(ReviewRow)
             .values(
@@ -262,49 +248,28 @@ BUCKETS = ("ng", "near", "ok_sample")
 
 
 class _Buckets:
-    """The queue's three buckets as SQL: each a condition on `frames` and an order; the OK cars'
-    sample is read only when the OK bucket is asked for."""
+    """The queue's three buckets: each a query of `queries` (review.py) and its parameters; the NG and the
+    OK cars are read first (only when their bucket is asked for), the OK cars sampled here."""
 
     def __init__(self, conn: Connection, config: ReviewConfig, score_threshold: float) -> None:
         self.conn, self.config, self.score_threshold = conn, config, score_threshold
-        self.sample_order = (Frame.id * literal(_HASH_MUL * config.sample_seed)) % literal(_HASH_MOD)
 
-    def sample_key(self, frame_id: int) -> int:
-        """The OK sample's order of one frame, as SQL computes it (`sample_order`)."""
-        return (frame_id * _HASH_MUL * self.config.sample_seed) % _HASH_MOD
-
-    def where(self, name: str) -> Any:
+    def query(self, name: str) -> tuple[queries.Query, dict[str, Any]]:
         if name == "ng":
-            ng_cars = select(CarVerdict.car_id).where(CarVerdict.verdict == "ng").order_by(CarVerdict.decided_at.desc())
-            return Frame.car_id.in_(list(self.conn.execute(ng_cars.limit(NG_CARS_MAX)).scalars()))
+            ng_cars = queries.run(self.conn, queries.NG_CARS, limit=NG_CARS_MAX)
+            return queries.QUEUE_NG, {"car_ids": [r.car_id for r in ng_cars]}
         if name == "near":
-            return (
-                select(Detection.frame_id)
-                .where(Detection.frame_id == Frame.id, Detection.score < self.score_threshold + self.config.near_band)
-                .exists()
-            )
+            return queries.QUEUE_NEAR, {"near_below": self.score_threshold + self.config.near_band}
         # OK cars: a stable pseudo-random choice of cars first (Python, seeded), then their frames: no sort of every OK frame
-        ok_all = sorted(self.conn.execute(select(CarVerdict.car_id).where(CarVerdict.verdict == "ok")).scalars())
-        return Frame.car_id.in_(random.Random(self.config.sample_seed).sample(ok_all, min(len(ok_all), self.config.queue_size)))
+        ok_all = sorted(r.car_id for r in queries.run(self.conn, queries.OK_CARS))
+        sample = random.Random(self.config.sample_seed).sample(ok_all, min(len(ok_all), self.config.queue_size))
+        return queries.QUEUE_OK_SAMPLE, {"car_ids": sample, "sample_seed": self.config.sample_seed}
 
-    def order(self, name: str) -> tuple[Any, ...]:
-        return (self.sample_order, Frame.id) if name == "ok_sample" else (Frame.captured_at.desc(), Frame.id)
-
-    def after(self, name: str, frame_id: int, captured_at: datetime) -> Any:
-        """Frames after this one in the bucket's order (a keyset: a range of the order's index)."""
+    def after(self, name: str, frame_id: int, captured_at: datetime) -> dict[str, Any]:
+        """The keyset parameters: frames after this one in the bucket's order (a range of the order's index)."""
         if name == "ok_sample":
-            key = literal(self.sample_key(frame_id))
-            return and_(self.sample_order >= key, or_(self.sample_order > key, Frame.id > frame_id))
-        # the `<=` alone bounds the index range; the OR then drops the frame's equals up to it
-        return and_(Frame.captured_at <= captured_at, or_(Frame.captured_at < captured_at, Frame.id > frame_id))
-
-
-_COLUMNS = (Frame.id, Frame.car_id, Frame.camera, Frame.shot, Frame.detection_count)
-
-
-def _unreviewed(exclude: int | None) -> Any:
-    reviewed = select(ReviewRow.frame_id).where(ReviewRow.frame_id == Frame.id).exists()
-    return and_(Frame.error.is_(None), ~reviewed, Frame.id != (exclude if exclude is not None else -1))
+            return {"after_key": queries.sample_key(frame_id, self.config.sample_seed)}
+        return {"after_captured_at": captured_at}
 
 
 def _item(row: Any, queue: str, verdict: str | None) -> QueueItem:
@@ -327,15 +292,14 @@ def review_queue(conn: Connection, config: ReviewConfig, score_threshold: float,
     Each bucket walks its order past the frames reviewed already (an anti-join on `reviews`), so this
     grows with the reviews at the head of the order; going from one frame to the next is `next_frame`."""
     buckets = _Buckets(conn, config, score_threshold)
-    base = _unreviewed(exclude)
     size = config.queue_size
     shares = {"ng": config.ng_share, "near": config.near_share, "ok_sample": config.ok_share}
     total_share = sum(shares.values()) or 1.0
     picked: dict[int, QueueItem] = {}
     fetched: dict[str, list[Any]] = {}
     for name in BUCKETS:
-        statement = select(*_COLUMNS).where(base, buckets.where(name)).order_by(*buckets.order(name)).limit(size)
-        fetched[name] = list(conn.execute(statement).all())
+        query, params = buckets.query(name)
+        fetched[name] = queries.run(conn, query, exclude=-1 if exclude is None else exclude, limit=size, **params)
     verdict_of = {
         car: v for car, (v, _) in car_verdicts(conn, sorted({r.car_id for rows in fetched.values() for r in rows})).items()
     }
@@ -363,15 +327,11 @@ def next_frame(conn: Connection, config: ReviewConfig, score_threshold: float, *
 
     A keyset: the bucket is read from `after`'s place in its order, so a step costs the same however
     many frames were reviewed before it (the whole queue walks past them). None when nothing is left."""
-    key = conn.execute(select(Frame.captured_at).where(Frame.id == after)).scalar() if queue in BUCKETS else None
+    key = queries.execute(conn, queries.FRAME_CAPTURED_AT, frame_id=after).scalar() if queue in BUCKETS else None
     if key is not None:
         buckets = _Buckets(conn, config, score_threshold)
-        row = conn.execute(
-            select(*_COLUMNS)
-            .where(_unreviewed(after), buckets.where(queue), buckets.after(queue, after, key))
-            .order_by(*buckets.order(queue))
-            .limit(1)
-        ).first()
+        query, params = buckets.query(queue)
+        row = queries.execute(conn, query, exclude=after, limit=1, **params, **buckets.after(queue, after, key)).first()
         if row is not None:
             verdict = car_verdicts(conn, [row.car_id]).get(row.car_id)
             return _item(row, queue, verdict[0] if verdict else None)

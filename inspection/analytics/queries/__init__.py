@@ -89,6 +89,7 @@ from .review import (
     SHADOW_MODELS,
     SHADOW_VERDICT_CHANGES,
 )
+from .review import sample_key as sample_key  # the OK sample's order of a frame, as the queue's SQL computes it
 
 ALL_QUERIES: tuple[Query, ...] = (
     CARS,
