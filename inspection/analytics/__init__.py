@@ -5,9 +5,9 @@ One SQL style for reads: named text queries (`queries`, one `Query` each, one mo
 not SQLAlchemy Core: the analysts read, copy and run these statements (notebooks, psql), Grafana's panels
 share their car-state expression, and the few dialect-specific ones (time bins, PostgreSQL's LATERAL) are
 clearer written out; every one runs on freshly migrated SQLite and PostgreSQL in the tests. Core stays
-for writes and for the reads inside a write transaction (store/, rules/verdict.py, signal/outbox.py).
-Not moved yet: the review loop's reads (review/, its own tables and the review pages) and bench_e2e's
-timing probes are still Core.
+for writes and for the reads inside a write transaction (store/, rules/verdict.py, signal/outbox.py,
+review/store.py's `submit_review`, review/shadow.py's `ShadowStore`). The review loop reads through
+`queries.review`. Not moved yet: bench_e2e's timing probes (tools/bench_e2e.py) are still Core.
 
 - `queries`: every statement (portable SQLite/PostgreSQL, bound parameters only);
 - `reader.AnalyticsReader` (+ `detections.DetectionReads`): typed answers (pydantic models in `models`);
