@@ -76,8 +76,9 @@ class Query:
         bound = [p for p in self.time_params if re.search(rf":{p}\b", sql)]  # a filter left out binds nothing
         if bound:
             statement = statement.bindparams(*(bindparam(p, type_=UTCDateTime()) for p in bound))
-        if self.list_params:
-            statement = statement.bindparams(*(bindparam(p, expanding=True) for p in self.list_params))
+        lists = [p for p in self.list_params if re.search(rf":{p}\b", sql)]
+        if lists:
+            statement = statement.bindparams(*(bindparam(p, expanding=True) for p in lists))
         columns = {c: UTCDateTime() for c in self.time_columns} | {c: Boolean() for c in self.bool_columns}
         return statement.columns(**columns) if columns else statement
 
