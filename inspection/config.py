@@ -194,6 +194,12 @@ class KafkaConfig(_Section):
         8 * 1024 * 1024, ge=64 * 1024, description="largest frame record; payloads up to this minus 16 KiB"
     )
     session_timeout_ms: int = Field(6000, ge=1000)
+    max_poll_interval_ms: int = Field(
+        300000,
+        ge=1000,
+        description="librdkafka max.poll.interval.ms, also the group's rebalance timeout: how long a rebalance waits "
+        "for members to rejoin (the embedded broker waits it out after workers leave and new ones join)",
+    )
     poll_timeout_s: float = Field(0.2, gt=0)
     connect_timeout_s: float = Field(10.0, gt=0, description="how long a command waits for the cluster to answer at start")
 
@@ -203,6 +209,11 @@ class KafkaConfig(_Section):
             raise ValueError("kafka.replication_factor must be >= 1, or -1 for the broker's default")
         if self.topic == self.dlq_topic:
             raise ValueError(f"kafka.dlq_topic must differ from kafka.topic ({self.topic!r})")
+        if self.max_poll_interval_ms < self.session_timeout_ms:
+            raise ValueError(
+                f"kafka.max_poll_interval_ms ({self.max_poll_interval_ms}) must be at least kafka.session_timeout_ms "
+                f"({self.session_timeout_ms}), as librdkafka requires"
+            )
         return self
 
 

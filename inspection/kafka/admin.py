@@ -191,6 +191,7 @@ def consumer_config(
         "partition.assignment.strategy": "cooperative-sticky",
         "session.timeout.ms": cfg.session_timeout_ms,
         "heartbeat.interval.ms": max(100, cfg.session_timeout_ms // 3),
+        "max.poll.interval.ms": cfg.max_poll_interval_ms,
         "message.max.bytes": largest,
         "max.partition.fetch.bytes": largest,
         "fetch.max.bytes": fetch_max,

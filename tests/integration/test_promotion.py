@@ -40,7 +40,8 @@ def _supervised(kafka_config: KafkaConfig, db_url: str, onnx: Path, layout: str)
     return Settings(
         grid=GRID,
         model=ModelConfig(name="yolox_nano", backend="onnxruntime", path=onnx, threads=1),
-        kafka=kafka_config.model_copy(update={"partitions": 4}),
+        # the rebalance after the swap waits for this on the embedded broker: short, so the new workers join fast
+        kafka=kafka_config.model_copy(update={"partitions": 4, "max_poll_interval_ms": 15000}),
         store=StoreConfig(url=db_url, image_dir=None),
         line=LineConfig(cameras=2, shots_per_camera=12, takt_s=600.0),
         pipeline=PipelineConfig(decode_workers=1, queue_size=2, workers=2, layout=layout),

@@ -81,3 +81,14 @@ def test_the_dashboard_section_and_the_renamed_database_variable(tmp_path):
         load_settings(environ={"INSPECTION__DASHBOARD__REVIEWERS": "alice"})
     with pytest.raises(ConfigError, match="^environment INSPECTION_DB is now INSPECTION__STORE__URL: set that instead$"):
         load_settings(environ={"INSPECTION_DB": "sqlite:///x.db"})
+
+
+def test_a_poll_interval_below_the_session_timeout_is_one_error_naming_both(tmp_path):
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump({"kafka": {"session_timeout_ms": 6000, "max_poll_interval_ms": 3000}}))
+    with pytest.raises(ConfigError, match=r"max_poll_interval_ms \(3000\) must be at least kafka.session_timeout_ms \(6000\)"):
+        load_settings(path, environ={})
+    path.write_text(yaml.safe_dump({"kafka": {"max_poll_interval_ms": 15000}}))
+    from inspection.kafka.admin import consumer_config
+
+    assert consumer_config("127.0.0.1:9092", load_settings(path, environ={}).kafka)["max.poll.interval.ms"] == 15000
