@@ -53,6 +53,9 @@ class Record:
     h: list
     off: int = 0
 
+    def error(self):
+        return None
+
     def key(self):
         return self.k
 

@@ -33,6 +33,7 @@ from inspection.messages.dead_letters import DeadLetter
 from inspection.messages.frame_id import FrameId
 from inspection.messages.images import encode_image
 from inspection.store import ResultStore, RetryPolicy
+from tests.unit.test_edge_stages import Record  # the in-memory Kafka record the stage tests use
 
 GRID = GridConfig(frame_width=600, frame_height=300, tile_size=300, batch_size=4)  # small frames: cheap to decode
 CAMERAS, SHOTS = 2, 2
@@ -54,37 +55,6 @@ def _jpeg() -> bytes:
 
 
 JPEG = _jpeg()
-
-
-@dataclass
-class Record:
-    """An in-memory record with confluent_kafka.Message's accessors (what `KafkaSource.accept` reads)."""
-
-    k: bytes | None
-    v: bytes | None
-    h: list
-    off: int
-
-    def error(self):
-        return None
-
-    def key(self):
-        return self.k
-
-    def value(self):
-        return self.v
-
-    def headers(self):
-        return self.h
-
-    def topic(self):
-        return "frames"
-
-    def partition(self):
-        return 0
-
-    def offset(self):
-        return self.off
 
 
 def record(kind: str, camera: int, shot: int, offset: int) -> Record:
