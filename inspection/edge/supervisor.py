@@ -31,8 +31,10 @@ import logging
 import multiprocessing as mp
 import os
 import queue
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -235,6 +237,7 @@ class EdgeSupervisor:
         self._reports = self._ctx.Queue() if reload is not None else None
         self.owners: list[OwnerSlot] = []
         self._slabs: list[SharedSlab] = []
+        self._socket_dir: str | None = None
         self._metric_urls: dict[str, str] = {}
         self._use(settings)
         self._stop = threading.Event()
@@ -354,8 +357,10 @@ class EdgeSupervisor:
         groups: dict[int | None, list[WorkerSlot]] = {}
         for slot in self.slots:
             groups.setdefault(slot.spec.gpu, []).append(slot)
+        self._socket_dir = tempfile.mkdtemp(prefix="inspection-gpu-")  # the owners' sockets (removed at stop)
         for gpu, members in groups.items():
-            link, slabs = create_link(self._ctx, grid, len(members), slots, p.stage_timeout_s)
+            address = os.path.join(self._socket_dir, f"owner-{'cpu' if gpu is None else gpu}.sock")
+            link, slabs = create_link(grid, len(members), slots, p.stage_timeout_s, address)
             self._slabs += slabs
             for k, slot in enumerate(members):
                 slot.spec = dataclasses.replace(slot.spec, link=link, link_index=k)
@@ -380,20 +385,17 @@ class EdgeSupervisor:
                 f"{owner.name} died {len(owner.deaths)} times within {self.restart.window_s:g} s (exit {owner.process.exitcode})"
             )
         log.warning("%s exited with status %s; restarting it", owner.name, owner.process.exitcode)
-        owner.link.ready.clear()
         self.restarts += 1
         self._start_owner(owner)
         return None
 
     def _stop_owners(self) -> None:
         """After the workers drained: each owner answers what is queued, then ends; the slabs are freed."""
-        for owner in self.owners:
-            if owner.process is not None and owner.process.is_alive():
-                owner.link.requests.put(None)
+        asked = [o for o in self.owners if o.process is not None and o.process.is_alive() and o.link.stop_owner()]
         for owner in self.owners:
             if owner.process is None:
                 continue
-            owner.process.join(30)
+            owner.process.join(30 if owner in asked else 0)  # one not listening yet (still warming) is killed
             if owner.process.is_alive():
                 owner.process.kill()
                 owner.process.join()
@@ -401,6 +403,9 @@ class EdgeSupervisor:
             slab.close()
             slab.memory.unlink()
         self._slabs.clear()
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
 
     def _serve_metrics(self) -> HealthServer | None:
         """One endpoint for every worker on `metrics_port` (none when the port is 0)."""
