@@ -12,6 +12,7 @@ from .admin import (
     ensure_topics,
     producer_config,
     topic_max_message_bytes,
+    worker_instance_id,
 )
 from .broker import BrokerStartError, EmbeddedBroker
 from .dlq import DeadLetterProducer
@@ -31,4 +32,5 @@ __all__ = [
     "ensure_topics",
     "producer_config",
     "topic_max_message_bytes",
+    "worker_instance_id",
 ]
