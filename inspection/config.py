@@ -198,18 +198,7 @@ class KafkaConfig(_Section):
         300000,
         ge=1000,
         description="librdkafka max.poll.interval.ms, also the group's rebalance timeout: how long a rebalance waits "
-        "for members to rejoin",
-    )
-    static_membership: bool = Field(
-        True,
-        description="edge --workers: each worker joins with a fixed group.instance.id (<instance_prefix>-w<k>), so a "
-        "restarted or promoted worker takes its partitions back without a rebalance of the whole group (KIP-345); "
-        "a killed worker's partitions wait session_timeout_ms for it",
-    )
-    instance_prefix: str | None = Field(
-        None,
-        min_length=1,
-        description="prefix of the workers' group.instance.id, unique per host in the group; default the host name",
+        "for members to rejoin (the embedded broker waits it out after workers leave and new ones join)",
     )
     poll_timeout_s: float = Field(0.2, gt=0)
     connect_timeout_s: float = Field(10.0, gt=0, description="how long a command waits for the cluster to answer at start")

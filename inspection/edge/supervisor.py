@@ -13,11 +13,6 @@ replaced, and the group redelivers what it had not committed (frames upsert: no 
 - A worker that exits while the supervisor is not stopping is restarted after a backoff that
   doubles (`RestartPolicy`); more than `max_restarts` deaths of one slot within `window_s` stop
   every worker and the supervisor exits non-zero with one `error:` line.
-- Group membership: worker k joins with the static id `worker_instance_id` (`<host>-w<k>`, KIP-345)
-  unless `kafka.static_membership` is off: its restart (after a crash or a swap) takes its partitions back
-  without a rebalance of the whole group, and a drained worker does not leave the group. (With dynamic
-  members, every worker leaving at a swap left the embedded broker's group with a departed leader: the new
-  workers waited minutes for partitions in about half the runs.)
 - Promotion (`edge --workers N --reload-model`): the supervisor watches the config file; when the
   model named there changes it drains every worker (SIGTERM: each stores what it holds and commits
   its offsets) and, in layout gpu_owner, stops the GPU owners; then it records the swap
@@ -118,7 +113,6 @@ def run_worker(spec: WorkerSpec) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     elif spec.gpu is not None:  # before anything initialises CUDA in this process
         os.environ["CUDA_VISIBLE_DEVICES"] = str(spec.gpu)
-    from ..kafka import worker_instance_id
     from ..logs import configure_logging
     from ..rules.verdict import verdict_writer
     from ..store import ResultStore
@@ -141,15 +135,7 @@ def run_worker(spec: WorkerSpec) -> None:
     store.verdicts = verdict_writer(spec.settings)
     server: HealthServer | None = None
     try:
-        instance = worker_instance_id(spec.settings.kafka, spec.index)
-        pipeline = build_edge(
-            spec.settings,
-            spec.bootstrap,
-            store,
-            link=spec.link,
-            link_index=spec.link_index,
-            consumer_overrides={"group.instance.id": instance} if instance else None,
-        )
+        pipeline = build_edge(spec.settings, spec.bootstrap, store, link=spec.link, link_index=spec.link_index)
         if stop.is_set():
             return
         if spec.metrics_port:  # loopback only: the supervisor's endpoint is the one a scraper reads

@@ -12,7 +12,6 @@ from .admin import (
     ensure_topics,
     producer_config,
     topic_max_message_bytes,
-    worker_instance_id,
 )
 from .broker import BrokerStartError, EmbeddedBroker
 from .dlq import DeadLetterProducer
@@ -32,5 +31,4 @@ __all__ = [
     "ensure_topics",
     "producer_config",
     "topic_max_message_bytes",
-    "worker_instance_id",
 ]

@@ -10,7 +10,6 @@ and an error), consumers fetch records of either size. Image payloads are limite
 from __future__ import annotations
 
 import logging
-import socket
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -163,13 +162,6 @@ def producer_config(
         "linger.ms": 5,
         "logger": RDKAFKA_LOGGER,
     }
-
-
-def worker_instance_id(cfg: KafkaConfig, worker: int) -> str | None:
-    """The static group membership id of supervised worker `worker` (None: dynamic membership)."""
-    if not cfg.static_membership:
-        return None
-    return f"{cfg.instance_prefix or socket.gethostname()}-w{worker}"
 
 
 def consumer_config(

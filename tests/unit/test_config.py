@@ -92,18 +92,3 @@ def test_a_poll_interval_below_the_session_timeout_is_one_error_naming_both(tmp_
     from inspection.kafka.admin import consumer_config
 
     assert consumer_config("127.0.0.1:9092", load_settings(path, environ={}).kafka)["max.poll.interval.ms"] == 15000
-
-
-def test_supervised_workers_get_one_static_group_member_id_each_unless_turned_off(tmp_path: Path) -> None:
-    import socket
-
-    from inspection.kafka import worker_instance_id
-
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump({"kafka": {"instance_prefix": "edge-a"}}))
-    kafka = load_settings(path, environ={}).kafka
-    assert [worker_instance_id(kafka, k) for k in range(3)] == ["edge-a-w0", "edge-a-w1", "edge-a-w2"]
-    default = load_settings(environ={}).kafka
-    assert worker_instance_id(default, 1) == f"{socket.gethostname()}-w1"  # unique per host in the group
-    off = load_settings(path, environ={"INSPECTION__KAFKA__STATIC_MEMBERSHIP": "false"}).kafka
-    assert worker_instance_id(off, 0) is None
