@@ -45,6 +45,7 @@ class Readiness:
         self._assigned_at: float | None = None
         self._failure: str | None = None
         self._db: tuple[float, str | None] | None = None  # (checked at, error or None)
+        self._joined = threading.Event()  # set when partitions were first assigned
 
     # ------------------------------------------------------------------ fed by the pipeline
 
@@ -52,6 +53,12 @@ class Readiness:
         with self._lock:
             self._assigned.update(partitions)
             self._assigned_at = self._clock()
+        if partitions:
+            self._joined.set()
+
+    def joined(self, timeout_s: float | None) -> bool:
+        """Wait until the consumer first holds partitions (True), or `timeout_s` passed (False)."""
+        return self._joined.wait(timeout_s)
 
     def revoked(self, partitions: list[TP]) -> None:
         with self._lock:

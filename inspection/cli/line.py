@@ -135,13 +135,6 @@ def edge(
     if settings.pipeline.workers != 1 or settings.pipeline.gpus is not None:
         if max_frames:
             raise UsageError("--max-frames needs one in-process consumer (pipeline.workers 1, no --gpus)")
-        if reload_model:
-            # The supervisor's drain-swap-restart works, but on the embedded broker the restarted workers were seen
-            # waiting more than 5 minutes for partitions (about half the runs): refused until that is understood.
-            raise UsageError(
-                "--reload-model runs with one worker for now (pipeline.workers 1, no --gpus): with several, the "
-                "restarted workers can wait minutes for their partitions after the swap"
-            )
         # what the command line set stays set when the config is read again; the model comes from the file
         kept = {**given, "kafka.bootstrap_servers": bootstrap}
         _supervise(settings, bootstrap, metrics_port, metrics_addr, verbose, config if reload_model else None, kept)

@@ -14,11 +14,14 @@ replaced, and the group redelivers what it had not committed (frames upsert: no 
   doubles (`RestartPolicy`); more than `max_restarts` deaths of one slot within `window_s` stop
   every worker and the supervisor exits non-zero with one `error:` line.
 - Promotion (`edge --workers N --reload-model`): the supervisor watches the config file; when the
-  model named there changes it drains every worker (SIGTERM: each stores what it holds and commits
-  its offsets) and, in layout gpu_owner, stops the GPU owners; then it records the swap
-  (`on_swap`, one `model_swaps` row) and starts owners and workers again with the new settings,
-  which resume from the committed offsets. No record is handled by both models and none is
-  skipped: the workers' commits are the hand-over point, as for SIGTERM.
+  model named there changes it rolls the workers over one at a time (`_promote`): worker k is drained
+  (SIGTERM: it stores what it holds, commits its offsets and leaves the group, whose other members take
+  its partitions), worker k of the new model starts and the supervisor waits until it holds partitions,
+  then the next. In layout gpu_owner the new model's GPU owners start first and the old ones stop after
+  the last old worker. Then it records the swap (`on_swap`, one `model_swaps` row). No record is handled
+  by both models and none is skipped: the workers' commits are the hand-over point, as for SIGTERM. The
+  group never empties: when every member left at once, the embedded broker answered the new members
+  with the departed leader's id and handed them no partitions for minutes.
 - Metrics: the supervisor serves one /metrics, /healthz and /readyz on `metrics_port` for all workers
   (`worker_metrics.py`: every worker's samples with a `worker` label, `inspection_edge_worker_up`,
   restarts); worker k serves its own on 127.0.0.1:`metrics_port + 1 + k`, which that endpoint reads.
@@ -104,7 +107,7 @@ class WorkerSpec:
     verbose: bool = False
     link: GpuLink | None = None  # layout gpu_owner: this worker's share of its GPU owner
     link_index: int = 0
-    reports: Any = None  # multiprocessing queue: (index, run id, frames handled) put at a clean stop
+    reports: Any = None  # multiprocessing queue: WorkerJoined once assigned, WorkerReport at a clean stop
 
 
 def run_worker(spec: WorkerSpec) -> None:
@@ -141,6 +144,8 @@ def run_worker(spec: WorkerSpec) -> None:
         if spec.metrics_port:  # loopback only: the supervisor's endpoint is the one a scraper reads
             server = HealthServer(pipeline.metrics.registry, pipeline.readiness)
             server.start(worker_metrics_port(spec.metrics_port, spec.index))
+        if spec.reports is not None:
+            _report_join(pipeline.readiness, spec)
         stats = pipeline.run()
         log.info("%s stopped cleanly: %d frames stored, %d parked", name, stats.frames_stored, stats.frames_parked)
         if spec.reports is not None:
@@ -152,6 +157,16 @@ def run_worker(spec: WorkerSpec) -> None:
         if server is not None:
             server.close()
         store.close()
+
+
+def _report_join(readiness: Any, spec: WorkerSpec) -> None:
+    """Put `WorkerJoined` on the supervisor's queue once this worker's consumer first holds partitions."""
+
+    def wait() -> None:
+        if readiness.joined(timeout_s=None):
+            spec.reports.put(WorkerJoined(spec.index, os.getpid()))
+
+    threading.Thread(target=wait, name="report-join", daemon=True).start()
 
 
 def worker_metrics_port(metrics_port: int, index: int) -> int:
@@ -168,6 +183,14 @@ class WorkerReport:
     frames_handled: int
 
 
+@dataclass(frozen=True)
+class WorkerJoined:
+    """What a worker tells the supervisor once it first holds partitions (a rolling swap waits for it)."""
+
+    index: int
+    pid: int
+
+
 SwapRecorder = Callable[[Settings, Settings, list[WorkerReport]], None]
 
 
@@ -182,6 +205,15 @@ class WorkerSlot:
     @property
     def name(self) -> str:
         return f"worker {self.spec.index}" + (f" (gpu {self.spec.gpu})" if self.spec.gpu is not None else "")
+
+
+@dataclass
+class OwnerGroup:
+    """The GPU owners of one model: their processes, the workers' shared slabs and the sockets' directory."""
+
+    owners: list[OwnerSlot] = field(default_factory=list)
+    slabs: list[SharedSlab] = field(default_factory=list)
+    socket_dir: str | None = None
 
 
 @dataclass
@@ -222,6 +254,7 @@ class EdgeSupervisor:
         reload: Callable[[], Settings] | None = None,
         on_swap: SwapRecorder | None = None,
         reload_interval_s: float = 1.0,
+        join_timeout_s: float = 120.0,
     ) -> None:
         """`reload`: read the config again (promotion: a changed model drains, swaps and restarts every
         worker); `on_swap(old, new, reports of the drained workers)` records the swap."""
@@ -231,13 +264,13 @@ class EdgeSupervisor:
         self.reload = reload
         self.on_swap = on_swap
         self.reload_interval_s = reload_interval_s
+        self.join_timeout_s = join_timeout_s
+        self._pending: list[Any] = []  # reports taken off the queue, not yet asked for
         self.bootstrap = bootstrap
         self.metrics_port, self.metrics_addr, self.verbose = metrics_port, metrics_addr, verbose
         self._ctx = mp.get_context("spawn")
         self._reports = self._ctx.Queue() if reload is not None else None
-        self.owners: list[OwnerSlot] = []
-        self._slabs: list[SharedSlab] = []
-        self._socket_dir: str | None = None
+        self.owner_group = OwnerGroup()
         self._metric_urls: dict[str, str] = {}
         self._use(settings)
         self._stop = threading.Event()
@@ -275,7 +308,7 @@ class EdgeSupervisor:
 
     def run(self) -> SupervisorResult:
         if self.gpu_owner:
-            self._start_owners()
+            self.owner_group = self._start_owners()
         for slot in self.slots:
             self._start(slot)
         server = self._serve_metrics()
@@ -286,7 +319,7 @@ class EdgeSupervisor:
                 now = time.monotonic()
                 for slot in self.slots:
                     error = error or self._watch(slot, now)
-                for owner in self.owners:
+                for owner in self.owner_group.owners:
                     error = error or self._watch_owner(owner, now)
                 if error is None and watch is not None and watch():
                     assert watch.changed is not None
@@ -295,7 +328,7 @@ class EdgeSupervisor:
                 self._stop.wait(self.poll_s)
             failed = [s for s in self._drain() if s.last_exit != 0]
         finally:
-            self._stop_owners()
+            self._stop_owners(self.owner_group)
             if server is not None:
                 server.close()
         if error is None and failed:
@@ -312,42 +345,68 @@ class EdgeSupervisor:
         return ModelChangeWatch(self.reload, self.settings, self.reload_interval_s)
 
     def _promote(self, new: Settings) -> None:
-        """Drain every worker and GPU owner of the old model, record the swap, start them with `new`."""
+        """Roll every worker over to `new`, one at a time: drain worker k of the old model (it stores what it
+        holds, commits and leaves the group; the others take its partitions), start worker k with the new one
+        and wait until it holds partitions, then the next. The group is never empty, so no broker is left with
+        a group whose members all left (the embedded one then handed the new workers no partitions for
+        minutes); each frame is handled once, by whichever model's worker held its partition. In layout
+        gpu_owner the new model's owners start first and the old ones stop after the last old worker.
+        The swap is recorded once, with the old workers' reports."""
         old = self.settings
-        log.info("model %s -> %s: draining %d worker(s)", old.model.name, new.model.name, len(self.slots))
-        for slot in self._drain():
-            if slot.last_exit != 0:  # its uncommitted frames go back to the group: redelivered, not lost
-                log.warning("%s exited with status %s while draining for the swap", slot.name, slot.last_exit)
-        self._stop_owners()
-        self.owners = []
-        reports = self._drained_reports()
-        if self.on_swap is not None:
-            self.on_swap(old, new, reports)
-        self.swaps += 1
+        old_slots, old_owners = self.slots, self.owner_group
+        log.info("model %s -> %s: rolling %d worker(s) over", old.model.name, new.model.name, len(old_slots))
         self._use(new)
-        if self._stop.is_set():  # asked to stop while draining: the next start reads the new config
-            return
-        if self.gpu_owner:
-            self._start_owners()
-        for slot in self.slots:
-            self._start(slot)
-        handled = sum(r.frames_handled for r in reports)
-        log.info("model %s -> %s: drained (%d frames), reloaded, resuming", old.model.name, new.model.name, handled)
-
-    def _drained_reports(self) -> list[WorkerReport]:
-        """The reports of the workers that stopped cleanly (each put one before it exited)."""
+        self.owner_group = self._start_owners() if self.gpu_owner else OwnerGroup()
         reports: list[WorkerReport] = []
+        for k in range(max(len(old_slots), len(self.slots))):
+            if k < len(old_slots):
+                reports += self._retire(old_slots[k])
+            if k < len(self.slots) and not self._stop.is_set():
+                self._start(self.slots[k])
+                self._await_join(self.slots[k])
+        self._stop_owners(old_owners)
+        reports += self._reports_of(WorkerReport)
+        if self.on_swap is not None:
+            self.on_swap(old, new, sorted(reports, key=lambda r: r.index))
+        self.swaps += 1
+        handled = sum(r.frames_handled for r in reports)
+        log.info("model %s -> %s: rolled over (%d frames before), reloaded, resuming", old.model.name, new.model.name, handled)
+
+    def _retire(self, slot: WorkerSlot) -> list[WorkerReport]:
+        """Drain one worker of the old model; its report when it stopped cleanly."""
+        for drained in self._drain([slot]):
+            if drained.last_exit != 0:  # its uncommitted frames go back to the group: redelivered, not lost
+                log.warning("%s exited with status %s while draining for the swap", drained.name, drained.last_exit)
+        return self._reports_of(WorkerReport)
+
+    def _await_join(self, slot: WorkerSlot) -> None:
+        """Until the started worker holds partitions, dies, the supervisor is stopped, or the join timeout
+        passes (a worker beyond the partition count never gets any)."""
+        assert slot.process is not None
+        deadline = time.monotonic() + self.join_timeout_s
+        while time.monotonic() < deadline and slot.process.is_alive() and not self._stop.is_set():
+            if any(j.pid == slot.process.pid for j in self._reports_of(WorkerJoined, wait_s=self.poll_s)):
+                return
+        if slot.process.is_alive() and not self._stop.is_set():
+            log.warning("%s holds no partitions after %g s; rolling on", slot.name, self.join_timeout_s)
+
+    def _reports_of(self, kind: type[Any], wait_s: float = 0.5) -> list[Any]:
+        """What the workers put on the report queue, of `kind` (others are kept for their reader)."""
         while self._reports is not None:
             try:
-                reports.append(self._reports.get(timeout=0.5))
+                self._pending.append(self._reports.get(timeout=wait_s))
             except queue.Empty:
                 break
-        return sorted(reports, key=lambda r: r.index)
+            wait_s = 0.0
+        found = [r for r in self._pending if isinstance(r, kind)]
+        self._pending = [r for r in self._pending if not isinstance(r, kind)]
+        return found
 
     # ------------------------------------------------------------------ layout gpu_owner
 
-    def _start_owners(self) -> None:
-        """One GPU owner per GPU, its workers' shared slabs and queues (workers get their share in their spec)."""
+    def _start_owners(self) -> OwnerGroup:
+        """One GPU owner per GPU of the current settings, its workers' shared slabs and socket (workers get their
+        share in their spec)."""
         from ..tiling import TileGrid
 
         p = self.settings.pipeline
@@ -357,16 +416,17 @@ class EdgeSupervisor:
         groups: dict[int | None, list[WorkerSlot]] = {}
         for slot in self.slots:
             groups.setdefault(slot.spec.gpu, []).append(slot)
-        self._socket_dir = tempfile.mkdtemp(prefix="inspection-gpu-")  # the owners' sockets (removed at stop)
+        group = OwnerGroup(socket_dir=tempfile.mkdtemp(prefix="inspection-gpu-"))  # the sockets, removed at stop
         for gpu, members in groups.items():
-            address = os.path.join(self._socket_dir, f"owner-{'cpu' if gpu is None else gpu}.sock")
+            address = os.path.join(group.socket_dir, f"owner-{'cpu' if gpu is None else gpu}.sock")  # type: ignore[arg-type]
             link, slabs = create_link(grid, len(members), slots, p.stage_timeout_s, address)
-            self._slabs += slabs
+            group.slabs += slabs
             for k, slot in enumerate(members):
                 slot.spec = dataclasses.replace(slot.spec, link=link, link_index=k)
             owner = OwnerSlot(gpu, link)
-            self.owners.append(owner)
+            group.owners.append(owner)
             self._start_owner(owner)
+        return group
 
     def _start_owner(self, owner: OwnerSlot) -> None:
         owner.process = self._ctx.Process(
@@ -389,23 +449,23 @@ class EdgeSupervisor:
         self._start_owner(owner)
         return None
 
-    def _stop_owners(self) -> None:
-        """After the workers drained: each owner answers what is queued, then ends; the slabs are freed."""
-        asked = [o for o in self.owners if o.process is not None and o.process.is_alive() and o.link.stop_owner()]
-        for owner in self.owners:
+    def _stop_owners(self, group: OwnerGroup) -> None:
+        """After their workers drained: each owner answers what is queued, then ends; the slabs are freed."""
+        asked = [o for o in group.owners if o.process is not None and o.process.is_alive() and o.link.stop_owner()]
+        for owner in group.owners:
             if owner.process is None:
                 continue
             owner.process.join(30 if owner in asked else 0)  # one not listening yet (still warming) is killed
             if owner.process.is_alive():
                 owner.process.kill()
                 owner.process.join()
-        for slab in self._slabs:
+        for slab in group.slabs:
             slab.close()
             slab.memory.unlink()
-        self._slabs.clear()
-        if self._socket_dir is not None:
-            shutil.rmtree(self._socket_dir, ignore_errors=True)
-            self._socket_dir = None
+        group.slabs.clear()
+        if group.socket_dir is not None:
+            shutil.rmtree(group.socket_dir, ignore_errors=True)
+            group.socket_dir = None
 
     def _serve_metrics(self) -> HealthServer | None:
         """One endpoint for every worker on `metrics_port` (none when the port is 0)."""
@@ -443,10 +503,10 @@ class EdgeSupervisor:
         slot.restart_at = now + wait
         return None
 
-    def _drain(self) -> list[WorkerSlot]:
-        """SIGTERM to every live worker (each drains and commits), then wait; kill after the timeout.
-        Returns the slots that were drained."""
-        live = [s for s in self.slots if s.process is not None and s.process.is_alive()]
+    def _drain(self, slots: list[WorkerSlot] | None = None) -> list[WorkerSlot]:
+        """SIGTERM to every live worker of `slots` (default all; each drains and commits), then wait; kill after
+        the timeout. Returns the slots that were drained."""
+        live = [s for s in (self.slots if slots is None else slots) if s.process is not None and s.process.is_alive()]
         for slot in live:
             os.kill(slot.process.pid, signal.SIGTERM)  # type: ignore[union-attr]
         deadline = time.monotonic() + self.drain_timeout_s

@@ -7,9 +7,12 @@ real database, real detectors (YOLOX-Nano, SSD MobileNet; onnxruntime on the CPU
 
 from __future__ import annotations
 
+import re
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +29,8 @@ from inspection.tiling import TileGrid
 from synthetic.line import LineSimulator
 from synthetic.photos import PhotoFrameSource
 from tests.integration.test_shadow import _committed
-from tests.integration.test_supervisor import GRID
+from tests.integration.test_supervisor import GRID, _frames, _produce, _wait, _worker_pids
+from tests.integration.test_supervisor import _committed as _supervisor_committed
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 
@@ -36,8 +40,7 @@ def _supervised(kafka_config: KafkaConfig, db_url: str, onnx: Path, layout: str)
     return Settings(
         grid=GRID,
         model=ModelConfig(name="yolox_nano", backend="onnxruntime", path=onnx, threads=1),
-        # the rebalance after the swap waits for this on the embedded broker: short, so the new workers join fast
-        kafka=kafka_config.model_copy(update={"partitions": 4, "max_poll_interval_ms": 15000}),
+        kafka=kafka_config.model_copy(update={"partitions": 4}),
         store=StoreConfig(url=db_url, image_dir=None),
         line=LineConfig(cameras=2, shots_per_camera=12, takt_s=600.0),
         pipeline=PipelineConfig(decode_workers=1, queue_size=2, workers=2, layout=layout),
@@ -102,18 +105,63 @@ def test_promotion_under_load_stores_every_frame_once(
     assert sum(_committed(bootstrap, first, kafka_config.group_id)) == len(produced)  # nothing left behind
 
 
-def test_promotion_with_several_workers_is_refused_in_one_error_line(
-    kafka_config: KafkaConfig, yolox_onnx, tmp_path: Path
+@pytest.mark.postgres
+@pytest.mark.parametrize("layout", ["auto", "gpu_owner"])  # gpu_owner: the owner process reloads too (here on the CPU)
+def test_promotion_under_two_workers_stores_every_frame_once_and_records_the_swap(
+    kafka_config: KafkaConfig, postgres_url: str, yolox_onnx, ssd_onnx, tmp_path: Path, layout: str
 ) -> None:
-    """`inspection edge --workers 2 --reload-model` is refused before any worker starts: the supervisor's
-    drain-swap-restart left the restarted workers without partitions for minutes on the embedded broker in about
-    half the runs (issue 20 stays open on it); one worker promotes (the test above)."""
-    settings = _supervised(kafka_config, f"sqlite:///{tmp_path / 'r.db'}", yolox_onnx, "auto")
+    """`inspection edge --workers 2 --reload-model`: the config changes to model B while frames wait in
+    Kafka; the supervisor rolls the workers over to B one at a time (the group never empties), records
+    the swap; every frame is handled by exactly one worker once (the workers' "frames stored" sum to the
+    frames produced) and stored once, its row tagged with the model that handled it."""
+    first = _supervised(kafka_config, postgres_url, yolox_onnx, layout)
+    second = first.model_copy(
+        update={"model": ModelConfig(name="ssd_mobilenet_v2_coco", backend="onnxruntime", path=ssd_onnx, threads=1)}
+    )
+    ensure_topics(kafka_config.bootstrap_servers, first.kafka)
     config = tmp_path / "edge.yaml"
-    config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+    config.write_text(yaml.safe_dump(first.model_dump(mode="json")))
+    log = tmp_path / "edge.log"
     command = [sys.executable, "-m", "inspection.cli", "edge", "--config", str(config), "--workers", "2", "--reload-model"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert done.returncode == 2, done.stderr
-    assert lines[0].startswith("error: --reload-model runs with one worker for now"), done.stderr
-    assert "inspection.edge.supervisor" not in done.stderr  # no worker was started
+    with open(log, "wb") as err:
+        edge = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err)
+    store = ResultStore.open(first.store)
+    try:
+        _wait(lambda: len(_worker_pids(log)) == 2, 60, "two workers to start")
+        time.sleep(6)  # both join the group and split the partitions
+        produced = _produce(first, 1)
+        _wait(lambda: len(_frames(store)) >= 2, 120, "the first frames to be stored")
+        config.write_text(yaml.safe_dump(second.model_dump(mode="json")))  # the one config change, under load
+        produced += _produce(first, 2)  # in Kafka while the workers drain and reload
+        _wait(lambda: "reloaded, resuming" in log.read_text(errors="replace"), 180, "the swap")
+        produced += _produce(first, 3)
+        expected = sorted({(f.car_id, f.camera, f.shot) for f in produced})
+        _wait(lambda: len(_frames(store)) >= len(expected), 300, "every frame to be stored")
+        _wait(lambda: _supervisor_committed(first) == len(produced), 60, "every offset to be committed")
+        assert edge.poll() is None, "the supervisor stopped on its own"
+    finally:
+        if edge.poll() is None:
+            edge.send_signal(signal.SIGTERM)
+        out, _ = edge.communicate(timeout=120)
+    output = log.read_text(errors="replace")
+    assert edge.returncode == 0, output[-3000:]
+    assert "1 model swap(s)" in out.decode(), out.decode()
+    rows = _frames(store)
+    assert [(r.car_id, r.camera, r.shot) for r in rows] == expected  # each frame once, none missing
+    handled = [int(n) for n in re.findall(r"worker \d stopped cleanly: (\d+) frames stored", output)]
+    assert len(handled) == 4 and sum(handled) == len(produced), output[-3000:]  # 2 drained for the swap, 2 at the end
+    with store.engine.connect() as conn:
+        by_model = dict(
+            conn.execute(text("SELECT r.model, COUNT(*) FROM frames f JOIN runs r ON r.id = f.run_id GROUP BY r.model")).all()
+        )
+        run_models = [m for (m,) in conn.execute(text("SELECT model FROM runs ORDER BY id"))]
+        (swap,) = conn.execute(text("SELECT from_model, to_model, frames_before, from_run_id, config FROM model_swaps")).all()
+        declared = conn.execute(text("SELECT SUM(detection_count) FROM frames")).scalar()
+        stored = conn.execute(text("SELECT COUNT(*) FROM detections")).scalar()
+    assert run_models == ["yolox_nano"] * 2 + ["ssd_mobilenet_v2_coco"] * 2
+    assert (swap.from_model, swap.to_model, swap.config) == ("yolox_nano", "ssd_mobilenet_v2_coco", str(config))
+    assert swap.frames_before == by_model["yolox_nano"] == sum(handled[:2]) >= 2
+    assert by_model["ssd_mobilenet_v2_coco"] == sum(handled[2:]) >= 1
+    assert declared == stored > 0
+    assert _supervisor_committed(first) == len(produced)
+    store.close()
