@@ -256,8 +256,9 @@ class EdgeSupervisor:
         reload_interval_s: float = 1.0,
         join_timeout_s: float = 120.0,
     ) -> None:
-        """`reload`: read the config again (promotion: a changed model drains, swaps and restarts every
-        worker); `on_swap(old, new, reports of the drained workers)` records the swap."""
+        """`reload`: read the config again (promotion: a changed model rolls every worker over to it, one at a
+        time); `on_swap(old, new, reports of the drained workers)` records the swap; `join_timeout_s`: how long
+        the roll waits for a new worker to hold partitions before it goes on."""
         self.restart = restart
         self.drain_timeout_s = drain_timeout_s
         self.poll_s = poll_s
@@ -416,9 +417,10 @@ class EdgeSupervisor:
         groups: dict[int | None, list[WorkerSlot]] = {}
         for slot in self.slots:
             groups.setdefault(slot.spec.gpu, []).append(slot)
-        group = OwnerGroup(socket_dir=tempfile.mkdtemp(prefix="inspection-gpu-"))  # the sockets, removed at stop
+        socket_dir = tempfile.mkdtemp(prefix="inspection-gpu-")  # the owners' sockets, removed at stop
+        group = OwnerGroup(socket_dir=socket_dir)
         for gpu, members in groups.items():
-            address = os.path.join(group.socket_dir, f"owner-{'cpu' if gpu is None else gpu}.sock")  # type: ignore[arg-type]
+            address = os.path.join(socket_dir, f"owner-{'cpu' if gpu is None else gpu}.sock")
             link, slabs = create_link(grid, len(members), slots, p.stage_timeout_s, address)
             group.slabs += slabs
             for k, slot in enumerate(members):
