@@ -59,6 +59,13 @@ class SecondLookConfig(_Section):
         1.0, ge=0.0, description="... when it scores at least this share of the piece's score (0: always)"
     )
     nms_iou: float = Field(0.5, gt=0.0, le=1.0, description="IoU at which a crop box and another view's box are one object")
+    max_zoom: float = Field(
+        3.0,
+        ge=1.0,
+        description="a cut object longer than a tile gets a window up to this many tiles wide, downscaled to one "
+        "tile (zoom-out); longer ones are left to the global view; 1 = tile-sized crops only",
+    )
+    zoom_margin: float = Field(1.2, ge=1.0, description="a zoom-out window's side: this × the object's longest side")
 
 
 class GridConfig(_Section):

@@ -5,13 +5,17 @@ pieces (joined or not) or from the coarse global view. Here:
 
 1. `cut_boxes`: the frame boxes that are cut pieces or joined across a cut: a side on an interior
    tile edge (within `tol`), or no single tile holds the whole box.
-2. `choose_windows`: the best-scoring of them (score >= min_score, small enough for one crop) get a
-   crop of the tile's size centred on them and clamped to the frame (`place_windows`); a box that
-   already lies in a chosen crop gets none (no two crops for one object); at most `max_crops`.
-3. `gather_crops`: the crops are read out of the tile batch itself (every frame pixel is in some
-   tile), so the edge needs no copy of the decoded frame, on the host or on the GPU.
-4. One detector call on the crops; `crops_to_frame` maps their boxes to frame pixels, and boxes
-   that a crop itself cut (a side on a crop edge inside the frame) are dropped.
+2. `choose_windows`: the best-scoring of them (score >= min_score) get a window centred on them and
+   clamped to the frame (`place_windows`): the tile's size, or for an object longer than a tile a
+   zoom-out window of `zoom_margin` × its longest side (at most `max_zoom` tiles; `window_sides`);
+   a box that already lies in a chosen window gets none (no two crops for one object); at most
+   `max_crops`.
+3. `gather_crops`: the windows are read out of the tile batch itself (every frame pixel is in some
+   tile), so the edge needs no copy of the decoded frame, on the host or on the GPU; a zoom-out
+   window is downscaled to one tile (area interpolation).
+4. One detector call on the crops; `crops_to_frame` maps their boxes to frame pixels (scaled by the
+   window's zoom), and boxes that a crop itself cut (a side on a crop edge inside the frame) are
+   dropped.
 5. `replace_pieces`: a crop box replaces every cut box of its class whose area it covers by at least
    `cover_threshold`, when it scores at least `replace_min_ratio` × that box's score; crop boxes
    and the remaining boxes are then de-duplicated by class-wise NMS across views (`nms_iou`).
@@ -59,53 +63,74 @@ def cut_boxes(xyxy: np.ndarray, grid: TileGrid, tol: float) -> np.ndarray:
     return on_grid_line(xyxy, grid, tol) | ~contained_in_a_tile(xyxy, grid)
 
 
-def place_windows(xyxy: np.ndarray, frame_size: tuple[int, int], side: int) -> np.ndarray:
-    """(N, 4) boxes -> (N, 2) int64 top-left corners of `side`×`side` windows centred on them.
+def window_sides(xyxy: np.ndarray, frame_size: tuple[int, int], side: int, max_zoom: float, margin: float) -> np.ndarray:
+    """(N, 4) boxes -> (N,) int64 window sides: `side` for a box whose pixel extent fits a tile, else
+    ceil(margin × its longest extent) when that is at most max_zoom × side and fits the frame, else 0
+    (no window: the global view sees such an object whole)."""
+    b = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    longest = np.max(np.ceil(b[:, 2:]) - np.floor(b[:, :2]), axis=1) if len(b) else np.zeros(0)
+    zoomed = np.ceil(margin * longest)
+    cap = min(max_zoom * side, *frame_size)
+    return np.where(longest <= side, side, np.where(zoomed <= cap, zoomed, 0)).astype(np.int64)
+
+
+def place_windows(xyxy: np.ndarray, frame_size: tuple[int, int], side: int | np.ndarray) -> np.ndarray:
+    """(N, 4) boxes -> (N, 2) int64 top-left corners of side×side windows centred on them (`side`: one for
+    all, or (N,) one per box).
 
     Every window lies inside the frame (frame_size = (width, height) >= side). A box whose
-    pixel extent (floor of its low side to ceil of its high side) is at most `side` along an axis
+    pixel extent (floor of its low side to ceil of its high side) is at most its side along an axis
     lies inside its window along that axis; a longer one gets the window centred on it.
     """
     b = np.asarray(xyxy, np.float64).reshape(-1, 4)
-    limits = np.array(frame_size, np.float64) - side
+    s = np.broadcast_to(np.asarray(side, np.float64), (len(b),))[:, None]
+    limits = np.array(frame_size, np.float64) - s
     lo = np.floor(b[:, :2])
     hi = np.ceil(b[:, 2:])
-    centred = np.floor((lo + hi - side) / 2)
-    fits = hi - lo <= side
+    centred = np.floor((lo + hi - s) / 2)
+    fits = hi - lo <= s
     # a fitting box: the corner must lie in [hi - side, lo]; nearest to the centred corner
-    corner = np.where(fits, np.clip(centred, hi - side, lo), centred)
+    corner = np.where(fits, np.clip(centred, hi - s, lo), centred)
     return np.clip(corner, 0, limits).astype(np.int64)
 
 
-def fits_window(xyxy: np.ndarray, side: int) -> np.ndarray:
-    """(N, 4) boxes -> (N,) bool: the box's pixel extent is at most `side` along both axes."""
-    b = np.asarray(xyxy, np.float64).reshape(-1, 4)
-    return np.all(np.ceil(b[:, 2:]) - np.floor(b[:, :2]) <= side, axis=1)
-
-
-def inside_windows(xyxy: np.ndarray, corners: np.ndarray, side: int) -> np.ndarray:
-    """(N, 4) boxes, (K, 2) window corners -> (N, K) bool: box n lies inside window k."""
+def inside_windows(xyxy: np.ndarray, corners: np.ndarray, side: int | np.ndarray) -> np.ndarray:
+    """(N, 4) boxes, (K, 2) window corners -> (N, K) bool: box n lies inside window k (`side`: one for all
+    windows, or (K,) one per window)."""
     b = np.asarray(xyxy, np.float64).reshape(-1, 4)
     c = np.asarray(corners, np.float64).reshape(-1, 2)
+    s = np.broadcast_to(np.asarray(side, np.float64), (len(c),))[None, :]
     return (
         (b[:, None, 0] >= c[None, :, 0])
         & (b[:, None, 1] >= c[None, :, 1])
-        & (b[:, None, 2] <= c[None, :, 0] + side)
-        & (b[:, None, 3] <= c[None, :, 1] + side)
+        & (b[:, None, 2] <= c[None, :, 0] + s)
+        & (b[:, None, 3] <= c[None, :, 1] + s)
     )
 
 
-def choose_windows(xyxy: np.ndarray, score: np.ndarray, frame_size: tuple[int, int], side: int, max_windows: int) -> np.ndarray:
-    """Crops for the boxes (N, 4) in score order, one per object: (K, 2) int64 corners, K <= max_windows.
+def choose_windows(
+    xyxy: np.ndarray,
+    score: np.ndarray,
+    frame_size: tuple[int, int],
+    side: int,
+    max_windows: int,
+    max_zoom: float = 1.0,
+    margin: float = 1.2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Windows for the boxes (N, 4) in score order, one per object: ((K, 2) int64 corners, (K,) int64 sides),
+    K <= max_windows.
 
-    Greedy: the best box not yet inside a chosen window gets a window centred on it (`place_windows`);
-    every box inside it is then served. Boxes longer than `side` are not served (no crop holds them).
-    The loop runs once per chosen window (at most `max_windows` times), each step over all boxes at once.
+    Greedy: the best box not yet inside a chosen window gets a window centred on it (`place_windows`,
+    side from `window_sides`); every box inside it is then served. Boxes with no window side (longer than
+    max_zoom tiles allow) are not served. The loop runs once per chosen window (at most `max_windows`
+    times), each step over all boxes at once.
     """
     b = np.asarray(xyxy, np.float64).reshape(-1, 4)
     order = np.argsort(-np.asarray(score), kind="stable")
-    b = b[order][fits_window(b[order], side)]
-    corners = place_windows(b, frame_size, side)
+    b = b[order]
+    sides = window_sides(b, frame_size, side, max_zoom, margin)
+    b, sides = b[sides > 0], sides[sides > 0]
+    corners = place_windows(b, frame_size, sides)
     served = np.zeros(len(b), bool)
     chosen: list[int] = []
     while len(chosen) < max_windows:
@@ -114,35 +139,50 @@ def choose_windows(xyxy: np.ndarray, score: np.ndarray, frame_size: tuple[int, i
             break
         k = int(waiting[0])
         chosen.append(k)
-        served |= inside_windows(b, corners[k : k + 1], side)[:, 0]
+        served |= inside_windows(b, corners[k : k + 1], sides[k : k + 1])[:, 0]
         served[k] = True
-    return corners[chosen].reshape(-1, 2)
+    return corners[chosen].reshape(-1, 2), sides[chosen]
 
 
-def crops_to_frame(xyxy: np.ndarray, corners: np.ndarray, window: np.ndarray) -> np.ndarray:
-    """(N, 4) crop-pixel boxes, (K, 2) corners, (N,) window index of each box -> (N, 4) float32 frame boxes."""
+def _window_scale(window: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
+    if scale is None:
+        return np.ones((len(window), 1), np.float32)
+    return np.asarray(scale, np.float32)[np.asarray(window, np.int64)][:, None]
+
+
+def crops_to_frame(xyxy: np.ndarray, corners: np.ndarray, window: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
+    """(N, 4) crop-pixel boxes, (K, 2) corners, (N,) window index of each box -> (N, 4) float32 frame boxes.
+    `scale`: (K,) frame pixels per crop pixel of each window (its side / the tile's; default 1)."""
     c = np.asarray(corners, np.float32)[np.asarray(window, np.int64)]
-    return np.asarray(xyxy, np.float32) + np.concatenate([c, c], axis=1)
+    return np.asarray(xyxy, np.float32) * _window_scale(window, scale) + np.concatenate([c, c], axis=1)
 
 
-def frame_to_crops(xyxy: np.ndarray, corners: np.ndarray, window: np.ndarray) -> np.ndarray:
-    """Inverse of `crops_to_frame`: (N, 4) frame boxes -> (N, 4) float32 boxes in their window's pixels."""
+def frame_to_crops(xyxy: np.ndarray, corners: np.ndarray, window: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
+    """Inverse of `crops_to_frame`: (N, 4) frame boxes -> (N, 4) float32 boxes in their crop's pixels."""
     c = np.asarray(corners, np.float32)[np.asarray(window, np.int64)]
-    return np.asarray(xyxy, np.float32) - np.concatenate([c, c], axis=1)
+    return (np.asarray(xyxy, np.float32) - np.concatenate([c, c], axis=1)) / _window_scale(window, scale)
 
 
 def cut_by_window(
-    xyxy: np.ndarray, corners: np.ndarray, window: np.ndarray, side: int, frame_size: tuple[int, int], tol: float
+    xyxy: np.ndarray,
+    corners: np.ndarray,
+    window: np.ndarray,
+    side: int | np.ndarray,
+    frame_size: tuple[int, int],
+    tol: float | np.ndarray,
 ) -> np.ndarray:
-    """(N, 4) frame boxes found in window `window` (N,) -> (N,) bool: a side lies within `tol` of
-    one of that window's edges that is not the frame's edge (the crop cut the object)."""
-    local = frame_to_crops(xyxy, corners, window).astype(np.float64)
-    c = np.asarray(corners, np.int64)[np.asarray(window, np.int64)]
+    """(N, 4) frame boxes found in window `window` (N,) -> (N,) bool: a side lies within `tol` (frame pixels;
+    one for all or (N,)) of one of that window's edges that is not the frame's edge (the crop cut the object).
+    `side`: the windows' side in frame pixels, one for all or (K,)."""
+    w_index = np.asarray(window, np.int64)
+    local = frame_to_crops(xyxy, corners, w_index).astype(np.float64)
+    c = np.asarray(corners, np.int64)[w_index]
+    s = np.broadcast_to(np.asarray(side, np.int64), (len(np.asarray(corners).reshape(-1, 2)),))[w_index]
     w, h = frame_size
     left = (c[:, 0] > 0) & (local[:, 0] <= tol)
     top = (c[:, 1] > 0) & (local[:, 1] <= tol)
-    right = (c[:, 0] + side < w) & (local[:, 2] >= side - tol)
-    bottom = (c[:, 1] + side < h) & (local[:, 3] >= side - tol)
+    right = (c[:, 0] + s < w) & (local[:, 2] >= s - tol)
+    bottom = (c[:, 1] + s < h) & (local[:, 3] >= s - tol)
     return left | top | right | bottom
 
 
@@ -162,23 +202,52 @@ def _segments(starts: np.ndarray, lo: int, length: int) -> list[tuple[int, int, 
     return out
 
 
-def gather_crops(batch: Any, grid: TileGrid, corners: np.ndarray) -> Any:
+def _read_window(batch: Any, grid: TileGrid, x0: int, y0: int, side: int, out: Any) -> None:
+    """Frame pixels [y0, y0 + side) × [x0, x0 + side) from the tile batch into `out` (side, side, C)."""
+    for row, ty, oy, h in _segments(grid.y_starts, y0, side):
+        for col, tx, ox, w in _segments(grid.x_starts, x0, side):
+            out[oy : oy + h, ox : ox + w] = batch[row * grid.cols + col, ty : ty + h, tx : tx + w]
+
+
+def _downscale(window: Any, size: int) -> Any:
+    """(S, S, C) uint8 window -> (size, size, C) by area interpolation; numpy (OpenCV) or a torch tensor."""
+    if isinstance(window, np.ndarray):
+        import cv2
+
+        return cv2.resize(window, (size, size), interpolation=cv2.INTER_AREA)
+    import torch
+
+    chw = window.permute(2, 0, 1)[None].float()
+    small = torch.nn.functional.interpolate(chw, size=(size, size), mode="area")
+    return small[0].permute(1, 2, 0).round().clamp(0, 255).to(window.dtype)
+
+
+def gather_crops(batch: Any, grid: TileGrid, corners: np.ndarray, sides: np.ndarray | None = None) -> Any:
     """(num_slots, T, T, 3) tile batch, (K, 2) window corners -> (K, T, T, 3) crops of the frame.
 
     Frame pixel (y, x) is read from the last tile starting at or before it on each axis (every
-    grid covers its frame), so the crops equal `frame[y0:y0+T, x0:x0+T]`. Each crop is assembled
-    from the few rectangles of tiles it covers (2×2 on the default grid), block copies only: a
-    loop over crops and their tile pieces (at most max_crops × 9), never over pixels or boxes. The
-    batch may be a numpy array or a torch tensor (the crops are then a tensor on its device).
+    grid covers its frame), so a tile-sized crop equals `frame[y0:y0+T, x0:x0+T]`. Each window is
+    assembled from the few rectangles of tiles it covers (2×2 on the default grid), block copies only:
+    a loop over windows and their tile pieces, never over pixels or boxes. A window with a side S > T
+    (`sides`, default T for all) is read whole and downscaled to T×T (area interpolation). The batch
+    may be a numpy array or a torch tensor (the crops are then a tensor on its device).
     """
     t = grid.tile_size
     c = np.asarray(corners, np.int64).reshape(-1, 2)
+    s = np.full(len(c), t, np.int64) if sides is None else np.asarray(sides, np.int64)
     shape = (len(c), t, t, batch.shape[-1])
     out = np.empty(shape, batch.dtype) if isinstance(batch, np.ndarray) else batch.new_empty(shape)
-    for k, (x0, y0) in enumerate(c.tolist()):
-        for row, ty, oy, h in _segments(grid.y_starts, y0, t):
-            for col, tx, ox, w in _segments(grid.x_starts, x0, t):
-                out[k, oy : oy + h, ox : ox + w] = batch[row * grid.cols + col, ty : ty + h, tx : tx + w]
+    for k, ((x0, y0), side) in enumerate(zip(c.tolist(), s.tolist(), strict=True)):
+        if side == t:
+            _read_window(batch, grid, x0, y0, t, out[k])
+            continue
+        big = (
+            np.empty((side, side, batch.shape[-1]), batch.dtype)
+            if isinstance(batch, np.ndarray)
+            else batch.new_empty((side, side, batch.shape[-1]))
+        )
+        _read_window(batch, grid, x0, y0, side, big)
+        out[k] = _downscale(big, t)
     return out
 
 
@@ -253,12 +322,15 @@ def second_look(
     asking = cut & (first.score >= config.min_score)
     if not asking.any():
         return first
-    corners = choose_windows(first.xyxy[asking], first.score[asking], frame_size, side, config.max_crops)
+    corners, sides = choose_windows(
+        first.xyxy[asking], first.score[asking], frame_size, side, config.max_crops, config.max_zoom, config.zoom_margin
+    )
     if not len(corners):
         return first
-    found = detect(gather_crops(batch, grid, corners))
+    found = detect(gather_crops(batch, grid, corners, sides))
     found = found[(found.tile_index >= 0) & (found.tile_index < len(corners))]
-    xyxy = crops_to_frame(found.xyxy, corners, found.tile_index)
-    whole = ~cut_by_window(xyxy, corners, found.tile_index, side, frame_size, tol)
+    scale = sides / side  # frame pixels per crop pixel of each window
+    xyxy = crops_to_frame(found.xyxy, corners, found.tile_index, scale)
+    whole = ~cut_by_window(xyxy, corners, found.tile_index, sides, frame_size, tol * scale[found.tile_index])
     crops = Detections(xyxy, found.score, found.class_id, found.tile_index)[whole]
     return replace_pieces(first, crops, cut, config, float(side))

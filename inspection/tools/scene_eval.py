@@ -162,7 +162,8 @@ def default_configurations(
 ) -> list[TiledConfiguration]:
     """The table's tiled rows: 63+1 tiles without joining, the earlier pairwise joining, one call
     (global view + cut joining + fusion), then overlapping grids; each grid option also with the
-    second look (`second_look`, enabled; default settings when None)."""
+    second look (`second_look`, enabled; default settings when None), and the one call's second look
+    without its zoom-out windows when they are on."""
     look = (second_look or SecondLookConfig()).model_copy(update={"enabled": True})
     plain = TileGrid(grid.frame_width, grid.frame_height, grid.tile_size, 0, grid.batch_size, False)
     with_global = TileGrid(grid.frame_width, grid.frame_height, grid.tile_size, 0, grid.batch_size, True)
@@ -182,6 +183,15 @@ def default_configurations(
             f"one call + second look (<= {look.max_crops} crops, 1 call)", with_global, cut, look, option_name(0, True)
         ),
     ]
+    if look.max_zoom > 1:  # what the zoom-out windows add: the same look with tile-sized crops only
+        rows.append(
+            TiledConfiguration(
+                "one call + second look, tile-sized crops only (max_zoom 1)",
+                with_global,
+                cut,
+                look.model_copy(update={"max_zoom": 1.0}),
+            )
+        )
     for overlap in overlaps:
         g = TileGrid(grid.frame_width, grid.frame_height, grid.tile_size, overlap, grid.batch_size, True)
         name = (

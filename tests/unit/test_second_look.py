@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -22,6 +23,7 @@ from inspection.second_look import (
     place_windows,
     replace_pieces,
     second_look,
+    window_sides,
 )
 from inspection.stitch import stitch
 from inspection.tiling import TileGrid
@@ -65,6 +67,13 @@ def test_crop_to_frame_to_crop_is_the_identity(boxes, corners, data):
     frame = crops_to_frame(crop_boxes, np.array(corners), window)
     np.testing.assert_allclose(frame_to_crops(frame, np.array(corners), window), crop_boxes, atol=1e-3)
     np.testing.assert_allclose(frame - crop_boxes, np.array(corners, np.float32)[window][:, [0, 1, 0, 1]], atol=1e-3)
+    # zoom-out windows: a crop pixel is `scale` frame pixels, measured from the window's corner
+    scale = np.array([data.draw(st.sampled_from([1.0, 1.5, 2.0, 3.0])) for _ in corners], np.float32)
+    zoomed = crops_to_frame(crop_boxes, np.array(corners), window, scale)
+    np.testing.assert_allclose(frame_to_crops(zoomed, np.array(corners), window, scale), crop_boxes, atol=1e-2)
+    np.testing.assert_allclose(
+        zoomed - np.array(corners, np.float32)[window][:, [0, 1, 0, 1]], crop_boxes * scale[window][:, None], atol=1e-2
+    )
 
 
 @settings(max_examples=25, deadline=None)
@@ -79,6 +88,13 @@ def test_crops_read_from_the_tile_batch_equal_the_frame_pixels(overlap, corners,
     crops = gather_crops(grid.tiles(frame), grid, np.array(corners))
     for crop, (x, y) in zip(crops, corners, strict=True):
         np.testing.assert_array_equal(crop, frame[y : y + 300, x : x + 300])
+    # zoom-out windows: the frame's pixels of the larger window, downscaled to a tile by area
+    sides = np.random.default_rng(seed).choice([300, 450, 600, 900], len(corners))
+    big = np.array([[min(x, FRAME[0] - s), min(y, FRAME[1] - s)] for (x, y), s in zip(corners, sides, strict=True)])
+    zoomed = gather_crops(grid.tiles(frame), grid, big, sides)
+    for crop, (x, y), s in zip(zoomed, big, sides, strict=True):
+        expected = cv2.resize(frame[y : y + s, x : x + s], (300, 300), interpolation=cv2.INTER_AREA)
+        np.testing.assert_array_equal(crop, expected)
 
 
 @settings(max_examples=200, deadline=None)
@@ -90,7 +106,8 @@ def test_crops_read_from_the_tile_batch_equal_the_frame_pixels(overlap, corners,
 def test_windows_one_per_object_best_first_at_most_the_limit(boxes, max_windows, seed):
     xyxy = np.array(boxes)
     score = np.random.default_rng(seed).random(len(xyxy))
-    corners = choose_windows(xyxy, score, FRAME, 300, max_windows)
+    corners, sides = choose_windows(xyxy, score, FRAME, 300, max_windows)  # no zoom: tile-sized windows only
+    assert sides.tolist() == [300] * len(corners)
     assert len(corners) <= max_windows
     assert np.all((corners >= 0) & (corners <= np.array(FRAME) - 300))
     fits = np.all(np.ceil(xyxy[:, 2:]) - np.floor(xyxy[:, :2]) <= 300, axis=1)
@@ -108,6 +125,32 @@ def test_windows_one_per_object_best_first_at_most_the_limit(boxes, max_windows,
         return
     first_window = np.where(held.any(axis=1), held.argmax(axis=1), len(corners))
     assert set(first_window[first_window < len(corners)].tolist()) == set(range(len(corners)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    boxes=st.lists(frame_boxes(max_side=1000.0), min_size=1, max_size=30),
+    max_windows=st.integers(1, 16),
+    max_zoom=st.sampled_from([1.0, 2.0, 3.0]),
+    seed=st.integers(0, 1000),
+)
+def test_zoom_out_windows_hold_objects_longer_than_a_tile_up_to_the_zoom(boxes, max_windows, max_zoom, seed):
+    xyxy = np.array(boxes)
+    score = np.random.default_rng(seed).random(len(xyxy))
+    corners, sides = choose_windows(xyxy, score, FRAME, 300, max_windows, max_zoom, 1.2)
+    assert len(corners) == len(sides) <= max_windows
+    assert np.all((sides >= 300) & (sides <= 300 * max_zoom))
+    assert np.all((corners >= 0) & (corners + sides[:, None] <= np.array(FRAME)))  # inside the frame
+    wanted = window_sides(xyxy, FRAME, 300, max_zoom, 1.2)
+    extent = np.max(np.ceil(xyxy[:, 2:]) - np.floor(xyxy[:, :2]), axis=1)
+    assert np.all((wanted == 300) == (extent <= 300))  # a tile for what fits one
+    assert np.all(wanted[extent > 300] >= np.minimum(np.ceil(1.2 * extent[extent > 300]), 1e9) * (wanted[extent > 300] > 0))
+    inside = inside_windows(xyxy, corners, sides)
+    if len(corners) < max_windows:  # every box with a window side lies in some window
+        assert np.all(inside.any(axis=1)[wanted > 0])
+    served = wanted > 0
+    if served.any():  # the best box with a window side gets one
+        assert inside[np.flatnonzero(served)[np.argmax(score[served])]].any()
 
 
 def test_cut_boxes_are_pieces_on_a_tile_edge_or_boxes_no_tile_holds():
@@ -129,6 +172,11 @@ def test_boxes_the_crop_cut_are_found_but_not_on_the_frame_edge():
     corners = np.array([[100, 0]])
     boxes = np.array([[101, 50, 150, 80], [200, 0, 250, 40], [200, 100, 399, 150], [150, 150, 250, 250]], np.float32)
     assert cut_by_window(boxes, corners, np.zeros(4, int), 300, FRAME, 2.0).tolist() == [True, False, True, False]
+    # a 600-px zoom-out window beside a 300-px one: each box is judged against its own window's edges
+    corners = np.array([[100, 0], [1000, 500]])
+    boxes = np.array([[200, 100, 399, 150], [1100, 600, 1599, 700], [1100, 600, 1400, 1099], [1500, 900, 1550, 950]])
+    window = np.array([0, 1, 1, 1])
+    assert cut_by_window(boxes, corners, window, np.array([300, 600]), FRAME, 2.0).tolist() == [True, True, True, False]
 
 
 @st.composite
@@ -235,6 +283,32 @@ def test_an_object_cut_by_tile_borders_comes_back_whole_from_one_crop(rect):
         assert detect.calls == [64] and out is first
 
 
+def test_an_object_longer_than_a_tile_cut_by_borders_comes_back_whole_from_a_zoom_out_window():
+    """A 500-px rectangle over four tiles, joined from its pieces by the stitch: no tile-sized crop holds it; a
+    zoom-out window (600 px shown at 300) does, and its box maps back to the frame at the window's scale."""
+    grid = TileGrid(global_view=False)
+    frame = np.zeros((FRAME[1], FRAME[0], 3), np.uint8)
+    x0, y0, x1, y1 = 1000, 400, 1500, 700
+    frame[y0:y1, x0:x1] = 255
+    batch = grid.tiles(frame)
+    first = stitch(LitRectangles()(batch), grid, StitchConfig())
+    assert len(first) == 1 and cut_boxes(first.xyxy, grid, 6.0).all()  # one joined box no tile holds
+    no_zoom = LitRectangles()
+    assert second_look(first, batch, grid, no_zoom, SecondLookConfig(max_zoom=1.0), 6.0) is first
+    assert no_zoom.calls == []  # no tile-sized window holds it: no second call
+    corners, sides = choose_windows(first.xyxy, first.score, FRAME, 300, 12, 3.0, 1.2)
+    assert sides.tolist() == [600]  # 1.2 x 500
+    found = LitRectangles()(gather_crops(batch, grid, corners, sides))
+    assert len(found) == 1 and found.score[0] == pytest.approx(0.9)  # whole in the window: not touching its edge
+    mapped = crops_to_frame(found.xyxy, corners, found.tile_index, sides / 300)
+    np.testing.assert_allclose(mapped[0], [x0, y0, x1, y1], atol=2.0)  # 600 px shown at 300: within 2 frame px
+    detect = LitRectangles()
+    out = second_look(first, batch, grid, detect, SecondLookConfig(max_zoom=3.0, zoom_margin=1.2), 6.0)
+    assert detect.calls == [1]  # the zoom-out window, one call
+    assert len(out) == 1  # one object: the window's box and the joined box are de-duplicated
+    np.testing.assert_allclose(out.xyxy[0], [x0, y0, x1, y1], atol=2.0)
+
+
 def test_disabled_or_nothing_cut_means_no_second_call():
     grid = TileGrid(global_view=False)
     frame = np.zeros((FRAME[1], FRAME[0], 3), np.uint8)
@@ -263,3 +337,9 @@ def test_crops_from_a_torch_batch_stay_tensors_and_equal_the_frame_pixels():
     assert isinstance(crops, torch.Tensor) and tuple(crops.shape) == (3, 300, 300, 3)
     for crop, (x, y) in zip(crops.numpy(), corners, strict=True):
         np.testing.assert_array_equal(crop, frame[y : y + 300, x : x + 300])
+    # a zoom-out window downscaled on the tensor's device: torch's area mean, OpenCV's on the host agree
+    zoomed = gather_crops(torch.from_numpy(GRID.tiles(frame)), GRID, np.array([[1190, 290], [2100, 1500]]), np.array([600, 600]))
+    assert isinstance(zoomed, torch.Tensor) and zoomed.dtype == torch.uint8
+    for crop, (x, y) in zip(zoomed.numpy(), [(1190, 290), (2100, 1500)], strict=True):
+        expected = cv2.resize(frame[y : y + 600, x : x + 600], (300, 300), interpolation=cv2.INTER_AREA)
+        assert np.abs(crop.astype(int) - expected.astype(int)).max() <= 1  # rounding of the 2x2 means
