@@ -27,7 +27,8 @@ def test_one_scene_scores_every_configuration_and_tiling_beats_one_shot(dataset,
     )
     assert calls[0] == "warmup (300, 300)" and "warmup (300, 300)" not in calls[1:]  # built before anything is timed
     names = report.names()
-    assert names[0] == ONE_SHOT and len(names) == 6
+    assert names[0] == ONE_SHOT and len(names) == 7
+    assert "one call + second look, tile-sized crops only (max_zoom 1)" in names  # what the zoom-out windows add
     assert report.scenes[0]["objects"] > 0 and 0 < report.scenes[0]["crossing_share"] <= 1
     for row in report.rows:
         assert 0.0 <= row.scores["mAP"] <= 1.0 and 0.0 <= row.scores["border_recall"] <= 1.0 and row.detections > 0
