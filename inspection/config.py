@@ -205,7 +205,7 @@ class KafkaConfig(_Section):
         300000,
         ge=1000,
         description="librdkafka max.poll.interval.ms, also the group's rebalance timeout: how long a rebalance waits "
-        "for members to rejoin (the embedded broker waits it out after workers leave and new ones join)",
+        "for members to rejoin",
     )
     poll_timeout_s: float = Field(0.2, gt=0)
     connect_timeout_s: float = Field(10.0, gt=0, description="how long a command waits for the cluster to answer at start")

@@ -9,7 +9,6 @@ Kafka's size limits admit the largest record the configuration allows; the analy
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import json
 import re
@@ -35,6 +34,7 @@ from inspection.messages.frame_id import FrameId
 from inspection.store import FrameRecord, ResultStore, upgrade_database
 from inspection.store.db import create_engine_for
 from tests.integration.conftest_store import postgres_server_url, postgres_url  # noqa: F401 (fixtures)
+from tests.sources import parse_python
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -516,7 +516,7 @@ def test_notebook_is_valid_nbformat4_without_outputs(path: Path) -> None:
         source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
         if cell["cell_type"] == "code":
             assert cell["outputs"] == [] and cell["execution_count"] is None, "notebooks are committed unexecuted"
-            ast.parse(source)
+            parse_python(source)
     try:
         import nbformat
     except ImportError:

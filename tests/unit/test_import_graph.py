@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from tests.sources import parse_python
+
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "inspection"
 # The offline layer and the entry point over both layers; everything else in `inspection` is the runtime.
@@ -26,7 +28,7 @@ def imports_of(name: str, path: Path, known: dict[str, Path] | None = None) -> s
     too, and not `a` itself when every b is a module of `known`: `from . import queries` needs the submodule only)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(parse_python(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):

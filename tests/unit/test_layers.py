@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from inspection.cli import app
 from inspection.extras import MissingExtraError, require
 from inspection.tools.evaluate import coco_scores
+from tests.sources import parse_python
 
 REPO = Path(__file__).resolve().parents[2]
 OPTIONAL = (
@@ -48,7 +49,7 @@ def imported_modules(path: Path) -> set[str]:
     """Absolute names of what a module imports (relative imports resolved against its package)."""
     package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(parse_python(path.read_text())):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -61,7 +62,7 @@ def imported_modules(path: Path) -> set[str]:
 
 def test_no_inspection_module_imports_synthetic_and_gpu_preparation_needs_no_detector_backend() -> None:
     for path in sorted((REPO / "inspection").rglob("*.py")):
-        tree = ast.parse(path.read_text())
+        tree = parse_python(path.read_text())
         top_level = {n for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom)) for n in imported_modules_of(node)}
         assert not any(n.split(".")[0] == "synthetic" for n in top_level), f"{path} imports synthetic at import time"
     for stage in (REPO / "inspection" / "edge").glob("*.py"):
