@@ -8,10 +8,12 @@ must fail its workers at once rather than after the answer timeout.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,17 +39,27 @@ def _tiles(grid: TileGrid) -> np.ndarray:
     return grid.tiles(PhotoFrameSource(grid, seed=3)(0, 0, 0))
 
 
+@contextlib.contextmanager
+def _connected(settings: Settings, link: GpuLink, slot: int = 0) -> Iterator[tuple[LinkedDetector, np.ndarray]]:
+    """Worker 0's detector, connected to the owner, and its slab slot `slot` holding a photo frame's tiles."""
+    worker = LinkedDetector(settings, link, 0)
+    try:
+        worker.warmup((GRID.tile_size, GRID.tile_size))
+        batch = worker.pool[slot]
+        batch[...] = _tiles(TileGrid.from_config(settings.grid))
+        yield worker, batch
+    finally:
+        worker.close()
+
+
 def _ask_forever(settings: Settings, link: GpuLink, answered: str) -> None:
     """A worker process: detect the same frame again and again, counting answers in a file."""
-    detector = LinkedDetector(settings, link, 0)
-    detector.warmup((GRID.tile_size, GRID.tile_size))
-    batch = detector.pool[0]
-    batch[...] = _tiles(TileGrid.from_config(settings.grid))
-    count = 0
-    while True:
-        detector.detect(batch)
-        count += 1
-        Path(answered).write_text(str(count))
+    with _connected(settings, link) as (detector, batch):
+        count = 0
+        while True:
+            detector.detect(batch)
+            count += 1
+            Path(answered).write_text(str(count))
 
 
 def _answers(path: Path) -> int:
@@ -95,15 +107,9 @@ def test_a_worker_killed_while_it_waits_leaves_its_successor_a_working_link(owne
         os.kill(victim.pid, signal.SIGKILL)
         victim.join()
 
-    successor = LinkedDetector(settings, link, 0)
-    try:
-        successor.warmup((GRID.tile_size, GRID.tile_size))
-        batch = successor.pool[1]
-        batch[...] = _tiles(grid)
+    with _connected(settings, link, slot=1) as (successor, batch):
         found = successor.detect(batch)  # raised "did not answer within 60 s" with the shared queue
         again = successor.detect(batch)
-    finally:
-        successor.close()
     direct = create_detector(settings.model, settings.detect)
     try:
         expected = direct.detect(_tiles(grid))
@@ -119,31 +125,19 @@ def test_a_worker_killed_while_it_waits_leaves_its_successor_a_working_link(owne
 
 def test_a_dead_owner_fails_its_worker_at_once_and_a_stopped_one_ends(owner):
     settings, link, process = owner
-    worker = LinkedDetector(settings, link, 0)
-    try:
-        worker.warmup((GRID.tile_size, GRID.tile_size))
-        batch = worker.pool[0]
-        batch[...] = _tiles(TileGrid.from_config(settings.grid))
+    with _connected(settings, link) as (worker, batch):
         worker.detect(batch)
         os.kill(process.pid, signal.SIGKILL)
         process.join()
         with pytest.raises(RuntimeError, match="closed the link"):  # told by the socket, not by the timeout
             worker.detect(batch)
-    finally:
-        worker.close()
     assert not link.stop_owner()  # nobody listens any more
 
 
 def test_the_supervisors_stop_ends_the_owner_after_answering(owner):
     settings, link, process = owner
-    worker = LinkedDetector(settings, link, 0)
-    try:
-        worker.warmup((GRID.tile_size, GRID.tile_size))
-        batch = worker.pool[0]
-        batch[...] = _tiles(TileGrid.from_config(settings.grid))
+    with _connected(settings, link) as (worker, batch):
         assert len(worker.detect(batch).score) > 0
         assert link.stop_owner()
         process.join(30)
         assert process.exitcode == 0
-    finally:
-        worker.close()
