@@ -235,20 +235,20 @@ def gather_crops(batch: Any, grid: TileGrid, corners: np.ndarray, sides: np.ndar
     t = grid.tile_size
     c = np.asarray(corners, np.int64).reshape(-1, 2)
     s = np.full(len(c), t, np.int64) if sides is None else np.asarray(sides, np.int64)
-    shape = (len(c), t, t, batch.shape[-1])
-    out = np.empty(shape, batch.dtype) if isinstance(batch, np.ndarray) else batch.new_empty(shape)
+    out = _empty_like(batch, (len(c), t, t, batch.shape[-1]))
     for k, ((x0, y0), side) in enumerate(zip(c.tolist(), s.tolist(), strict=True)):
         if side == t:
             _read_window(batch, grid, x0, y0, t, out[k])
             continue
-        big = (
-            np.empty((side, side, batch.shape[-1]), batch.dtype)
-            if isinstance(batch, np.ndarray)
-            else batch.new_empty((side, side, batch.shape[-1]))
-        )
+        big = _empty_like(batch, (side, side, batch.shape[-1]))
         _read_window(batch, grid, x0, y0, side, big)
         out[k] = _downscale(big, t)
     return out
+
+
+def _empty_like(batch: Any, shape: tuple[int, ...]) -> Any:
+    """An uninitialised array of `shape` with the batch's dtype: numpy, or a tensor on the batch's device."""
+    return np.empty(shape, batch.dtype) if isinstance(batch, np.ndarray) else batch.new_empty(shape)
 
 
 def covered_share(piece: np.ndarray, cover: np.ndarray) -> np.ndarray:
